@@ -1,0 +1,45 @@
+# pushpipe: run `make help` for the targets.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help setup up down status demo test unit ci bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@command -v java >/dev/null || (apt-get update && apt-get install -y openjdk-17-jre-headless)
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) ## create .venv with pushpipe and its pinned dependencies
+
+up: setup ## install and start Kafka, Elasticsearch, ClickHouse, the simulators and the three Flink jobs
+	$(BIN)/pushpipe up
+
+down: setup ## stop everything
+	$(BIN)/pushpipe down
+
+status: setup ## component, version, address, health
+	$(BIN)/pushpipe status
+
+demo: setup ## README command 1: the whole pipeline on embedded defaults, with real pushes and analytics
+	$(BIN)/pushpipe demo
+
+test: setup ## README command 2 (what CI runs): unit tests, then the end-to-end tests through the real stack
+	$(BIN)/python -m pytest -v --durations=15
+
+unit: setup ## only the tests that need no services
+	$(BIN)/python -m pytest -v -m "not stack"
+
+ci: test ## exactly what CI runs
+
+bench: setup ## bench/e2e.py: throughput and latency through the real stack
+	$(BIN)/python bench/e2e.py
+
+clean: down ## stop everything and remove .venv (downloads stay in ~/.pushpipe/cache)
+	rm -rf $(VENV)

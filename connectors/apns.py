@@ -1,0 +1,314 @@
+"""Apple APNs provider API adapter: HTTP/2, token (JWT ES256) auth, one request per device token.
+
+Pure parts (payload, headers, response classification, provider token) are separate from the
+transport so they can be tested without a network. See /work/shared/VENDORS.md section 1.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple
+from urllib.parse import quote
+
+import httpx
+import jwt
+from cryptography.hazmat.primitives import serialization
+
+from connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
+
+PRODUCTION_URL = "https://api.push.apple.com"
+SANDBOX_URL = "https://api.sandbox.push.apple.com"
+MAX_PAYLOAD_BYTES = 4096
+MAX_COLLAPSE_ID_BYTES = 64
+PRIORITY = {"high": "10", "normal": "5", "low": "1"}
+DEAD_TOKEN_REASONS = frozenset({"Unregistered", "ExpiredToken", "BadDeviceToken", "DeviceTokenNotForTopic"})
+_APNS_ID_NAMESPACE = uuid.UUID("6f1c2a52-9a4e-4f59-8f0c-2d7f4c7e0b11")
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class ApnsConfig:
+    """One Team ID + key pair (Apple counts token refreshes per team, so one adapter per key)."""
+
+    vendor: ClassVar[Vendor] = Vendor.APNS
+
+    team_id: str
+    key_id: str
+    p8_key: Secret | str  # PEM text or a path to AuthKey_<kid>.p8; stored as Secret
+    topic: str  # default bundle id when Notification.topic is empty
+    base_url: str = PRODUCTION_URL
+    sandbox_url: str = SANDBOX_URL
+    verify: str | bool = True  # CA bundle path, True (system CAs) or False
+    timeout_s: float = 10.0
+    max_streams: int = 100  # concurrent requests (HTTP/2 streams) per adapter
+    max_batch: int = 1000
+    token_refresh_s: float = 50 * 60
+
+    def __post_init__(self) -> None:
+        if isinstance(self.p8_key, str):
+            object.__setattr__(self, "p8_key", Secret(self.p8_key))
+        for name in ("team_id", "key_id"):
+            value = getattr(self, name)
+            if len(value) != 10 or not value.isalnum():
+                raise ValueError(f"{name} must be 10 alphanumeric characters, got {value!r}")
+        if not self.topic:
+            raise ValueError("topic (bundle id) is required")
+        if self.timeout_s <= 0 or self.max_streams < 1 or self.max_batch < 1:
+            raise ValueError("timeout_s, max_streams and max_batch must be positive")
+        if not 20 * 60 <= self.token_refresh_s < 60 * 60:
+            raise ValueError("token_refresh_s must be within [20 min, 60 min) per Apple's rules")
+
+    def private_pem(self) -> str:
+        raw = self.p8_key.reveal() if isinstance(self.p8_key, Secret) else self.p8_key
+        return raw if raw.lstrip().startswith("-----BEGIN") else Path(raw).read_text()
+
+    def url_for(self, environment: str) -> str:
+        return self.sandbox_url if environment == "sandbox" else self.base_url
+
+    @classmethod
+    def from_credentials(cls, path: Path, **overrides: Any) -> ApnsConfig:
+        """Load {team_id, key_id, key_path, topic} JSON (as the simulator writes it)."""
+        creds = json.loads(Path(path).read_text())
+        fields = {"team_id": creds["team_id"], "key_id": creds["key_id"],
+                  "p8_key": creds["key_path"], "topic": creds["topic"]}
+        return cls(**{**fields, **overrides})
+
+
+class InvalidNotification(ValueError):
+    """The notification cannot be sent to APNs at all; `reason` uses APNs' reason names."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+class ApnsRequest(NamedTuple):
+    path: str
+    headers: dict[str, str]  # without authorization
+    body: bytes
+
+
+# ---- pure builders ---------------------------------------------------------------------------
+
+def is_alert(n: Notification) -> bool:
+    return bool(n.title or n.body)
+
+
+def build_payload(n: Notification) -> dict[str, Any]:
+    """aps + custom data at top level; alerts carry mutable-content so the app can ack receipt."""
+    aps: dict[str, Any]
+    if is_alert(n):
+        aps = {"alert": {"title": n.title, "body": n.body}, "sound": "default", "mutable-content": 1}
+        if n.category:
+            aps["category"] = n.category
+    else:
+        aps = {"content-available": 1}
+    return {**n.data, "msg_id": n.msg_id, "aps": aps}
+
+
+def encode_payload(n: Notification) -> bytes:
+    body = json.dumps(build_payload(n), separators=(",", ":"), ensure_ascii=False).encode()
+    if len(body) > MAX_PAYLOAD_BYTES:
+        raise InvalidNotification("PayloadTooLarge", f"{len(body)} > {MAX_PAYLOAD_BYTES} bytes")
+    return body
+
+
+def apns_id(msg_id: str, token: str) -> str:
+    """Stable per (message, token), so a retried send carries the same apns-id."""
+    return str(uuid.uuid5(_APNS_ID_NAMESPACE, f"{msg_id}/{token}"))
+
+
+def build_headers(n: Notification, token: str, now: float) -> dict[str, str]:
+    if not n.topic:
+        raise InvalidNotification("MissingTopic")
+    if len(n.collapse_id.encode()) > MAX_COLLAPSE_ID_BYTES:
+        raise InvalidNotification("BadCollapseId", f"over {MAX_COLLAPSE_ID_BYTES} bytes")
+    alert = is_alert(n)
+    headers = {
+        "apns-push-type": "alert" if alert else "background",
+        "apns-topic": n.topic,
+        "apns-priority": PRIORITY[n.priority] if alert else "5",  # Apple: background must be 5
+        "apns-expiration": "0" if n.ttl_s == 0 else str(int(now) + n.ttl_s),
+        "apns-id": apns_id(n.msg_id, token),
+    }
+    if n.collapse_id:
+        headers["apns-collapse-id"] = n.collapse_id
+    return headers
+
+
+def device_path(token: str) -> str:
+    return f"/3/device/{quote(token, safe='')}"
+
+
+def build_apns_request(n: Notification, token: str, now: float | None = None) -> ApnsRequest:
+    """(path, headers without authorization, body); raises InvalidNotification."""
+    stamp = time.time() if now is None else now
+    return ApnsRequest(device_path(token), build_headers(n, token, stamp), encode_payload(n))
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Retry-After as delay-seconds or an HTTP date; None if absent or unparsable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError):
+        return None
+
+
+def _reason(body: bytes) -> str:
+    try:
+        return str(json.loads(body).get("reason", ""))
+    except (ValueError, AttributeError):
+        return body[:200].decode(errors="replace")
+
+
+def outcome_for(status: int, reason: str) -> Outcome:
+    if status == 200:
+        return Outcome.ACCEPTED
+    if status == 410 or reason in DEAD_TOKEN_REASONS:
+        return Outcome.INVALID_TOKEN
+    if status == 429:
+        return Outcome.THROTTLED
+    if status >= 500 or reason == "ExpiredProviderToken":  # we refresh the JWT; a retry succeeds
+        return Outcome.UNAVAILABLE
+    return Outcome.REJECTED
+
+
+def classify_response(token: str, status: int, headers: Mapping[str, str], body: bytes,
+                      now: float) -> TokenResult:
+    reason = "" if status == 200 else _reason(body)
+    return TokenResult(
+        token=token,
+        outcome=outcome_for(status, reason),
+        code=str(status),
+        reason=reason,
+        retry_after_s=parse_retry_after(headers.get("retry-after"), now),
+        vendor_msg_id=headers.get("apns-id", ""),
+    )
+
+
+# ---- provider token --------------------------------------------------------------------------
+
+class ProviderToken:
+    """The cached ES256 JWT: minted on first use, re-minted after refresh_s or when invalidated."""
+
+    def __init__(self, team_id: str, key_id: str, private_pem: str, *, clock: Clock,
+                 refresh_s: float) -> None:
+        self._key = serialization.load_pem_private_key(private_pem.encode(), password=None)
+        self._team_id, self._key_id = team_id, key_id
+        self._clock, self._refresh_s = clock, refresh_s
+        self._token, self._issued_at = "", 0.0
+
+    @property
+    def issued_at(self) -> float:
+        return self._issued_at
+
+    def get(self) -> str:
+        now = self._clock()
+        age = now - self._issued_at
+        if not self._token or age >= self._refresh_s or age < 0:
+            self._mint(now)
+        return self._token
+
+    def invalidate(self, stale: str) -> bool:
+        """Drop `stale` if it is still current (many in-flight 403s cause one refresh)."""
+        if stale != self._token:
+            return False
+        self._token = ""
+        return True
+
+    def _mint(self, now: float) -> None:
+        claims = {"iss": self._team_id, "iat": int(now)}
+        self._token = jwt.encode(claims, self._key, algorithm="ES256", headers={"kid": self._key_id})
+        self._issued_at = now
+
+
+# ---- transport -------------------------------------------------------------------------------
+
+def _ssl_verify(verify: str | bool) -> ssl.SSLContext | bool:
+    return ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+
+
+def _transport_failure(token: str, exc: httpx.HTTPError) -> TokenResult:
+    code = "timeout" if isinstance(exc, httpx.TimeoutException) else "transport"
+    reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return TokenResult(token, Outcome.UNAVAILABLE, code, reason)
+
+
+@dataclass
+class _Session:
+    """Everything open() creates and aclose() releases."""
+
+    client: httpx.AsyncClient
+    streams: asyncio.Semaphore
+    jwt: ProviderToken
+
+
+class ApnsAdapter:
+    """VendorAdapter for APNs. One long-lived HTTP/2 client; at most max_streams requests in flight."""
+
+    vendor = Vendor.APNS
+
+    def __init__(self, config: ApnsConfig, *, clock: Clock = time.time) -> None:
+        self.config = config
+        self.max_batch = config.max_batch
+        self._clock = clock
+        self._session: _Session | None = None
+
+    @property
+    def provider_token(self) -> ProviderToken | None:
+        return self._session.jwt if self._session else None
+
+    async def open(self) -> None:
+        c = self.config
+        token = ProviderToken(c.team_id, c.key_id, c.private_pem(), clock=self._clock,
+                              refresh_s=c.token_refresh_s)
+        client = httpx.AsyncClient(http2=True, verify=_ssl_verify(c.verify),
+                                   timeout=httpx.Timeout(c.timeout_s))
+        self._session = _Session(client, asyncio.Semaphore(c.max_streams), token)
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.client.aclose()
+
+    async def send(self, notification: Notification, tokens: list[str]) -> list[TokenResult]:
+        if self._session is None:
+            raise RuntimeError("ApnsAdapter.send() before open()")
+        n = notification if notification.topic else replace(notification, topic=self.config.topic)
+        try:
+            build_headers(n, "", 0.0)  # validate topic and collapse id once
+            body = encode_payload(n)
+        except InvalidNotification as exc:
+            return [TokenResult(t, Outcome.REJECTED, reason=exc.reason) for t in tokens]
+        base = self.config.url_for(n.environment)
+        session = self._session
+        return list(await asyncio.gather(*(self._send_one(session, base, n, t, body) for t in tokens)))
+
+    async def _send_one(self, s: _Session, base: str, n: Notification, token: str,
+                        body: bytes) -> TokenResult:
+        headers = build_headers(n, token, self._clock())
+        async with s.streams:
+            bearer = s.jwt.get()
+            headers["authorization"] = f"bearer {bearer}"
+            try:
+                resp = await s.client.post(base + device_path(token), headers=headers, content=body)
+            except httpx.HTTPError as exc:
+                return _transport_failure(token, exc)
+        result = classify_response(token, resp.status_code, resp.headers, resp.content, self._clock())
+        if result.reason == "ExpiredProviderToken":
+            s.jwt.invalidate(bearer)
+        return result

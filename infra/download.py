@@ -1,0 +1,86 @@
+"""Cached HTTPS downloads (Maven Central first of all) with a progress line on stderr."""
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+MAVEN_CENTRAL = "https://repo1.maven.org/maven2"
+_CHUNK = 1 << 20
+_TIMEOUT_S = 60
+
+
+def maven_url(group: str, artifact: str, version: str, ext: str = "jar", classifier: str | None = None) -> str:
+    """URL of one artifact on Maven Central, e.g. maven_url("org.apache.kafka", "kafka_2.13", "4.1.1")."""
+    suffix = f"-{classifier}" if classifier else ""
+    return f"{MAVEN_CENTRAL}/{group.replace('.', '/')}/{artifact}/{version}/{artifact}-{version}{suffix}.{ext}"
+
+
+def fetch(url: str, dest: Path) -> Path:
+    """Download url to dest unless dest already exists; atomic (temp file + rename), sha1-checked on Maven."""
+    dest = Path(dest)
+    if dest.exists():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    expected = _expected_sha1(url)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            actual = _stream(url, out, dest.name)
+        if expected and actual != expected:
+            raise RuntimeError(f"sha1 mismatch for {url}: expected {expected}, got {actual}")
+        tmp.chmod(0o644)  # mkstemp creates 0600
+        tmp.replace(dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+def _expected_sha1(url: str) -> str | None:
+    """The published .sha1 next to a Maven artifact, or None when there is none."""
+    if not url.startswith(MAVEN_CENTRAL):
+        return None
+    try:
+        with urllib.request.urlopen(url + ".sha1", timeout=_TIMEOUT_S) as resp:
+            text = resp.read().decode("ascii", "replace").strip()
+    except urllib.error.HTTPError as err:
+        if err.code == 404:
+            return None
+        raise
+    # Some .sha1 files hold "<hash>  <filename>"; only the hash matters.
+    return text.split()[0].lower() if text else None
+
+
+def _stream(url: str, out, label: str) -> str:
+    """Copy the response body into out, drawing progress on stderr; return the body's sha1."""
+    digest = hashlib.sha1()
+    with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as resp:
+        total = int(resp.headers.get("Content-Length") or 0)
+        done, last_draw = 0, 0.0
+        while chunk := resp.read(_CHUNK):
+            out.write(chunk)
+            digest.update(chunk)
+            done += len(chunk)
+            now = time.monotonic()
+            if now - last_draw > 0.5:
+                _progress(label, done, total)
+                last_draw = now
+        _progress(label, done, total)
+        sys.stderr.write("\n")
+    return digest.hexdigest()
+
+
+def _progress(label: str, done: int, total: int) -> None:
+    mb = done / 1e6
+    if total:
+        line = f"  {label}: {100 * done / total:5.1f}%  {mb:7.1f} / {total / 1e6:.1f} MB"
+    else:
+        line = f"  {label}: {mb:7.1f} MB"
+    sys.stderr.write("\r" + line)
+    sys.stderr.flush()

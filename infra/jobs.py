@@ -1,0 +1,62 @@
+"""The three PyFlink jobs, each a process running its own local Flink mini-cluster.
+
+Each mini-cluster serves Flink's REST API and web UI on its own port, which is how health
+is read. For a standalone Flink cluster, submit the same modules with
+`flink run -pyexec <venv python> -py jobs/<job>.py`.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import httpx
+
+from infra import process
+from infra.service import Health
+from pushpipe.config import JOBS, Settings
+
+
+@dataclass(frozen=True)
+class FlinkJob:
+    job: str
+
+    @property
+    def name(self) -> str:
+        return f"job-{self.job}"
+
+    @property
+    def version(self) -> str:
+        from infra.flink import FLINK_VERSION
+
+        return f"PyFlink {FLINK_VERSION}"
+
+    def address(self, settings: Settings) -> str:
+        return f"http://127.0.0.1:{settings.flink_rest_port(self.job)}"
+
+    def install(self, settings: Settings) -> None:
+        from infra.flink import connector_jars
+
+        connector_jars(settings)
+
+    def start(self, settings: Settings) -> None:
+        if process.is_running(settings, self.name):
+            return
+        process.start(settings, self.name, [sys.executable, "-m", f"jobs.{self.job}"])
+        process.wait_until(lambda: self.health(settings).ok, 180, f"Flink job {self.job}", settings=settings, name=self.name)
+
+    def stop(self, settings: Settings) -> None:
+        process.stop(settings, self.name)
+
+    def health(self, settings: Settings) -> Health:
+        if not process.is_running(settings, self.name):
+            return Health(False, "not running")
+        try:
+            jobs = httpx.get(f"{self.address(settings)}/jobs/overview", timeout=2).json()["jobs"]
+        except (httpx.HTTPError, ValueError, KeyError):
+            return Health(False, "starting")
+        states = sorted({j["state"] for j in jobs}) or ["no job"]
+        return Health(states == ["RUNNING"], ",".join(states))
+
+
+def all_jobs() -> list[FlinkJob]:
+    return [FlinkJob(job) for job in JOBS]

@@ -1,0 +1,198 @@
+"""Background processes owned by pushpipe: one folder per service under settings.run_dir.
+
+run_dir/<name>/<name>.pid holds the pid of the process-group leader (started with
+start_new_session, so the group id equals it) and run_dir/<name>/<name>.log its output.
+"""
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from pushpipe.config import Settings
+
+_LOG_TAIL_LINES = 40
+
+
+def service_dir(settings: Settings, name: str) -> Path:
+    """run_dir/<name>, created on demand."""
+    path = settings.run_dir / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def pid_file(settings: Settings, name: str) -> Path:
+    return service_dir(settings, name) / f"{name}.pid"
+
+
+def log_file(settings: Settings, name: str) -> Path:
+    return service_dir(settings, name) / f"{name}.log"
+
+
+def read_pid(settings: Settings, name: str) -> int | None:
+    """The recorded pid, or None if there is no pid file or it is unreadable."""
+    try:
+        return int(pid_file(settings, name).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); treat it as dead (it can be our own unreaped child).
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def is_running(settings: Settings, name: str) -> bool:
+    """True while the process recorded in the pid file is alive."""
+    pid = read_pid(settings, name)
+    return pid is not None and _alive(pid)
+
+
+def start(
+    settings: Settings,
+    name: str,
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    user: str | None = None,
+) -> int:
+    """Start argv detached from the caller (own session and process group); return its pid.
+
+    stdout and stderr are appended to the log file; the pid goes to the pid file.
+    With user (needs root), the process runs as that user and its group.
+    """
+    log = log_file(settings, name)
+    with log.open("ab") as out:
+        out.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(argv)}\n".encode())
+        out.flush()
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=cwd or service_dir(settings, name),
+            start_new_session=True,
+            close_fds=True,
+            user=user,
+            group=_primary_group(user) if user else None,
+            extra_groups=[] if user else None,
+        )
+    pid_file(settings, name).write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+def _primary_group(user: str) -> int:
+    return pwd.getpwnam(user).pw_gid
+
+
+def stop(settings: Settings, name: str, timeout: float = 30.0) -> bool:
+    """SIGTERM the process group, SIGKILL it after timeout; True if something was running."""
+    pid = read_pid(settings, name)
+    if pid is None:
+        return False
+    running = _alive(pid)
+    if running:
+        _signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _alive(pid) and time.monotonic() < deadline:
+            _reap(pid)
+            time.sleep(0.2)
+        if _alive(pid):
+            _signal_group(pid, signal.SIGKILL)
+            while _alive(pid) and time.monotonic() < deadline + 10:
+                _reap(pid)
+                time.sleep(0.1)
+        _reap(pid)
+    pid_file(settings, name).unlink(missing_ok=True)
+    return running
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        os.kill(pid, sig)
+
+
+def _reap(pid: int) -> None:
+    """Collect our own child's exit status so it does not linger as a zombie."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def log_tail(settings: Settings, name: str, lines: int = _LOG_TAIL_LINES) -> str:
+    """The last lines of the service's log file ('' if none)."""
+    try:
+        text = log_file(settings, name).read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class ServiceFailed(RuntimeError):
+    """A service did not become healthy; the message carries its log tail."""
+
+
+def wait_until(
+    check: Callable[[], bool],
+    timeout: float,
+    what: str,
+    *,
+    settings: Settings | None = None,
+    name: str | None = None,
+    interval: float = 0.5,
+) -> None:
+    """Poll check() until it returns True; raise ServiceFailed after timeout.
+
+    With settings and name, also fail fast when the service process dies, and put the
+    tail of its log into the error.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except Exception:  # a check that cannot connect yet simply means "not yet"
+            pass
+        died = settings is not None and name is not None and not is_running(settings, name)
+        if died or time.monotonic() > deadline:
+            reason = "exited" if died else f"not ready after {timeout:.0f}s"
+            raise ServiceFailed(_failure_message(what, reason, settings, name))
+        time.sleep(interval)
+
+
+def _failure_message(what: str, reason: str, settings: Settings | None, name: str | None) -> str:
+    message = f"{what}: {reason}"
+    if settings is not None and name is not None:
+        message += f"\n--- last lines of {log_file(settings, name)}:\n{log_tail(settings, name)}"
+    return message
+
+
+def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
+    """True if a TCP connection to host:port succeeds."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False

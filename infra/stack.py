@@ -1,0 +1,64 @@
+"""The whole local stack in start order: services first, then the three Flink jobs."""
+from __future__ import annotations
+
+import sys
+import time
+
+from infra.clickhouse import ClickHouse
+from infra.elasticsearch import Elasticsearch
+from infra.jobs import all_jobs
+from infra.kafka import Kafka, ensure_topics
+from infra.service import Service
+from infra.simulators import Simulators
+from pushpipe.config import Settings
+
+
+def services() -> list[Service]:
+    return [Kafka(), Elasticsearch(), ClickHouse(), Simulators()]
+
+
+def components(with_jobs: bool = True) -> list[Service]:
+    return services() + (list(all_jobs()) if with_jobs else [])
+
+
+def say(message: str) -> None:
+    print(f"[pushpipe] {message}", file=sys.stderr, flush=True)
+
+
+def up(settings: Settings, with_jobs: bool = True) -> None:
+    """Install and start everything (idempotent: healthy components are left as they are)."""
+    started = time.monotonic()
+    for component in services():
+        say(f"{component.name}: install")
+        component.install(settings)
+    for component in services():
+        say(f"{component.name}: start")
+        component.start(settings)
+    ensure_topics(settings)
+    if with_jobs:
+        for job in all_jobs():
+            say(f"{job.name}: start")
+            job.install(settings)
+            job.start(settings)
+    say(f"stack up in {time.monotonic() - started:.1f}s")
+
+
+def down(settings: Settings) -> None:
+    for component in reversed(components()):
+        say(f"{component.name}: stop")
+        component.stop(settings)
+
+
+def status_rows(settings: Settings) -> list[tuple[str, str, str, str]]:
+    rows = []
+    for component in components():
+        health = component.health(settings)
+        state = ("up" if health.ok else "DOWN") + (f" ({health.detail})" if health.detail else "")
+        rows.append((component.name, component.version, component.address(settings), state))
+    return rows
+
+
+def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip()
+    return "\n".join([line(header), line(tuple("-" * w for w in widths)), *map(line, rows)])

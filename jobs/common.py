@@ -1,0 +1,144 @@
+"""What every PyFlink job shares: the environment, Kafka sources and sinks, the DLQ.
+
+Kafka values cross into Python as raw bytes (ByteArraySchema) and are decoded by the one
+codec (`schemas.codec`), so a malformed record becomes a DeadLetter instead of a failure.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from pyflink.common import Configuration, Types, WatermarkStrategy
+from pyflink.common.serialization import ByteArraySchema
+from pyflink.datastream import DataStream, OutputTag, StreamExecutionEnvironment
+from pyflink.datastream.connectors.base import DeliveryGuarantee, Sink
+from pyflink.java_gateway import get_gateway
+from pyflink.datastream.connectors.kafka import (
+    KafkaOffsetResetStrategy,
+    KafkaOffsetsInitializer,
+    KafkaRecordSerializationSchema,
+    KafkaSink,
+    KafkaSource,
+)
+
+from infra.flink import pipeline_jars
+from pushpipe.config import Settings
+from schemas import codec
+
+BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
+DLQ = OutputTag("dlq", BYTES)
+log = logging.getLogger("pushpipe.jobs")
+
+
+def checkpoint_dir(settings: Settings, job: str) -> Path:
+    return settings.run_dir / "checkpoints" / job
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    """The newest completed checkpoint (one with _metadata) under a job's checkpoint dir."""
+    done = [m.parent for m in directory.glob("*/chk-*/_metadata")]
+    return max(done, key=lambda p: p.stat().st_mtime) if done else None
+
+
+def flink_config(settings: Settings, job: str) -> Configuration:
+    config = Configuration()
+    chk = checkpoint_dir(settings, job)
+    values = {
+        "pipeline.name": job,
+        "pipeline.jars": pipeline_jars(settings),
+        "python.executable": sys.executable,
+        "python.client.executable": sys.executable,
+        "python.fn-execution.bundle.time": "20",
+        "execution.checkpointing.interval": f"{settings.checkpoint_interval_ms}ms",
+        "execution.checkpointing.dir": chk.as_uri(),
+        "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
+        "execution.checkpointing.num-retained": "2",
+        "restart-strategy.type": "exponential-delay",
+        "rest.bind-address": "127.0.0.1",
+        "rest.port": str(settings.flink_rest_port(job)),
+    }
+    restore = latest_checkpoint(chk)
+    if restore is not None:
+        values["execution.state-recovery.path"] = str(restore)
+        log.info("%s resumes from %s", job, restore)
+    for key, value in values.items():
+        config.set_string(key, value)
+    return config
+
+
+def environment(settings: Settings, job: str) -> StreamExecutionEnvironment:
+    env = StreamExecutionEnvironment.get_execution_environment(flink_config(settings, job))
+    env.set_parallelism(1)
+    return env
+
+
+def kafka_source(env: StreamExecutionEnvironment, settings: Settings, topic: str, group: str) -> DataStream:
+    """Raw values of a topic, from the group's committed offsets (earliest the first time)."""
+    source = (
+        KafkaSource.builder()
+        .set_bootstrap_servers(settings.kafka_bootstrap)
+        .set_topics(topic)
+        .set_group_id(group)
+        .set_starting_offsets(KafkaOffsetsInitializer.committed_offsets(KafkaOffsetResetStrategy.EARLIEST))
+        .set_value_only_deserializer(ByteArraySchema())
+        .set_property("partition.discovery.interval.ms", "10000")
+        .set_property("commit.offsets.on.checkpoint", "true")
+        .build()
+    )
+    return env.from_source(source, WatermarkStrategy.no_watermarks(), f"kafka:{topic}")
+
+
+def kafka_sink(settings: Settings, topic: str) -> KafkaSink:
+    serializer = (
+        KafkaRecordSerializationSchema.builder()
+        .set_topic(topic)
+        .set_value_serialization_schema(ByteArraySchema())
+        .build()
+    )
+    return (
+        KafkaSink.builder()
+        .set_bootstrap_servers(settings.kafka_bootstrap)
+        .set_record_serializer(serializer)
+        .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
+        .set_property("linger.ms", "5")
+        .set_property("compression.type", "lz4")
+        .build()
+    )
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def dead_letter(job: str, topic: str, payload: bytes, error: str, reason: str, **ids: Any) -> tuple:
+    """A side-output element carrying an encoded DeadLetter."""
+    record = codec.new_record(
+        "DeadLetter", job=job, source_topic=topic, reason=reason, error=error, payload=bytes(payload or b""), ts=now_ms(), **ids
+    )
+    return DLQ, codec.encode("DeadLetter", record)
+
+
+def decode_or_dlq(job: str, topic: str, name: str, payload: bytes) -> Iterator[Any]:
+    """Yield the decoded record, or a DLQ side output with the reason."""
+    try:
+        yield codec.decode(name, bytes(payload))
+    except codec.BadRecord as bad:
+        log.warning("%s: dead-lettered a %s record: %s", job, topic, bad.reason)
+        yield dead_letter(job, topic, payload, bad.error, bad.reason)
+
+
+def sink_dlq(stream: DataStream, settings: Settings) -> None:
+    stream.get_side_output(DLQ).sink_to(kafka_sink(settings, settings.topics.dlq)).name("dlq")
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+def discard(stream: DataStream) -> None:
+    """Ends a stream whose operator works by side effect (Flink drops operators without a sink)."""
+    j_sink = get_gateway().jvm.org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink()
+    stream.sink_to(Sink(j_sink)).name("discard")

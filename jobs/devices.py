@@ -1,0 +1,37 @@
+"""Pure device-directory logic: the devices of one (app, pin), kept as Flink keyed state."""
+from __future__ import annotations
+
+from typing import Any
+
+Device = dict[str, Any]
+Devices = dict[str, Device]  # token -> device
+
+REMOVING = {"unbind", "deregister", "invalid_token"}
+DEVICE_FIELDS = ("vendor", "platform", "environment", "brand", "model", "os_version", "app_version", "locale", "timezone")
+
+
+def apply_event(devices: Devices, event: dict[str, Any]) -> Devices:
+    """The pin's devices after one DeviceEvent (a new dict; the input is not changed)."""
+    devices = dict(devices)
+    token, kind = event["token"], event["kind"]
+    if event.get("previous_token"):
+        devices.pop(event["previous_token"], None)  # token refresh replaces the old token
+    if kind in REMOVING:
+        devices.pop(token, None)
+    elif kind in ("switch_on", "switch_off"):
+        if token in devices:
+            devices[token] = {**devices[token], "enabled": kind == "switch_on"}
+    else:  # bind, report
+        known = devices.get(token, {"enabled": True})
+        devices[token] = {**known, **{f: event[f] for f in DEVICE_FIELDS}, "updated_at": event["ts"]}
+    return devices
+
+
+def tokens_by_vendor(devices: Devices, environment: str) -> dict[str, list[str]]:
+    """Enabled tokens of the request's environment, grouped by vendor (sorted for stable batches)."""
+    grouped: dict[str, list[str]] = {}
+    for token in sorted(devices):
+        device = devices[token]
+        if device["enabled"] and device["environment"] == environment:
+            grouped.setdefault(device["vendor"], []).append(token)
+    return grouped

@@ -1,0 +1,66 @@
+"""Settings for every component, read once from PUSHPIPE_* environment variables.
+
+Defaults describe the embedded stack that `pushpipe up` starts on loopback.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"PUSHPIPE_{name.upper()}", default)
+
+
+JOBS = ("fanout", "dispatch", "analytics")
+
+
+@dataclass(frozen=True)
+class Topics:
+    requests: str = "push.requests"
+    device_events: str = "device.events"
+    dispatch: str = "push.dispatch"
+    results: str = "push.results"
+    receipts: str = "push.receipts"
+    dlq: str = "push.dlq"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = field(default_factory=lambda: Path(_env("home", str(Path.home() / ".pushpipe"))))
+    kafka_bootstrap: str = field(default_factory=lambda: _env("kafka_bootstrap", "127.0.0.1:19092"))
+    kafka_partitions: int = field(default_factory=lambda: int(_env("kafka_partitions", "4")))
+    es_url: str = field(default_factory=lambda: _env("es_url", "http://127.0.0.1:19200"))
+    es_index: str = field(default_factory=lambda: _env("es_index", "pushpipe-messages"))
+    # "embedded" (chDB owned by the chstore process) or "server" (clickhouse-connect)
+    clickhouse_mode: str = field(default_factory=lambda: _env("clickhouse_mode", "embedded"))
+    clickhouse_url: str = field(default_factory=lambda: _env("clickhouse_url", "http://127.0.0.1:18123"))
+    clickhouse_database: str = field(default_factory=lambda: _env("clickhouse_database", "pushpipe"))
+    simulator_url: str = field(default_factory=lambda: _env("simulator_url", "https://127.0.0.1:18443"))
+    simulator_admin_url: str = field(default_factory=lambda: _env("simulator_admin_url", "http://127.0.0.1:18444"))
+    batch_size: int = field(default_factory=lambda: int(_env("batch_size", "500")))
+    flink_rest_port_base: int = field(default_factory=lambda: int(_env("flink_rest_port_base", "18081")))
+    checkpoint_interval_ms: int = field(default_factory=lambda: int(_env("checkpoint_interval_ms", "5000")))
+    topics: Topics = field(default_factory=Topics)
+
+    @property
+    def cache_dir(self) -> Path:
+        """Downloads (jars, zips) kept across `down`/`up`."""
+        return self.home / "cache"
+
+    @property
+    def run_dir(self) -> Path:
+        """Data, logs and pid files of running services."""
+        return self.home / "run"
+
+    def flink_rest_port(self, job: str) -> int:
+        """Web UI / REST port of a job's mini-cluster (fanout, dispatch, analytics)."""
+        return self.flink_rest_port_base + JOBS.index(job)
+
+    def masked(self) -> dict[str, str]:
+        return {f.name: str(getattr(self, f.name)) for f in fields(self)}
+
+
+def load() -> Settings:
+    return Settings()

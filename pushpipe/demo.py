@@ -1,0 +1,106 @@
+"""`pushpipe demo`: register simulated devices, send pushes, show what happened."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+
+from infra import stack
+from pushpipe import observe
+from pushpipe.config import Settings
+from pushpipe.producer import PushProducer, device_event, push_request
+from sinks import clickhouse, elastic
+
+DEMO_APP = "demo-app"
+
+
+def progress(message: str) -> None:
+    print(f"\r[demo] {message}\033[K", end="", file=sys.stderr, flush=True)
+
+
+def register_devices(producer: PushProducer, run: str, pins: int, per_pin: int) -> list[str]:
+    tokens = []
+    for p in range(pins):
+        for d in range(per_pin):
+            token = f"{run}{p:06x}{d:02x}".ljust(64, "0")
+            producer.device_event(device_event(DEMO_APP, f"user-{run}-{p}", token, brand="Apple", model="iPhone15,2"))
+            tokens.append(token)
+    producer.flush()
+    return tokens
+
+
+def send_requests(producer: PushProducer, run: str, pins: int, group_size: int) -> int:
+    """One request per pin, plus pin-list requests of `group_size` pins; returns expected token sends."""
+    for p in range(pins):
+        producer.request(push_request(DEMO_APP, [f"user-{run}-{p}"], "Your order shipped", f"Order {p} is on its way",
+                                      campaign=f"demo-{run}"))
+    for start in range(0, pins, group_size):
+        group = [f"user-{run}-{p}" for p in range(start, min(pins, start + group_size))]
+        producer.request(push_request(DEMO_APP, group, "Flash sale", "20% off today", category="marketing",
+                                      priority="low", campaign=f"demo-{run}"))
+    producer.raw(producer.topics.requests, "garbage", b"this is not avro")
+    producer.flush()
+    return pins * 2
+
+
+def run(settings: Settings, pins: int = 1000, per_pin: int = 3) -> None:
+    stack.up(settings)
+    run_id = uuid.uuid4().hex[:8]
+    producer = PushProducer(settings)
+    tokens = register_devices(producer, run_id, pins, per_pin)
+    print(f"[demo] registered {len(tokens)} devices for {pins} users of app {DEMO_APP}", file=sys.stderr)
+    observe.wait_for(lambda: observe.group_lag(settings, "pushpipe-fanout", settings.topics.device_events) == 0,
+                     120, "fan-out to load the devices", lambda lag: progress("fan-out loading devices..."))
+    started = time.monotonic()
+    expected = send_requests(producer, run_id, pins, 100) * per_pin
+    print(f"\n[demo] sent {pins} single-user pushes and {-(-pins // 100)} pin-list pushes (+1 malformed record)", file=sys.stderr)
+
+    def delivered() -> bool:
+        got = observe.simulator_accepted(settings, run_id)["count"]
+        progress(f"APNs simulator accepted {got}/{expected} notifications ({time.monotonic() - started:.1f}s)")
+        return got >= expected
+
+    observe.wait_for(delivered, 300, "the simulator to accept every notification")
+    print(file=sys.stderr)
+    show_clickhouse(settings, run_id, expected)
+    show_elasticsearch(settings, run_id)
+    print_next_steps(settings)
+
+
+def show_clickhouse(settings: Settings, run_id: str, expected: int) -> None:
+    ch = clickhouse.connect(settings)
+    db = settings.clickhouse_database
+    sql = (f"SELECT vendor, category, uniqExact(msg_id) AS messages, sum(requested) AS requested, sum(sent) AS sent, "
+           f"sum(accepted) AS accepted, sum(failed) AS failed FROM {db}.dispatch_results FINAL "
+           f"WHERE campaign = 'demo-{run_id}' GROUP BY vendor, category ORDER BY category")
+    rows = observe.wait_for(lambda: _complete(ch.rows(sql), expected), 120, "ClickHouse to show every result")
+    print("\nClickHouse (pushpipe.dispatch_results):")
+    header = tuple(rows[0])
+    print(stack.format_table(header, [tuple(str(r[c]) for c in header) for r in rows]))
+
+
+def _complete(rows: list[dict], expected: int) -> list[dict] | None:
+    return rows if sum(int(r["accepted"]) for r in rows) >= expected else None
+
+
+def show_elasticsearch(settings: Settings, run_id: str) -> None:
+    es = elastic.connect(settings)
+    es.indices.refresh(index=settings.es_index)
+    hits = es.search(index=settings.es_index, query={"term": {"campaign": f"demo-{run_id}"}}, size=1,
+                     sort=[{"requested_at": "desc"}])["hits"]["hits"]
+    doc = hits[0]["_source"]
+    doc["outcomes"] = doc["outcomes"][:2] + ([f"... {len(doc['outcomes']) - 2} more"] if len(doc["outcomes"]) > 2 else [])
+    print(f"\nElasticsearch ({settings.es_index}/_doc/{hits[0]['_id']}):")
+    print(json.dumps(doc, indent=2))
+
+
+def print_next_steps(settings: Settings) -> None:
+    db = settings.clickhouse_database
+    print(f"""
+The stack is still running. Next:
+  pushpipe status                                   # components and health
+  pushpipe sql "SELECT * FROM {db}.delivery_per_minute ORDER BY minute DESC LIMIT 10"
+  curl '{settings.clickhouse_url}/?query=SELECT+count()+FROM+{db}.dispatch_results'
+  curl '{settings.es_url}/{settings.es_index}/_search?q=app_id:{DEMO_APP}&size=1&pretty'
+  pushpipe down                                     # stop everything""")

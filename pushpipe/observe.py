@@ -1,0 +1,46 @@
+"""Reading the pipeline from outside: consumer lag, what the simulators accepted, ClickHouse, ES."""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import httpx
+from confluent_kafka import Consumer, TopicPartition
+
+from pushpipe.config import Settings
+
+
+def group_lag(settings: Settings, group: str, topic: str) -> int:
+    """Records of `topic` not yet committed by `group` (the jobs commit on each checkpoint)."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        lag = 0
+        for tp in committed:
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            lag += high - (tp.offset if tp.offset >= 0 else low)
+        return lag
+    finally:
+        consumer.close()
+
+
+def simulator_accepted(settings: Settings, prefix: str) -> dict[str, Any]:
+    """{"count", "unique", "tokens"} accepted by the vendor simulators for tokens with this prefix."""
+    response = httpx.get(f"{settings.simulator_admin_url}/accepted", params={"prefix": prefix}, timeout=10)
+    response.raise_for_status()
+    return response.json()
+
+
+def wait_for(check: Callable[[], Any], timeout_s: float, what: str, progress: Callable[[Any], None] | None = None) -> Any:
+    """Poll until check() returns a truthy value; TimeoutError naming `what` otherwise."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if progress:
+            progress(last)
+        if last:
+            return last
+        time.sleep(0.5)
+    raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what} (last: {last!r})")

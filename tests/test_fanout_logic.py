@@ -1,0 +1,61 @@
+"""Pure fan-out logic: the device directory and request expansion."""
+import pytest
+
+from jobs import devices, requests
+from pushpipe.producer import device_event, push_request
+
+
+def test_bind_report_switch_and_unbind() -> None:
+    state = devices.apply_event({}, device_event("a", "u1", "tok1"))
+    state = devices.apply_event(state, device_event("a", "u1", "tok2", vendor="fcm"))
+    assert devices.tokens_by_vendor(state, "production") == {"apns": ["tok1"], "fcm": ["tok2"]}
+    state = devices.apply_event(state, device_event("a", "u1", "tok1", kind="switch_off"))
+    assert devices.tokens_by_vendor(state, "production") == {"fcm": ["tok2"]}
+    state = devices.apply_event(state, device_event("a", "u1", "tok1", kind="switch_on", brand="Apple"))
+    assert "tok1" in devices.tokens_by_vendor(state, "production")["apns"]
+    state = devices.apply_event(state, device_event("a", "u1", "tok2", kind="invalid_token"))
+    state = devices.apply_event(state, device_event("a", "u1", "tok1", kind="unbind"))
+    assert state == {}
+
+
+def test_token_refresh_replaces_the_old_token() -> None:
+    state = devices.apply_event({}, device_event("a", "u1", "old"))
+    state = devices.apply_event(state, device_event("a", "u1", "new", kind="report", previous_token="old"))
+    assert list(state) == ["new"]
+
+
+def test_environment_is_respected() -> None:
+    state = devices.apply_event({}, device_event("a", "u1", "prod"))
+    state = devices.apply_event(state, device_event("a", "u1", "dev", environment="test"))
+    assert devices.tokens_by_vendor(state, "test") == {"apns": ["dev"]}
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"msg_id": " "}, "msg_id is empty"),
+        ({"app_id": ""}, "app_id is empty"),
+        ({"pins": []}, "needs at least one pin"),
+        ({"target": "pin", "pins": ["a", "b"]}, "exactly one pin"),
+        ({"target": "broadcast"}, "not supported"),
+        ({"notification": {"title": "", "body": "", "data": {}}}, "no title, body or data"),
+    ],
+)
+def test_invalid_requests_have_reasons(change: dict, reason: str) -> None:
+    request = {**push_request("a", ["u1"], "t", "b"), **change}
+    with pytest.raises(requests.InvalidRequest, match=reason):
+        requests.validate(request)
+
+
+def test_batches_carry_the_request_and_are_chunked() -> None:
+    request = push_request("a", ["u1"], "t", "b", ttl_s=60)
+    parts = list(requests.chunks([f"t{i}" for i in range(7)], 3))
+    assert [len(p) for p in parts] == [3, 3, 1]
+    batch = requests.batch(request, "apns", parts[0], now_ms=1)
+    assert batch["msg_id"] == request["msg_id"] and batch["tokens"] == ["t0", "t1", "t2"]
+    assert batch["expires_at"] == request["created_at"] + 60_000
+
+
+def test_pin_without_devices_becomes_a_suppressed_result() -> None:
+    result = requests.no_devices_result(push_request("a", ["u1"], "t", "b"), "u1", now_ms=1)
+    assert result["outcomes"][0]["outcome"] == "suppressed" and result["outcomes"][0]["code"] == "no_devices"

@@ -1,0 +1,99 @@
+"""Real Kafka and Elasticsearch, started through infra's Service classes (left running)."""
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, ConfigResource
+from elasticsearch import Elasticsearch as EsClient
+
+from infra import process
+from infra.elasticsearch import Elasticsearch
+from infra.kafka import DLQ_RETENTION_MS, Kafka, ensure_topics
+from pushpipe.config import Settings, load
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture(scope="module")
+def settings() -> Settings:
+    return load()
+
+
+@pytest.fixture(scope="module")
+def kafka(settings: Settings) -> Kafka:
+    service = Kafka()
+    service.start(settings)
+    ensure_topics(settings)
+    return service
+
+
+@pytest.fixture(scope="module")
+def elasticsearch(settings: Settings) -> Elasticsearch:
+    service = Elasticsearch()
+    service.start(settings)
+    return service
+
+
+@pytest.mark.parametrize("service_fixture", ["kafka", "elasticsearch"])
+def test_second_start_is_a_no_op(request: pytest.FixtureRequest, settings: Settings, service_fixture: str) -> None:
+    service = request.getfixturevalue(service_fixture)
+    pid = process.read_pid(settings, service.name)
+    began = time.monotonic()
+    service.start(settings)
+    assert time.monotonic() - began < 5
+    assert process.read_pid(settings, service.name) == pid
+    assert service.health(settings).ok
+
+
+def test_topics_exist_with_partitions_and_configs(kafka: Kafka, settings: Settings) -> None:
+    ensure_topics(settings)  # idempotent
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    topics = admin.list_topics(timeout=10).topics
+    t = settings.topics
+    for name in (t.requests, t.device_events, t.dispatch, t.results, t.receipts, t.dlq):
+        assert name in topics
+        assert len(topics[name].partitions) == settings.kafka_partitions
+
+    resources = [ConfigResource("topic", t.device_events), ConfigResource("topic", t.dlq)]
+    described = {res.name: future.result() for res, future in admin.describe_configs(resources).items()}
+    assert described[t.device_events]["cleanup.policy"].value == "compact"
+    assert described[t.dlq]["retention.ms"].value == str(DLQ_RETENTION_MS)
+
+
+def test_produce_and_consume_one_message(kafka: Kafka, settings: Settings) -> None:
+    key, topic = uuid.uuid4().hex, settings.topics.requests
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    producer.produce(topic, key=key, value=b"hello")
+    assert producer.flush(30) == 0
+
+    consumer = Consumer({
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "group.id": f"test-infra-{key}",
+        "auto.offset.reset": "earliest",
+    })
+    consumer.subscribe([topic])
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is not None and msg.error() is None and msg.key() == key.encode():
+                assert msg.value() == b"hello"
+                return
+        pytest.fail(f"message {key} not consumed from {topic}")
+    finally:
+        consumer.close()
+
+
+def test_index_and_get_one_document(elasticsearch: Elasticsearch, settings: Settings) -> None:
+    es = EsClient(settings.es_url)
+    index = f"pushpipe-test-{uuid.uuid4().hex[:8]}"
+    try:
+        es.index(index=index, id="1", document={"status": "sent"}, refresh=True)
+        assert es.get(index=index, id="1")["_source"] == {"status": "sent"}
+        es.update(index=index, id="1", doc={"status": "delivered"}, refresh=True)
+        assert es.search(index=index, query={"term": {"status": "delivered"}})["hits"]["total"]["value"] == 1
+    finally:
+        es.indices.delete(index=index, ignore_unavailable=True)
