@@ -33,7 +33,7 @@ from pushpipe.config import Settings
 
 ES_VERSION = "8.19.21"
 JAVA_HOME_DEFAULT = "/usr/lib/jvm/java-17-openjdk-amd64"
-TRANSPORT_PORT = 19300
+TRANSPORT_OFFSET = 100  # transport port = HTTP port + 100 (19300 by default)
 HEAP = ("-Xms512m", "-Xmx1g")
 NAMESPACE_UID = 1000  # the uid Elasticsearch sees inside the user namespace
 FALLBACK_USER = "pushpipe-es"
@@ -120,14 +120,15 @@ class Elasticsearch:
         for sub in ("data", "logs", "tmp"):
             (base / sub).mkdir(exist_ok=True)
         url = urlsplit(settings.es_url)
+        http_port = url.port or 9200
         yml = {
             "cluster.name": "pushpipe",
             "node.name": "pushpipe-1",
             "path.data": str(base / "data"),
             "path.logs": str(base / "logs"),
             "network.host": url.hostname or "127.0.0.1",
-            "http.port": url.port or 9200,
-            "transport.port": TRANSPORT_PORT,
+            "http.port": http_port,
+            "transport.port": http_port + TRANSPORT_OFFSET,
             "discovery.type": "single-node",
             "xpack.security.enabled": "false",
             "xpack.ml.enabled": "false",  # registered by x-pack-core even without the ML module

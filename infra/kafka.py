@@ -89,6 +89,8 @@ class Kafka:
         marker = libs / ".complete"
         if marker.exists():
             return
+        if shutil.which("mvn") is None:
+            raise RuntimeError("Maven (mvn) is needed to resolve Kafka's jars: apt-get install -y maven")
         home = self.home(settings)
         home.mkdir(parents=True, exist_ok=True)
         (home / "pom.xml").write_text(

@@ -42,25 +42,10 @@ def read_pid(settings: Settings, name: str) -> int | None:
         return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie still answers kill(0); treat it as dead (it can be our own unreaped child).
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
 def is_running(settings: Settings, name: str) -> bool:
-    """True while the process recorded in the pid file is alive."""
+    """True while a process of the group recorded in the pid file is alive."""
     pid = read_pid(settings, name)
-    return pid is not None and _alive(pid)
+    return pid is not None and _group_alive(pid)
 
 
 def start(
@@ -103,25 +88,44 @@ def _primary_group(user: str) -> int:
 
 
 def stop(settings: Settings, name: str, timeout: float = 30.0) -> bool:
-    """SIGTERM the process group, SIGKILL it after timeout; True if something was running."""
+    """SIGTERM the process group, SIGKILL it after timeout; True if something was running.
+
+    Returns once every process of the group is gone (children such as a JVM forked by a
+    launcher included), so ports and data-dir locks are free again.
+    """
     pid = read_pid(settings, name)
     if pid is None:
         return False
-    running = _alive(pid)
+    running = _group_alive(pid)
     if running:
         _signal_group(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _alive(pid) and time.monotonic() < deadline:
-            _reap(pid)
-            time.sleep(0.2)
-        if _alive(pid):
+        if not _wait_group_gone(pid, timeout):
             _signal_group(pid, signal.SIGKILL)
-            while _alive(pid) and time.monotonic() < deadline + 10:
-                _reap(pid)
-                time.sleep(0.1)
-        _reap(pid)
+            _wait_group_gone(pid, 10)
     pid_file(settings, name).unlink(missing_ok=True)
     return running
+
+
+def _wait_group_gone(pgid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _group_alive(pgid):
+        _reap(pgid)
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while a live (non-zombie) process belongs to process group pgid."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -39,6 +39,8 @@ class Settings:
     clickhouse_database: str = field(default_factory=lambda: _env("clickhouse_database", "pushpipe"))
     simulator_url: str = field(default_factory=lambda: _env("simulator_url", "https://127.0.0.1:18443"))
     simulator_admin_url: str = field(default_factory=lambda: _env("simulator_admin_url", "http://127.0.0.1:18444"))
+    # JSON: {"apns": {ApnsConfig fields}, ...}; `pushpipe up` writes one for the simulators here
+    vendors_file: Path = field(default_factory=lambda: Path(_env("vendors_file", str(Path(_env("home", str(Path.home() / ".pushpipe"))) / "run" / "vendors.json"))))
     batch_size: int = field(default_factory=lambda: int(_env("batch_size", "500")))
     flink_rest_port_base: int = field(default_factory=lambda: int(_env("flink_rest_port_base", "18081")))
     checkpoint_interval_ms: int = field(default_factory=lambda: int(_env("checkpoint_interval_ms", "5000")))

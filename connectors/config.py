@@ -1,0 +1,57 @@
+"""Vendor credentials and endpoints: one JSON file, `PUSHPIPE_VENDORS_FILE`, validated at job start.
+
+    {"apns": {"team_id": "ABCDE12345", "key_id": "KEY1234567", "p8_key": "/secrets/AuthKey.p8",
+              "topic": "com.example.app", "base_url": "https://api.push.apple.com"}}
+
+On the embedded stack `pushpipe up` writes this file pointing at the vendor simulators.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from connectors.apns import ApnsConfig
+from connectors.base import Vendor, VendorConfig
+from pushpipe.config import Settings
+
+CONFIG_TYPES: dict[Vendor, type] = {Vendor.APNS: ApnsConfig}
+
+
+def parse(document: dict[str, Any]) -> dict[str, VendorConfig]:
+    """Typed configs keyed by vendor name; a ValueError names the vendor that is wrong."""
+    configs: dict[str, VendorConfig] = {}
+    for name, fields in document.items():
+        vendor = Vendor(name)
+        if vendor not in CONFIG_TYPES:
+            raise ValueError(f"vendors file: no adapter for {name!r} yet")
+        try:
+            configs[vendor.value] = CONFIG_TYPES[vendor](**fields)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"vendors file: {name}: {exc}") from exc
+    return configs
+
+
+def vendor_configs(settings: Settings) -> dict[str, VendorConfig]:
+    path = settings.vendors_file
+    if not path.exists():
+        raise FileNotFoundError(f"no vendor configuration at {path} (set PUSHPIPE_VENDORS_FILE or run `pushpipe up`)")
+    return parse(json.loads(path.read_text()))
+
+
+def simulator_vendors(state_dir: Path) -> dict[str, Any]:
+    """The vendors-file document for the simulators whose state (simulators.json) is in state_dir."""
+    sims = json.loads((state_dir / "simulators.json").read_text())
+    document: dict[str, Any] = {}
+    for name, credentials_path in sims["credentials"].items():
+        creds = json.loads(Path(credentials_path).read_text())
+        if name == Vendor.APNS:
+            document[name] = {"team_id": creds["team_id"], "key_id": creds["key_id"], "p8_key": creds["key_path"],
+                              "topic": creds["topic"], "base_url": sims["api_url"], "sandbox_url": sims["api_url"],
+                              "verify": sims["ca_cert"]}
+    return document
+
+
+def write_simulator_vendors(state_dir: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(simulator_vendors(state_dir), indent=2) + "\n")

@@ -1,0 +1,406 @@
+"""Vendor simulators in one process: the vendor APIs over HTTP/2 + TLS, and a plain HTTP admin API.
+
+    python -m simulators.server --state-dir DIR [--host 127.0.0.1 --port 18443 --admin-port 18444]
+
+Each vendor simulator is an ASGI app that claims URL path prefixes on the API port (APNs:
+`/3/device/`) and keeps its own `SimState` (fault config + record of what it received). Adding a
+vendor = one module with a class satisfying `VendorSim`, plus a line in `build_vendors()`.
+
+Admin API (JSON, HTTP/1.1): GET /health, GET /accepted?prefix=&vendor=&payloads=1,
+GET /stats?prefix=&vendor=, GET|POST /config, POST /reset, POST /keys.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+# ---- fault configuration, shared by all vendors -------------------------------------------------
+
+def _rate(v: Any) -> float:
+    f = float(v)
+    if not 0.0 <= f <= 1.0:
+        raise ValueError(f"rate must be within [0, 1], got {v!r}")
+    return f
+
+
+def _non_negative(v: Any) -> float:
+    f = float(v)
+    if f < 0:
+        raise ValueError(f"must be >= 0, got {v!r}")
+    return f
+
+
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError(f"must be true or false, got {v!r}")
+    return v
+
+
+def _tokens(v: Any) -> frozenset[str]:
+    if not isinstance(v, list | tuple | set | frozenset):
+        raise ValueError("must be a list of tokens")
+    return frozenset(str(t) for t in v)
+
+
+_COERCE: dict[str, Callable[[Any], Any]] = {
+    "latency_ms": _non_negative,
+    "throttle_rate": _rate,
+    "unavailable_rate": _rate,
+    "retry_after_s": lambda v: int(_non_negative(v)),
+    "outage": _bool,
+    "quota_per_s": lambda v: int(_non_negative(v)),
+    "unregistered": _tokens,
+    "record_payloads": _bool,
+    "seed": lambda v: None if v is None else int(v),
+}
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    latency_ms: float = 0.0  # added before every API response
+    throttle_rate: float = 0.0  # fraction answered 429 (with Retry-After)
+    unavailable_rate: float = 0.0  # fraction answered 503
+    retry_after_s: int = 1  # Retry-After on 429; 0 = omit the header
+    outage: bool = False  # every request answered 503 until switched off
+    quota_per_s: int = 0  # requests per wall-clock second before 429; 0 = unlimited
+    unregistered: frozenset[str] = frozenset()  # tokens the vendor reports as dead
+    record_payloads: bool = True
+    seed: int | None = None  # for reproducible fault rolls
+
+    def updated(self, changes: Mapping[str, Any]) -> SimConfig:
+        unknown = set(changes) - set(_COERCE)
+        if unknown:
+            raise ValueError(f"unknown config keys {sorted(unknown)}; known: {sorted(_COERCE)}")
+        return replace(self, **{k: _COERCE[k](v) for k, v in changes.items()})
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["unregistered"] = sorted(self.unregistered)
+        return d
+
+
+@dataclass(frozen=True)
+class Accepted:
+    token: str
+    msg_id: str  # the vendor's message id (APNs: apns-id)
+    payload: bytes
+    at: float
+
+
+@dataclass
+class Recorder:
+    accepted: list[Accepted] = field(default_factory=list)
+    received: list[tuple[str, int]] = field(default_factory=list)  # (token, HTTP status)
+
+    def summary(self, prefix: str, payloads: bool) -> dict[str, Any]:
+        hits = [a for a in self.accepted if a.token.startswith(prefix)]
+        out: dict[str, Any] = {"count": len(hits), "unique": len({a.token for a in hits}),
+                               "tokens": [a.token for a in hits]}
+        if payloads:
+            out["records"] = [_record_json(a) for a in hits]
+        return out
+
+    def stats(self, prefix: str) -> dict[str, Any]:
+        statuses = Counter(str(s) for t, s in self.received if t.startswith(prefix))
+        return {"received": sum(statuses.values()), "by_status": dict(statuses)}
+
+
+def _record_json(a: Accepted) -> dict[str, Any]:
+    try:
+        payload: Any = json.loads(a.payload) if a.payload else None
+    except ValueError:
+        payload = a.payload.decode(errors="replace")
+    return {"token": a.token, "msg_id": a.msg_id, "payload": payload, "at": a.at}
+
+
+class SimState:
+    """Fault config, its runtime bits (outage window, quota window, RNG) and the record."""
+
+    def __init__(self, config: SimConfig | None = None) -> None:
+        self.config = config or SimConfig()
+        self.recorder = Recorder()
+        self._rng = random.Random(self.config.seed)
+        self._outage_until = 0.0
+        self._window = (0, 0)  # (second, requests in it)
+
+    def configure(self, changes: Mapping[str, Any], now: float) -> None:
+        """Apply a partial update; `outage_s: N` opens an outage window for N seconds."""
+        changes = dict(changes)
+        outage_s = _non_negative(changes.pop("outage_s", 0))
+        self.config = self.config.updated(changes)
+        if "seed" in changes:
+            self._rng = random.Random(self.config.seed)
+        if outage_s:
+            self._outage_until = now + outage_s
+
+    def reset(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+    def in_outage(self, now: float) -> bool:
+        return self.config.outage or now < self._outage_until
+
+    def roll_unavailable(self) -> bool:
+        return self._rng.random() < self.config.unavailable_rate
+
+    def roll_throttled(self, now: float) -> bool:
+        return self._over_quota(now) or self._rng.random() < self.config.throttle_rate
+
+    def _over_quota(self, now: float) -> bool:
+        if not self.config.quota_per_s:
+            return False
+        second, count = self._window
+        count = count + 1 if int(now) == second else 1
+        self._window = (int(now), count)
+        return count > self.config.quota_per_s
+
+
+# ---- ASGI plumbing -------------------------------------------------------------------------------
+
+class VendorSim(Protocol):
+    name: str
+    prefixes: tuple[str, ...]  # API paths this simulator answers
+    state: SimState
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
+
+    def register_key(self, body: Mapping[str, Any]) -> None:
+        """Register a credential (APNs: team_id, key_id, public_key PEM)."""
+
+
+async def read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def header_map(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+async def respond(send: Send, status: int, body: bytes = b"",
+                  headers: tuple[tuple[str, str], ...] = ()) -> None:
+    raw = [(k.encode(), v.encode()) for k, v in headers]
+    if body:
+        raw.append((b"content-type", b"application/json"))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def respond_json(send: Send, status: int, obj: Any) -> None:
+    await respond(send, status, json.dumps(obj).encode())
+
+
+async def lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+class ApiRouter:
+    """The vendor API port: dispatch by path prefix to the vendor simulator that claims it."""
+
+    def __init__(self, vendors: Mapping[str, VendorSim]) -> None:
+        self._routes = sorted(((p, v) for v in vendors.values() for p in v.prefixes),
+                              key=lambda r: -len(r[0]))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            return await lifespan(receive, send)
+        for prefix, vendor in self._routes:
+            if scope["path"].startswith(prefix):
+                return await vendor(scope, receive, send)
+        await respond_json(send, 404, {"reason": "BadPath"})
+
+
+class AdminApp:
+    """Plain-HTTP JSON control plane for tests and demos."""
+
+    def __init__(self, vendors: Mapping[str, VendorSim], state_dir: Path) -> None:
+        self.vendors = vendors
+        self.state_dir = state_dir
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            return await lifespan(receive, send)
+        body = await read_body(receive)
+        query = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode()).items()}
+        handler = self._routes().get((scope["method"], scope["path"]))
+        if handler is None:
+            return await respond_json(send, 404, {"error": f"no route {scope['method']} {scope['path']}"})
+        try:
+            args = json.loads(body) if body else {}
+            if not isinstance(args, dict):
+                raise ValueError("body must be a JSON object")
+            result = handler({**query, **args})
+        except (ValueError, KeyError, TypeError) as exc:
+            return await respond_json(send, 400, {"error": str(exc)})
+        await respond_json(send, 200, result)
+
+    def _routes(self) -> dict[tuple[str, str], Callable[[dict[str, Any]], Any]]:
+        return {
+            ("GET", "/health"): self.health,
+            ("GET", "/accepted"): self.accepted,
+            ("GET", "/stats"): self.stats,
+            ("GET", "/config"): self.config,
+            ("POST", "/config"): self.configure,
+            ("POST", "/reset"): self.reset,
+            ("POST", "/keys"): self.keys,
+        }
+
+    def _select(self, args: dict[str, Any]) -> list[VendorSim]:
+        name = args.pop("vendor", None)
+        if name is None:
+            return list(self.vendors.values())
+        if name not in self.vendors:
+            raise ValueError(f"unknown vendor {name!r}; have {sorted(self.vendors)}")
+        return [self.vendors[name]]
+
+    def health(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "pid": os.getpid(), "state_dir": str(self.state_dir),
+                "vendors": sorted(self.vendors)}
+
+    def accepted(self, args: dict[str, Any]) -> dict[str, Any]:
+        prefix, payloads = args.pop("prefix", ""), args.pop("payloads", "") in ("1", "true", True)
+        parts = [v.state.recorder.summary(prefix, payloads) for v in self._select(args)]
+        merged: dict[str, Any] = {"count": sum(p["count"] for p in parts),
+                                  "unique": len({t for p in parts for t in p["tokens"]}),
+                                  "tokens": [t for p in parts for t in p["tokens"]]}
+        if payloads:
+            merged["records"] = [r for p in parts for r in p["records"]]
+        return merged
+
+    def stats(self, args: dict[str, Any]) -> dict[str, Any]:
+        prefix = args.pop("prefix", "")
+        total: Counter[str] = Counter()
+        for v in self._select(args):
+            total.update(v.state.recorder.stats(prefix)["by_status"])
+        return {"received": sum(total.values()), "by_status": dict(total)}
+
+    def config(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {v.name: v.state.config.to_json() for v in self._select(args)}
+
+    def configure(self, args: dict[str, Any]) -> dict[str, Any]:
+        targets = self._select(args)
+        for v in targets:
+            v.state.configure(args, time.time())
+        return {v.name: v.state.config.to_json() for v in targets}
+
+    def reset(self, args: dict[str, Any]) -> dict[str, Any]:
+        for v in self._select(args):
+            v.state.reset()
+        return {"ok": True}
+
+    def keys(self, args: dict[str, Any]) -> dict[str, Any]:
+        args.setdefault("vendor", "apns")
+        for v in self._select(args):
+            v.register_key(args)
+        return {"ok": True}
+
+
+# ---- process entry point -------------------------------------------------------------------------
+
+def _settings_ports() -> tuple[str, int, int]:
+    from pushpipe.config import Settings
+
+    s = Settings()
+    api, admin = urlsplit(s.simulator_url), urlsplit(s.simulator_admin_url)
+    return api.hostname or "127.0.0.1", api.port or 18443, admin.port or 18444
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    host, port, admin_port = _settings_ports()
+    p = argparse.ArgumentParser(prog="python -m simulators.server", description=__doc__.split("\n")[0])
+    p.add_argument("--state-dir", type=Path, required=True, help="TLS files and dev credentials go here")
+    p.add_argument("--host", default=host)
+    p.add_argument("--port", type=int, default=port, help="vendor APIs, HTTP/2 over TLS")
+    p.add_argument("--admin-port", type=int, default=admin_port, help="admin API, plain HTTP/1.1")
+    return p.parse_args(argv)
+
+
+def build_vendors(state_dir: Path) -> dict[str, VendorSim]:
+    """Create every vendor simulator with its dev credentials registered."""
+    from simulators.apns import ApnsSimulator, ensure_credentials
+
+    apns = ApnsSimulator()
+    apns.register_credentials(ensure_credentials(state_dir / "apns"))
+    return {apns.name: apns}
+
+
+def _hypercorn_config(bind: str, tls: Any | None) -> Any:
+    from hypercorn.config import Config
+
+    cfg = Config()
+    cfg.bind = [bind]
+    cfg.keep_alive_timeout = 3600  # vendors keep connections long-lived
+    cfg.keep_alive_max_requests = 2**31  # never GOAWAY after N requests
+    cfg.graceful_timeout = 2
+    if tls is not None:
+        cfg.certfile, cfg.keyfile = str(tls.cert), str(tls.key)
+    return cfg
+
+
+async def serve(args: argparse.Namespace) -> None:
+    from hypercorn.asyncio import serve as hypercorn_serve
+
+    from simulators.tls import ensure_tls
+
+    tls = ensure_tls(args.state_dir / "tls", hosts=(args.host, "localhost"))
+    vendors = build_vendors(args.state_dir)
+    _write_discovery(args, tls.ca_cert, vendors)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    print(f"simulators: api https://{args.host}:{args.port} admin http://{args.host}:{args.admin_port} "
+          f"state {args.state_dir} vendors {sorted(vendors)}", flush=True)
+    await asyncio.gather(
+        hypercorn_serve(ApiRouter(vendors), _hypercorn_config(f"{args.host}:{args.port}", tls),
+                        shutdown_trigger=stop.wait, mode="asgi"),
+        hypercorn_serve(AdminApp(vendors, args.state_dir),
+                        _hypercorn_config(f"{args.host}:{args.admin_port}", None),
+                        shutdown_trigger=stop.wait, mode="asgi"),
+    )
+
+
+def _write_discovery(args: argparse.Namespace, ca_cert: Path, vendors: Mapping[str, VendorSim]) -> None:
+    """state-dir/simulators.json: where clients find the URLs, the CA and each vendor's credentials."""
+    doc = {"api_url": f"https://{args.host}:{args.port}", "admin_url": f"http://{args.host}:{args.admin_port}",
+           "ca_cert": str(ca_cert),
+           "credentials": {name: str(args.state_dir / name / "credentials.json") for name in vendors}}
+    (args.state_dir / "simulators.json").write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.state_dir = args.state_dir.resolve()
+    args.state_dir.mkdir(parents=True, exist_ok=True)
+    asyncio.run(serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    from simulators import server as _canonical  # run the importable module, not a __main__ copy
+
+    raise SystemExit(_canonical.main())

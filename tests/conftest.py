@@ -1,0 +1,50 @@
+"""Session fixtures: the real stack, started once per test run through the project's own infra/."""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import Consumer
+
+from infra import stack
+from pushpipe.config import Settings, load
+from pushpipe.producer import PushProducer
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return load()
+
+
+@pytest.fixture(scope="session")
+def pipeline(settings: Settings) -> Settings:
+    """Kafka, Elasticsearch, ClickHouse, the simulators and the three Flink jobs, all running."""
+    stack.up(settings)
+    return settings
+
+
+@pytest.fixture
+def run_id() -> str:
+    """A unique prefix for this test's apps, pins and tokens."""
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def producer(pipeline: Settings) -> Iterator[PushProducer]:
+    p = PushProducer(pipeline)
+    yield p
+    p.flush()
+
+
+@pytest.fixture
+def dlq_consumer(pipeline: Settings) -> Iterator[Consumer]:
+    consumer = Consumer({
+        "bootstrap.servers": pipeline.kafka_bootstrap,
+        "group.id": f"test-dlq-{uuid.uuid4().hex}",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+    })
+    consumer.subscribe([pipeline.topics.dlq])
+    yield consumer
+    consumer.close()

@@ -1,0 +1,119 @@
+"""End to end through the real stack: devices and requests produced with confluent-kafka,
+expanded and batched by the fan-out job, sent by the dispatch job to the APNs simulator over
+HTTP/2, counted in ClickHouse and documented in Elasticsearch by the analytics job."""
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import httpx
+import pytest
+from confluent_kafka import Consumer
+
+from pushpipe import observe
+from pushpipe.config import Settings
+from pushpipe.producer import PushProducer, device_event, push_request
+from schemas import codec
+from sinks import clickhouse, elastic
+
+pytestmark = pytest.mark.stack
+USERS = 40
+DEVICES_PER_USER = 2
+
+
+def token(run_id: str, user: int, device: int) -> str:
+    return f"{run_id}{user:04x}{device:02x}".ljust(64, "a")
+
+
+def register(producer: PushProducer, settings: Settings, app: str, run_id: str) -> None:
+    for u in range(USERS):
+        for d in range(DEVICES_PER_USER):
+            producer.device_event(device_event(app, f"{run_id}-u{u}", token(run_id, u, d)))
+    # a device switched off, a device unbound, and a dead token the simulator will reject
+    producer.device_event(device_event(app, f"{run_id}-off", token(run_id, 9000, 0)))
+    producer.device_event(device_event(app, f"{run_id}-off", token(run_id, 9000, 0), kind="switch_off"))
+    producer.device_event(device_event(app, f"{run_id}-gone", token(run_id, 9001, 0)))
+    producer.device_event(device_event(app, f"{run_id}-gone", token(run_id, 9001, 0), kind="unbind"))
+    producer.device_event(device_event(app, f"{run_id}-dead", token(run_id, 9002, 0)))
+    producer.flush()
+    observe.wait_for(lambda: observe.group_lag(settings, "pushpipe-fanout", settings.topics.device_events) == 0,
+                     90, "fan-out to load the devices")
+
+
+def dead_letters(consumer: Consumer, payload: bytes, msg_id: str, timeout_s: float = 60) -> dict[str, dict]:
+    """The dead letters of this test, found by payload or msg id, read from the start of push.dlq."""
+    found: dict[str, dict] = {}
+    deadline = time.monotonic() + timeout_s
+    while len(found) < 2 and time.monotonic() < deadline:
+        message = consumer.poll(1.0)
+        if message is None or message.error():
+            continue
+        letter = codec.decode("DeadLetter", message.value())
+        if letter["payload"] == payload:
+            found["garbage"] = letter
+        elif letter["msg_id"] == msg_id:
+            found["refused"] = letter
+    return found
+
+
+def test_pushes_flow_end_to_end(pipeline: Settings, producer: PushProducer, dlq_consumer: Consumer, run_id: str) -> None:
+    app = f"e2e-{run_id}"
+    dead = token(run_id, 9002, 0)
+    httpx.post(f"{pipeline.simulator_admin_url}/config", json={"unregistered_tokens": [dead]}, timeout=10).raise_for_status()
+    register(producer, pipeline, app, run_id)
+
+    garbage = f"not avro {run_id}".encode()
+    producer.raw(pipeline.topics.requests, "garbage", garbage)  # before the good ones: must not stop the job
+    broadcast_like = push_request(app, ["x"], "t", "b", target="broadcast")
+    producer.request(broadcast_like)
+    singles = [push_request(app, [f"{run_id}-u{u}"], "Order shipped", f"order {u}") for u in range(USERS)]
+    group = push_request(app, [f"{run_id}-u{u}" for u in range(USERS)] + [f"{run_id}-off", f"{run_id}-gone", f"{run_id}-dead"],
+                         "Flash sale", "20% off", category="marketing", priority="low")
+    nobody = push_request(app, [f"{run_id}-nobody"], "Hello", "nobody is there")
+    for request in [*singles, group, nobody]:
+        producer.request(request)
+    producer.flush()
+
+    expected = Counter({token(run_id, u, d): 2 for u in range(USERS) for d in range(DEVICES_PER_USER)})
+    observe.wait_for(lambda: observe.simulator_accepted(pipeline, run_id)["count"] >= sum(expected.values()),
+                     180, "the APNs simulator to accept every notification")
+    time.sleep(3)  # anything extra would have arrived by now
+    accepted = observe.simulator_accepted(pipeline, run_id)
+    assert Counter(accepted["tokens"]) == expected, "exactly the expected tokens, each exactly twice"
+
+    ch = clickhouse.connect(pipeline, create=False)
+    db = pipeline.clickhouse_database
+    totals_sql = (f"SELECT uniqExact(msg_id) AS messages, sum(requested) AS requested, sum(sent) AS sent, "
+                  f"sum(accepted) AS accepted, sum(invalid_token) AS invalid, sum(suppressed) AS suppressed, "
+                  f"sum(failed) AS failed FROM {db}.dispatch_results FINAL WHERE app_id = '{app}'")
+    want = {"messages": USERS + 2, "requested": 2 * USERS * DEVICES_PER_USER + 1, "sent": 2 * USERS * DEVICES_PER_USER + 1,
+            "accepted": 2 * USERS * DEVICES_PER_USER, "invalid": 1, "suppressed": 1, "failed": 1}
+    totals = observe.wait_for(lambda: _matches(ch.rows(totals_sql)[0], want), 60, f"ClickHouse totals {want}")
+    assert totals == want
+    per_minute = ch.rows(f"SELECT sum(accepted) AS accepted FROM {db}.delivery_per_minute WHERE app_id = '{app}'")
+    assert int(per_minute[0]["accepted"]) == want["accepted"]
+
+    es = elastic.connect(pipeline)
+    doc = observe.wait_for(lambda: _doc_with(es, pipeline.es_index, group["msg_id"], USERS * DEVICES_PER_USER + 1), 60, "the group message document")
+    assert doc["counts"] == {"accepted": USERS * DEVICES_PER_USER, "invalid_token": 1}
+    assert {o["token"] for o in doc["outcomes"] if o["outcome"] == "invalid_token"} == {dead}
+    assert doc["vendors"] == ["apns"] and doc["category"] == "marketing"
+    nobody_doc = observe.wait_for(lambda: _doc_with(es, pipeline.es_index, nobody["msg_id"], 1), 60, "the no-device message document")
+    assert nobody_doc["outcomes"][0]["code"] == "no_devices"
+
+    letters = dead_letters(dlq_consumer, garbage, broadcast_like["msg_id"])
+    assert letters["garbage"]["error"] == "malformed_avro" and letters["garbage"]["job"] == "fanout"
+    assert letters["refused"]["error"] == "invalid_request" and "broadcast" in letters["refused"]["reason"]
+
+
+def _matches(row: dict, want: dict) -> dict | None:
+    row = {k: int(v) for k, v in row.items()}
+    return row if row == want else None
+
+
+def _doc_with(es, index: str, msg_id: str, outcomes: int) -> dict | None:
+    found = es.options(ignore_status=404).get(index=index, id=msg_id)
+    if not found.get("found"):
+        return None
+    doc = found["_source"]
+    return doc if len(doc["outcomes"]) == outcomes else None
