@@ -9,6 +9,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import BinaryIO
 
 MAVEN_CENTRAL = "https://repo1.maven.org/maven2"
 _CHUNK = 1 << 20
@@ -27,12 +28,18 @@ def fetch(url: str, dest: Path) -> Path:
     if dest.exists():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    expected = _expected_sha1(url)
+    try:
+        expected = _expected_sha1(url)
+    except urllib.error.URLError as err:
+        raise RuntimeError(f"cannot download {url}: {err}") from err
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
-            actual = _stream(url, out, dest.name)
+            try:
+                actual = _stream(url, out, dest.name)
+            except urllib.error.URLError as err:
+                raise RuntimeError(f"cannot download {url}: {err}") from err
         if expected and actual != expected:
             raise RuntimeError(f"sha1 mismatch for {url}: expected {expected}, got {actual}")
         tmp.chmod(0o644)  # mkstemp creates 0600
@@ -57,12 +64,12 @@ def _expected_sha1(url: str) -> str | None:
     return text.split()[0].lower() if text else None
 
 
-def _stream(url: str, out, label: str) -> str:
+def _stream(url: str, out: BinaryIO, label: str) -> str:
     """Copy the response body into out, drawing progress on stderr; return the body's sha1."""
     digest = hashlib.sha1()
     with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as resp:
         total = int(resp.headers.get("Content-Length") or 0)
-        done, last_draw = 0, 0.0
+        done, last_draw = 0, time.monotonic()
         while chunk := resp.read(_CHUNK):
             out.write(chunk)
             digest.update(chunk)

@@ -38,6 +38,9 @@ HEAP = ("-Xms512m", "-Xmx1g")
 NAMESPACE_UID = 1000  # the uid Elasticsearch sees inside the user namespace
 FALLBACK_USER = "pushpipe-es"
 
+# Health checks go straight to the node, never through an http_proxy from the environment.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
 
 class Elasticsearch:
     """Single-node Elasticsearch on settings.es_url, security disabled."""
@@ -104,7 +107,7 @@ class Elasticsearch:
 
     def health(self, settings: Settings) -> Health:
         try:
-            with urllib.request.urlopen(f"{settings.es_url}/_cluster/health", timeout=3) as resp:
+            with _DIRECT.open(f"{settings.es_url}/_cluster/health", timeout=3) as resp:
                 status = json.load(resp).get("status", "unknown")
         except (OSError, ValueError) as err:
             return Health(False, str(err))

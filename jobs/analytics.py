@@ -1,8 +1,9 @@
 """Analytics job: push.results -> ClickHouse (per-batch rows, per-minute view) + Elasticsearch (per message).
 
-Results are gathered in one-second processing-time windows (held in Flink state, so a
-crash replays them) and written in bulk; both sinks are idempotent, so replays after a
-restart do not double count.
+    push.results -> parse -> key msg_id: message totals (state) -> 1 s windows -> bulk writes
+Totals live in Flink state, so after a crash they are restored with the offsets they match;
+results are written in one-second processing-time windows, and both sinks are idempotent
+(ReplacingMergeTree rows, partial updates keyed by token), so replays do not double count.
 
 Run: python -m jobs.analytics
 """
@@ -11,8 +12,9 @@ from __future__ import annotations
 from typing import Any, Iterable, Iterator
 
 from pyflink.common import Time, Types
-from pyflink.datastream import ProcessFunction, RuntimeContext
+from pyflink.datastream import KeyedProcessFunction, ProcessFunction, RuntimeContext
 from pyflink.datastream.functions import ProcessWindowFunction
+from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
 from pyflink.datastream.window import TumblingProcessingTimeWindows
 
 from jobs import common
@@ -21,6 +23,9 @@ from sinks import clickhouse, elastic
 
 JOB = "analytics"
 WINDOW = Time.seconds(1)
+SUMMARY_TTL = Time.days(7)  # results of a message arriving later than this start a new summary
+
+Summary = dict[str, Any]
 
 
 class ParseResults(ProcessFunction):
@@ -29,6 +34,38 @@ class ParseResults(ProcessFunction):
 
     def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterator[Any]:
         yield from common.decode_or_dlq(JOB, self.topic, "DispatchResult", value)
+
+
+def add_result(summary: Summary, result: dict[str, Any]) -> Summary | None:
+    """The message totals after one more result; None if that batch attempt was already counted."""
+    seen = f"{result['batch_id']}/{result['attempt']}"
+    if seen in summary["seen"]:
+        return None
+    counts = dict(summary["counts"])
+    for outcome in result["outcomes"]:
+        counts[outcome["outcome"]] = counts.get(outcome["outcome"], 0) + 1
+    vendors = summary["vendors"] if result["vendor"] in summary["vendors"] else sorted([*summary["vendors"], result["vendor"]])
+    return {"counts": counts, "vendors": vendors, "seen": summary["seen"] | {seen},
+            "last_completed_at": max(summary["last_completed_at"], result["completed_at"])}
+
+
+def empty_summary() -> Summary:
+    return {"counts": {}, "vendors": [], "seen": frozenset(), "last_completed_at": 0}
+
+
+class MessageTotals(KeyedProcessFunction):
+    """Per message: counts by outcome and vendors, so each ES write carries absolute totals."""
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        descriptor = ValueStateDescriptor("summary", Types.PICKLED_BYTE_ARRAY())
+        descriptor.enable_time_to_live(StateTtlConfig.new_builder(SUMMARY_TTL).build())
+        self.summary = runtime_context.get_state(descriptor)
+
+    def process_element(self, result: dict, ctx: KeyedProcessFunction.Context) -> Iterator[tuple]:
+        summary = add_result(self.summary.value() or empty_summary(), result)
+        if summary is not None:  # a duplicate result (at-least-once delivery) changes nothing
+            self.summary.update(summary)
+            yield result, {k: v for k, v in summary.items() if k != "seen"}
 
 
 class WriteWindow(ProcessWindowFunction):
@@ -43,11 +80,11 @@ class WriteWindow(ProcessWindowFunction):
         elastic.ensure_index(self.es, self.settings.es_index)
         self.table = f"{self.settings.clickhouse_database}.dispatch_results"
 
-    def process(self, key: int, context: ProcessWindowFunction.Context, elements: Iterable[dict]) -> Iterator[int]:
-        results = list(elements)
-        self.ch.insert(self.table, [clickhouse.result_row(r) for r in results])
-        elastic.write_results(self.es, self.settings.es_index, results)
-        yield len(results)
+    def process(self, key: int, context: ProcessWindowFunction.Context, elements: Iterable[tuple]) -> Iterator[int]:
+        pairs = list(elements)
+        self.ch.insert(self.table, [clickhouse.result_row(result) for result, _ in pairs])
+        elastic.write(self.es, [elastic.message_update(self.settings.es_index, r, s) for r, s in pairs])
+        yield len(pairs)
 
     def close(self) -> None:
         self.ch.close()
@@ -60,7 +97,10 @@ def build(settings: Settings) -> Any:
     parsed = common.kafka_source(env, settings, topic, f"pushpipe-{JOB}").process(ParseResults(topic)).name("parse-results")
     common.sink_dlq(parsed, settings)
     written = (
-        parsed.key_by(lambda r: 0, key_type=Types.INT())  # one writer: few, fat bulk writes
+        parsed.key_by(lambda r: r["msg_id"], key_type=Types.STRING())
+        .process(MessageTotals())
+        .name("message-totals")
+        .key_by(lambda pair: 0, key_type=Types.INT())  # one writer: few, fat bulk writes
         .window(TumblingProcessingTimeWindows.of(WINDOW))
         .process(WriteWindow(settings), output_type=Types.INT())
         .name("write-clickhouse-elasticsearch")

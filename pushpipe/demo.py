@@ -90,7 +90,10 @@ def show_elasticsearch(settings: Settings, run_id: str) -> None:
     hits = es.search(index=settings.es_index, query={"term": {"campaign": f"demo-{run_id}"}}, size=1,
                      sort=[{"requested_at": "desc"}])["hits"]["hits"]
     doc = hits[0]["_source"]
-    doc["outcomes"] = doc["outcomes"][:2] + ([f"... {len(doc['outcomes']) - 2} more"] if len(doc["outcomes"]) > 2 else [])
+    shown = dict(list(doc["outcomes"].items())[:2])
+    if len(doc["outcomes"]) > 2:
+        shown["..."] = f"{len(doc['outcomes']) - 2} more tokens"
+    doc["outcomes"] = shown
     print(f"\nElasticsearch ({settings.es_index}/_doc/{hits[0]['_id']}):")
     print(json.dumps(doc, indent=2))
 

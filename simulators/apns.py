@@ -193,7 +193,7 @@ class ApnsSimulator:
             return Reply(400, "PayloadEmpty")
         if not _TOKEN_RE.fullmatch(token):
             return Reply(400, "BadDeviceToken")
-        if token in self.state.config.unregistered:
+        if token in self.state.config.unregistered_tokens:
             return Reply(410, "Unregistered", timestamp_ms=int(now * 1000))
         return None
 

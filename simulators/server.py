@@ -6,8 +6,13 @@ Each vendor simulator is an ASGI app that claims URL path prefixes on the API po
 `/3/device/`) and keeps its own `SimState` (fault config + record of what it received). Adding a
 vendor = one module with a class satisfying `VendorSim`, plus a line in `build_vendors()`.
 
-Admin API (JSON, HTTP/1.1): GET /health, GET /accepted?prefix=&vendor=&payloads=1,
-GET /stats?prefix=&vendor=, GET|POST /config, POST /reset, POST /keys.
+Admin API (JSON, HTTP/1.1; "vendor" in the query or body narrows any call to one simulator):
+  GET  /health                       {"ok", "pid", "state_dir", "vendors"}
+  GET  /accepted?prefix=&payloads=1  {"count", "unique", "tokens"[, "records"]} accepted requests
+  GET  /stats?prefix=                {"received", "by_status"} every request, by HTTP status
+  GET  /config, POST /config         SimConfig fields (+ "outage_s": N for a timed outage)
+  POST /reset                        defaults and empty record ({"records": false} keeps it)
+  POST /keys                         {"team_id", "key_id", "public_key"} (APNs signing key)
 """
 from __future__ import annotations
 
@@ -65,7 +70,7 @@ _COERCE: dict[str, Callable[[Any], Any]] = {
     "retry_after_s": lambda v: int(_non_negative(v)),
     "outage": _bool,
     "quota_per_s": lambda v: int(_non_negative(v)),
-    "unregistered": _tokens,
+    "unregistered_tokens": _tokens,
     "record_payloads": _bool,
     "seed": lambda v: None if v is None else int(v),
 }
@@ -79,7 +84,7 @@ class SimConfig:
     retry_after_s: int = 1  # Retry-After on 429; 0 = omit the header
     outage: bool = False  # every request answered 503 until switched off
     quota_per_s: int = 0  # requests per wall-clock second before 429; 0 = unlimited
-    unregistered: frozenset[str] = frozenset()  # tokens the vendor reports as dead
+    unregistered_tokens: frozenset[str] = frozenset()  # tokens the vendor reports as dead
     record_payloads: bool = True
     seed: int | None = None  # for reproducible fault rolls
 
@@ -91,7 +96,7 @@ class SimConfig:
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
-        d["unregistered"] = sorted(self.unregistered)
+        d["unregistered_tokens"] = sorted(self.unregistered_tokens)
         return d
 
 
@@ -149,8 +154,12 @@ class SimState:
         if outage_s:
             self._outage_until = now + outage_s
 
-    def reset(self) -> None:
-        self.__init__()  # type: ignore[misc]
+    def reset(self, config: bool = True, records: bool = True) -> None:
+        if config:
+            self.config, self._outage_until, self._window = SimConfig(), 0.0, (0, 0)
+            self._rng = random.Random()
+        if records:
+            self.recorder = Recorder()
 
     def in_outage(self, now: float) -> bool:
         return self.config.outage or now < self._outage_until
@@ -283,7 +292,7 @@ class AdminApp:
                 "vendors": sorted(self.vendors)}
 
     def accepted(self, args: dict[str, Any]) -> dict[str, Any]:
-        prefix, payloads = args.pop("prefix", ""), args.pop("payloads", "") in ("1", "true", True)
+        prefix, payloads = args.pop("prefix", ""), _flag(args.pop("payloads", False))
         parts = [v.state.recorder.summary(prefix, payloads) for v in self._select(args)]
         merged: dict[str, Any] = {"count": sum(p["count"] for p in parts),
                                   "unique": len({t for p in parts for t in p["tokens"]}),
@@ -309,8 +318,10 @@ class AdminApp:
         return {v.name: v.state.config.to_json() for v in targets}
 
     def reset(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Back to defaults; {"records": false} keeps the record, {"config": false} the faults."""
+        config, records = _flag(args.pop("config", True)), _flag(args.pop("records", True))
         for v in self._select(args):
-            v.state.reset()
+            v.state.reset(config=config, records=records)
         return {"ok": True}
 
     def keys(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -318,6 +329,11 @@ class AdminApp:
         for v in self._select(args):
             v.register_key(args)
         return {"ok": True}
+
+
+def _flag(value: Any) -> bool:
+    """A boolean from JSON (true/false) or a query string ("1", "true", "0", "false")."""
+    return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
 
 
 # ---- process entry point -------------------------------------------------------------------------

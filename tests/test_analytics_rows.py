@@ -1,4 +1,5 @@
 """DispatchResult -> ClickHouse row and Elasticsearch merge action."""
+from jobs import analytics
 from schemas import codec
 from sinks import clickhouse, elastic
 
@@ -22,7 +23,14 @@ def test_suppressed_pin_counts_no_token() -> None:
     assert (row["requested"], row["sent"], row["failed"], row["suppressed"]) == (0, 0, 0, 1)
 
 
-def test_merge_action_is_keyed_by_message_and_token() -> None:
-    action = elastic.merge_action("idx", result([("t1", "accepted")]))
-    assert action["_id"] == "m1" and action["scripted_upsert"]
-    assert action["script"]["params"]["tokens"] == ["t1"]
+def test_message_update_is_keyed_by_message_and_token() -> None:
+    summary = {"counts": {"accepted": 1}, "vendors": ["apns"], "last_completed_at": 5}
+    action = elastic.message_update("idx", result([("t1", "accepted")]), summary)
+    assert action["_id"] == "m1" and action["doc_as_upsert"]
+    assert action["doc"]["outcomes"]["t1"]["outcome"] == "accepted" and action["doc"]["counts"] == {"accepted": 1}
+
+
+def test_message_totals_count_each_batch_attempt_once() -> None:
+    first = analytics.add_result(analytics.empty_summary(), result([("t1", "accepted"), ("t2", "invalid_token")]))
+    assert first["counts"] == {"accepted": 1, "invalid_token": 1} and first["vendors"] == ["apns"]
+    assert analytics.add_result(first, result([("t1", "accepted")])) is None  # same batch again
