@@ -30,7 +30,7 @@ def push_request(app_id: str, pins: list[str], title: str, body: str, **fields: 
         "PushRequest",
         msg_id=fields.pop("msg_id", uuid.uuid4().hex),
         app_id=app_id,
-        target="pin" if len(pins) == 1 else "pins",
+        target=fields.pop("target", "pin" if len(pins) == 1 else "pins"),
         pins=pins,
         notification=codec.new_record("Notification", title=title, body=body, **fields.pop("notification", {})),
         created_at=now_ms(),

@@ -14,8 +14,6 @@ from elasticsearch import Elasticsearch, helpers
 
 from pushpipe.config import Settings
 
-NO_TOKEN = "-"  # outcomes of a message with nothing to send to (e.g. a pin without devices)
-
 MAPPING: dict[str, Any] = {
     "dynamic": "strict",
     "properties": {
@@ -28,7 +26,7 @@ MAPPING: dict[str, Any] = {
         "requested_at": {"type": "date", "format": "epoch_millis"},
         "last_completed_at": {"type": "date", "format": "epoch_millis"},
         "counts": {"type": "object", "dynamic": True},
-        # token -> {vendor, outcome, code, reason, vendor_msg_id, batch_id, attempt, completed_at};
+        # token (or batch id when there was nothing to send to) -> {vendor, outcome, code, reason, vendor_msg_id, batch_id, attempt, completed_at};
         # kept in _source only (not indexed), so millions of tokens never grow the mapping.
         "outcomes": {"type": "object", "enabled": False},
     },
@@ -50,7 +48,7 @@ def message_update(index: str, result: dict[str, Any], summary: dict[str, Any]) 
     `summary` holds the message's totals so far: {"counts": {...}, "vendors": [...], "last_completed_at": ms}.
     """
     outcomes = {
-        o["token"] or NO_TOKEN: {
+        o["token"] or result["batch_id"]: {
             "vendor": result["vendor"],
             "outcome": o["outcome"],
             "code": o["code"],

@@ -87,19 +87,20 @@ def test_pushes_flow_end_to_end(pipeline: Settings, producer: PushProducer, dlq_
                   f"sum(accepted) AS accepted, sum(invalid_token) AS invalid, sum(suppressed) AS suppressed, "
                   f"sum(failed) AS failed FROM {db}.dispatch_results FINAL WHERE app_id = '{app}'")
     want = {"messages": USERS + 2, "requested": 2 * USERS * DEVICES_PER_USER + 1, "sent": 2 * USERS * DEVICES_PER_USER + 1,
-            "accepted": 2 * USERS * DEVICES_PER_USER, "invalid": 1, "suppressed": 1, "failed": 1}
+            "accepted": 2 * USERS * DEVICES_PER_USER, "invalid": 1, "failed": 1,
+            "suppressed": 3}  # the pins with no device, with the device switched off and with it unbound
     totals = observe.wait_for(lambda: _matches(ch.rows(totals_sql)[0], want), 60, f"ClickHouse totals {want}")
     assert totals == want
     per_minute = ch.rows(f"SELECT sum(accepted) AS accepted FROM {db}.delivery_per_minute WHERE app_id = '{app}'")
     assert int(per_minute[0]["accepted"]) == want["accepted"]
 
     es = elastic.connect(pipeline)
-    doc = observe.wait_for(lambda: _doc_with(es, pipeline.es_index, group["msg_id"], USERS * DEVICES_PER_USER + 1), 60, "the group message document")
-    assert doc["counts"] == {"accepted": USERS * DEVICES_PER_USER, "invalid_token": 1}
+    doc = observe.wait_for(lambda: _doc_with(es, pipeline.es_index, group["msg_id"], USERS * DEVICES_PER_USER + 3), 60, "the group message document")
+    assert doc["counts"] == {"accepted": USERS * DEVICES_PER_USER, "invalid_token": 1, "suppressed": 2}
     assert {t for t, o in doc["outcomes"].items() if o["outcome"] == "invalid_token"} == {dead}
     assert doc["vendors"] == ["apns"] and doc["category"] == "marketing"
     nobody_doc = observe.wait_for(lambda: _doc_with(es, pipeline.es_index, nobody["msg_id"], 1), 60, "the no-device message document")
-    assert nobody_doc["outcomes"]["-"]["code"] == "no_devices"
+    assert nobody_doc["outcomes"][f"{nobody['msg_id']}:none:{run_id}-nobody"]["code"] == "no_devices"
 
     letters = dead_letters(dlq_consumer, garbage, broadcast_like["msg_id"])
     assert letters["garbage"]["error"] == "malformed_avro" and letters["garbage"]["job"] == "fanout"
