@@ -20,6 +20,7 @@ from urllib.parse import quote
 import httpx
 import jwt
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
 
@@ -207,7 +208,10 @@ class ProviderToken:
 
     def __init__(self, team_id: str, key_id: str, private_pem: str, *, clock: Clock,
                  refresh_s: float) -> None:
-        self._key = serialization.load_pem_private_key(private_pem.encode(), password=None)
+        key = serialization.load_pem_private_key(private_pem.encode(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError("an APNs .p8 key must be an EC P-256 private key")
+        self._key = key
         self._team_id, self._key_id = team_id, key_id
         self._clock, self._refresh_s = clock, refresh_s
         self._token, self._issued_at = "", 0.0
@@ -242,7 +246,7 @@ def _ssl_verify(verify: str | bool) -> ssl.SSLContext | bool:
     return ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
 
 
-def _transport_failure(token: str, exc: httpx.HTTPError) -> TokenResult:
+def _transport_failure(token: str, exc: Exception) -> TokenResult:
     code = "timeout" if isinstance(exc, httpx.TimeoutException) else "transport"
     reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return TokenResult(token, Outcome.UNAVAILABLE, code, reason)
@@ -306,7 +310,7 @@ class ApnsAdapter:
             headers["authorization"] = f"bearer {bearer}"
             try:
                 resp = await s.client.post(base + device_path(token), headers=headers, content=body)
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, OSError) as exc:  # connect, TLS, reset, GOAWAY, timeouts
                 return _transport_failure(token, exc)
         result = classify_response(token, resp.status_code, resp.headers, resp.content, self._clock())
         if result.reason == "ExpiredProviderToken":

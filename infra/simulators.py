@@ -100,7 +100,8 @@ class SimulatorAdmin:
               body: dict[str, Any] | None = None) -> dict[str, Any]:
         r = httpx.request(method, self.url + path, params=params, json=body, timeout=self.timeout_s)
         r.raise_for_status()
-        return r.json()
+        doc: dict[str, Any] = r.json()
+        return doc
 
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/health")

@@ -18,6 +18,7 @@ from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
 from pyflink.datastream.window import TumblingProcessingTimeWindows
 
 from jobs import common
+from jobs.requests import NO_VENDOR
 from pushpipe.config import Settings, load
 from sinks import clickhouse, elastic
 
@@ -44,7 +45,9 @@ def add_result(summary: Summary, result: dict[str, Any]) -> Summary | None:
     counts = dict(summary["counts"])
     for outcome in result["outcomes"]:
         counts[outcome["outcome"]] = counts.get(outcome["outcome"], 0) + 1
-    vendors = summary["vendors"] if result["vendor"] in summary["vendors"] else sorted([*summary["vendors"], result["vendor"]])
+    vendors = summary["vendors"]
+    if result["vendor"] not in vendors and result["vendor"] != NO_VENDOR:
+        vendors = sorted([*vendors, result["vendor"]])
     return {"counts": counts, "vendors": vendors, "seen": summary["seen"] | {seen},
             "last_completed_at": max(summary["last_completed_at"], result["completed_at"])}
 

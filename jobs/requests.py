@@ -8,6 +8,7 @@ from schemas import codec
 
 Record = dict[str, Any]
 SUPPORTED_TARGETS = ("pin", "pins")
+NO_VENDOR = "none"  # vendor of a result for a pin with nothing to send to
 
 
 class InvalidRequest(ValueError):
@@ -66,10 +67,10 @@ def no_devices_result(request: Record, pin: str, now_ms: int) -> Record:
                "reason": f"pin {pin} has no enabled {request['environment']} devices", "vendor_msg_id": ""}
     return codec.new_record(
         "DispatchResult",
-        batch_id=f"{request['msg_id']}:none:{pin}",
+        batch_id=f"{request['msg_id']}:{NO_VENDOR}:{pin}",
         msg_id=request["msg_id"],
         app_id=request["app_id"],
-        vendor="none",
+        vendor=NO_VENDOR,
         priority=request["priority"],
         category=request["category"],
         campaign=request["campaign"],

@@ -140,8 +140,8 @@ def payload_limit(push_type: str) -> int:
 class ApnsSimulator:
     """A VendorSim for APNs (see simulators.server.VendorSim)."""
 
-    name = "apns"
-    prefixes = (PATH_PREFIX,)
+    name: str = "apns"
+    prefixes: tuple[str, ...] = (PATH_PREFIX,)
 
     def __init__(self, state: SimState | None = None, clock: Callable[[], float] = time.time) -> None:
         self.state = state or SimState()

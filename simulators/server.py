@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import parse_qs, urlsplit
 
 Scope = dict[str, Any]
@@ -380,6 +380,7 @@ def _hypercorn_config(bind: str, tls: Any | None) -> Any:
 
 async def serve(args: argparse.Namespace) -> None:
     from hypercorn.asyncio import serve as hypercorn_serve
+    from hypercorn.typing import ASGIFramework
 
     from simulators.tls import ensure_tls
 
@@ -392,9 +393,9 @@ async def serve(args: argparse.Namespace) -> None:
     print(f"simulators: api https://{args.host}:{args.port} admin http://{args.host}:{args.admin_port} "
           f"state {args.state_dir} vendors {sorted(vendors)}", flush=True)
     await asyncio.gather(
-        hypercorn_serve(ApiRouter(vendors), _hypercorn_config(f"{args.host}:{args.port}", tls),
+        hypercorn_serve(cast(ASGIFramework, ApiRouter(vendors)), _hypercorn_config(f"{args.host}:{args.port}", tls),
                         shutdown_trigger=stop.wait, mode="asgi"),
-        hypercorn_serve(AdminApp(vendors, args.state_dir),
+        hypercorn_serve(cast(ASGIFramework, AdminApp(vendors, args.state_dir)),
                         _hypercorn_config(f"{args.host}:{args.admin_port}", None),
                         shutdown_trigger=stop.wait, mode="asgi"),
     )

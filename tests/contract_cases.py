@@ -73,7 +73,7 @@ def run_case(h: VendorHarness, case: Case, settings: Settings) -> list[TokenResu
     admin = SimulatorAdmin(settings.simulator_admin_url)
     prefix = secrets.token_hex(6)
     tokens = [h.token(kind, prefix) for kind in case.tokens]
-    dead = [t for t, kind in zip(tokens, case.tokens) if kind == "unregistered"]
+    dead = [t for t, kind in zip(tokens, case.tokens, strict=True) if kind == "unregistered"]
     note = notification(**{**(h.oversize if case.oversize else {}), **case.notification})
     admin.reset(records=False)
     admin.configure(vendor=h.vendor.value, **case.sim, unregistered_tokens=dead)
@@ -125,6 +125,7 @@ APNS_CASES = (
     Case("unavailable", ("valid",), (UNA,), sim={"unavailable_rate": 1.0}, codes=("503",)),
     Case("outage", ("valid", "malformed"), (UNA, UNA), sim={"outage": True},
          reasons=("ServiceUnavailable",) * 2),
+    Case("outage-window", ("valid",), (UNA,), sim={"outage_s": 60}, codes=("503",)),
     Case("timeout", ("valid",), (UNA,), sim={"latency_ms": 1500}, adapter={"timeout_s": 0.3},
          codes=("timeout",), check_accepted=False),  # the vendor may still deliver it
     Case("oversize", ("valid", "valid"), (REJ, REJ), oversize=True, reasons=("PayloadTooLarge",) * 2,
@@ -148,8 +149,8 @@ HARNESSES = (APNS,)
 
 # ---- fixtures (import them into the test module) ---------------------------------------------------
 
-@pytest.fixture(scope="session")
-def simulators(settings: Settings) -> Iterator[Settings]:
+@pytest.fixture(scope="session", name="simulators")
+def simulators_fixture(settings: Settings) -> Iterator[Settings]:
     """The real simulator process on the configured ports; stopped at the end if this run started it."""
     service = Simulators()
     already_up = service.health(settings).ok

@@ -118,7 +118,8 @@ def test_oversize_is_rejected_by_the_adapter_without_a_network_call(key: tuple[P
         finally:
             await adapter.aclose()
 
-    assert [(r.outcome, r.code, r.reason) for r in asyncio.run(send())] == [(Outcome.REJECTED, "", "PayloadTooLarge")] * 2
+    results = asyncio.run(send())
+    assert [(r.outcome, r.code, r.reason) for r in results] == [(Outcome.REJECTED, "", "PayloadTooLarge")] * 2
 
 
 def test_notification_validates_itself() -> None:
