@@ -39,9 +39,15 @@ class FlinkJob:
         connector_jars(settings)
 
     def start(self, settings: Settings) -> None:
-        if process.is_running(settings, self.name):
-            return
-        process.start(settings, self.name, [sys.executable, "-m", f"jobs.{self.job}"])
+        self.launch(settings)
+        self.wait_ready(settings)
+
+    def launch(self, settings: Settings) -> None:
+        """Start the job's process unless it runs; returns at once."""
+        if not process.is_running(settings, self.name):
+            process.start(settings, self.name, [sys.executable, "-m", f"jobs.{self.job}"])
+
+    def wait_ready(self, settings: Settings) -> None:
         process.wait_until(lambda: self.health(settings).ok, 180, f"Flink job {self.job}", settings=settings, name=self.name)
 
     def stop(self, settings: Settings) -> None:

@@ -2,16 +2,10 @@
 
 run_dir/simulators/ holds simulators.pid, simulators.log and the simulator state: tls/ca.pem,
 apns/AuthKey_<kid>.p8 + apns/credentials.json, and simulators.json (URLs, CA, credential paths).
-Process helpers are self-contained here for now; they will be unified with infra/process.py.
 """
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,25 +13,13 @@ from urllib.parse import urlsplit
 import httpx
 
 from connectors.apns import ApnsConfig
+from infra import process
 from infra.service import Health
 from pushpipe.config import Settings
 
 NAME = "simulators"
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
-_spawned: dict[int, subprocess.Popen[bytes]] = {}  # children of this process, reaped by stop()
-
-
-@dataclass(frozen=True)
-class SimPaths:
-    state_dir: Path
-    pid_file: Path
-    log_file: Path
-
-
-def sim_paths(settings: Settings) -> SimPaths:
-    d = settings.run_dir / NAME
-    return SimPaths(d, d / f"{NAME}.pid", d / f"{NAME}.log")
 
 
 def state_dir(settings: Settings) -> Path:
@@ -45,7 +27,7 @@ def state_dir(settings: Settings) -> Path:
     try:
         return Path(SimulatorAdmin(settings.simulator_admin_url, timeout_s=2).health()["state_dir"])
     except (httpx.HTTPError, ValueError, KeyError):
-        return sim_paths(settings).state_dir
+        return process.service_dir(settings, NAME)
 
 
 def apns_config(settings: Settings, **overrides: Any) -> ApnsConfig:
@@ -70,17 +52,13 @@ class Simulators:
 
     def start(self, settings: Settings) -> None:
         if not self.health(settings).ok:
-            p = sim_paths(settings)
-            pid = _live_pid(p.pid_file) or _spawn(settings, p)
-            _wait_healthy(self, settings, pid, p.log_file)
+            process.start(settings, NAME, _argv(settings, process.service_dir(settings, NAME)))
+            process.wait_until(lambda: self.health(settings).ok, START_TIMEOUT_S, "vendor simulators",
+                               settings=settings, name=NAME)
         _write_vendors_file(settings)
 
     def stop(self, settings: Settings) -> None:
-        p = sim_paths(settings)
-        pid = _live_pid(p.pid_file)
-        if pid is not None:
-            _terminate(pid)
-        p.pid_file.unlink(missing_ok=True)
+        process.stop(settings, NAME, timeout=STOP_TIMEOUT_S)
 
     def health(self, settings: Settings) -> Health:
         try:
@@ -123,85 +101,11 @@ class SimulatorAdmin:
                                           "public_key": public_key_pem})
 
 
-# ---- process helpers ------------------------------------------------------------------------------
-
 def _argv(settings: Settings, directory: Path) -> list[str]:
     api, admin = urlsplit(settings.simulator_url), urlsplit(settings.simulator_admin_url)
     return [sys.executable, "-m", "simulators.server", "--state-dir", str(directory),
             "--host", api.hostname or "127.0.0.1", "--port", str(api.port or 18443),
             "--admin-port", str(admin.port or 18444)]
-
-
-def _spawn(settings: Settings, p: SimPaths) -> int:
-    p.state_dir.mkdir(parents=True, exist_ok=True)
-    argv = _argv(settings, p.state_dir)
-    with p.log_file.open("ab") as log:
-        log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(argv)}\n".encode())
-        log.flush()
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                cwd=p.state_dir, start_new_session=True, close_fds=True)
-    _spawned[proc.pid] = proc
-    p.pid_file.write_text(f"{proc.pid}\n")
-    return proc.pid
-
-
-def _wait_healthy(service: Simulators, settings: Settings, pid: int, log_file: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not service.health(settings).ok:
-        if not _alive(pid) or time.monotonic() > deadline:
-            state = "exited" if not _alive(pid) else f"not healthy after {START_TIMEOUT_S:.0f}s"
-            raise RuntimeError(f"vendor simulators {state}; last lines of {log_file}:\n{_tail(log_file)}")
-        time.sleep(0.1)
-
-
-def _live_pid(pid_file: Path) -> int | None:
-    """The recorded pid if that process is alive and is a simulator server."""
-    try:
-        pid = int(pid_file.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if _alive(pid) and _is_simulator(pid) else None
-
-
-def _alive(pid: int) -> bool:
-    proc = _spawned.get(pid)
-    if proc is not None:
-        return proc.poll() is None
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
-def _is_simulator(pid: int) -> bool:
-    try:
-        return b"simulators.server" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-
-
-def _terminate(pid: int) -> None:
-    for sig, wait_s in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, STOP_TIMEOUT_S)):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + wait_s
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if not _alive(pid):
-            break
-    proc = _spawned.pop(pid, None)
-    if proc is not None:
-        proc.wait(timeout=1)
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 def _write_vendors_file(settings: Settings) -> None:

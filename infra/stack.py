@@ -36,11 +36,19 @@ def up(settings: Settings, with_jobs: bool = True) -> None:
         component.start(settings)
     ensure_topics(settings)
     if with_jobs:
-        for job in all_jobs():
-            say(f"{job.name}: start")
-            job.install(settings)
-            job.start(settings)
+        start_jobs(settings)
     say(f"stack up in {time.monotonic() - started:.1f}s")
+
+
+def start_jobs(settings: Settings) -> None:
+    """Launch the jobs side by side (each takes ~10 s to come up), then wait for all of them."""
+    jobs = all_jobs()
+    for job in jobs:
+        job.install(settings)
+        say(f"{job.name}: start")
+        job.launch(settings)
+    for job in jobs:
+        job.wait_ready(settings)
 
 
 def down(settings: Settings) -> None:

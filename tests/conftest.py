@@ -8,6 +8,7 @@ import pytest
 from confluent_kafka import Consumer
 
 from infra import stack
+from infra.simulators import Simulators
 from pushpipe.config import Settings, load
 from pushpipe.producer import PushProducer
 
@@ -22,6 +23,17 @@ def pipeline(settings: Settings) -> Settings:
     """Kafka, Elasticsearch, ClickHouse, the simulators and the three Flink jobs, all running."""
     stack.up(settings)
     return settings
+
+
+@pytest.fixture(scope="session")
+def simulators(settings: Settings) -> Iterator[Settings]:
+    """The real vendor simulator process on the configured ports; stopped at the end if this run started it."""
+    service = Simulators()
+    already_up = service.health(settings).ok
+    service.start(settings)
+    yield settings
+    if not already_up:
+        service.stop(settings)
 
 
 @pytest.fixture

@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-import pytest
 
 from connectors.base import Notification, Outcome, TokenResult, Vendor, VendorAdapter, VendorConfig, create_adapter
-from infra.simulators import SimulatorAdmin, Simulators, apns_config
+from infra.simulators import SimulatorAdmin, apns_config
 from pushpipe.config import Settings
 
 TokenKind = Literal["valid", "unregistered", "malformed"]
@@ -147,14 +146,3 @@ APNS = VendorHarness(
 HARNESSES = (APNS,)
 
 
-# ---- fixtures (import them into the test module) ---------------------------------------------------
-
-@pytest.fixture(scope="session", name="simulators")
-def simulators_fixture(settings: Settings) -> Iterator[Settings]:
-    """The real simulator process on the configured ports; stopped at the end if this run started it."""
-    service = Simulators()
-    already_up = service.health(settings).ok
-    service.start(settings)
-    yield settings
-    if not already_up:
-        service.stop(settings)

@@ -14,7 +14,6 @@ from connectors.apns import ApnsAdapter
 from connectors.base import Outcome
 from connectors.keys import generate_p8, new_key_id
 from contract_cases import HARNESSES, Case, VendorHarness, apns_token, notification, run_case, send_once
-from contract_cases import simulators_fixture  # noqa: F401  (the `simulators` session fixture)
 from infra.simulators import SimulatorAdmin, apns_config
 from pushpipe.config import Settings
 
