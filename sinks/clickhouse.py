@@ -76,7 +76,11 @@ class EmbeddedClickHouse:
         self._http = httpx.Client(base_url=url, timeout=timeout_s)
 
     def _post(self, sql: str, body: str = "") -> str:
-        response = self._http.post("/", params={"query": sql}, content=body.encode())
+        """ClickHouse HTTP: the query in the URL and INSERT data in the body, or the query as the body."""
+        if body:
+            response = self._http.post("/", params={"query": sql}, content=body.encode())
+        else:
+            response = self._http.post("/", content=sql.encode())
         if response.status_code != 200:
             raise RuntimeError(f"ClickHouse error for {sql[:80]!r}: {response.text.strip()}")
         return response.text

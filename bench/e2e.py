@@ -1,0 +1,87 @@
+"""End-to-end benchmark through the real stack (`pushpipe up` first, or it starts it).
+
+Registers N devices (3 per user), sends M single-user requests as fast as one producer can,
+and prints: requests/s produced, tokens/s accepted by the vendor simulator, p50/p99
+produce->accept latency per token, and seconds until ClickHouse shows every count.
+
+    .venv/bin/python bench/e2e.py --devices 3000 --requests 2000
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import uuid
+
+from infra import stack
+from infra.simulators import SimulatorAdmin
+from pushpipe import observe
+from pushpipe.config import Settings, load
+from pushpipe.producer import PushProducer, device_event, push_request
+from sinks import clickhouse
+
+PER_USER = 3
+
+
+def register(producer: PushProducer, settings: Settings, app: str, run: str, users: int) -> None:
+    for u in range(users):
+        for d in range(PER_USER):
+            producer.device_event(device_event(app, f"{run}-{u}", f"{run}{u:07x}{d:x}".ljust(64, "b")))
+    producer.flush()
+    observe.wait_for(lambda: observe.group_lag(settings, "pushpipe-fanout", settings.topics.device_events) == 0,
+                     300, "fan-out to load the devices")
+
+
+def produce(producer: PushProducer, app: str, run: str, users: int, requests: int) -> tuple[dict[str, int], float]:
+    created: dict[str, int] = {}
+    started = time.monotonic()
+    for i in range(requests):
+        request = push_request(app, [f"{run}-{i % users}"], "Bench", f"request {i}")
+        created[request["msg_id"]] = request["created_at"]
+        producer.request(request)
+    producer.flush()
+    return created, time.monotonic() - started
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=3000)
+    parser.add_argument("--requests", type=int, default=2000)
+    args = parser.parse_args()
+    settings = load()
+    stack.up(settings)
+    run, app = uuid.uuid4().hex[:8], "bench-app"
+    users = max(1, args.devices // PER_USER)
+    producer = PushProducer(settings)
+    register(producer, settings, app, run, users)
+
+    t0 = time.time()
+    created, produce_s = produce(producer, app, run, users, args.requests)
+    expected = args.requests * PER_USER
+    admin = SimulatorAdmin(settings.simulator_admin_url, timeout_s=60)
+    observe.wait_for(lambda: admin.accepted(run)["count"] >= expected, 1800, f"{expected} accepted tokens")
+    records = admin.accepted(run, payloads=True)["records"]
+    latencies = [r["at"] * 1000 - created[r["payload"]["msg_id"]] for r in records]
+    accept_span = max(r["at"] for r in records) - t0
+
+    ch = clickhouse.connect(settings, create=False)
+    sql = f"SELECT sum(accepted) AS a FROM {settings.clickhouse_database}.dispatch_results FINAL WHERE msg_id IN ({','.join(repr(m) for m in created)})"
+    observe.wait_for(lambda: int(ch.rows(sql)[0]["a"]) >= expected, 600, "ClickHouse counts")
+    ch_s = time.time() - t0
+
+    print(f"\nbench/e2e.py: {users * PER_USER} devices, {args.requests} single-user requests, {expected} tokens (APNs simulator)")
+    print(stack.format_table(("figure", "value"), [
+        ("requests/s produced", f"{args.requests / produce_s:,.0f}"),
+        ("tokens/s accepted by the simulator", f"{expected / accept_span:,.0f}"),
+        ("p50 produce->accept latency", f"{percentile(latencies, 50):,.0f} ms"),
+        ("p99 produce->accept latency", f"{percentile(latencies, 99):,.0f} ms"),
+        ("seconds until ClickHouse shows the counts", f"{ch_s:.1f} s"),
+    ]))
+
+
+if __name__ == "__main__":
+    main()
