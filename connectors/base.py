@@ -122,8 +122,35 @@ def _apns(config: VendorConfig) -> VendorAdapter:
     return ApnsAdapter(config)
 
 
+def _fcm(config: VendorConfig) -> VendorAdapter:
+    from connectors.fcm import FcmAdapter, FcmConfig
+
+    if not isinstance(config, FcmConfig):
+        raise TypeError(f"FCM needs an FcmConfig, got {type(config).__name__}")
+    return FcmAdapter(config)
+
+
+def _hms(config: VendorConfig) -> VendorAdapter:
+    from connectors.hms import HmsAdapter, HmsConfig
+
+    if not isinstance(config, HmsConfig):
+        raise TypeError(f"HMS needs an HmsConfig, got {type(config).__name__}")
+    return HmsAdapter(config)
+
+
+def _honor(config: VendorConfig) -> VendorAdapter:
+    from connectors.honor import HonorAdapter, HonorConfig
+
+    if not isinstance(config, HonorConfig):
+        raise TypeError(f"Honor needs a HonorConfig, got {type(config).__name__}")
+    return HonorAdapter(config)
+
+
 ADAPTERS: dict[Vendor, AdapterFactory] = {
     Vendor.APNS: _apns,
+    Vendor.FCM: _fcm,
+    Vendor.HMS: _hms,
+    Vendor.HONOR: _honor,
 }
 
 

@@ -8,14 +8,19 @@ On the embedded stack `pushpipe up` writes this file pointing at the vendor simu
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from connectors.apns import ApnsConfig
 from connectors.base import Vendor, VendorConfig
+from connectors.fcm import FcmConfig
+from connectors.hms import HmsConfig
+from connectors.honor import HonorConfig
 from pushpipe.config import Settings
 
-CONFIG_TYPES: dict[Vendor, type] = {Vendor.APNS: ApnsConfig}
+CONFIG_TYPES: dict[Vendor, type] = {Vendor.APNS: ApnsConfig, Vendor.FCM: FcmConfig, Vendor.HMS: HmsConfig,
+                                    Vendor.HONOR: HonorConfig}
 
 
 def parse(document: dict[str, Any]) -> dict[str, VendorConfig]:
@@ -49,7 +54,30 @@ def simulator_vendors(state_dir: Path) -> dict[str, Any]:
             document[name] = {"team_id": creds["team_id"], "key_id": creds["key_id"], "p8_key": creds["key_path"],
                               "topic": creds["topic"], "base_url": sims["api_url"], "sandbox_url": sims["api_url"],
                               "verify": sims["ca_cert"]}
+        elif name in SIMULATOR_ENTRIES:
+            document[name] = SIMULATOR_ENTRIES[Vendor(name)](creds, sims)
     return document
+
+
+def _fcm_entry(creds: dict[str, Any], sims: dict[str, Any]) -> dict[str, Any]:
+    """The simulator's service-account key; its token_uri is Google's, so point token_uri at the simulator."""
+    api = sims["api_url"] + creds["api_path"]
+    return {"service_account": creds["service_account"], "base_url": api, "token_uri": api + "/token",
+            "verify": sims["ca_cert"]}
+
+
+def _client_credentials_entry(creds: dict[str, Any], sims: dict[str, Any]) -> dict[str, Any]:
+    """HMS / Honor: app id, client id/secret; API and OAuth both on the simulator under its api_path."""
+    api = sims["api_url"] + creds["api_path"]
+    fields = {k: v for k, v in creds.items() if k in ("app_id", "client_id", "client_secret")}
+    return {**fields, "base_url": api, "auth_url": api, "verify": sims["ca_cert"]}
+
+
+SIMULATOR_ENTRIES: dict[Vendor, Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]] = {
+    Vendor.FCM: _fcm_entry,
+    Vendor.HMS: _client_credentials_entry,
+    Vendor.HONOR: _client_credentials_entry,
+}
 
 
 def write_simulator_vendors(state_dir: Path, target: Path) -> None:

@@ -26,7 +26,7 @@ SCALA_VERSION = "2.13"
 LOG4J_VERSION = "2.24.3"  # the log4j2 that Kafka 4.1 ships with
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 JAVA_HOME_DEFAULT = "/usr/lib/jvm/java-17-openjdk-amd64"
-CONTROLLER_PORT = 19093
+CONTROLLER_OFFSET = 1  # controller port = broker port + 1 (19093 by default)
 HEAP = "-Xmx512m"
 
 DAY_MS = 24 * 3600 * 1000
@@ -156,11 +156,12 @@ class Kafka:
 
     def _write_config(self, settings: Settings) -> Path:
         host, port = _split(settings.kafka_bootstrap)
+        controller = port + CONTROLLER_OFFSET
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
-            "controller.quorum.voters": f"1@{host}:{CONTROLLER_PORT}",
-            "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{CONTROLLER_PORT}",
+            "controller.quorum.voters": f"1@{host}:{controller}",
+            "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller}",
             "advertised.listeners": f"PLAINTEXT://{host}:{port}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",

@@ -7,7 +7,9 @@ Device = dict[str, Any]
 Devices = dict[str, Device]  # token -> device
 
 REMOVING = {"unbind", "deregister", "invalid_token"}
-DEVICE_FIELDS = ("vendor", "platform", "environment", "brand", "model", "os_version", "app_version", "locale", "timezone")
+DEVICE_FIELDS = ("vendor", "platform", "environment", "brand", "model", "os_version", "app_version", "locale", "timezone",
+                 "fallback_token")
+Target = tuple[str, str, str]  # (token, pin, fallback token or "")
 
 
 def apply_event(devices: Devices, event: dict[str, Any]) -> Devices:
@@ -27,11 +29,11 @@ def apply_event(devices: Devices, event: dict[str, Any]) -> Devices:
     return devices
 
 
-def tokens_by_vendor(devices: Devices, environment: str) -> dict[str, list[str]]:
-    """Enabled tokens of the request's environment, grouped by vendor (sorted for stable batches)."""
-    grouped: dict[str, list[str]] = {}
+def targets_by_vendor(devices: Devices, pin: str, environment: str) -> dict[str, list[Target]]:
+    """Enabled devices of the request's environment as targets, grouped by vendor (sorted for stable batches)."""
+    grouped: dict[str, list[Target]] = {}
     for token in sorted(devices):
         device = devices[token]
         if device["enabled"] and device["environment"] == environment:
-            grouped.setdefault(device["vendor"], []).append(token)
+            grouped.setdefault(device["vendor"], []).append((token, pin, device.get("fallback_token") or ""))
     return grouped

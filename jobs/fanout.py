@@ -74,16 +74,16 @@ class PinDirectory(KeyedProcessFunction):
             self.devices.update(devices.apply_event(known, record))
             return
         now = common.now_ms()
-        grouped = devices.tokens_by_vendor(known, record["environment"])
+        pin = key.split("|", 1)[1]
+        grouped = devices.targets_by_vendor(known, pin, record["environment"])
         if not grouped:
-            pin = key.split("|", 1)[1]
             yield RESULTS, codec.encode("DispatchResult", requests.no_devices_result(record, pin, now))
-        for vendor, tokens in grouped.items():
+        for vendor, targets in grouped.items():
             if record["target"] == "pin":
-                for part in requests.chunks(tokens, self.batch_size):
+                for part in requests.chunks(targets, self.batch_size):
                     yield codec.encode("DispatchBatch", requests.batch(record, vendor, part, now))
             else:
-                yield PARTIAL, (f"{record['msg_id']}|{vendor}", vendor, record, tokens)
+                yield PARTIAL, (f"{record['msg_id']}|{vendor}", vendor, record, targets)
 
 
 class Batcher(KeyedProcessFunction):
@@ -96,12 +96,12 @@ class Batcher(KeyedProcessFunction):
         self.pending = runtime_context.get_state(ValueStateDescriptor("pending", Types.PICKLED_BYTE_ARRAY()))
 
     def process_element(self, value: tuple, ctx: KeyedProcessFunction.Context) -> Iterator[bytes]:
-        _, vendor, request, tokens = value
+        _, vendor, request, targets = value
         pending = self.pending.value()
         if pending is None:
             pending = (vendor, request, [])
             ctx.timer_service().register_processing_time_timer(ctx.timer_service().current_processing_time() + LINGER_MS)
-        buffered = pending[2] + tokens
+        buffered = pending[2] + targets
         while len(buffered) >= self.batch_size:
             yield self._emit(vendor, request, buffered[: self.batch_size])
             buffered = buffered[self.batch_size :]
@@ -113,8 +113,8 @@ class Batcher(KeyedProcessFunction):
         if pending and pending[2]:
             yield self._emit(*pending)
 
-    def _emit(self, vendor: str, request: dict, tokens: list[str]) -> bytes:
-        return codec.encode("DispatchBatch", requests.batch(request, vendor, tokens, common.now_ms()))
+    def _emit(self, vendor: str, request: dict, targets: list[devices.Target]) -> bytes:
+        return codec.encode("DispatchBatch", requests.batch(request, vendor, targets, common.now_ms()))
 
 
 def build(settings: Settings) -> Any:

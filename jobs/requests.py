@@ -4,6 +4,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Iterator
 
+from jobs.devices import Target
 from schemas import codec
 
 Record = dict[str, Any]
@@ -36,12 +37,12 @@ def without_pins(request: Record) -> Record:
     return {**request, "pins": []}
 
 
-def chunks(tokens: list[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(tokens), size):
-        yield tokens[start : start + size]
+def chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
-def batch(request: Record, vendor: str, tokens: list[str], now_ms: int) -> Record:
+def batch(request: Record, vendor: str, targets: list[Target], now_ms: int) -> Record:
     return codec.new_record(
         "DispatchBatch",
         batch_id=f"{request['msg_id']}:{vendor}:{uuid.uuid4().hex[:12]}",
@@ -53,7 +54,9 @@ def batch(request: Record, vendor: str, tokens: list[str], now_ms: int) -> Recor
         category=request["category"],
         campaign=request["campaign"],
         notification=request["notification"],
-        tokens=tokens,
+        tokens=[t for t, _, _ in targets],
+        pins=[p for _, p, _ in targets],
+        fallback_tokens={t: f for t, _, f in targets if f},
         attempt=0,
         requested_at=request["created_at"],
         expires_at=request["created_at"] + request["ttl_s"] * 1000,

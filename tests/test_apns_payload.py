@@ -237,10 +237,13 @@ def test_config_from_credentials_file(key: tuple[Path, str], tmp_path: Path) -> 
     assert (loaded.base_url, loaded.verify, loaded.private_pem()) == ("https://sim", False, key[0].read_text())
 
 
-def test_registry_builds_apns_and_refuses_the_rest(key: tuple[Path, str]) -> None:
+def test_registry_builds_apns_and_refuses_the_rest(key: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
     adapter = create_adapter("apns", config(key[0]))
     assert isinstance(adapter, ApnsAdapter) and adapter.vendor is Vendor.APNS and adapter.max_batch == 1000
-    assert set(ADAPTERS) == {Vendor.APNS}
+    assert Vendor.APNS in ADAPTERS
+    with pytest.raises(TypeError, match="FcmConfig"):
+        create_adapter(Vendor.FCM, config(key[0]))  # another vendor's config
+    monkeypatch.delitem(ADAPTERS, Vendor.FCM)
     with pytest.raises(ValueError, match="no adapter"):
         create_adapter(Vendor.FCM, config(key[0]))
     with pytest.raises(ValueError):

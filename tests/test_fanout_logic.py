@@ -8,11 +8,11 @@ from pushpipe.producer import device_event, push_request
 def test_bind_report_switch_and_unbind() -> None:
     state = devices.apply_event({}, device_event("a", "u1", "tok1"))
     state = devices.apply_event(state, device_event("a", "u1", "tok2", vendor="fcm"))
-    assert devices.tokens_by_vendor(state, "production") == {"apns": ["tok1"], "fcm": ["tok2"]}
+    assert devices.targets_by_vendor(state, "u1", "production") == {"apns": [("tok1", "u1", "")], "fcm": [("tok2", "u1", "")]}
     state = devices.apply_event(state, device_event("a", "u1", "tok1", kind="switch_off"))
-    assert devices.tokens_by_vendor(state, "production") == {"fcm": ["tok2"]}
+    assert devices.targets_by_vendor(state, "u1", "production") == {"fcm": [("tok2", "u1", "")]}
     state = devices.apply_event(state, device_event("a", "u1", "tok1", kind="switch_on", brand="Apple"))
-    assert "tok1" in devices.tokens_by_vendor(state, "production")["apns"]
+    assert ("tok1", "u1", "") in devices.targets_by_vendor(state, "u1", "production")["apns"]
     state = devices.apply_event(state, device_event("a", "u1", "tok2", kind="invalid_token"))
     state = devices.apply_event(state, device_event("a", "u1", "tok1", kind="unbind"))
     assert state == {}
@@ -27,7 +27,7 @@ def test_token_refresh_replaces_the_old_token() -> None:
 def test_environment_is_respected() -> None:
     state = devices.apply_event({}, device_event("a", "u1", "prod"))
     state = devices.apply_event(state, device_event("a", "u1", "dev", environment="test"))
-    assert devices.tokens_by_vendor(state, "test") == {"apns": ["dev"]}
+    assert devices.targets_by_vendor(state, "u1", "test") == {"apns": [("dev", "u1", "")]}
 
 
 @pytest.mark.parametrize(
@@ -49,10 +49,11 @@ def test_invalid_requests_have_reasons(change: dict, reason: str) -> None:
 
 def test_batches_carry_the_request_and_are_chunked() -> None:
     request = push_request("a", ["u1"], "t", "b", ttl_s=60)
-    parts = list(requests.chunks([f"t{i}" for i in range(7)], 3))
+    parts = list(requests.chunks([(f"t{i}", f"u{i}", "um" if i == 1 else "") for i in range(7)], 3))
     assert [len(p) for p in parts] == [3, 3, 1]
     batch = requests.batch(request, "apns", parts[0], now_ms=1)
     assert batch["msg_id"] == request["msg_id"] and batch["tokens"] == ["t0", "t1", "t2"]
+    assert batch["pins"] == ["u0", "u1", "u2"] and batch["fallback_tokens"] == {"t1": "um"}
     assert batch["expires_at"] == request["created_at"] + 60_000
 
 

@@ -1,0 +1,309 @@
+"""Huawei Push Kit (HMS Core) v1 adapter: up to 1000 tokens per request, client-credentials OAuth.
+
+Auth: `POST {auth_url}{token_path}` (default https://oauth-login.cloud.huawei.com/oauth2/v3/token)
+with the form grant_type=client_credentials, client_id (= the AppID unless set), client_secret.
+The token (expires_in 3600) is cached, refreshed `refresh_margin_s` early and dropped when the
+API answers 80200001 / 80200003 / HTTP 401 (those tokens come back `unavailable`).
+
+Send: `POST {base_url}/v1/{app_id}/messages:send` with
+    {"validate_only": false, "message": {"android": {"urgency": "HIGH"|"NORMAL", "ttl": "Ns",
+     "bi_tag": msg_id, "category"?, "notification"?: {title, body, click_action: {type: 3}}},
+     "data": "<JSON string of data + msg_id>", "token": [1..1000 tokens]}}
+`bi_tag` is the message id, so delivery receipts ({"statuses": [{biTag, token, status, ...}]})
+can be matched to the message.
+
+Result codes (HMS-Core/hms-push-serverdemo-java ResponceCodeProcesser):
+  80000000 all accepted (requestId in vendor_msg_id)
+  80100000 partial success: `msg` is a JSON string {"success", "failure", "<illegal_tokens_key>": [..]};
+           the listed tokens -> invalid_token, the rest accepted. The key is UNCONFIRMED:
+           `illegal_tokens_key`, default "illegal_tokens". An unparsable msg -> all accepted.
+  80300007 all tokens invalid -> invalid_token
+  80200001 / 80200003 OAuth error / expired -> unavailable, and the access token is dropped
+  81000001 internal error -> unavailable
+  80100001 parameter error, 80300002 forbidden, 80300008 too large, 80300010 too many tokens,
+  any other code -> rejected
+  HTTP 429 / 503 (flow control; the v1 code is UNCONFIRMED) -> throttled with Retry-After;
+  other 5xx without a code -> unavailable.
+The 4096-byte limit (80300008) is checked locally on the message without its token list.
+`HuaweiStyleAdapter` is the transport shared with Honor (connectors.honor), which has its own dialect.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from connectors.apns import InvalidNotification, is_alert
+from connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
+from connectors.http import failure_code, failure_reason, json_object, new_client, parse_retry_after
+from connectors.oauth import Clock, TokenCache, TokenError, client_credentials
+
+PRODUCTION_URL = "https://push-api.cloud.huawei.com"
+AUTH_URL = "https://oauth-login.cloud.huawei.com"
+TOKEN_PATH = "/oauth2/v3/token"
+MAX_TOKENS = 1000
+MAX_PAYLOAD_BYTES = 4096
+MAX_TTL_S = 15 * 86_400  # Huawei's documented maximum for android.ttl
+OK, PARTIAL, ALL_INVALID = "80000000", "80100000", "80300007"
+AUTH_CODES = frozenset({"80200001", "80200003"})  # OAuth error / token expired: fetch a new token
+INTERNAL_ERROR = "81000001"
+THROTTLE_STATUSES = frozenset({429, 503})
+CLICK_OPEN_APP = {"type": 3}
+
+
+@dataclass(frozen=True)
+class HmsConfig:
+    """One Huawei app (AppID + AppSecret)."""
+
+    vendor: ClassVar[Vendor] = Vendor.HMS
+
+    app_id: str
+    client_secret: Secret | str  # the AppSecret; stored as Secret
+    client_id: str = ""  # empty: app_id
+    base_url: str = PRODUCTION_URL
+    auth_url: str = AUTH_URL
+    token_path: str = TOKEN_PATH
+    illegal_tokens_key: str = "illegal_tokens"  # UNCONFIRMED key in 80100000's msg
+    verify: str | bool = True
+    timeout_s: float = 10.0
+    max_batch: int = MAX_TOKENS
+    refresh_margin_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        validate_client_config(self, MAX_TOKENS)
+
+    def oauth_client_id(self) -> str:
+        return self.client_id or self.app_id
+
+    def secret(self) -> str:
+        return self.client_secret.reveal() if isinstance(self.client_secret, Secret) else self.client_secret
+
+    def token_url(self) -> str:
+        return self.auth_url.rstrip("/") + self.token_path
+
+    def send_url(self) -> str:
+        return f"{self.base_url.rstrip('/')}/v1/{quote(self.app_id, safe='')}/messages:send"
+
+
+class ClientConfig(Protocol):
+    """What HmsAdapter needs from a Huawei-like vendor's config (HmsConfig, HonorConfig)."""
+
+    app_id: str
+    client_secret: Secret | str
+    verify: str | bool
+    timeout_s: float
+    max_batch: int
+    refresh_margin_s: float
+
+    def oauth_client_id(self) -> str: ...
+
+    def secret(self) -> str: ...
+
+    def token_url(self) -> str: ...
+
+    def send_url(self) -> str: ...
+
+
+C = TypeVar("C", bound=ClientConfig)
+
+
+def validate_client_config(config: ClientConfig, max_tokens: int) -> None:
+    """Mask the secret and check the shared fields (called from each config's __post_init__)."""
+    if isinstance(config.client_secret, str):
+        object.__setattr__(config, "client_secret", Secret(config.client_secret))
+    if not config.app_id or not config.secret():
+        raise ValueError("app_id and client_secret are required")
+    if config.timeout_s <= 0 or not 1 <= config.max_batch <= max_tokens:
+        raise ValueError(f"timeout_s must be positive and max_batch within [1, {max_tokens}]")
+    if not 0 <= config.refresh_margin_s < 3600:
+        raise ValueError("refresh_margin_s must be within [0, 3600)")
+
+
+# ---- pure builders -------------------------------------------------------------------------------
+
+def data_string(n: Notification) -> str:
+    """Custom data travels as one JSON string; msg_id is added so the app can ack."""
+    return json.dumps({**{str(k): str(v) for k, v in n.data.items()}, "msg_id": n.msg_id},
+                      separators=(",", ":"), ensure_ascii=False)
+
+
+def android_config(n: Notification) -> dict[str, Any]:
+    android: dict[str, Any] = {"urgency": "HIGH" if n.priority == "high" else "NORMAL",
+                               "ttl": f"{min(n.ttl_s, MAX_TTL_S)}s", "bi_tag": n.msg_id}
+    if n.category:
+        android["category"] = n.category
+    if is_alert(n):
+        android["notification"] = {"title": n.title, "body": n.body, "click_action": dict(CLICK_OPEN_APP)}
+    return android
+
+
+def build_message(n: Notification, tokens: Iterable[str]) -> dict[str, Any]:
+    return {"android": android_config(n), "data": data_string(n), "token": list(tokens)}
+
+
+def build_request(n: Notification, tokens: Iterable[str]) -> dict[str, Any]:
+    return {"validate_only": False, "message": build_message(n, tokens)}
+
+
+def payload_size(content: Mapping[str, Any]) -> int:
+    """Bytes counted against the 4 KB limit: the message content without its token list."""
+    counted = {k: v for k, v in content.items() if k != "token"}
+    return len(json.dumps(counted, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def check_size(content: Mapping[str, Any], limit: int = MAX_PAYLOAD_BYTES) -> None:
+    size = payload_size(content)
+    if size > limit:
+        raise InvalidNotification("PayloadTooLarge", f"{size} > {limit} bytes")
+
+
+def encode(doc: Mapping[str, Any]) -> bytes:
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def encode_request(n: Notification, tokens: list[str]) -> bytes:
+    """The request body; raises InvalidNotification when the message is over 4 KB."""
+    request = build_request(n, tokens)
+    check_size(request["message"])
+    return encode(request)
+
+
+# ---- responses -----------------------------------------------------------------------------------
+
+def outcome_for_code(code: str, status: int) -> Outcome:
+    """The Huawei result-code table (shared with Honor); `status` decides when there is no code."""
+    if status in THROTTLE_STATUSES:
+        return Outcome.THROTTLED
+    if code == OK:
+        return Outcome.ACCEPTED
+    if code == ALL_INVALID:
+        return Outcome.INVALID_TOKEN
+    if code in AUTH_CODES or code == INTERNAL_ERROR or (not code and (status >= 500 or status == 401)):
+        return Outcome.UNAVAILABLE
+    return Outcome.REJECTED
+
+
+def uniform(tokens: list[str], outcome: Outcome, code: str, reason: str, retry_after_s: float | None = None,
+            msg_id: str = "") -> list[TokenResult]:
+    """The same result for every token of a request."""
+    vendor_id = msg_id if outcome is Outcome.ACCEPTED else ""
+    return [TokenResult(t, outcome, code, reason, retry_after_s, vendor_id) for t in tokens]
+
+
+def split_invalid(tokens: list[str], invalid: Mapping[str, str], code: str, msg_id: str) -> list[TokenResult]:
+    """Per-token results when the vendor names the bad tokens (invalid maps token -> reason)."""
+    return [TokenResult(t, Outcome.INVALID_TOKEN, code, invalid[t]) if t in invalid
+            else TokenResult(t, Outcome.ACCEPTED, code, vendor_msg_id=msg_id) for t in tokens]
+
+
+def illegal_tokens(msg: str, key: str) -> list[str] | None:
+    """The illegal tokens listed in an 80100000 reply's msg, or None if msg does not list them."""
+    doc = json_object(msg.encode())
+    listed = doc.get(key)
+    return [str(t) for t in listed] if isinstance(listed, list) else None
+
+
+def classify_response(tokens: list[str], status: int, headers: Mapping[str, str], body: bytes, now: float,
+                      illegal_key: str = "illegal_tokens") -> list[TokenResult]:
+    doc = json_object(body)
+    code, msg, request_id = str(doc.get("code", "")), str(doc.get("msg", "")), str(doc.get("requestId", ""))
+    if code == PARTIAL and status not in THROTTLE_STATUSES:
+        illegal = illegal_tokens(msg, illegal_key)
+        if illegal is not None:
+            return split_invalid(tokens, dict.fromkeys(illegal, "illegal token"), code, request_id)
+        return uniform(tokens, Outcome.ACCEPTED, code, "partial success; illegal tokens not listed", msg_id=request_id)
+    reason = msg or body[:200].decode(errors="replace")
+    return uniform(tokens, outcome_for_code(code, status), code or str(status), reason,
+                   parse_retry_after(headers.get("retry-after"), now), request_id)
+
+
+def is_auth_failure(results: list[TokenResult]) -> bool:
+    """The access token was refused (by code, or HTTP 401 without one): fetch a new one."""
+    return bool(results) and results[0].outcome is Outcome.UNAVAILABLE and results[0].code in AUTH_CODES | {"401"}
+
+
+# ---- transport -----------------------------------------------------------------------------------
+
+@dataclass
+class _Session:
+    client: httpx.AsyncClient
+    tokens: TokenCache
+
+
+class HuaweiStyleAdapter(Generic[C]):
+    """The transport of Huawei-like vendors: one request per send() (all its tokens), one cached
+    client-credentials access token. Subclasses supply the dialect: encode(), headers(), classify().
+    """
+
+    vendor: Vendor
+
+    def __init__(self, config: C, *, clock: Clock = time.time) -> None:
+        self.config = config
+        self.max_batch = config.max_batch
+        self._clock = clock
+        self._session: _Session | None = None
+
+    @property
+    def access_tokens(self) -> TokenCache | None:
+        return self._session.tokens if self._session else None
+
+    async def open(self) -> None:
+        c = self.config
+        client = new_client(c.verify, c.timeout_s)
+        fetch = client_credentials(client, c.token_url(), c.oauth_client_id(), c.secret(), self._clock)
+        self._session = _Session(client, TokenCache(fetch, clock=self._clock, refresh_margin_s=c.refresh_margin_s))
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.client.aclose()
+
+    def encode(self, n: Notification, tokens: list[str]) -> bytes:
+        """The request body; raises InvalidNotification."""
+        raise NotImplementedError
+
+    def headers(self, bearer: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {bearer}", "content-type": "application/json"}
+
+    def classify(self, tokens: list[str], status: int, headers: Mapping[str, str], body: bytes) -> list[TokenResult]:
+        raise NotImplementedError
+
+    async def send(self, notification: Notification, tokens: list[str]) -> list[TokenResult]:
+        if self._session is None:
+            raise RuntimeError(f"{type(self).__name__}.send() before open()")
+        if not tokens:
+            return []
+        session = self._session
+        try:
+            body = self.encode(notification, tokens)
+        except InvalidNotification as exc:
+            return uniform(tokens, Outcome.REJECTED, "", exc.reason)
+        try:
+            bearer = await session.tokens.get()
+        except TokenError as exc:
+            return [exc.result(t) for t in tokens]
+        try:
+            resp = await session.client.post(self.config.send_url(), headers=self.headers(bearer), content=body)
+        except (httpx.HTTPError, OSError) as exc:
+            return uniform(tokens, Outcome.UNAVAILABLE, failure_code(exc), failure_reason(exc))
+        results = self.classify(tokens, resp.status_code, resp.headers, resp.content)
+        if is_auth_failure(results):
+            session.tokens.invalidate(bearer)
+        return results
+
+
+class HmsAdapter(HuaweiStyleAdapter[HmsConfig]):
+    """VendorAdapter for Huawei Push Kit v1."""
+
+    vendor = Vendor.HMS
+
+    def encode(self, n: Notification, tokens: list[str]) -> bytes:
+        return encode_request(n, tokens)
+
+    def classify(self, tokens: list[str], status: int, headers: Mapping[str, str], body: bytes) -> list[TokenResult]:
+        return classify_response(tokens, status, headers, body, self._clock(), self.config.illegal_tokens_key)

@@ -1,0 +1,85 @@
+"""Pure dispatch policy: retry, circuit breaker, adaptive rate limit, send ledger."""
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from jobs.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from jobs.ledger import SendLedger
+from jobs.ratelimit import AdaptiveRateLimiter
+from jobs.retry import RetryPolicy
+
+
+def test_retry_only_transient_outcomes_and_only_so_often() -> None:
+    policy = RetryPolicy(max_attempts=3)
+    assert policy.retries("throttled", 0) and policy.retries("unavailable", 1)
+    assert not policy.retries("unavailable", 2)  # the third send was the last
+    assert not policy.retries("invalid_token", 0) and not policy.retries("rejected", 0)
+
+
+def test_backoff_grows_has_jitter_and_honours_retry_after() -> None:
+    policy = RetryPolicy(base_s=1, multiplier=2, jitter=0.2, max_delay_s=10)
+    assert policy.delay_s(0, rand=lambda: 0.5) == 1.0
+    assert policy.delay_s(2, rand=lambda: 0.5) == 4.0
+    assert policy.delay_s(2, rand=lambda: 1.0) == pytest.approx(4.8)
+    assert policy.delay_s(10, rand=lambda: 0.5) == 10.0  # capped
+    assert policy.delay_s(0, retry_after_s=30, rand=lambda: 0.5) == 30.0
+
+
+def test_breaker_opens_then_lets_one_probe_through() -> None:
+    now = [0.0]
+    breaker = CircuitBreaker(failure_threshold=3, open_s=10, clock=lambda: now[0])
+    for _ in range(3):
+        assert breaker.allow()
+        breaker.record(False)
+    assert breaker.state == OPEN and not breaker.allow()
+    now[0] = 10.0
+    assert breaker.allow() and breaker.state == HALF_OPEN
+    assert not breaker.allow()  # one probe at a time
+    breaker.record(False)
+    assert breaker.state == OPEN
+    now[0] = 20.0
+    assert breaker.allow()
+    breaker.record(True)
+    assert breaker.state == CLOSED and breaker.allow()
+
+
+def test_rate_limiter_halves_on_throttle_and_recovers_additively() -> None:
+    limiter = AdaptiveRateLimiter(rate=100, min_rate=10, increase=5)
+    limiter.on_throttled()
+    assert limiter.rate == 50
+    for _ in range(3):
+        limiter.on_throttled()
+    assert limiter.rate == 10  # floor
+    limiter.on_success()
+    assert limiter.rate == 15
+
+
+def test_rate_limiter_paces_and_serves_high_priority_first() -> None:
+    async def scenario() -> list[str]:
+        limiter = AdaptiveRateLimiter(rate=200)
+        await limiter.acquire(200)  # drain the burst
+        order: list[str] = []
+
+        async def send(name: str, priority: str) -> None:
+            await limiter.acquire(20, priority)
+            order.append(name)
+
+        lows = [asyncio.create_task(send(f"low{i}", "low")) for i in range(3)]
+        await asyncio.sleep(0)
+        high = asyncio.create_task(send("high", "high"))
+        await asyncio.gather(*lows, high)
+        return order
+
+    order = asyncio.run(scenario())
+    assert order[0] == "high"
+
+
+def test_ledger_skips_sent_tokens_and_resends_in_doubt_ones(tmp_path: Path) -> None:
+    ledger = SendLedger(tmp_path / "ledger.db")
+    first = ledger.claim("m1", ["a", "b", "c"])
+    assert first.send == ["a", "b", "c"] and not first.already_sent
+    ledger.settle("m1", accepted=["a"], not_sent=["b"])  # c stays in flight: then the process dies
+    ledger.close()
+    replay = SendLedger(tmp_path / "ledger.db").claim("m1", ["a", "b", "c"])
+    assert replay.already_sent == ["a"] and replay.in_doubt == ["c"] and replay.send == ["b", "c"]
