@@ -224,8 +224,7 @@ def _new_topic(settings: Settings, name: str) -> NewTopic:
 
 
 def _topic_names(settings: Settings) -> list[str]:
-    t = settings.topics
-    return [t.requests, t.device_events, t.dispatch, t.results, t.receipts, t.dlq]
+    return settings.topics.all()
 
 
 def _admin(settings: Settings) -> AdminClient:

@@ -38,6 +38,16 @@ def apns_config(settings: Settings, **overrides: Any) -> ApnsConfig:
     return ApnsConfig.from_credentials(d / "apns" / "credentials.json", **{**defaults, **overrides})
 
 
+def simulator_config(settings: Settings, vendor: str, **overrides: Any) -> Any:
+    """Any vendor's config pointing at the running simulator: its vendors.json entry plus overrides."""
+    from connectors.base import Vendor
+    from connectors.config import CONFIG_TYPES, simulator_vendors
+
+    parsed = Vendor(vendor)
+    entry = simulator_vendors(state_dir(settings))[parsed.value]
+    return CONFIG_TYPES[parsed](**{**entry, **overrides})
+
+
 class Simulators:
     """Service: the APNs (and later other vendors') simulators in one process."""
 

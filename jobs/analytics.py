@@ -44,7 +44,10 @@ def add_result(summary: Summary, result: dict[str, Any]) -> Summary | None:
         return None
     counts = dict(summary["counts"])
     for outcome in result["outcomes"]:
-        counts[outcome["outcome"]] = counts.get(outcome["outcome"], 0) + 1
+        key = outcome["outcome"] if outcome["final"] else "retrying"
+        counts[key] = counts.get(key, 0) + 1
+    if result["attempt"] > 0:  # these tokens were counted as retrying by an earlier attempt
+        counts["retrying"] = max(0, counts.get("retrying", 0) - len(result["outcomes"]))
     vendors = summary["vendors"]
     if result["vendor"] not in vendors and result["vendor"] != NO_VENDOR:
         vendors = sorted([*vendors, result["vendor"]])
@@ -97,16 +100,16 @@ class WriteWindow(ProcessWindowFunction):
 def build(settings: Settings) -> Any:
     env = common.environment(settings, JOB)
     topic = settings.topics.results
-    parsed = common.kafka_source(env, settings, topic, f"pushpipe-{JOB}").process(ParseResults(topic)).name("parse-results")
+    parsed = common.kafka_source(env, settings, topic, f"pushpipe-{JOB}").process(ParseResults(topic)).name("parse-results").uid("parse-results")
     common.sink_dlq(parsed, settings)
     written = (
         parsed.key_by(lambda r: r["msg_id"], key_type=Types.STRING())
         .process(MessageTotals())
-        .name("message-totals")
+        .name("message-totals").uid("message-totals")
         .key_by(lambda pair: 0, key_type=Types.INT())  # one writer: few, fat bulk writes
         .window(TumblingProcessingTimeWindows.of(WINDOW))
         .process(WriteWindow(settings), output_type=Types.INT())
-        .name("write-clickhouse-elasticsearch")
+        .name("write-clickhouse-elasticsearch").uid("write-clickhouse-elasticsearch")
     )
     common.discard(written)
     return env

@@ -63,6 +63,8 @@ def flink_config(settings: Settings, job: str) -> Configuration:
     restore = latest_checkpoint(chk)
     if restore is not None:
         values["execution.state-recovery.path"] = str(restore)
+        # operators have stable uids; state of operators a new version dropped is ignored
+        values["execution.state-recovery.ignore-unclaimed-state"] = "true"
         log.info("%s resumes from %s", job, restore)
     for key, value in values.items():
         config.set_string(key, value)
@@ -75,12 +77,13 @@ def environment(settings: Settings, job: str) -> StreamExecutionEnvironment:
     return env
 
 
-def kafka_source(env: StreamExecutionEnvironment, settings: Settings, topic: str, group: str) -> DataStream:
-    """Raw values of a topic, from the group's committed offsets (earliest the first time)."""
+def kafka_source(env: StreamExecutionEnvironment, settings: Settings, topics: str | list[str], group: str) -> DataStream:
+    """Raw values of the topics, from the group's committed offsets (earliest the first time)."""
+    names = [topics] if isinstance(topics, str) else topics
     source = (
         KafkaSource.builder()
         .set_bootstrap_servers(settings.kafka_bootstrap)
-        .set_topics(topic)
+        .set_topics(*names)
         .set_group_id(group)
         .set_starting_offsets(KafkaOffsetsInitializer.committed_offsets(KafkaOffsetResetStrategy.EARLIEST))
         .set_value_only_deserializer(ByteArraySchema())
@@ -88,7 +91,8 @@ def kafka_source(env: StreamExecutionEnvironment, settings: Settings, topic: str
         .set_property("commit.offsets.on.checkpoint", "true")
         .build()
     )
-    return env.from_source(source, WatermarkStrategy.no_watermarks(), f"kafka:{topic}")
+    name = f"kafka:{','.join(names)}"
+    return env.from_source(source, WatermarkStrategy.no_watermarks(), name).uid(name)
 
 
 def kafka_sink(settings: Settings, topic: str) -> KafkaSink:

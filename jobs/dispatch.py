@@ -1,29 +1,39 @@
-"""Dispatch job: push.dispatch -> vendor APIs (async I/O) -> push.results.
+"""Dispatch job: push.dispatch.{high,normal,low} + push.retry -> vendor APIs (async I/O) -> results.
 
-Each DispatchBatch is sent by the vendor's adapter (connectors/) from PyFlink's async I/O
-operator, many batches in flight at once; every token ends with a typed outcome in one
-DispatchResult. Expired batches are not sent.
+    lanes ──────────────────────────── parse ─┐
+    push.retry ─ parse ─ key batch: hold until not_before ─┴─> send (async) ─> push.results
+                                                                        ├─> push.retry (long retry delays)
+                                                                        └─> device.feedback (dead tokens)
+Sending (ledger, exits, rate limits, retries, fallback) is in jobs/sender.py; the policy in
+jobs/dispatch_policy.py. High priority is served first by the rate limiters, and low-priority
+batches in flight are capped, so a low-priority flood cannot starve high priority.
 
 Run: python -m jobs.dispatch
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from typing import Any, Iterator
 
-from pyflink.common import Time
-from pyflink.datastream import AsyncDataStream, AsyncFunction, ProcessFunction, RuntimeContext
+from pyflink.common import Time, Types
+from pyflink.datastream import AsyncDataStream, AsyncFunction, KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext
+from pyflink.datastream.state import ValueStateDescriptor
 
-from connectors.base import Notification, TokenResult, VendorAdapter, create_adapter
 from connectors.config import vendor_configs
-from jobs import common
+from jobs import common, dispatch_policy, metrics
+from jobs.ledger import SendLedger
+from jobs.sender import Sender, now_ms, subset
 from pushpipe.config import Settings, load
 from schemas import codec
 
 JOB = "dispatch"
-CAPACITY = 200  # batches in flight per operator
-TIMEOUT = Time.seconds(120)
+CAPACITY = 400  # batches in flight
+TIMEOUT = Time.minutes(10)  # a batch still waiting then (rate limit, outage) goes to push.retry
+RETRY = OutputTag("retry", common.BYTES)
+FEEDBACK = OutputTag("feedback", common.BYTES)
+log = logging.getLogger("pushpipe.dispatch")
 
 
 class ParseBatches(ProcessFunction):
@@ -34,97 +44,93 @@ class ParseBatches(ProcessFunction):
         yield from common.decode_or_dlq(JOB, self.topic, "DispatchBatch", value)
 
 
-def notification_of(batch: dict[str, Any]) -> Notification:
-    note = batch["notification"]
-    return Notification(
-        msg_id=batch["msg_id"],
-        app_id=batch["app_id"],
-        title=note["title"],
-        body=note["body"],
-        data=note["data"],
-        priority=batch["priority"],
-        category=batch["category"],
-        collapse_id=note["collapse_id"] or "",
-        ttl_s=max(0, (batch["expires_at"] - common.now_ms()) // 1000),
-        environment="sandbox" if batch["environment"] == "test" else "production",
-    )
+class HoldUntilDue(KeyedProcessFunction):
+    """Keeps a retry batch in state until its not_before time (a Flink timer, so it survives restarts)."""
 
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.batch = runtime_context.get_state(ValueStateDescriptor("batch", Types.PICKLED_BYTE_ARRAY()))
 
-def token_outcome(result: TokenResult) -> dict[str, str]:
-    return {"token": result.token, "outcome": str(result.outcome), "code": result.code,
-            "reason": result.reason, "vendor_msg_id": result.vendor_msg_id}
+    def process_element(self, batch: dict, ctx: KeyedProcessFunction.Context) -> Iterator[dict]:
+        if batch["not_before"] <= now_ms():
+            yield batch
+            return
+        self.batch.update(batch)
+        ctx.timer_service().register_processing_time_timer(batch["not_before"])
 
-
-def local_outcomes(tokens: list[str], outcome: str, code: str, reason: str) -> list[dict[str, str]]:
-    return [{"token": t, "outcome": outcome, "code": code, "reason": reason, "vendor_msg_id": ""} for t in tokens]
-
-
-def result_of(batch: dict[str, Any], outcomes: list[dict[str, str]], sent_at: int) -> dict[str, Any]:
-    return codec.new_record(
-        "DispatchResult",
-        **{k: batch[k] for k in ("batch_id", "msg_id", "app_id", "vendor", "priority", "category", "campaign", "attempt", "requested_at")},
-        outcomes=outcomes,
-        sent_at=sent_at,
-        completed_at=common.now_ms(),
-    )
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[dict]:
+        batch = self.batch.value()
+        self.batch.clear()
+        if batch is not None:
+            yield batch
 
 
 class SendBatch(AsyncFunction):
-    """Sends one DispatchBatch through its vendor's adapter; adapters are opened lazily per vendor."""
+    """PyFlink's async I/O around Sender; low-priority batches in flight are capped."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        # PyFlink's async operator hands records between threads (reader, event loop, emitter,
-        # timers): with the default 5 ms GIL switch interval each hand-off can wait 5 ms.
+        # The async operator hands records between threads (reader, event loop, emitter, timers):
+        # with the default 5 ms GIL switch interval each hand-off can wait 5 ms.
         sys.setswitchinterval(0.0002)
-        self.configs = vendor_configs(self.settings)
-        self.adapters: dict[str, VendorAdapter] = {}
-        self.opening: dict[str, asyncio.Lock] = {}
+        policy = dispatch_policy.load(self.settings.dispatch_file)
+        ledger = SendLedger(self.settings.run_dir / "ledger" / f"dispatch-{runtime_context.get_index_of_this_subtask()}.db")
+        self.sender = Sender(policy, vendor_configs(self.settings), ledger)
+        self.low_slots = asyncio.Semaphore(policy.low_priority_inflight)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        metrics.serve(self.settings.dispatch_metrics_port + runtime_context.get_index_of_this_subtask())
 
-    async def adapter(self, vendor: str) -> VendorAdapter:
-        lock = self.opening.setdefault(vendor, asyncio.Lock())
-        async with lock:
-            if vendor not in self.adapters:
-                adapter = create_adapter(vendor, self.configs[vendor])
-                await adapter.open()
-                self.adapters[vendor] = adapter
-        return self.adapters[vendor]
+    async def async_invoke(self, batch: dict[str, Any]) -> list[tuple[str, bytes]]:
+        self.loop = asyncio.get_running_loop()
+        metrics.INFLIGHT.labels(batch["priority"]).inc()
+        try:
+            if batch["priority"] != "low":
+                return await self.sender.dispatch(batch)
+            async with self.low_slots:
+                return await self.sender.dispatch(batch)
+        finally:
+            metrics.INFLIGHT.labels(batch["priority"]).dec()
 
-    async def async_invoke(self, batch: dict[str, Any]) -> list[bytes]:
-        sent_at = common.now_ms()
-        return [codec.encode("DispatchResult", result_of(batch, await self.outcomes(batch, sent_at), sent_at))]
-
-    async def outcomes(self, batch: dict[str, Any], now: int) -> list[dict[str, str]]:
-        tokens, vendor = batch["tokens"], batch["vendor"]
-        if now > batch["expires_at"]:
-            return local_outcomes(tokens, "expired", "ttl", "past its TTL before it could be sent")
-        if vendor not in self.configs:
-            return local_outcomes(tokens, "rejected", "no_vendor_config", f"vendor {vendor!r} is not configured")
-        adapter = await self.adapter(vendor)
-        parts = [tokens[i : i + adapter.max_batch] for i in range(0, len(tokens), adapter.max_batch)]
-        note = notification_of(batch)
-        sent = await asyncio.gather(*(adapter.send(note, part) for part in parts))
-        return [token_outcome(r) for part in sent for r in part]
-
-    def timeout(self, batch: dict[str, Any]) -> list[bytes]:
-        outcomes = local_outcomes(batch["tokens"], "unavailable", "timeout", "dispatch timed out")
-        return [codec.encode("DispatchResult", result_of(batch, outcomes, common.now_ms()))]
+    def timeout(self, batch: dict[str, Any]) -> list[tuple[str, bytes]]:
+        """Nothing is lost: a batch that waited too long is sent again later (the ledger skips what went out)."""
+        log.warning("batch %s timed out; scheduling a retry", batch["batch_id"])
+        later = subset(batch, batch["tokens"], batch["attempt"] + 1, now_ms() + 30_000)
+        return [("retry", codec.encode("DispatchBatch", later))]
 
     def close(self) -> None:
-        adapters, self.adapters = self.adapters, {}
-        if adapters:
-            asyncio.run(asyncio.gather(*(a.aclose() for a in adapters.values())))
+        if self.loop is not None and self.loop.is_running():
+            try:
+                asyncio.run_coroutine_threadsafe(self.sender.aclose(), self.loop).result(timeout=5)
+            except Exception as exc:  # closing is best effort: the worker is going away
+                log.warning("closing adapters: %s", exc)
+
+
+class Route(ProcessFunction):
+    """Results to the main output; retries and device feedback to their side outputs."""
+
+    def process_element(self, value: tuple[str, bytes], ctx: ProcessFunction.Context) -> Iterator[Any]:
+        kind, payload = value
+        if kind == "result":
+            yield payload
+        else:
+            yield (RETRY if kind == "retry" else FEEDBACK), payload
 
 
 def build(settings: Settings) -> Any:
     env = common.environment(settings, JOB)
     topics = settings.topics
-    batches = common.kafka_source(env, settings, topics.dispatch, f"pushpipe-{JOB}").process(ParseBatches(topics.dispatch)).name("parse-batches")
-    common.sink_dlq(batches, settings)
-    results = AsyncDataStream.unordered_wait(batches, SendBatch(settings), TIMEOUT, CAPACITY, output_type=common.BYTES)
-    results.name("send").sink_to(common.kafka_sink(settings, topics.results)).name("push.results")
+    group = f"pushpipe-{JOB}"
+    lanes = common.kafka_source(env, settings, topics.lanes, group).process(ParseBatches("push.dispatch.*")).name("parse-batches").uid("parse-batches")
+    retries = common.kafka_source(env, settings, [topics.retry], group).process(ParseBatches(topics.retry)).name("parse-retries").uid("parse-retries")
+    for parsed in (lanes, retries):
+        common.sink_dlq(parsed, settings)
+    due = retries.key_by(lambda b: f"{b['batch_id']}/{b['attempt']}", key_type=Types.STRING()).process(HoldUntilDue()).name("hold-until-due").uid("hold-until-due")
+    sent = AsyncDataStream.unordered_wait(lanes.union(due), SendBatch(settings), TIMEOUT, CAPACITY)
+    routed = sent.name("send").uid("send").process(Route(), output_type=common.BYTES).name("route").uid("route")
+    routed.sink_to(common.kafka_sink(settings, topics.results)).name("push.results")
+    routed.get_side_output(RETRY).sink_to(common.kafka_sink(settings, topics.retry)).name("push.retry")
+    routed.get_side_output(FEEDBACK).sink_to(common.kafka_sink(settings, topics.device_feedback)).name("device.feedback")
     return env
 
 

@@ -3,6 +3,7 @@
     device.events -> parse -+
                             +-> key (app|pin): devices state, expand -> single pin: batches
     push.requests -> parse -+                                        -> pin lists: batcher (msg|vendor)
+    device.feedback (dead tokens from dispatch) joins device.events; batches go to the lane of their priority.
 Bad input goes to push.dlq with its reason; pins without devices become suppressed results.
 
 Run: python -m jobs.fanout
@@ -16,12 +17,13 @@ from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction,
 from pyflink.datastream.state import ValueStateDescriptor
 
 from jobs import common, devices, requests
-from pushpipe.config import Settings, load
+from pushpipe.config import PRIORITIES, Settings, load
 from schemas import codec
 
 JOB = "fanout"
 PARTIAL = OutputTag("partial", Types.PICKLED_BYTE_ARRAY())
 RESULTS = OutputTag("results", common.BYTES)
+LANES = {priority: OutputTag(f"lane-{priority}", common.BYTES) for priority in PRIORITIES}
 LINGER_MS = 100
 
 
@@ -81,7 +83,7 @@ class PinDirectory(KeyedProcessFunction):
         for vendor, targets in grouped.items():
             if record["target"] == "pin":
                 for part in requests.chunks(targets, self.batch_size):
-                    yield codec.encode("DispatchBatch", requests.batch(record, vendor, part, now))
+                    yield LANES[record["priority"]], codec.encode("DispatchBatch", requests.batch(record, vendor, part, now))
             else:
                 yield PARTIAL, (f"{record['msg_id']}|{vendor}", vendor, record, targets)
 
@@ -95,7 +97,7 @@ class Batcher(KeyedProcessFunction):
     def open(self, runtime_context: RuntimeContext) -> None:
         self.pending = runtime_context.get_state(ValueStateDescriptor("pending", Types.PICKLED_BYTE_ARRAY()))
 
-    def process_element(self, value: tuple, ctx: KeyedProcessFunction.Context) -> Iterator[bytes]:
+    def process_element(self, value: tuple, ctx: KeyedProcessFunction.Context) -> Iterator[tuple]:
         _, vendor, request, targets = value
         pending = self.pending.value()
         if pending is None:
@@ -107,36 +109,40 @@ class Batcher(KeyedProcessFunction):
             buffered = buffered[self.batch_size :]
         self.pending.update((vendor, request, buffered))
 
-    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[bytes]:
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[tuple]:
         pending = self.pending.value()
         self.pending.clear()
         if pending and pending[2]:
             yield self._emit(*pending)
 
-    def _emit(self, vendor: str, request: dict, targets: list[devices.Target]) -> bytes:
-        return codec.encode("DispatchBatch", requests.batch(request, vendor, targets, common.now_ms()))
+    def _emit(self, vendor: str, request: dict, targets: list[devices.Target]) -> tuple[OutputTag, bytes]:
+        batch = requests.batch(request, vendor, targets, common.now_ms())
+        return LANES[request["priority"]], codec.encode("DispatchBatch", batch)
 
 
 def build(settings: Settings) -> Any:
     env = common.environment(settings, JOB)
     topics = settings.topics
-    reqs = common.kafka_source(env, settings, topics.requests, f"pushpipe-{JOB}").process(ParseRequests(topics.requests)).name("parse-requests")
-    events = common.kafka_source(env, settings, topics.device_events, f"pushpipe-{JOB}").process(ParseDeviceEvents(topics.device_events)).name("parse-device-events")
+    reqs = common.kafka_source(env, settings, topics.requests, f"pushpipe-{JOB}").process(ParseRequests(topics.requests)).name("parse-requests").uid("parse-requests")
+    device_topics = [topics.device_events, topics.device_feedback]  # upstream's events + dispatch's dead tokens
+    events = common.kafka_source(env, settings, device_topics, f"pushpipe-{JOB}").process(ParseDeviceEvents(",".join(device_topics))).name("parse-device-events").uid("parse-device-events")
     for parsed in (reqs, events):
         common.sink_dlq(parsed, settings)
     expanded = (
         reqs.union(events)
         .key_by(lambda item: item[0], key_type=Types.STRING())
         .process(PinDirectory(settings.batch_size), output_type=common.BYTES)
-        .name("pin-directory")
+        .name("pin-directory").uid("pin-directory")
     )
     batched = (
         expanded.get_side_output(PARTIAL)
         .key_by(lambda item: item[0], key_type=Types.STRING())
         .process(Batcher(settings.batch_size), output_type=common.BYTES)
-        .name("batcher")
+        .name("batcher").uid("batcher")
     )
-    expanded.union(batched).sink_to(common.kafka_sink(settings, topics.dispatch)).name("push.dispatch")
+    for priority, lane in LANES.items():
+        batches = expanded.get_side_output(lane).union(batched.get_side_output(lane))
+        batches.sink_to(common.kafka_sink(settings, topics.lane(priority))).name(topics.lane(priority))
     expanded.get_side_output(RESULTS).sink_to(common.kafka_sink(settings, topics.results)).name("push.results")
     return env
 

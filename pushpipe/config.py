@@ -14,16 +14,30 @@ def _env(name: str, default: str) -> str:
 
 
 JOBS = ("fanout", "dispatch", "analytics")
+PRIORITIES = ("high", "normal", "low")
 
 
 @dataclass(frozen=True)
 class Topics:
     requests: str = "push.requests"
     device_events: str = "device.events"
-    dispatch: str = "push.dispatch"
+    dispatch: str = "push.dispatch"  # one topic per priority lane: push.dispatch.high, .normal, .low
+    retry: str = "push.retry"  # batches waiting for a long retry delay
     results: str = "push.results"
     receipts: str = "push.receipts"
+    device_feedback: str = "device.feedback"  # invalid tokens found by dispatch, read by fan-out
     dlq: str = "push.dlq"
+
+    def lane(self, priority: str) -> str:
+        return f"{self.dispatch}.{priority}"
+
+    @property
+    def lanes(self) -> list[str]:
+        return [self.lane(p) for p in PRIORITIES]
+
+    def all(self) -> list[str]:
+        return [self.requests, self.device_events, *self.lanes, self.retry, self.results, self.receipts,
+                self.device_feedback, self.dlq]
 
 
 @dataclass(frozen=True)
@@ -41,6 +55,9 @@ class Settings:
     simulator_admin_url: str = field(default_factory=lambda: _env("simulator_admin_url", "http://127.0.0.1:18444"))
     # JSON: {"apns": {ApnsConfig fields}, ...}; `pushpipe up` writes one for the simulators here
     vendors_file: Path = field(default_factory=lambda: Path(_env("vendors_file", str(Path(_env("home", str(Path.home() / ".pushpipe"))) / "run" / "vendors.json"))))
+    # JSON dispatch policy: rate limits, exits, fallback, retry, breaker (jobs/dispatch_policy.py)
+    dispatch_file: Path | None = field(default_factory=lambda: Path(p) if (p := _env("dispatch_file", "")) else None)
+    dispatch_metrics_port: int = field(default_factory=lambda: int(_env("dispatch_metrics_port", "19250")))
     batch_size: int = field(default_factory=lambda: int(_env("batch_size", "500")))
     flink_rest_port_base: int = field(default_factory=lambda: int(_env("flink_rest_port_base", "18081")))
     checkpoint_interval_ms: int = field(default_factory=lambda: int(_env("checkpoint_interval_ms", "5000")))

@@ -39,11 +39,12 @@ def ddl(db: str) -> list[str]:
             rejected UInt32,
             expired UInt32,
             suppressed UInt32,
+            retried UInt32,
             failed UInt32,
             latency_ms UInt32,
             completed_at DateTime64(3)
         ) ENGINE = ReplacingMergeTree
-        ORDER BY (app_id, vendor, minute, batch_id, attempt)""",
+        ORDER BY (app_id, vendor, batch_id, attempt)""",
         f"""CREATE VIEW IF NOT EXISTS {db}.delivery_per_minute AS
         SELECT minute, app_id, vendor,
                uniqExact(msg_id) AS messages,
@@ -51,7 +52,7 @@ def ddl(db: str) -> list[str]:
                sum(accepted) AS accepted, sum(failed) AS failed,
                sum(invalid_token) AS invalid_token, sum(throttled) AS throttled,
                sum(unavailable) AS unavailable, sum(rejected) AS rejected,
-               sum(expired) AS expired, sum(suppressed) AS suppressed,
+               sum(expired) AS expired, sum(suppressed) AS suppressed, sum(retried) AS retried,
                quantileExact(0.5)(latency_ms) AS p50_latency_ms,
                quantileExact(0.99)(latency_ms) AS p99_latency_ms
         FROM {db}.dispatch_results FINAL
@@ -143,12 +144,13 @@ NOT_SENT = ("expired", "suppressed")
 
 
 def result_row(result: Row) -> Row:
-    """The dispatch_results row of one DispatchResult."""
+    """The dispatch_results row of one DispatchResult: final outcomes counted, tokens to be retried apart."""
+    final = [o for o in result["outcomes"] if o["final"]]
     counts = dict.fromkeys(OUTCOME_COLUMNS, 0)
-    for outcome in result["outcomes"]:
+    for outcome in final:
         counts[outcome["outcome"]] += 1
-    requested = sum(1 for o in result["outcomes"] if o["token"])
-    sent = requested - counts["expired"] - sum(1 for o in result["outcomes"] if o["token"] and o["outcome"] == "suppressed")
+    requested = sum(1 for o in final if o["token"])
+    sent = requested - counts["expired"] - sum(1 for o in final if o["token"] and o["outcome"] == "suppressed")
     minute = result["completed_at"] // 60_000 * 60
     return {
         "minute": minute,
@@ -163,7 +165,8 @@ def result_row(result: Row) -> Row:
         "requested": requested,
         "sent": sent,
         "failed": sent - counts["accepted"],
-        "latency_ms": max(0, result["completed_at"] - result["requested_at"]),
+        "latency_ms": max(0, result["completed_at"] - result["requested_at"]),  # request -> vendor answer
         "completed_at": result["completed_at"] / 1000,
+        "retried": len(result["outcomes"]) - len(final),
         **counts,
     }

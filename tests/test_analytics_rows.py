@@ -4,10 +4,11 @@ from schemas import codec
 from sinks import clickhouse, elastic
 
 
-def result(outcomes: list[tuple[str, str]]) -> dict:
+def result(outcomes: list[tuple[str, str]], final: bool = True) -> dict:
     return codec.new_record(
         "DispatchResult", batch_id="b1", msg_id="m1", app_id="a", vendor="apns",
-        outcomes=[{"token": t, "outcome": o, "code": "", "reason": "", "vendor_msg_id": ""} for t, o in outcomes],
+        outcomes=[{"token": t, "outcome": o, "code": "", "reason": "", "vendor_msg_id": "", "pin": "", "exit": "apns",
+                   "final": final} for t, o in outcomes],
         requested_at=1_000, sent_at=1_500, completed_at=121_000,
     )
 
@@ -34,3 +35,15 @@ def test_message_totals_count_each_batch_attempt_once() -> None:
     first = analytics.add_result(analytics.empty_summary(), result([("t1", "accepted"), ("t2", "invalid_token")]))
     assert first["counts"] == {"accepted": 1, "invalid_token": 1} and first["vendors"] == ["apns"]
     assert analytics.add_result(first, result([("t1", "accepted")])) is None  # same batch again
+
+
+def test_tokens_to_be_retried_are_not_counted_as_failed() -> None:
+    row = clickhouse.result_row(result([("t1", "throttled"), ("t2", "unavailable")], final=False))
+    assert (row["requested"], row["failed"], row["throttled"], row["retried"]) == (0, 0, 0, 2)
+
+
+def test_message_totals_move_retried_tokens_to_their_final_outcome() -> None:
+    first = analytics.add_result(analytics.empty_summary(), result([("t1", "throttled")], final=False))
+    assert first["counts"] == {"retrying": 1}
+    later = analytics.add_result(first, {**result([("t1", "accepted")]), "attempt": 1})
+    assert later["counts"] == {"retrying": 0, "accepted": 1}

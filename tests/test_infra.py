@@ -53,7 +53,7 @@ def test_topics_exist_with_partitions_and_configs(kafka: Kafka, settings: Settin
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     topics = admin.list_topics(timeout=10).topics
     t = settings.topics
-    for name in (t.requests, t.device_events, t.dispatch, t.results, t.receipts, t.dlq):
+    for name in t.all():
         assert name in topics
         assert len(topics[name].partitions) == settings.kafka_partitions
 

@@ -1,0 +1,75 @@
+"""Dispatch policy, read once when the dispatch job starts: rate limits, exits, fallback, retry, breaker.
+
+A JSON file (`PUSHPIPE_DISPATCH_FILE`); every key is optional:
+
+    {"rates": {"default": 5000, "*/hms": 3000, "my-app/apns": 800},     # tokens/s per (app, vendor)
+     "exits": {"apns": [{"name": "apns-a", "weight": 3},
+                        {"name": "apns-b", "weight": 1, "base_url": "https://..."}]},
+     "fallback": "umeng",                                              # channel when a vendor is down
+     "retry": {"max_attempts": 5, "base_s": 1, "max_delay_s": 300, "inline_max_s": 2},
+     "breaker": {"failure_threshold": 5, "open_s": 10},
+     "low_priority_inflight": 100}                                     # low-lane batches in flight at once
+
+An exit is one way to a vendor (an endpoint or account) with a traffic weight; its keys other
+than name and weight override the vendor's settings from the vendors file.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jobs.retry import RetryPolicy
+
+
+@dataclass(frozen=True)
+class ExitSpec:
+    name: str
+    weight: float = 1.0
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DispatchPolicy:
+    rates: dict[str, float] = field(default_factory=lambda: {"default": 5000.0})
+    exits: dict[str, list[ExitSpec]] = field(default_factory=dict)
+    fallback: str | None = "umeng"
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    failure_threshold: int = 5
+    open_s: float = 10.0
+    low_priority_inflight: int = 100
+
+    def rate_for(self, app_id: str, vendor: str) -> float:
+        for key in (f"{app_id}/{vendor}", f"*/{vendor}", "default"):
+            if key in self.rates:
+                return float(self.rates[key])
+        return 5000.0
+
+    def exits_for(self, vendor: str) -> list[ExitSpec]:
+        return self.exits.get(vendor) or [ExitSpec(name=vendor)]
+
+
+def _exit(spec: dict[str, Any]) -> ExitSpec:
+    spec = dict(spec)
+    name, weight = spec.pop("name"), float(spec.pop("weight", 1.0))
+    if weight <= 0:
+        raise ValueError(f"exit {name}: weight must be positive")
+    return ExitSpec(name, weight, spec)
+
+
+def parse(document: dict[str, Any]) -> DispatchPolicy:
+    breaker = document.get("breaker", {})
+    return DispatchPolicy(
+        rates={"default": 5000.0, **document.get("rates", {})},
+        exits={vendor: [_exit(e) for e in specs] for vendor, specs in document.get("exits", {}).items()},
+        fallback=document.get("fallback", "umeng"),
+        retry=RetryPolicy(**document.get("retry", {})),
+        failure_threshold=int(breaker.get("failure_threshold", 5)),
+        open_s=float(breaker.get("open_s", 10.0)),
+        low_priority_inflight=int(document.get("low_priority_inflight", 100)),
+    )
+
+
+def load(path: Path | None) -> DispatchPolicy:
+    return parse(json.loads(path.read_text())) if path else DispatchPolicy()

@@ -1,0 +1,236 @@
+"""Sending one DispatchBatch: ledger, exit choice, rate limit, adapter call, retries, fallback.
+
+Independent of PyFlink: the dispatch job's AsyncFunction calls `Sender.dispatch` and routes
+what it returns: ("result", DispatchResult), ("retry", DispatchBatch for push.retry) and
+("feedback", DeviceEvent for fan-out: invalid tokens, notifications switched off).
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors.base import Notification, TokenResult, VendorAdapter, VendorConfig, create_adapter
+from jobs import metrics
+from jobs.breaker import CircuitBreaker
+from jobs.dispatch_policy import DispatchPolicy, ExitSpec
+from jobs.ledger import SendLedger
+from jobs.ratelimit import AdaptiveRateLimiter
+from schemas import codec
+
+Record = dict[str, Any]
+Output = tuple[str, bytes]
+Sent = dict[str, tuple[TokenResult, str]]  # token -> (result, exit name)
+SWITCHED_OFF = "notification_switch_off"  # reason an adapter gives when the user turned notifications off
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class Exit:
+    vendor: str
+    spec: ExitSpec
+    config: VendorConfig
+    breaker: CircuitBreaker
+    adapter: VendorAdapter | None = None
+    opening: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def ready(self) -> VendorAdapter:
+        async with self.opening:
+            if self.adapter is None:
+                adapter = create_adapter(self.vendor, self.config)
+                await adapter.open()
+                self.adapter = adapter
+        return self.adapter
+
+
+def choose_exit(exits: list[Exit], rand: Callable[[], float] = random.random) -> Exit | None:
+    """A probe to an exit whose open period is over, else a weighted pick among closed exits."""
+    for exit_ in exits:
+        if exit_.breaker.state != "closed" and exit_.breaker.allow():
+            return exit_
+    closed = [e for e in exits if e.breaker.state == "closed"]
+    if not closed:
+        return None
+    pick = rand() * sum(e.spec.weight for e in closed)
+    for exit_ in closed:
+        pick -= exit_.spec.weight
+        if pick < 0:
+            return exit_
+    return closed[-1]
+
+
+def notification_of(batch: Record) -> Notification:
+    note = batch["notification"]
+    return Notification(
+        msg_id=batch["msg_id"], app_id=batch["app_id"], title=note["title"], body=note["body"], data=note["data"],
+        priority=batch["priority"], category=batch["category"], collapse_id=note["collapse_id"] or "",
+        ttl_s=max(0, (batch["expires_at"] - now_ms()) // 1000),
+        environment="sandbox" if batch["environment"] == "test" else "production",
+    )
+
+
+def outcome_record(token: str, pin: str, outcome: str, code: str = "", reason: str = "", exit_: str = "",
+                   vendor_msg_id: str = "", final: bool = True) -> dict[str, Any]:
+    return {"token": token, "outcome": outcome, "code": code, "reason": reason, "vendor_msg_id": vendor_msg_id,
+            "pin": pin, "exit": exit_, "final": final}
+
+
+def result_record(batch: Record, outcomes: list[dict[str, Any]], sent_at: int) -> Record:
+    keys = ("batch_id", "msg_id", "app_id", "vendor", "priority", "category", "campaign", "attempt", "requested_at")
+    return codec.new_record("DispatchResult", **{k: batch[k] for k in keys}, outcomes=outcomes, sent_at=sent_at,
+                            completed_at=now_ms())
+
+
+def subset(batch: Record, tokens: list[str], attempt: int, not_before: int) -> Record:
+    """The batch narrowed to `tokens`, as the next attempt."""
+    pins = dict(zip(batch["tokens"], batch["pins"]))
+    return {**batch, "tokens": tokens, "pins": [pins.get(t, "") for t in tokens] if batch["pins"] else [],
+            "fallback_tokens": {t: f for t, f in batch["fallback_tokens"].items() if t in set(tokens)},
+            "attempt": attempt, "not_before": not_before}
+
+
+def feedback_event(batch: Record, token: str, pin: str, result: TokenResult) -> Record | None:
+    """The DeviceEvent telling fan-out to stop targeting a dead token or a switched-off device."""
+    if result.outcome == "invalid_token":
+        kind = "invalid_token"
+    elif result.outcome == "rejected" and result.reason == SWITCHED_OFF:
+        kind = "switch_off"
+    else:
+        return None
+    return codec.new_record("DeviceEvent", app_id=batch["app_id"], token=token, kind=kind, pin=pin or None,
+                            vendor=batch["vendor"], reason=f"{result.code} {result.reason}".strip(), ts=now_ms())
+
+
+class Sender:
+    def __init__(self, policy: DispatchPolicy, configs: dict[str, VendorConfig], ledger: SendLedger) -> None:
+        self.policy = policy
+        self.configs = configs
+        self.ledger = ledger
+        self.exits = {vendor: self._exits(vendor, config) for vendor, config in configs.items()}
+        self.limiters: dict[tuple[str, str], AdaptiveRateLimiter] = {}
+
+    def _exits(self, vendor: str, config: VendorConfig) -> list[Exit]:
+        return [Exit(vendor, spec, dataclasses.replace(config, **spec.overrides) if spec.overrides else config,
+                     CircuitBreaker(self.policy.failure_threshold, self.policy.open_s))
+                for spec in self.policy.exits_for(vendor)]
+
+    def limiter(self, app_id: str, vendor: str) -> AdaptiveRateLimiter:
+        key = (app_id, vendor)
+        if key not in self.limiters:
+            rate = self.policy.rate_for(app_id, vendor)
+            self.limiters[key] = AdaptiveRateLimiter(rate, min_rate=max(1.0, rate / 100))
+        return self.limiters[key]
+
+    async def dispatch(self, batch: Record) -> list[Output]:
+        sent_at = now_ms()
+        pins = dict(zip(batch["tokens"], batch["pins"])) if batch["pins"] else {}
+        if sent_at > batch["expires_at"]:
+            outcomes = [outcome_record(t, pins.get(t, ""), "expired", "ttl", "past its TTL before it could be sent")
+                        for t in batch["tokens"]]
+            return [("result", codec.encode("DispatchResult", result_record(batch, outcomes, sent_at)))]
+        claim = self.ledger.claim(batch["msg_id"], batch["tokens"])
+        metrics.LEDGER.labels("skipped").inc(len(claim.already_sent))
+        metrics.LEDGER.labels("resent").inc(len(claim.in_doubt))
+        outcomes = [outcome_record(t, pins.get(t, ""), "accepted", "ledger", "sent before a restart")
+                    for t in claim.already_sent]
+        outputs: list[Output] = []
+        attempt, pending = batch["attempt"], claim.send
+        while pending:
+            sent = await self.deliver(batch, pending)
+            self._settle(batch["msg_id"], sent)
+            retry = [t for t in pending if self.policy.retry.retries(sent[t][0].outcome, attempt)]
+            delay = max((self.policy.retry.delay_s(attempt, sent[t][0].retry_after_s) for t in retry), default=0.0)
+            inline = bool(retry) and delay <= self.policy.retry.inline_max_s
+            outcomes += self._outcomes(sent, pins, [t for t in pending if t not in retry] if inline else pending, retry)
+            outputs += self._feedback(batch, sent, pins)
+            if not retry:
+                break
+            if not inline:
+                next_batch = subset(batch, retry, attempt + 1, now_ms() + int(delay * 1000))
+                outputs.append(("retry", codec.encode("DispatchBatch", next_batch)))
+                metrics.RETRIES.labels(batch["vendor"], "topic").inc(len(retry))
+                break
+            metrics.RETRIES.labels(batch["vendor"], "inline").inc(len(retry))
+            await asyncio.sleep(delay)
+            attempt, pending = attempt + 1, retry
+        outputs.append(("result", codec.encode("DispatchResult", result_record(batch, outcomes, sent_at))))
+        return outputs
+
+    def _outcomes(self, sent: Sent, pins: dict[str, str], tokens: list[str], retry: list[str]) -> list[dict[str, Any]]:
+        retrying = set(retry)
+        return [outcome_record(t, pins.get(t, ""), str(r.outcome), r.code, r.reason, exit_, r.vendor_msg_id,
+                               final=t not in retrying)
+                for t in tokens for r, exit_ in [sent[t]]]
+
+    def _feedback(self, batch: Record, sent: Sent, pins: dict[str, str]) -> list[Output]:
+        events = [feedback_event(batch, t, pins.get(t, ""), r) for t, (r, exit_) in sent.items()
+                  if not exit_.startswith("fallback:")]
+        return [("feedback", codec.encode("DeviceEvent", e)) for e in events if e is not None]
+
+    def _settle(self, msg_id: str, sent: Sent) -> None:
+        accepted = [t for t, (r, _) in sent.items() if r.outcome == "accepted"]
+        self.ledger.settle(msg_id, accepted, [t for t in sent if t not in set(accepted)])
+
+    async def deliver(self, batch: Record, tokens: list[str]) -> Sent:
+        vendor = batch["vendor"]
+        if vendor not in self.exits:
+            return {t: (TokenResult(t, "rejected", "no_vendor_config", f"vendor {vendor!r} is not configured"), "")
+                    for t in tokens}
+        exit_ = choose_exit(self.exits[vendor])
+        if exit_ is None:
+            return await self.fall_back(batch, tokens)
+        return await self.call(exit_, batch, tokens, tokens)
+
+    async def call(self, exit_: Exit, batch: Record, tokens: list[str], vendor_tokens: list[str],
+                   label: str = "") -> Sent:
+        """Send `vendor_tokens` through one exit; results are keyed by the batch's own `tokens`."""
+        limiter = self.limiter(batch["app_id"], exit_.vendor)
+        await limiter.acquire(len(tokens), batch["priority"])
+        adapter = await exit_.ready()
+        note = notification_of(batch)
+        parts = [vendor_tokens[i : i + adapter.max_batch] for i in range(0, len(vendor_tokens), adapter.max_batch)]
+        started = time.monotonic()
+        results = [r for part in await asyncio.gather(*(adapter.send(note, p) for p in parts)) for r in part]
+        self._observe(exit_, batch["app_id"], results, time.monotonic() - started, limiter)
+        name = label or exit_.spec.name
+        return {token: (result, name) for token, result in zip(tokens, results)}
+
+    def _observe(self, exit_: Exit, app_id: str, results: list[TokenResult], seconds: float,
+                 limiter: AdaptiveRateLimiter) -> None:
+        name = exit_.spec.name
+        metrics.CALLS.labels(exit_.vendor, name).observe(seconds)
+        exit_.breaker.record(success=any(r.outcome != "unavailable" for r in results))
+        state = {"closed": 0.0, "half_open": 0.5, "open": 1.0}[exit_.breaker.state]
+        metrics.BREAKER.labels(exit_.vendor, name).set(state)
+        limiter.on_throttled() if any(r.outcome == "throttled" for r in results) else limiter.on_success()
+        metrics.RATE.labels(app_id, exit_.vendor).set(limiter.rate)
+        for r in results:
+            metrics.TOKENS.labels(exit_.vendor, name, str(r.outcome), r.code or r.reason).inc()
+
+    async def fall_back(self, batch: Record, tokens: list[str]) -> Sent:
+        """Every exit of the vendor is open: send through the fallback channel where the device has a token."""
+        down = {t: (TokenResult(t, "unavailable", "circuit_open", f"every {batch['vendor']} exit is open"), "")
+                for t in tokens}
+        fallback = self.policy.fallback
+        mapped = [t for t in tokens if t in batch["fallback_tokens"]]
+        if not fallback or fallback == batch["vendor"] or fallback not in self.exits or not mapped:
+            return down
+        exit_ = choose_exit(self.exits[fallback])
+        if exit_ is None:
+            return down
+        sent = await self.call(exit_, batch, mapped, [batch["fallback_tokens"][t] for t in mapped],
+                               label=f"fallback:{exit_.spec.name}")
+        metrics.FALLBACKS.labels(batch["vendor"], fallback).inc(len(mapped))
+        return {**down, **sent}
+
+    async def aclose(self) -> None:
+        adapters = [e.adapter for exits in self.exits.values() for e in exits if e.adapter is not None]
+        await asyncio.gather(*(a.aclose() for a in adapters), return_exceptions=True)
+        self.ledger.close()
