@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import ssl
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 from urllib.parse import quote
@@ -23,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
+from connectors.http import parse_retry_after, ssl_verify, transport_failure
 
 PRODUCTION_URL = "https://api.push.apple.com"
 SANDBOX_URL = "https://api.sandbox.push.apple.com"
@@ -155,20 +154,6 @@ def build_apns_request(n: Notification, token: str, now: float | None = None) ->
     return ApnsRequest(device_path(token), build_headers(n, token, stamp), encode_payload(n))
 
 
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Retry-After as delay-seconds or an HTTP date; None if absent or unparsable."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-    except (TypeError, ValueError):
-        return None
-
-
 def _reason(body: bytes) -> str:
     try:
         return str(json.loads(body).get("reason", ""))
@@ -242,16 +227,6 @@ class ProviderToken:
 
 # ---- transport -------------------------------------------------------------------------------
 
-def _ssl_verify(verify: str | bool) -> ssl.SSLContext | bool:
-    return ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
-
-
-def _transport_failure(token: str, exc: Exception) -> TokenResult:
-    code = "timeout" if isinstance(exc, httpx.TimeoutException) else "transport"
-    reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return TokenResult(token, Outcome.UNAVAILABLE, code, reason)
-
-
 @dataclass
 class _Session:
     """Everything open() creates and aclose() releases."""
@@ -280,7 +255,7 @@ class ApnsAdapter:
         c = self.config
         token = ProviderToken(c.team_id, c.key_id, c.private_pem(), clock=self._clock,
                               refresh_s=c.token_refresh_s)
-        client = httpx.AsyncClient(http2=True, verify=_ssl_verify(c.verify),
+        client = httpx.AsyncClient(http2=True, verify=ssl_verify(c.verify),
                                    timeout=httpx.Timeout(c.timeout_s))
         self._session = _Session(client, asyncio.Semaphore(c.max_streams), token)
 
@@ -311,7 +286,7 @@ class ApnsAdapter:
             try:
                 resp = await s.client.post(base + device_path(token), headers=headers, content=body)
             except (httpx.HTTPError, OSError) as exc:  # connect, TLS, reset, GOAWAY, timeouts
-                return _transport_failure(token, exc)
+                return transport_failure(token, exc)
         result = classify_response(token, resp.status_code, resp.headers, resp.content, self._clock())
         if result.reason == "ExpiredProviderToken":
             s.jwt.invalidate(bearer)

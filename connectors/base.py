@@ -6,6 +6,7 @@ become typed outcomes, and the pipeline decides what to retry (see STYLE.md "Fol
 """
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -146,11 +147,29 @@ def _honor(config: VendorConfig) -> VendorAdapter:
     return HonorAdapter(config)
 
 
+def _batch(module: str, adapter: str, config_type: str) -> AdapterFactory:
+    """Factory for a batch vendor module (Xiaomi, OPPO, vivo, Meizu, Umeng), imported on first use."""
+
+    def factory(config: VendorConfig) -> VendorAdapter:
+        mod = importlib.import_module(module)
+        if not isinstance(config, getattr(mod, config_type)):
+            raise TypeError(f"{adapter} needs a {config_type}, got {type(config).__name__}")
+        instance: VendorAdapter = getattr(mod, adapter)(config)
+        return instance
+
+    return factory
+
+
 ADAPTERS: dict[Vendor, AdapterFactory] = {
     Vendor.APNS: _apns,
     Vendor.FCM: _fcm,
     Vendor.HMS: _hms,
     Vendor.HONOR: _honor,
+    Vendor.XIAOMI: _batch("connectors.xiaomi", "XiaomiAdapter", "XiaomiConfig"),
+    Vendor.OPPO: _batch("connectors.oppo", "OppoAdapter", "OppoConfig"),
+    Vendor.VIVO: _batch("connectors.vivo", "VivoAdapter", "VivoConfig"),
+    Vendor.MEIZU: _batch("connectors.meizu", "MeizuAdapter", "MeizuConfig"),
+    Vendor.UMENG: _batch("connectors.umeng", "UmengAdapter", "UmengConfig"),
 }
 
 

@@ -1,13 +1,17 @@
 """Vendor credentials and endpoints: one JSON file, `PUSHPIPE_VENDORS_FILE`, validated at job start.
 
     {"apns": {"team_id": "ABCDE12345", "key_id": "KEY1234567", "p8_key": "/secrets/AuthKey.p8",
-              "topic": "com.example.app", "base_url": "https://api.push.apple.com"}}
+              "topic": "com.example.app", "base_url": "https://api.push.apple.com"},
+     "fcm": {"service_account": "/secrets/firebase-adminsdk.json"},
+     "hms": {"app_id": "101234567", "client_secret": "<AppSecret>"},
+     "honor": {"app_id": "104123456", "client_id": "<client id>", "client_secret": "<client secret>"}}
 
 On the embedded stack `pushpipe up` writes this file pointing at the vendor simulators.
 """
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,10 +21,17 @@ from connectors.base import Vendor, VendorConfig
 from connectors.fcm import FcmConfig
 from connectors.hms import HmsConfig
 from connectors.honor import HonorConfig
+from connectors.meizu import MeizuConfig
+from connectors.oppo import OppoConfig
+from connectors.umeng import UmengConfig
+from connectors.vivo import VivoConfig
+from connectors.xiaomi import XiaomiConfig
 from pushpipe.config import Settings
 
 CONFIG_TYPES: dict[Vendor, type] = {Vendor.APNS: ApnsConfig, Vendor.FCM: FcmConfig, Vendor.HMS: HmsConfig,
-                                    Vendor.HONOR: HonorConfig}
+                                    Vendor.HONOR: HonorConfig,
+                                    Vendor.XIAOMI: XiaomiConfig, Vendor.OPPO: OppoConfig, Vendor.VIVO: VivoConfig,
+                                    Vendor.MEIZU: MeizuConfig, Vendor.UMENG: UmengConfig}
 
 
 def parse(document: dict[str, Any]) -> dict[str, VendorConfig]:
@@ -73,13 +84,27 @@ def _client_credentials_entry(creds: dict[str, Any], sims: dict[str, Any]) -> di
     return {**fields, "base_url": api, "auth_url": api, "verify": sims["ca_cert"]}
 
 
+def _app_credentials_entry(creds: dict[str, Any], sims: dict[str, Any]) -> dict[str, Any]:
+    """Xiaomi / OPPO / vivo / Meizu / Umeng: the credentials file holds config fields; fixed API paths."""
+    return {**creds, "base_url": sims["api_url"], "verify": sims["ca_cert"]}
+
+
 SIMULATOR_ENTRIES: dict[Vendor, Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]] = {
     Vendor.FCM: _fcm_entry,
     Vendor.HMS: _client_credentials_entry,
     Vendor.HONOR: _client_credentials_entry,
+    Vendor.XIAOMI: _app_credentials_entry,
+    Vendor.OPPO: _app_credentials_entry,
+    Vendor.VIVO: _app_credentials_entry,
+    Vendor.MEIZU: _app_credentials_entry,
+    Vendor.UMENG: _app_credentials_entry,
 }
 
 
 def write_simulator_vendors(state_dir: Path, target: Path) -> None:
+    """Write the document owner-readable only: it holds client secrets (HMS, Honor, ...)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(simulator_vendors(state_dir), indent=2) + "\n")
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(simulator_vendors(state_dir), indent=2) + "\n")
+    os.chmod(target, 0o600)  # also when the file already existed

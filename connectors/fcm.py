@@ -108,8 +108,10 @@ class FcmConfig:
             raise ValueError("timeout_s, max_streams and max_batch must be positive")
         if not 0 <= self.refresh_margin_s < ASSERTION_LIFETIME_S:
             raise ValueError("refresh_margin_s must be within [0, 3600)")
-        account = self.account()  # validate the key at start
-        account.signing_key()
+        try:
+            self.account().signing_key()  # validate the key at start
+        except OSError as exc:
+            raise ValueError(f"service_account: cannot read the key: {exc}") from exc
 
     def account(self) -> ServiceAccount:
         raw = self.service_account.reveal() if isinstance(self.service_account, Secret) else self.service_account

@@ -24,7 +24,9 @@ Result codes (HMS-Core/hms-push-serverdemo-java ResponceCodeProcesser):
   any other code -> rejected
   HTTP 429 / 503 (flow control; the v1 code is UNCONFIRMED) -> throttled with Retry-After;
   other 5xx without a code -> unavailable.
-The 4096-byte limit (80300008) is checked locally on the message without its token list.
+The 4096-byte limit (80300008) is checked locally on the message without its token list. One
+send() is one request: callers pass at most `max_batch` (<= 1000) tokens; more goes out as is and
+comes back 80300010 (rejected), so the caller's split is the only split.
 `HuaweiStyleAdapter` is the transport shared with Honor (connectors.honor), which has its own dialect.
 """
 from __future__ import annotations
@@ -48,7 +50,7 @@ AUTH_URL = "https://oauth-login.cloud.huawei.com"
 TOKEN_PATH = "/oauth2/v3/token"
 MAX_TOKENS = 1000
 MAX_PAYLOAD_BYTES = 4096
-MAX_TTL_S = 15 * 86_400  # Huawei's documented maximum for android.ttl
+MAX_TTL_S = 15 * 86_400  # android.ttl maximum per Huawei's API reference (not in VENDORS.md)
 OK, PARTIAL, ALL_INVALID = "80000000", "80100000", "80300007"
 AUTH_CODES = frozenset({"80200001", "80200003"})  # OAuth error / token expired: fetch a new token
 INTERNAL_ERROR = "81000001"
@@ -91,7 +93,7 @@ class HmsConfig:
 
 
 class ClientConfig(Protocol):
-    """What HmsAdapter needs from a Huawei-like vendor's config (HmsConfig, HonorConfig)."""
+    """What HuaweiStyleAdapter needs from a Huawei-like vendor's config (HmsConfig, HonorConfig)."""
 
     app_id: str
     client_secret: Secret | str

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -28,8 +27,8 @@ from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import httpx
 
-from connectors.apns import parse_retry_after
 from connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
+from connectors.http import parse_retry_after, ssl_verify, transport_failure
 
 CHINA_TZ = dt.timezone(dt.timedelta(hours=8), "CST")
 Clock = Callable[[], float]
@@ -109,12 +108,6 @@ def per_token(tokens: list[str], failures: Mapping[str, Failure], code: str, msg
             for t in tokens]
 
 
-def transport_failure(tokens: list[str], exc: Exception) -> list[TokenResult]:
-    code = "timeout" if isinstance(exc, httpx.TimeoutException) else "transport"
-    reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return results(tokens, Outcome.UNAVAILABLE, code, reason)
-
-
 def http_failure(status: int, headers: Mapping[str, str], now: float) -> VendorError | None:
     """HTTP-level answers every vendor shares: 429 → throttled (Retry-After), 5xx → unavailable."""
     if status == 429:
@@ -123,15 +116,6 @@ def http_failure(status: int, headers: Mapping[str, str], now: float) -> VendorE
     if status >= 500:
         return VendorError(Outcome.UNAVAILABLE, str(status), "ServerError")
     return None
-
-
-def json_object(body: bytes) -> dict[str, Any]:
-    """The response body as a JSON object; {} when it is not one."""
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return {}
-    return doc if isinstance(doc, dict) else {}
 
 
 def bad_response(status: int) -> VendorError:
@@ -209,10 +193,6 @@ class CachedToken:
 
 # ---- the adapter -----------------------------------------------------------------------------------
 
-def ssl_verify(verify: str | bool) -> ssl.SSLContext | bool:
-    return ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
-
-
 C = TypeVar("C", bound=BatchHttpConfig)
 P = TypeVar("P")  # a vendor's prepared message
 
@@ -220,7 +200,7 @@ P = TypeVar("P")  # a vendor's prepared message
 class BatchAdapter(Generic[C, P]):
     """VendorAdapter skeleton: subclasses implement prepare() and send_batch(), optionally on_open()."""
 
-    vendor: ClassVar[Vendor]
+    vendor: Vendor
     separator: ClassVar[str] = ""  # joins tokens in the vendor request ("" = a JSON list)
 
     def __init__(self, config: C, *, clock: Clock = time.time) -> None:
@@ -270,7 +250,7 @@ class BatchAdapter(Generic[C, P]):
         except VendorError as exc:
             return exc.results(tokens)
         except (httpx.HTTPError, OSError) as exc:  # connect, TLS, reset, timeouts
-            return transport_failure(tokens, exc)
+            return [transport_failure(t, exc) for t in tokens]
 
     def well_formed(self, token: str) -> bool:
         """False for tokens that cannot be sent: empty, or containing the vendor's list separator."""

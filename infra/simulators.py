@@ -1,7 +1,8 @@
 """The vendor simulators (`python -m simulators.server`) as a managed background service.
 
 run_dir/simulators/ holds simulators.pid, simulators.log and the simulator state: tls/ca.pem,
-apns/AuthKey_<kid>.p8 + apns/credentials.json, and simulators.json (URLs, CA, credential paths).
+apns/AuthKey_<kid>.p8 + apns/credentials.json, fcm/service-account.json + fcm/credentials.json,
+hms|honor/credentials.json (mode 0600), and simulators.json (URLs, CA, credential paths).
 """
 from __future__ import annotations
 
@@ -109,6 +110,10 @@ class SimulatorAdmin:
     def register_apns_key(self, team_id: str, key_id: str, public_key_pem: str) -> None:
         self._call("POST", "/keys", body={"vendor": "apns", "team_id": team_id, "key_id": key_id,
                                           "public_key": public_key_pem})
+
+    def register_key(self, vendor: str, **fields: Any) -> None:
+        """Register a credential with any simulator (fields per vendor: see simulators.server POST /keys)."""
+        self._call("POST", "/keys", body={**fields, "vendor": vendor})
 
 
 def _argv(settings: Settings, directory: Path) -> list[str]:

@@ -10,6 +10,7 @@ from infra.jobs import all_jobs
 from infra.kafka import Kafka, ensure_topics
 from infra.service import Service
 from infra.simulators import Simulators
+from jobs import dispatch_policy
 from pushpipe.config import Settings
 
 
@@ -35,6 +36,7 @@ def up(settings: Settings, with_jobs: bool = True) -> None:
         say(f"{component.name}: start")
         component.start(settings)
     ensure_topics(settings)
+    dispatch_policy.write_embedded(settings.dispatch_file)
     if with_jobs:
         start_jobs(settings)
     say(f"stack up in {time.monotonic() - started:.1f}s")

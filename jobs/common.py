@@ -6,6 +6,7 @@ codec (`schemas.codec`), so a malformed record becomes a DeadLetter instead of a
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -43,7 +44,7 @@ def latest_checkpoint(directory: Path) -> Path | None:
     return max(done, key=lambda p: p.stat().st_mtime) if done else None
 
 
-def flink_config(settings: Settings, job: str) -> Configuration:
+def flink_config(settings: Settings, job: str, overrides: dict[str, str] | None = None) -> Configuration:
     config = Configuration()
     chk = checkpoint_dir(settings, job)
     values = {
@@ -60,6 +61,7 @@ def flink_config(settings: Settings, job: str) -> Configuration:
         "rest.bind-address": "127.0.0.1",
         "rest.port": str(settings.flink_rest_port(job)),
     }
+    values.update(overrides or {})
     restore = latest_checkpoint(chk)
     if restore is not None:
         values["execution.state-recovery.path"] = str(restore)
@@ -71,8 +73,12 @@ def flink_config(settings: Settings, job: str) -> Configuration:
     return config
 
 
-def environment(settings: Settings, job: str) -> StreamExecutionEnvironment:
-    env = StreamExecutionEnvironment.get_execution_environment(flink_config(settings, job))
+def environment(settings: Settings, job: str, overrides: dict[str, str] | None = None) -> StreamExecutionEnvironment:
+    """The job's environment; `overrides` are Flink options for this job only."""
+    # Python operators in worker processes of their own, as on a cluster (PyFlink's local default
+    # runs them inside this client process, sharing one GIL, where a worker crash ends the job).
+    os.environ["_python_worker_execution_mode"] = "process"
+    env = StreamExecutionEnvironment.get_execution_environment(flink_config(settings, job, overrides))
     env.set_parallelism(1)
     return env
 

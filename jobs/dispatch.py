@@ -1,7 +1,7 @@
 """Dispatch job: push.dispatch.{high,normal,low} + push.retry -> vendor APIs (async I/O) -> results.
 
-    lanes ──────────────────────────── parse ─┐
-    push.retry ─ parse ─ key batch: hold until not_before ─┴─> send (async) ─> push.results
+    lanes (a source each) ─────────────────────────────────┐
+    push.retry ─ parse ─ key batch: hold until not_before ─┴─> parse ─> send (async) ─> push.results
                                                                         ├─> push.retry (long retry delays)
                                                                         └─> device.feedback (dead tokens)
 Sending (ledger, exits, rate limits, retries, fallback) is in jobs/sender.py; the policy in
@@ -29,7 +29,7 @@ from pushpipe.config import Settings, load
 from schemas import codec
 
 JOB = "dispatch"
-CAPACITY = 400  # batches in flight
+CAPACITY = 200  # batches in flight
 TIMEOUT = Time.minutes(10)  # a batch still waiting then (rate limit, outage) goes to push.retry
 RETRY = OutputTag("retry", common.BYTES)
 FEEDBACK = OutputTag("feedback", common.BYTES)
@@ -50,18 +50,18 @@ class HoldUntilDue(KeyedProcessFunction):
     def open(self, runtime_context: RuntimeContext) -> None:
         self.batch = runtime_context.get_state(ValueStateDescriptor("batch", Types.PICKLED_BYTE_ARRAY()))
 
-    def process_element(self, batch: dict, ctx: KeyedProcessFunction.Context) -> Iterator[dict]:
+    def process_element(self, batch: dict, ctx: KeyedProcessFunction.Context) -> Iterator[bytes]:
         if batch["not_before"] <= now_ms():
-            yield batch
+            yield codec.encode("DispatchBatch", batch)
             return
         self.batch.update(batch)
         ctx.timer_service().register_processing_time_timer(batch["not_before"])
 
-    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[dict]:
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[bytes]:
         batch = self.batch.value()
         self.batch.clear()
         if batch is not None:
-            yield batch
+            yield codec.encode("DispatchBatch", batch)
 
 
 class SendBatch(AsyncFunction):
@@ -118,15 +118,19 @@ class Route(ProcessFunction):
 
 
 def build(settings: Settings) -> Any:
-    env = common.environment(settings, JOB)
+    # small bundles: few batches queue in front of the operator, so a new high-priority batch gets in soon
+    env = common.environment(settings, JOB, {"python.fn-execution.bundle.size": "50"})
     topics = settings.topics
     group = f"pushpipe-{JOB}"
-    lanes = common.kafka_source(env, settings, topics.lanes, group).process(ParseBatches("push.dispatch.*")).name("parse-batches").uid("parse-batches")
-    retries = common.kafka_source(env, settings, [topics.retry], group).process(ParseBatches(topics.retry)).name("parse-retries").uid("parse-retries")
-    for parsed in (lanes, retries):
+    # One source per lane: the operator reads its inputs in turn, so a lane's backlog does not queue the others.
+    lanes = [common.kafka_source(env, settings, topic, group) for topic in topics.lanes]
+    retries = common.kafka_source(env, settings, topics.retry, group).process(ParseBatches(topics.retry)).name("parse-retries").uid("parse-retries")
+    due = (retries.key_by(lambda b: f"{b['batch_id']}/{b['attempt']}", key_type=Types.STRING())
+           .process(HoldUntilDue(), output_type=common.BYTES).name("hold-until-due").uid("hold-until-due"))
+    batches = due.union(*lanes).process(ParseBatches("push.dispatch.*")).name("parse-batches").uid("parse-batches")
+    for parsed in (batches, retries):
         common.sink_dlq(parsed, settings)
-    due = retries.key_by(lambda b: f"{b['batch_id']}/{b['attempt']}", key_type=Types.STRING()).process(HoldUntilDue()).name("hold-until-due").uid("hold-until-due")
-    sent = AsyncDataStream.unordered_wait(lanes.union(due), SendBatch(settings), TIMEOUT, CAPACITY)
+    sent = AsyncDataStream.unordered_wait(batches, SendBatch(settings), TIMEOUT, CAPACITY)
     routed = sent.name("send").uid("send").process(Route(), output_type=common.BYTES).name("route").uid("route")
     routed.sink_to(common.kafka_sink(settings, topics.results)).name("push.results")
     routed.get_side_output(RETRY).sink_to(common.kafka_sink(settings, topics.retry)).name("push.retry")

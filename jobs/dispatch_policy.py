@@ -8,7 +8,7 @@ A JSON file (`PUSHPIPE_DISPATCH_FILE`); every key is optional:
      "fallback": "umeng",                                              # channel when a vendor is down
      "retry": {"max_attempts": 5, "base_s": 1, "max_delay_s": 300, "inline_max_s": 2},
      "breaker": {"failure_threshold": 5, "open_s": 10},
-     "low_priority_inflight": 100}                                     # low-lane batches in flight at once
+     "low_priority_inflight": 50}                                      # low-lane batches in flight at once
 
 An exit is one way to a vendor (an endpoint or account) with a traffic weight; its keys other
 than name and weight override the vendor's settings from the vendors file.
@@ -38,7 +38,7 @@ class DispatchPolicy:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     failure_threshold: int = 5
     open_s: float = 10.0
-    low_priority_inflight: int = 100
+    low_priority_inflight: int = 50
 
     def rate_for(self, app_id: str, vendor: str) -> float:
         for key in (f"{app_id}/{vendor}", f"*/{vendor}", "default"):
@@ -67,9 +67,26 @@ def parse(document: dict[str, Any]) -> DispatchPolicy:
         retry=RetryPolicy(**document.get("retry", {})),
         failure_threshold=int(breaker.get("failure_threshold", 5)),
         open_s=float(breaker.get("open_s", 10.0)),
-        low_priority_inflight=int(document.get("low_priority_inflight", 100)),
+        low_priority_inflight=int(document.get("low_priority_inflight", 50)),
     )
 
 
-def load(path: Path | None) -> DispatchPolicy:
-    return parse(json.loads(path.read_text())) if path else DispatchPolicy()
+# What `pushpipe up` writes for the embedded stack: two APNs exits (3:1) to show the split.
+EMBEDDED = {
+    "rates": {"default": 5000},
+    "exits": {"apns": [{"name": "apns-a", "weight": 3}, {"name": "apns-b", "weight": 1}]},
+    "fallback": "umeng",
+    "retry": {"max_attempts": 5, "base_s": 0.5, "max_delay_s": 60, "inline_max_s": 2},
+    "breaker": {"failure_threshold": 5, "open_s": 5},
+}
+
+
+def load(path: Path) -> DispatchPolicy:
+    """The policy in `path`, or the defaults when there is no such file."""
+    return parse(json.loads(path.read_text())) if path.exists() else DispatchPolicy()
+
+
+def write_embedded(path: Path) -> None:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(EMBEDDED, indent=2) + "\n")

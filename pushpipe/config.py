@@ -13,6 +13,15 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(f"PUSHPIPE_{name.upper()}", default)
 
 
+def _home() -> Path:
+    return Path(_env("home", str(Path.home() / ".pushpipe")))
+
+
+def _run_file(name: str, filename: str) -> Path:
+    """PUSHPIPE_<NAME> if set, else a file in the run directory."""
+    return Path(_env(name, str(_home() / "run" / filename)))
+
+
 JOBS = ("fanout", "dispatch", "analytics")
 PRIORITIES = ("high", "normal", "low")
 
@@ -42,7 +51,7 @@ class Topics:
 
 @dataclass(frozen=True)
 class Settings:
-    home: Path = field(default_factory=lambda: Path(_env("home", str(Path.home() / ".pushpipe"))))
+    home: Path = field(default_factory=_home)
     kafka_bootstrap: str = field(default_factory=lambda: _env("kafka_bootstrap", "127.0.0.1:19092"))
     kafka_partitions: int = field(default_factory=lambda: int(_env("kafka_partitions", "4")))
     es_url: str = field(default_factory=lambda: _env("es_url", "http://127.0.0.1:19200"))
@@ -54,9 +63,9 @@ class Settings:
     simulator_url: str = field(default_factory=lambda: _env("simulator_url", "https://127.0.0.1:18443"))
     simulator_admin_url: str = field(default_factory=lambda: _env("simulator_admin_url", "http://127.0.0.1:18444"))
     # JSON: {"apns": {ApnsConfig fields}, ...}; `pushpipe up` writes one for the simulators here
-    vendors_file: Path = field(default_factory=lambda: Path(_env("vendors_file", str(Path(_env("home", str(Path.home() / ".pushpipe"))) / "run" / "vendors.json"))))
+    vendors_file: Path = field(default_factory=lambda: _run_file("vendors_file", "vendors.json"))
     # JSON dispatch policy: rate limits, exits, fallback, retry, breaker (jobs/dispatch_policy.py)
-    dispatch_file: Path | None = field(default_factory=lambda: Path(p) if (p := _env("dispatch_file", "")) else None)
+    dispatch_file: Path = field(default_factory=lambda: _run_file("dispatch_file", "dispatch.json"))
     dispatch_metrics_port: int = field(default_factory=lambda: int(_env("dispatch_metrics_port", "19250")))
     batch_size: int = field(default_factory=lambda: int(_env("batch_size", "500")))
     flink_rest_port_base: int = field(default_factory=lambda: int(_env("flink_rest_port_base", "18081")))

@@ -12,7 +12,13 @@ Admin API (JSON, HTTP/1.1; "vendor" in the query or body narrows any call to one
   GET  /stats?prefix=                {"received", "by_status"} every request, by HTTP status
   GET  /config, POST /config         SimConfig fields (+ "outage_s": N for a timed outage)
   POST /reset                        defaults and empty record ({"records": false} keeps it)
-  POST /keys                         {"team_id", "key_id", "public_key"} (APNs signing key)
+  POST /keys                         {"team_id", "key_id", "public_key"} (APNs signing key); with
+                                     "vendor": fcm {"service_account"}, hms/honor {"app_id",
+                                     "client_secret"[, "client_id"]}; xiaomi, oppo, vivo, meizu,
+                                     umeng: the fields of their credentials.json
+Batch vendors (Xiaomi `/v3/`, OPPO `/server/v1/`, vivo `/message/`, Meizu `/garcia/`, Umeng
+`/api/send`) record each token of a request as received, and answer faults in their own dialect
+(see simulators.batchsim and each module).
 """
 from __future__ import annotations
 
@@ -71,6 +77,11 @@ _COERCE: dict[str, Callable[[Any], Any]] = {
     "outage": _bool,
     "quota_per_s": lambda v: int(_non_negative(v)),
     "unregistered_tokens": _tokens,
+    "switched_off_tokens": _tokens,
+    "daily_quota": lambda v: int(_non_negative(v)),
+    "receipt_url": str,
+    "access_token_ttl_s": lambda v: int(_non_negative(v)),
+    "auth_token_ttl_s": lambda v: None if v is None else int(_non_negative(v)),
     "record_payloads": _bool,
     "seed": lambda v: None if v is None else int(v),
 }
@@ -85,6 +96,11 @@ class SimConfig:
     outage: bool = False  # every request answered 503 until switched off
     quota_per_s: int = 0  # requests per wall-clock second before 429; 0 = unlimited
     unregistered_tokens: frozenset[str] = frozenset()  # tokens the vendor reports as dead
+    switched_off_tokens: frozenset[str] = frozenset()  # notifications turned off (Meizu 110005)
+    daily_quota: int = 0  # tokens per day (from 00:00 UTC+8) before the vendor's daily-cap code; 0 = no cap
+    receipt_url: str = ""  # where vendors with delivery receipts POST them; "" = none
+    access_token_ttl_s: int = 3600  # real life of issued OAuth access tokens (expires_in still says 3600)
+    auth_token_ttl_s: int | None = None  # real life of OPPO/vivo auth tokens; None = the vendor's 24 h
     record_payloads: bool = True
     seed: int | None = None  # for reproducible fault rolls
 
@@ -95,9 +111,7 @@ class SimConfig:
         return replace(self, **{k: _COERCE[k](v) for k, v in changes.items()})
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["unregistered_tokens"] = sorted(self.unregistered_tokens)
-        return d
+        return {k: sorted(v) if isinstance(v, frozenset) else v for k, v in asdict(self).items()}
 
 
 @dataclass(frozen=True)
@@ -143,6 +157,7 @@ class SimState:
         self._rng = random.Random(self.config.seed)
         self._outage_until = 0.0
         self._window = (0, 0)  # (second, requests in it)
+        self._daily = (0, 0)  # (UTC+8 day number, tokens counted in it)
 
     def configure(self, changes: Mapping[str, Any], now: float) -> None:
         """Apply a partial update; `outage_s: N` opens an outage window for N seconds."""
@@ -157,7 +172,7 @@ class SimState:
     def reset(self, config: bool = True, records: bool = True) -> None:
         if config:
             self.config, self._outage_until, self._window = SimConfig(), 0.0, (0, 0)
-            self._rng = random.Random()
+            self._rng, self._daily = random.Random(), (0, 0)
         if records:
             self.recorder = Recorder()
 
@@ -177,6 +192,17 @@ class SimState:
         count = count + 1 if int(now) == second else 1
         self._window = (int(now), count)
         return count > self.config.quota_per_s
+
+    def over_daily_quota(self, now: float, tokens: int) -> bool:
+        """True if `tokens` more would pass daily_quota (days start 00:00 UTC+8); else count them."""
+        if not self.config.daily_quota:
+            return False
+        day = int((now + 8 * 3600) // 86_400)
+        used = self._daily[1] if self._daily[0] == day else 0
+        if used + tokens > self.config.daily_quota:
+            return True
+        self._daily = (day, used + tokens)
+        return False
 
 
 # ---- ASGI plumbing -------------------------------------------------------------------------------
@@ -358,11 +384,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def build_vendors(state_dir: Path) -> dict[str, VendorSim]:
     """Create every vendor simulator with its dev credentials registered."""
+    from simulators import fcm, hms, honor, meizu, oppo, umeng, vivo, xiaomi
     from simulators.apns import ApnsSimulator, ensure_credentials
 
     apns = ApnsSimulator()
     apns.register_credentials(ensure_credentials(state_dir / "apns"))
-    return {apns.name: apns}
+    sims: list[VendorSim] = [apns]
+    sims.append(fcm.create(state_dir))
+    sims.append(hms.create(state_dir))
+    sims.append(honor.create(state_dir))
+    sims.append(xiaomi.create(state_dir))
+    sims.append(oppo.create(state_dir))
+    sims.append(vivo.create(state_dir))
+    sims.append(meizu.create(state_dir))
+    sims.append(umeng.create(state_dir))
+    return {sim.name: sim for sim in sims}
 
 
 def _hypercorn_config(bind: str, tls: Any | None) -> Any:

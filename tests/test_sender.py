@@ -1,0 +1,150 @@
+"""Sender behaviour at its adapter seam: scripted fake adapters, a real ledger file, no network."""
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from connectors import base
+from connectors.base import Notification, Outcome, TokenResult, Vendor
+from jobs.breaker import CircuitBreaker
+from jobs.dispatch_policy import DispatchPolicy, ExitSpec
+from jobs.ledger import SendLedger
+from jobs.retry import RetryPolicy
+from jobs.sender import Exit, Sender, choose_exit
+from pushpipe.producer import push_request
+from jobs import requests
+from schemas import codec
+
+
+@dataclass(frozen=True)
+class FakeConfig:
+    vendor: ClassVar[Vendor] = Vendor.APNS
+    name: str = "fake"
+
+
+@dataclass
+class FakeAdapter:
+    """Answers each token from a script (token -> outcomes in order), accepted when the script runs out."""
+
+    script: dict[str, list[Outcome]]
+    vendor: Vendor = Vendor.APNS
+    max_batch: int = 100
+    sent: Counter = field(default_factory=Counter)
+
+    async def open(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    async def send(self, notification: Notification, tokens: list[str]) -> list[TokenResult]:
+        results = []
+        for token in tokens:
+            self.sent[token] += 1
+            queue = self.script.get(token, [])
+            outcome = queue.pop(0) if queue else Outcome.ACCEPTED
+            results.append(TokenResult(token, outcome, code="x", retry_after_s=0.01 if outcome == Outcome.THROTTLED else None))
+        return results
+
+
+@pytest.fixture
+def fakes(monkeypatch: pytest.MonkeyPatch) -> dict[str, FakeAdapter]:
+    adapters: dict[str, FakeAdapter] = {}
+
+    def make(config: FakeConfig) -> FakeAdapter:
+        return adapters.setdefault(config.name, FakeAdapter({}))
+
+    monkeypatch.setitem(base.ADAPTERS, Vendor.APNS, make)
+    monkeypatch.setitem(base.ADAPTERS, Vendor.UMENG, make)
+    return adapters
+
+
+def sender(tmp_path: Path, policy: DispatchPolicy | None = None) -> Sender:
+    configs = {"apns": FakeConfig("apns"), "umeng": FakeConfig("umeng")}
+    return Sender(policy or DispatchPolicy(retry=RetryPolicy(base_s=0.01, inline_max_s=1)), configs,
+                  SendLedger(tmp_path / "ledger.db"))
+
+
+def batch(tokens: list[str], fallback: dict[str, str] | None = None, attempt: int = 0) -> dict:
+    request = push_request("app", ["u1"], "t", "b")
+    record = requests.batch(request, "apns", [(t, "u1", (fallback or {}).get(t, "")) for t in tokens], now_ms=1)
+    return {**record, "attempt": attempt}
+
+
+def decoded(outputs: list[tuple[str, bytes]], kind: str) -> list[dict]:
+    names = {"result": "DispatchResult", "retry": "DispatchBatch", "feedback": "DeviceEvent"}
+    return [codec.decode(names[k], v) for k, v in outputs if k == kind]
+
+
+def test_short_retry_after_is_retried_inline(tmp_path: Path, fakes: dict[str, FakeAdapter]) -> None:
+    s = sender(tmp_path)
+    fakes["apns"] = FakeAdapter({"t1": [Outcome.THROTTLED, Outcome.THROTTLED]})
+    outputs = asyncio.run(s.dispatch(batch(["t1", "t2"])))
+    [result] = decoded(outputs, "result")
+    assert {o["token"]: (o["outcome"], o["final"]) for o in result["outcomes"]} == {"t1": ("accepted", True), "t2": ("accepted", True)}
+    assert fakes["apns"].sent == Counter({"t1": 3, "t2": 1})
+
+
+def test_long_delays_go_through_the_retry_topic(tmp_path: Path, fakes: dict[str, FakeAdapter]) -> None:
+    s = sender(tmp_path, DispatchPolicy(retry=RetryPolicy(base_s=60, inline_max_s=1)))
+    fakes["apns"] = FakeAdapter({"t1": [Outcome.UNAVAILABLE]})
+    outputs = asyncio.run(s.dispatch(batch(["t1", "t2"])))
+    [result], [retry] = decoded(outputs, "result"), decoded(outputs, "retry")
+    assert {o["token"]: o["final"] for o in result["outcomes"]} == {"t1": False, "t2": True}
+    assert retry["tokens"] == ["t1"] and retry["pins"] == ["u1"] and retry["attempt"] == 1
+    assert retry["not_before"] > result["completed_at"] + 40_000
+
+
+def test_retries_stop_after_max_attempts(tmp_path: Path, fakes: dict[str, FakeAdapter]) -> None:
+    s = sender(tmp_path, DispatchPolicy(retry=RetryPolicy(max_attempts=2, base_s=0.01)))
+    fakes["apns"] = FakeAdapter({"t1": [Outcome.UNAVAILABLE] * 5})
+    [result] = decoded(asyncio.run(s.dispatch(batch(["t1"]))), "result")
+    assert result["outcomes"][0]["outcome"] == "unavailable" and result["outcomes"][0]["final"]
+    assert fakes["apns"].sent["t1"] == 2
+
+
+def test_replay_skips_tokens_the_ledger_saw_accepted(tmp_path: Path, fakes: dict[str, FakeAdapter]) -> None:
+    b = batch(["t1", "t2"])
+    asyncio.run(sender(tmp_path).dispatch(b))
+    [result] = decoded(asyncio.run(sender(tmp_path).dispatch(b)), "result")
+    assert fakes["apns"].sent == Counter({"t1": 1, "t2": 1})
+    assert {o["code"] for o in result["outcomes"]} == {"ledger"}
+
+
+def test_invalid_tokens_become_device_feedback(tmp_path: Path, fakes: dict[str, FakeAdapter]) -> None:
+    fakes["apns"] = FakeAdapter({"dead": [Outcome.INVALID_TOKEN]})
+    [event] = decoded(asyncio.run(sender(tmp_path).dispatch(batch(["dead", "ok"]))), "feedback")
+    assert (event["token"], event["kind"], event["pin"], event["app_id"]) == ("dead", "invalid_token", "u1", "app")
+
+
+def test_open_breaker_sends_through_the_fallback_channel(tmp_path: Path, fakes: dict[str, FakeAdapter]) -> None:
+    s = sender(tmp_path, DispatchPolicy(failure_threshold=1, open_s=60, retry=RetryPolicy(max_attempts=1)))
+    fakes["apns"] = FakeAdapter({"t1": [Outcome.UNAVAILABLE]})
+    asyncio.run(s.dispatch(batch(["t1"])))  # the failure opens the only APNs exit
+    [result] = decoded(asyncio.run(s.dispatch(batch(["t2", "t3"], fallback={"t2": "umeng-t2"}))), "result")
+    by_token = {o["token"]: o for o in result["outcomes"]}
+    assert by_token["t2"]["outcome"] == "accepted" and by_token["t2"]["exit"] == "fallback:umeng"
+    assert by_token["t3"]["code"] == "circuit_open"  # no fallback token: retried later
+    assert fakes["umeng"].sent == Counter({"umeng-t2": 1})
+
+
+def test_weighted_exit_split_and_failover() -> None:
+    def exit_(name: str, weight: float) -> Exit:
+        return Exit("apns", ExitSpec(name, weight), FakeConfig(name), CircuitBreaker(failure_threshold=1, open_s=60))
+
+    exits = [exit_("a", 3), exit_("b", 1)]
+    picks = Counter(choose_exit(exits, rand=lambda x=i: x / 100).spec.name for i in range(100))
+    assert picks == Counter({"a": 75, "b": 25})
+    exits[0].breaker.record(False)
+    assert {choose_exit(exits).spec.name for _ in range(20)} == {"b"}
+    exits[1].breaker.record(False)
+    assert choose_exit(exits) is None
+
+
+def test_expired_batches_are_not_sent(tmp_path: Path, fakes: dict[str, FakeAdapter]) -> None:
+    b = {**batch(["t1"]), "expires_at": 1}
+    [result] = decoded(asyncio.run(sender(tmp_path).dispatch(b)), "result")
+    assert result["outcomes"][0]["outcome"] == "expired" and "apns" not in fakes
