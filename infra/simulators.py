@@ -95,8 +95,9 @@ class SimulatorAdmin:
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/health")
 
-    def accepted(self, prefix: str = "", payloads: bool = False) -> dict[str, Any]:
-        return self._call("GET", "/accepted", params={"prefix": prefix, "payloads": int(payloads)})
+    def accepted(self, prefix: str = "", payloads: bool = False, vendor: str | None = None) -> dict[str, Any]:
+        params = {"prefix": prefix, "payloads": int(payloads), **({"vendor": vendor} if vendor else {})}
+        return self._call("GET", "/accepted", params=params)
 
     def stats(self, prefix: str = "") -> dict[str, Any]:
         return self._call("GET", "/stats", params={"prefix": prefix})

@@ -11,6 +11,7 @@ from collections import Counter
 import httpx
 import pytest
 
+from contract_cases import HARNESSES, UMENG
 from infra import process
 from infra.jobs import FlinkJob
 from infra.simulators import SimulatorAdmin
@@ -44,7 +45,7 @@ def wait_accepted(admin: SimulatorAdmin, prefix: str, count: int, timeout_s: flo
 def admin(pipeline: Settings):
     admin = SimulatorAdmin(pipeline.simulator_admin_url)
     yield admin
-    admin.configure(vendor="apns", throttle_rate=0.0, unavailable_rate=0.0, outage=False)
+    admin.configure(vendor="apns", throttle_rate=0.0, unavailable_rate=0.0, outage=False, unregistered_tokens=[])
 
 
 def test_throttled_tokens_are_retried_until_accepted(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
@@ -134,3 +135,42 @@ def test_kill_9_of_the_dispatch_worker_loses_nothing(pipeline: Settings, produce
     assert lost == 0
     assert duplicates <= 200 * per_user, "only calls in flight at the crash may repeat"
     assert dispatch_worker(pipeline) != worker and seen["unique"] == expected
+
+
+def test_every_vendor_end_to_end(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
+    """One user with a device on each vendor: one push reaches every vendor's simulator."""
+    app = f"vendors-{run_id}"
+    tokens = {h.vendor.value: h.valid_token(run_id) for h in HARNESSES}
+    for vendor, token in tokens.items():
+        producer.device_event(device_event(app, f"{run_id}-all", token, vendor=vendor))
+    producer.flush()
+    observe.wait_for(lambda: observe.group_lag(pipeline, "pushpipe-fanout", pipeline.topics.device_events) == 0,
+                     90, "fan-out to load the devices")
+    producer.request(push_request(app, [f"{run_id}-all"], "Hello", "from every vendor"))
+    producer.flush()
+    for vendor, token in tokens.items():
+        observe.wait_for(lambda: admin.accepted(token, vendor=vendor)["count"] == 1, 90, f"{vendor} to accept its token")
+    ch = clickhouse.connect(pipeline, create=False)
+    sql = f"SELECT vendor, sum(accepted) AS a FROM {pipeline.clickhouse_database}.dispatch_results FINAL WHERE app_id = '{app}' GROUP BY vendor"
+    rows = observe.wait_for(lambda: (r := ch.rows(sql)) and len(r) == len(tokens) and r, 60, "ClickHouse rows for every vendor")
+    assert {r["vendor"]: int(r["a"]) for r in rows} == dict.fromkeys(tokens, 1)
+
+
+def test_vendor_outage_opens_the_breaker_and_falls_back_to_umeng(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
+    app = f"fallback-{run_id}"
+    users = 12
+    umeng = {u: UMENG.valid_token(f"{run_id}{u:02x}") for u in range(users)}
+    for u in range(users):
+        producer.device_event(device_event(app, f"{run_id}-{u}", tok(run_id, u), fallback_token=umeng[u]))
+    producer.flush()
+    observe.wait_for(lambda: observe.group_lag(pipeline, "pushpipe-fanout", pipeline.topics.device_events) == 0,
+                     90, "fan-out to load the devices")
+    admin.configure(vendor="apns", outage=True)
+    for u in range(users):
+        producer.request(push_request(app, [f"{run_id}-{u}"], "t", "b"))
+    producer.flush()
+    observe.wait_for(lambda: admin.accepted(run_id, vendor="umeng")["unique"] == users, 120, "the fallback channel")
+    assert admin.accepted(run_id, vendor="apns")["count"] == 0
+    text = httpx.get(f"http://127.0.0.1:{pipeline.dispatch_metrics_port}/metrics", timeout=10).text
+    assert 'pushpipe_dispatch_fallback_tokens_total{fallback="umeng",vendor="apns"}' in text
+    assert 'pushpipe_breaker_open{exit="apns-a",vendor="apns"} 1.0' in text
