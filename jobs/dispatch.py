@@ -29,7 +29,7 @@ from pushpipe.config import Settings, load
 from schemas import codec
 
 JOB = "dispatch"
-CAPACITY = 200  # batches in flight
+CAPACITY = 500  # batches in flight
 TIMEOUT = Time.minutes(10)  # a batch still waiting then (rate limit, outage) goes to push.retry
 RETRY = OutputTag("retry", common.BYTES)
 FEEDBACK = OutputTag("feedback", common.BYTES)
@@ -118,8 +118,13 @@ class Route(ProcessFunction):
 
 
 def build(settings: Settings) -> Any:
-    # small bundles: few batches queue in front of the operator, so a new high-priority batch gets in soon
-    env = common.environment(settings, JOB, {"python.fn-execution.bundle.size": "50"})
+    # validated here, so a bad file stops the job at once with its reason instead of failing every restart
+    dispatch_policy.load(settings.dispatch_file)
+    vendor_configs(settings)
+    # PyFlink ends each bundle by waiting for all calls in flight: bundles of up to CAPACITY batches
+    # or 100 ms keep many calls in flight, and few batches queue ahead of a new high-priority one.
+    env = common.environment(settings, JOB, {"python.fn-execution.bundle.size": str(CAPACITY),
+                                             "python.fn-execution.bundle.time": "100"})
     topics = settings.topics
     group = f"pushpipe-{JOB}"
     # One source per lane: the operator reads its inputs in turn, so a lane's backlog does not queue the others.

@@ -6,7 +6,7 @@ A JSON file (`PUSHPIPE_DISPATCH_FILE`); every key is optional:
      "exits": {"apns": [{"name": "apns-a", "weight": 3},
                         {"name": "apns-b", "weight": 1, "base_url": "https://..."}]},
      "fallback": "umeng",                                              # channel when a vendor is down
-     "retry": {"max_attempts": 5, "base_s": 1, "max_delay_s": 300, "inline_max_s": 2},
+     "retry": {"max_attempts": 5, "base_s": 1, "max_delay_s": 300},   # waits go through push.retry
      "breaker": {"failure_threshold": 5, "open_s": 10},
      "low_priority_inflight": 50}                                      # low-lane batches in flight at once
 
@@ -58,13 +58,26 @@ def _exit(spec: dict[str, Any]) -> ExitSpec:
     return ExitSpec(name, weight, spec)
 
 
+KEYS = {"rates", "exits", "fallback", "retry", "breaker", "low_priority_inflight"}
+
+
+def _known(section: str, given: dict[str, Any], allowed: set[str]) -> dict[str, Any]:
+    unknown = set(given) - allowed
+    if unknown:
+        raise ValueError(f"dispatch policy: unknown {section} keys {sorted(unknown)} (known: {sorted(allowed)})")
+    return given
+
+
 def parse(document: dict[str, Any]) -> DispatchPolicy:
-    breaker = document.get("breaker", {})
+    """A validated policy; ValueError names the key that is wrong."""
+    _known("top-level", document, KEYS)
+    breaker = _known("breaker", document.get("breaker", {}), {"failure_threshold", "open_s"})
+    retry = _known("retry", document.get("retry", {}), set(RetryPolicy.__dataclass_fields__))
     return DispatchPolicy(
         rates={"default": 5000.0, **document.get("rates", {})},
         exits={vendor: [_exit(e) for e in specs] for vendor, specs in document.get("exits", {}).items()},
         fallback=document.get("fallback", "umeng"),
-        retry=RetryPolicy(**document.get("retry", {})),
+        retry=RetryPolicy(**retry),
         failure_threshold=int(breaker.get("failure_threshold", 5)),
         open_s=float(breaker.get("open_s", 10.0)),
         low_priority_inflight=int(document.get("low_priority_inflight", 50)),
@@ -76,7 +89,7 @@ EMBEDDED = {
     "rates": {"default": 5000},
     "exits": {"apns": [{"name": "apns-a", "weight": 3}, {"name": "apns-b", "weight": 1}]},
     "fallback": "umeng",
-    "retry": {"max_attempts": 5, "base_s": 0.5, "max_delay_s": 60, "inline_max_s": 2},
+    "retry": {"max_attempts": 5, "base_s": 0.5, "max_delay_s": 60},
     "breaker": {"failure_threshold": 5, "open_s": 5},
 }
 

@@ -1,4 +1,7 @@
-"""Dispatch metrics for Prometheus, served by the dispatch worker on PUSHPIPE_DISPATCH_METRICS_PORT."""
+"""Dispatch metrics for Prometheus, served by the dispatch worker on PUSHPIPE_DISPATCH_METRICS_PORT.
+
+The Python worker creates its operators when the first batch arrives, so /metrics answers from then on.
+"""
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
@@ -10,7 +13,7 @@ CALLS = Histogram("pushpipe_vendor_call_seconds", "Latency of one vendor send ca
 BREAKER = Gauge("pushpipe_breaker_open", "Circuit breaker state per exit: 0 closed, 0.5 half-open, 1 open",
                 ["vendor", "exit"])
 RATE = Gauge("pushpipe_rate_limit_tokens_per_second", "Current adaptive send rate", ["app", "vendor"])
-RETRIES = Counter("pushpipe_dispatch_retries", "Tokens scheduled for another send", ["vendor", "route"])
+RETRIES = Counter("pushpipe_dispatch_retries", "Tokens scheduled for another send (through push.retry)", ["vendor"])
 FALLBACKS = Counter("pushpipe_dispatch_fallback_tokens", "Tokens sent through the fallback channel", ["vendor", "fallback"])
 LEDGER = Counter("pushpipe_ledger_tokens", "Replayed tokens: skipped (already sent) or resent (in doubt)", ["kind"])
 INFLIGHT = Gauge("pushpipe_dispatch_inflight_batches", "Batches being sent", ["priority"])

@@ -15,7 +15,6 @@ class RetryPolicy:
     multiplier: float = 2.0
     max_delay_s: float = 300.0
     jitter: float = 0.2  # +-20% so retries of one outage do not arrive together
-    inline_max_s: float = 2.0  # shorter waits happen in the operator; longer ones go through push.retry
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1 or self.base_s <= 0 or self.multiplier < 1 or not 0 <= self.jitter < 1:

@@ -141,27 +141,26 @@ class Sender:
         outcomes = [outcome_record(t, pins.get(t, ""), "accepted", "ledger", "sent before a restart")
                     for t in claim.already_sent]
         outputs: list[Output] = []
-        attempt, pending = batch["attempt"], claim.send
-        while pending:
-            sent = await self.deliver(batch, pending)
+        if claim.send:
+            sent = await self.deliver(batch, claim.send)
             self._settle(batch["msg_id"], sent)
-            retry = [t for t in pending if self.policy.retry.retries(sent[t][0].outcome, attempt)]
-            delay = max((self.policy.retry.delay_s(attempt, sent[t][0].retry_after_s) for t in retry), default=0.0)
-            inline = bool(retry) and delay <= self.policy.retry.inline_max_s
-            outcomes += self._outcomes(sent, pins, [t for t in pending if t not in retry] if inline else pending, retry)
+            retry = [t for t in claim.send if self.policy.retry.retries(sent[t][0].outcome, batch["attempt"])]
+            outcomes += self._outcomes(sent, pins, claim.send, retry)
             outputs += self._feedback(batch, sent, pins)
-            if not retry:
-                break
-            if not inline:
-                next_batch = subset(batch, retry, attempt + 1, now_ms() + int(delay * 1000))
-                outputs.append(("retry", codec.encode("DispatchBatch", next_batch)))
-                metrics.RETRIES.labels(batch["vendor"], "topic").inc(len(retry))
-                break
-            metrics.RETRIES.labels(batch["vendor"], "inline").inc(len(retry))
-            await asyncio.sleep(delay)
-            attempt, pending = attempt + 1, retry
+            if retry:
+                outputs.append(("retry", codec.encode("DispatchBatch", self._retry(batch, sent, retry))))
         outputs.append(("result", codec.encode("DispatchResult", result_record(batch, outcomes, sent_at))))
         return outputs
+
+    def _retry(self, batch: Record, sent: Sent, retry: list[str]) -> Record:
+        """The next attempt for `retry`, held back by the longest backoff (or Retry-After) among them.
+
+        Never waited for here: PyFlink's async operator ends each bundle by waiting for every call
+        in flight, so one sleeping batch would stall all the others.
+        """
+        delay = max(self.policy.retry.delay_s(batch["attempt"], sent[t][0].retry_after_s) for t in retry)
+        metrics.RETRIES.labels(batch["vendor"]).inc(len(retry))
+        return subset(batch, retry, batch["attempt"] + 1, now_ms() + int(delay * 1000))
 
     def _outcomes(self, sent: Sent, pins: dict[str, str], tokens: list[str], retry: list[str]) -> list[dict[str, Any]]:
         retrying = set(retry)

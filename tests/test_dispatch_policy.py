@@ -83,3 +83,12 @@ def test_ledger_skips_sent_tokens_and_resends_in_doubt_ones(tmp_path: Path) -> N
     ledger.close()
     replay = SendLedger(tmp_path / "ledger.db").claim("m1", ["a", "b", "c"])
     assert replay.already_sent == ["a"] and replay.in_doubt == ["c"] and replay.send == ["b", "c"]
+
+
+def test_policy_file_with_an_unknown_key_is_refused_with_its_name() -> None:
+    from jobs import dispatch_policy
+
+    with pytest.raises(ValueError, match="inline_max_s"):
+        dispatch_policy.parse({"retry": {"inline_max_s": 2}})
+    policy = dispatch_policy.parse(dispatch_policy.EMBEDDED)
+    assert [e.name for e in policy.exits_for("apns")] == ["apns-a", "apns-b"] and policy.rate_for("x", "hms") == 5000

@@ -64,7 +64,7 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> dict[str, FakeAdapter]:
 
 def sender(tmp_path: Path, policy: DispatchPolicy | None = None) -> Sender:
     configs = {"apns": FakeConfig("apns"), "umeng": FakeConfig("umeng")}
-    return Sender(policy or DispatchPolicy(retry=RetryPolicy(base_s=0.01, inline_max_s=1)), configs,
+    return Sender(policy or DispatchPolicy(retry=RetryPolicy(base_s=0.01)), configs,
                   SendLedger(tmp_path / "ledger.db"))
 
 
@@ -79,31 +79,34 @@ def decoded(outputs: list[tuple[str, bytes]], kind: str) -> list[dict]:
     return [codec.decode(names[k], v) for k, v in outputs if k == kind]
 
 
-def test_short_retry_after_is_retried_inline(tmp_path: Path, fakes: dict[str, FakeAdapter]) -> None:
-    s = sender(tmp_path)
-    fakes["apns"] = FakeAdapter({"t1": [Outcome.THROTTLED, Outcome.THROTTLED]})
-    outputs = asyncio.run(s.dispatch(batch(["t1", "t2"])))
-    [result] = decoded(outputs, "result")
-    assert {o["token"]: (o["outcome"], o["final"]) for o in result["outcomes"]} == {"t1": ("accepted", True), "t2": ("accepted", True)}
-    assert fakes["apns"].sent == Counter({"t1": 3, "t2": 1})
-
-
-def test_long_delays_go_through_the_retry_topic(tmp_path: Path, fakes: dict[str, FakeAdapter]) -> None:
-    s = sender(tmp_path, DispatchPolicy(retry=RetryPolicy(base_s=60, inline_max_s=1)))
+def test_transient_failures_go_through_the_retry_topic(tmp_path: Path, fakes: dict[str, FakeAdapter]) -> None:
+    s = sender(tmp_path, DispatchPolicy(retry=RetryPolicy(base_s=60)))
     fakes["apns"] = FakeAdapter({"t1": [Outcome.UNAVAILABLE]})
     outputs = asyncio.run(s.dispatch(batch(["t1", "t2"])))
     [result], [retry] = decoded(outputs, "result"), decoded(outputs, "retry")
     assert {o["token"]: o["final"] for o in result["outcomes"]} == {"t1": False, "t2": True}
     assert retry["tokens"] == ["t1"] and retry["pins"] == ["u1"] and retry["attempt"] == 1
     assert retry["not_before"] > result["completed_at"] + 40_000
+    [again] = decoded(asyncio.run(s.dispatch(retry)), "result")  # the retry is sent when it comes back
+    assert again["outcomes"][0]["outcome"] == "accepted" and again["attempt"] == 1
+    assert fakes["apns"].sent == Counter({"t1": 2, "t2": 1})
+
+
+def test_retry_after_is_honoured(tmp_path: Path, fakes: dict[str, FakeAdapter]) -> None:
+    fakes["apns"] = FakeAdapter({"t1": [Outcome.THROTTLED]})
+    outputs = asyncio.run(sender(tmp_path).dispatch(batch(["t1"])))
+    [result], [retry] = decoded(outputs, "result"), decoded(outputs, "retry")
+    assert retry["not_before"] >= result["completed_at"]  # base 10 ms, Retry-After 10 ms
 
 
 def test_retries_stop_after_max_attempts(tmp_path: Path, fakes: dict[str, FakeAdapter]) -> None:
     s = sender(tmp_path, DispatchPolicy(retry=RetryPolicy(max_attempts=2, base_s=0.01)))
     fakes["apns"] = FakeAdapter({"t1": [Outcome.UNAVAILABLE] * 5})
-    [result] = decoded(asyncio.run(s.dispatch(batch(["t1"]))), "result")
+    [retry] = decoded(asyncio.run(s.dispatch(batch(["t1"]))), "retry")
+    outputs = asyncio.run(s.dispatch(retry))
+    [result] = decoded(outputs, "result")
     assert result["outcomes"][0]["outcome"] == "unavailable" and result["outcomes"][0]["final"]
-    assert fakes["apns"].sent["t1"] == 2
+    assert not decoded(outputs, "retry") and fakes["apns"].sent["t1"] == 2
 
 
 def test_replay_skips_tokens_the_ledger_saw_accepted(tmp_path: Path, fakes: dict[str, FakeAdapter]) -> None:
