@@ -1,8 +1,10 @@
 """The whole local stack in start order: services first, then the three Flink jobs."""
 from __future__ import annotations
 
+import json
 import sys
 import time
+from pathlib import Path
 
 from infra.clickhouse import ClickHouse
 from infra.elasticsearch import Elasticsearch
@@ -37,9 +39,23 @@ def up(settings: Settings, with_jobs: bool = True) -> None:
         component.start(settings)
     ensure_topics(settings)
     dispatch_policy.write_embedded(settings.dispatch_file)
+    write_example_templates(settings.templates_file)
     if with_jobs:
         start_jobs(settings)
     say(f"stack up in {time.monotonic() - started:.1f}s")
+
+
+EXAMPLE_TEMPLATES = {"templates": {"order_shipped": {"default_locale": "en", "variants": {
+    "en": {"title": "Order {order} shipped", "body": "Arriving {day}"},
+    "de": {"title": "Bestellung {order} versandt", "body": "Ankunft {day}"},
+    "zh-CN": {"title": "订单 {order} 已发货", "body": "预计 {day} 送达"}}}}}
+
+
+def write_example_templates(path: Path) -> None:
+    """The embedded stack's templates file (fan-out reads it at start), unless one exists."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(EXAMPLE_TEMPLATES, ensure_ascii=False, indent=2) + "\n")
 
 
 def start_jobs(settings: Settings) -> None:

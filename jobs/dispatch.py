@@ -149,4 +149,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # run through the imported module, so Flink pickles these functions by reference, not by value
+    from jobs.dispatch import main as module_main
+
+    module_main()

@@ -1,30 +1,56 @@
-"""Fan-out job: device.events + push.requests -> push.dispatch (batches per vendor).
+"""Fan-out job: requests, device events and preferences -> batches per vendor on the priority lanes.
 
-    device.events -> parse -+
-                            +-> key (app|pin): devices state, expand -> single pin: batches
-    push.requests -> parse -+                                        -> pin lists: batcher (msg|vendor)
-    device.feedback (dead tokens from dispatch) joins device.events; batches go to the lane of their priority.
-Bad input goes to push.dlq with its reason; pins without devices become suppressed results.
+    push.requests ─ parse ─ key msg_id: Intake (dedup window, TTL, deliver_at and cron timers)
+        ├─ pin, pins ──────────> key app|pin: PinDirectory (devices, preferences, caps, quiet hours,
+        │                          templates, payload limits) ─> batches, or per pin-list to the Batcher
+        └─ tokens, broadcast, ─> key app|shard: ShardDirectory (devices by token hash) ─> batches
+           segment
+    device.events + device.feedback ─ parse ─> both directories;  user.preferences ─> PinDirectory
+Batches go to push.dispatch.<priority>; everything not sent becomes a result with its reason;
+bad input goes to push.dlq.
 
 Run: python -m jobs.fanout
 """
 from __future__ import annotations
 
+import json
 from typing import Any, Iterator
 
-from pyflink.common import Types
+from pyflink.common import Time, Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext
-from pyflink.datastream.state import ValueStateDescriptor
+from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
-from jobs import common, devices, requests
+from jobs import common, devices, requests, shards
+from jobs.expand import Expansion, expand_for_pin, new_pin_state, rendered, variant
+from jobs.policy.caps import CapConfig
+from jobs.policy.decide import PolicyConfig
+from jobs.policy.limits import payload_problems
+from jobs.policy.preferences import InvalidPreference, apply_preference
+from jobs.policy.schedule import next_fire
+from jobs.policy.templates import TemplateError, TemplateStore
 from pushpipe.config import PRIORITIES, Settings, load
 from schemas import codec
 
 JOB = "fanout"
-PARTIAL = OutputTag("partial", Types.PICKLED_BYTE_ARRAY())
+PICKLED = Types.PICKLED_BYTE_ARRAY()
+PARTIAL = OutputTag("partial", PICKLED)
+SHARD = OutputTag("shard", PICKLED)
 RESULTS = OutputTag("results", common.BYTES)
+FEEDBACK = OutputTag("feedback", common.BYTES)
 LANES = {priority: OutputTag(f"lane-{priority}", common.BYTES) for priority in PRIORITIES}
 LINGER_MS = 100
+DEDUP_WINDOW = Time.hours(24)
+
+
+def lane_batch(request: dict, vendor: str, targets: list[devices.Target]) -> tuple[OutputTag, bytes]:
+    batch = requests.batch(request, vendor, targets, common.now_ms())
+    return LANES[request["priority"]], codec.encode("DispatchBatch", batch)
+
+
+def not_sent(request: dict, key: str, outcomes: list[tuple[str, str, str]], pin: str = "") -> tuple[OutputTag, bytes]:
+    """One result for tokens (or, with token "", the pin) that were not sent, each with its reason."""
+    result = requests.unsent_result(request, key, outcomes, pin, common.now_ms())
+    return RESULTS, codec.encode("DispatchResult", result)
 
 
 class ParseRequests(ProcessFunction):
@@ -41,12 +67,12 @@ class ParseRequests(ProcessFunction):
             except requests.InvalidRequest as bad:
                 yield common.dead_letter(JOB, self.topic, value, "invalid_request", str(bad), msg_id=item["msg_id"], app_id=item["app_id"])
                 continue
-            carried = requests.without_pins(item)
-            for pin in item["pins"]:
-                yield f"{item['app_id']}|{pin}", "req", carried
+            yield item
 
 
 class ParseDeviceEvents(ProcessFunction):
+    """Each event goes to its pin (main output) and to its token's shard (side output)."""
+
     def __init__(self, topic: str) -> None:
         self.topic = topic
 
@@ -58,44 +84,216 @@ class ParseDeviceEvents(ProcessFunction):
                 yield common.dead_letter(JOB, self.topic, value, "invalid_device_event", "device event has no pin", app_id=item["app_id"])
             else:
                 yield f"{item['app_id']}|{item['pin']}", "dev", item
+                yield SHARD, (shards.shard_key(item["app_id"], item["token"]), "dev", item)
 
 
-class PinDirectory(KeyedProcessFunction):
-    """Keeps the devices of one (app, pin) and expands requests addressed to that pin."""
+class ParsePreferences(ProcessFunction):
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
 
-    def __init__(self, batch_size: int) -> None:
-        self.batch_size = batch_size
+    def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterator[Any]:
+        for item in common.decode_or_dlq(JOB, self.topic, "PreferenceEvent", value):
+            yield item if isinstance(item, tuple) else (f"{item['app_id']}|{item['pin']}", "pref", item)
+
+
+class Intake(KeyedProcessFunction):
+    """Per msg_id: drops duplicates within the window, holds deliver_at and cron schedules in timers,
+    expires requests past their TTL, and routes the rest to pins or shards."""
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self.devices = runtime_context.get_state(ValueStateDescriptor("devices", Types.PICKLED_BYTE_ARRAY()))
+        seen = ValueStateDescriptor("seen", Types.BOOLEAN())
+        seen.enable_time_to_live(StateTtlConfig.new_builder(DEDUP_WINDOW).build())
+        self.seen = runtime_context.get_state(seen)
+        self.scheduled = runtime_context.get_state(ValueStateDescriptor("scheduled", PICKLED))
+
+    def process_element(self, request: dict, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
+        now = common.now_ms()
+        if self.seen.value():
+            yield not_sent(request, "duplicate", [("", "suppressed", "duplicate")])
+            return
+        self.seen.update(True)
+        due = request["deliver_at"] or (next_fire(request["recurrence"], now, request["recurrence_tz"]) if request["recurrence"] else now)
+        if due > now:
+            self.scheduled.update(request)
+            ctx.timer_service().register_processing_time_timer(due)
+            return
+        yield from release(request, now)
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
+        request = self.scheduled.value()
+        if request is None:
+            return
+        now = common.now_ms()
+        if not request["recurrence"]:
+            self.scheduled.clear()
+            yield from release(request, now)
+            return
+        yield from release(requests.occurrence(request, timestamp), now)
+        following = next_fire(request["recurrence"], timestamp, request["recurrence_tz"])
+        if request["recurrence_until"] and following > request["recurrence_until"]:
+            self.scheduled.clear()
+        else:
+            ctx.timer_service().register_processing_time_timer(following)
+
+
+def release(request: dict, now: int) -> Iterator[Any]:
+    """A due request: expired, or routed to its pins or to the app's shards."""
+    if now > request["created_at"] + request["ttl_s"] * 1000:
+        yield not_sent(request, "expired", [("", "expired", "past its TTL before it could be sent")])
+        return
+    carried = requests.without_pins(request)
+    if request["target"] in ("pin", "pins"):
+        for pin in request["pins"]:
+            yield f"{request['app_id']}|{pin}", "req", carried
+    elif request["target"] == "tokens":
+        for token in request["tokens"]:
+            yield SHARD, (shards.shard_key(request["app_id"], token), "tok", {**carried, "tokens": [token]})
+    else:  # broadcast, segment
+        for key in shards.all_shard_keys(request["app_id"]):
+            yield SHARD, (key, "all", carried)
+
+
+class Directory(KeyedProcessFunction):
+    """Shared set-up: the policy and templates, read once per worker."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.batch_size = self.settings.batch_size
+        self.policy = PolicyConfig(caps=CapConfig(per_day=self.settings.daily_caps))
+        path = self.settings.templates_file
+        self.templates = TemplateStore.from_dict(json.loads(path.read_text()) if path.exists() else {"templates": {}})
+
+
+class PinDirectory(Directory):
+    """Per (app, pin): devices, preferences, caps; expands requests addressed to the pin."""
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        super().open(runtime_context)
+        self.state = runtime_context.get_state(ValueStateDescriptor("pin", PICKLED))
+        self.deferred = runtime_context.get_map_state(MapStateDescriptor("deferred", Types.STRING(), PICKLED))
 
     def process_element(self, value: tuple, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         key, kind, record = value
-        known = self.devices.value() or {}
+        state = self.state.value() or new_pin_state()
         if kind == "dev":
-            self.devices.update(devices.apply_event(known, record))
+            self.state.update({**state, "devices": devices.apply_event(state["devices"], record)})
+        elif kind == "pref":
+            try:
+                self.state.update({**state, "prefs": apply_preference(state["prefs"], record)})
+            except InvalidPreference as bad:
+                yield common.dead_letter(JOB, self.settings.topics.preferences, b"", "invalid_preference", str(bad), app_id=record["app_id"])
+        else:
+            yield from self.expand(record, key.split("|", 1)[1], state, ctx)
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
+        due = [(msg_id, request) for msg_id, request in self.deferred.items() if request["_defer_until"] <= timestamp]
+        for msg_id, request in due:
+            self.deferred.remove(msg_id)
+            pin = ctx.get_current_key().split("|", 1)[1]
+            yield from self.expand(request, pin, self.state.value() or new_pin_state(), ctx)
+
+    def expand(self, request: dict, pin: str, state: dict, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
+        result = expand_for_pin(request, pin, state, common.now_ms(), self.policy, self.templates)
+        self.state.update(result.state)
+        if result.defer_until is not None:
+            self.deferred.put(request["msg_id"], {**request, "_defer_until": result.defer_until})
+            ctx.timer_service().register_processing_time_timer(result.defer_until)
             return
-        now = common.now_ms()
-        pin = key.split("|", 1)[1]
-        grouped = devices.targets_by_vendor(known, pin, record["environment"])
-        if not grouped:
-            yield RESULTS, codec.encode("DispatchResult", requests.no_devices_result(record, pin, now))
-        for vendor, targets in grouped.items():
-            if record["target"] == "pin":
+        yield from self.emit(request, pin, result)
+
+    def emit(self, request: dict, pin: str, result: Expansion) -> Iterator[Any]:
+        outcomes = result.not_sent + ([("", "suppressed", result.suppressed)] if result.suppressed else [])
+        if outcomes:
+            yield not_sent(request, f"pin:{pin}", outcomes, pin)
+        for (vendor, text), (rendered_request, targets) in result.groups.items():
+            if request["target"] == "pin":
                 for part in requests.chunks(targets, self.batch_size):
-                    yield LANES[record["priority"]], codec.encode("DispatchBatch", requests.batch(record, vendor, part, now))
+                    yield lane_batch(rendered_request, vendor, part)
             else:
-                yield PARTIAL, (f"{record['msg_id']}|{vendor}", vendor, record, targets)
+                yield PARTIAL, (f"{request['msg_id']}|{vendor}|{text}", vendor, rendered_request, targets)
+
+
+class ShardDirectory(Directory):
+    """Per (app, token shard): the shard's devices; expands broadcasts, segments and explicit tokens."""
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        super().open(runtime_context)
+        self.devices = runtime_context.get_map_state(MapStateDescriptor("devices", Types.STRING(), PICKLED))
+
+    def process_element(self, value: tuple, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
+        key, kind, record = value
+        if kind == "dev":
+            yield from self.update(record)
+        elif kind == "tok":
+            yield from self.explicit(record)
+        else:
+            yield from self.everyone(record)
+
+    def update(self, event: dict) -> Iterator[Any]:
+        if event["previous_token"] and self.devices.contains(event["previous_token"]):
+            self.devices.remove(event["previous_token"])
+        known = self.devices.get(event["token"]) if self.devices.contains(event["token"]) else None
+        moved = shards.moved_from(known, event)
+        if moved:  # the token changed pin: its old pin stops targeting it
+            unbind = codec.new_record("DeviceEvent", **{**event, "kind": "unbind", "pin": moved, "reason": "moved"})
+            yield FEEDBACK, codec.encode("DeviceEvent", unbind)
+        after = shards.summary_after(known, event)
+        if after is not None:
+            self.devices.put(event["token"], after)
+        elif known is not None:
+            self.devices.remove(event["token"])
+
+    def explicit(self, request: dict) -> Iterator[Any]:
+        token = request["tokens"][0]
+        device = self.devices.get(token) if self.devices.contains(token) else None
+        if device is None or not device["enabled"]:
+            yield not_sent(request, f"token:{token}", [(token, "suppressed", "unknown_token" if device is None else "switched_off")])
+        elif device["environment"] != request["environment"]:
+            yield not_sent(request, f"token:{token}", [(token, "suppressed", "test_push_to_production_device")])
+        else:
+            yield from self.grouped(request, [(token, device)], batcher=True)
+
+    def everyone(self, request: dict) -> Iterator[Any]:
+        segment = request["segment"] if request["target"] == "segment" else {}
+        chosen = [(t, d) for t, d in self.devices.items()
+                  if d["enabled"] and d["environment"] == request["environment"] and shards.matches(segment, d)]
+        yield from self.grouped(request, chosen, batcher=False)
+
+    def grouped(self, request: dict, chosen: list[tuple[str, dict]], batcher: bool) -> Iterator[Any]:
+        groups: dict[tuple[str, str], tuple[dict, list[devices.Target]]] = {}
+        rejected: list[tuple[str, str, str]] = []
+        for token, device in chosen:
+            try:
+                note = rendered(request["notification"], device["locale"], self.templates)
+            except TemplateError as bad:
+                rejected.append((token, "rejected", f"template: {bad}"))
+                continue
+            problems = payload_problems(note, device["vendor"])
+            if problems:
+                rejected.append((token, "rejected", "; ".join(problems)))
+                continue
+            group = groups.setdefault((device["vendor"], variant(note)), ({**request, "notification": note}, []))
+            group[1].append((token, device["pin"], device["fallback_token"] or ""))
+        if rejected:
+            yield not_sent(request, f"shard:{len(rejected)}:{rejected[0][0]}", rejected)
+        for (vendor, text), (rendered_request, targets) in groups.items():
+            if batcher:
+                yield PARTIAL, (f"{request['msg_id']}|{vendor}|{text}", vendor, rendered_request, targets)
+            else:
+                for part in requests.chunks(targets, self.settings.batch_size):
+                    yield lane_batch(rendered_request, vendor, part)
 
 
 class Batcher(KeyedProcessFunction):
-    """Gathers the tokens of one (message, vendor) from many pins into full batches."""
+    """Gathers the tokens of one (message, vendor, text) from many pins or shards into full batches."""
 
     def __init__(self, batch_size: int) -> None:
         self.batch_size = batch_size
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self.pending = runtime_context.get_state(ValueStateDescriptor("pending", Types.PICKLED_BYTE_ARRAY()))
+        self.pending = runtime_context.get_state(ValueStateDescriptor("pending", PICKLED))
 
     def process_element(self, value: tuple, ctx: KeyedProcessFunction.Context) -> Iterator[tuple]:
         _, vendor, request, targets = value
@@ -105,7 +303,7 @@ class Batcher(KeyedProcessFunction):
             ctx.timer_service().register_processing_time_timer(ctx.timer_service().current_processing_time() + LINGER_MS)
         buffered = pending[2] + targets
         while len(buffered) >= self.batch_size:
-            yield self._emit(vendor, request, buffered[: self.batch_size])
+            yield lane_batch(request, vendor, buffered[: self.batch_size])
             buffered = buffered[self.batch_size :]
         self.pending.update((vendor, request, buffered))
 
@@ -113,37 +311,38 @@ class Batcher(KeyedProcessFunction):
         pending = self.pending.value()
         self.pending.clear()
         if pending and pending[2]:
-            yield self._emit(*pending)
+            vendor, request, targets = pending
+            yield lane_batch(request, vendor, targets)
 
-    def _emit(self, vendor: str, request: dict, targets: list[devices.Target]) -> tuple[OutputTag, bytes]:
-        batch = requests.batch(request, vendor, targets, common.now_ms())
-        return LANES[request["priority"]], codec.encode("DispatchBatch", batch)
+
+def first(item: tuple) -> str:
+    return item[0]
 
 
 def build(settings: Settings) -> Any:
     env = common.environment(settings, JOB)
-    topics = settings.topics
-    reqs = common.kafka_source(env, settings, topics.requests, f"pushpipe-{JOB}").process(ParseRequests(topics.requests)).name("parse-requests").uid("parse-requests")
-    device_topics = [topics.device_events, topics.device_feedback]  # upstream's events + dispatch's dead tokens
-    events = common.kafka_source(env, settings, device_topics, f"pushpipe-{JOB}").process(ParseDeviceEvents(",".join(device_topics))).name("parse-device-events").uid("parse-device-events")
-    for parsed in (reqs, events):
+    topics, group = settings.topics, f"pushpipe-{JOB}"
+    reqs = common.kafka_source(env, settings, topics.requests, group).process(ParseRequests(topics.requests)).name("parse-requests").uid("parse-requests")
+    device_topics = [topics.device_events, topics.device_feedback]  # upstream's events + dead tokens from dispatch
+    events = (common.kafka_source(env, settings, device_topics, group)
+              .process(ParseDeviceEvents(",".join(device_topics))).name("parse-device-events").uid("parse-device-events"))
+    prefs = common.kafka_source(env, settings, topics.preferences, group).process(ParsePreferences(topics.preferences)).name("parse-preferences").uid("parse-preferences")
+    intake = (reqs.key_by(lambda r: r["msg_id"], key_type=Types.STRING())
+              .process(Intake()).name("intake").uid("intake"))
+    pins = (intake.union(events, prefs).key_by(first, key_type=Types.STRING())
+            .process(PinDirectory(settings), output_type=common.BYTES).name("pin-directory").uid("pin-directory"))
+    by_shard = (intake.get_side_output(SHARD).union(events.get_side_output(SHARD)).key_by(first, key_type=Types.STRING())
+                .process(ShardDirectory(settings), output_type=common.BYTES).name("shard-directory").uid("shard-directory"))
+    batched = (pins.get_side_output(PARTIAL).union(by_shard.get_side_output(PARTIAL)).key_by(first, key_type=Types.STRING())
+               .process(Batcher(settings.batch_size), output_type=common.BYTES).name("batcher").uid("batcher"))
+    for parsed in (reqs, events, prefs, pins):
         common.sink_dlq(parsed, settings)
-    expanded = (
-        reqs.union(events)
-        .key_by(lambda item: item[0], key_type=Types.STRING())
-        .process(PinDirectory(settings.batch_size), output_type=common.BYTES)
-        .name("pin-directory").uid("pin-directory")
-    )
-    batched = (
-        expanded.get_side_output(PARTIAL)
-        .key_by(lambda item: item[0], key_type=Types.STRING())
-        .process(Batcher(settings.batch_size), output_type=common.BYTES)
-        .name("batcher").uid("batcher")
-    )
     for priority, lane in LANES.items():
-        batches = expanded.get_side_output(lane).union(batched.get_side_output(lane))
+        batches = pins.get_side_output(lane).union(by_shard.get_side_output(lane), batched.get_side_output(lane))
         batches.sink_to(common.kafka_sink(settings, topics.lane(priority))).name(topics.lane(priority))
-    expanded.get_side_output(RESULTS).sink_to(common.kafka_sink(settings, topics.results)).name("push.results")
+    results = intake.get_side_output(RESULTS).union(pins.get_side_output(RESULTS), by_shard.get_side_output(RESULTS))
+    results.sink_to(common.kafka_sink(settings, topics.results)).name("push.results")
+    by_shard.get_side_output(FEEDBACK).sink_to(common.kafka_sink(settings, topics.device_feedback)).name("device.feedback")
     return env
 
 
@@ -153,4 +352,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # run through the imported module, so Flink pickles these functions by reference, not by value
+    from jobs.fanout import main as module_main
+
+    module_main()

@@ -5,10 +5,11 @@ import uuid
 from typing import Any, Iterator
 
 from jobs.devices import Target
+from jobs.policy.schedule import next_fire
 from schemas import codec
 
 Record = dict[str, Any]
-SUPPORTED_TARGETS = ("pin", "pins")
+SEGMENT_KEYS = ("platform", "brand", "vendor", "app_version", "tag")
 NO_VENDOR = "none"  # vendor of a result for a pin with nothing to send to
 
 
@@ -21,15 +22,23 @@ def validate(request: Record) -> None:
         raise InvalidRequest("msg_id is empty")
     if not request["app_id"].strip():
         raise InvalidRequest("app_id is empty")
-    if request["target"] not in SUPPORTED_TARGETS:
-        raise InvalidRequest(f"target {request['target']!r} is not supported by this fan-out (supported: {SUPPORTED_TARGETS})")
-    if not request["pins"]:
-        raise InvalidRequest(f"target {request['target']!r} needs at least one pin")
-    if request["target"] == "pin" and len(request["pins"]) != 1:
+    target = request["target"]
+    if target in ("pin", "pins") and not request["pins"]:
+        raise InvalidRequest(f"target {target!r} needs at least one pin")
+    if target == "pin" and len(request["pins"]) != 1:
         raise InvalidRequest(f"target 'pin' takes exactly one pin, got {len(request['pins'])}")
+    if target == "tokens" and not request["tokens"]:
+        raise InvalidRequest("target 'tokens' needs at least one token")
+    if target == "segment" and (not request["segment"] or set(request["segment"]) - set(SEGMENT_KEYS)):
+        raise InvalidRequest(f"target 'segment' needs filters among {SEGMENT_KEYS}, got {sorted(request['segment'])}")
+    if request["recurrence"]:
+        try:
+            next_fire(request["recurrence"], request["created_at"], request["recurrence_tz"])
+        except (ValueError, KeyError) as bad:
+            raise InvalidRequest(f"recurrence: {bad}") from None
     note = request["notification"]
-    if not (note["title"] or note["body"] or note["data"]):
-        raise InvalidRequest("notification has no title, body or data")
+    if not (note["title"] or note["body"] or note["data"] or note["template_id"]):
+        raise InvalidRequest("notification has no title, body, data or template")
 
 
 def without_pins(request: Record) -> Record:
@@ -64,21 +73,26 @@ def batch(request: Record, vendor: str, targets: list[Target], now_ms: int) -> R
     )
 
 
-def no_devices_result(request: Record, pin: str, now_ms: int) -> Record:
-    """The outcome of a pin with nothing to send to: a suppressed result, so nothing vanishes."""
-    outcome = {"token": "", "outcome": "suppressed", "code": "no_devices",
-               "reason": f"pin {pin} has no enabled {request['environment']} devices", "vendor_msg_id": ""}
+def unsent_result(request: Record, key: str, outcomes: list[tuple[str, str, str]], pin: str, now_ms: int) -> Record:
+    """A result for what fan-out did not send (token "" = the whole request or pin), so nothing vanishes."""
     return codec.new_record(
         "DispatchResult",
-        batch_id=f"{request['msg_id']}:{NO_VENDOR}:{pin}",
+        batch_id=f"{request['msg_id']}:{key}",
         msg_id=request["msg_id"],
         app_id=request["app_id"],
         vendor=NO_VENDOR,
         priority=request["priority"],
         category=request["category"],
         campaign=request["campaign"],
-        outcomes=[outcome],
+        outcomes=[{"token": token, "outcome": outcome, "code": reason.split(":")[0], "reason": reason,
+                   "vendor_msg_id": "", "pin": pin, "exit": "fanout", "final": True}
+                  for token, outcome, reason in outcomes],
         requested_at=request["created_at"],
         sent_at=now_ms,
         completed_at=now_ms,
     )
+
+
+def occurrence(request: Record, fire_ms: int) -> Record:
+    """One firing of a recurring request: its own msg id and TTL clock."""
+    return {**request, "msg_id": f"{request['msg_id']}@{fire_ms}", "created_at": fire_ms, "recurrence": None}

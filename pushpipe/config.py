@@ -17,6 +17,10 @@ def _home() -> Path:
     return Path(_env("home", str(Path.home() / ".pushpipe")))
 
 
+def _caps(text: str) -> dict[str, int]:
+    return {k.strip(): int(v) for k, v in (item.split("=") for item in text.split(",") if item.strip())}
+
+
 def _run_file(name: str, filename: str) -> Path:
     """PUSHPIPE_<NAME> if set, else a file in the run directory."""
     return Path(_env(name, str(_home() / "run" / filename)))
@@ -35,6 +39,7 @@ class Topics:
     results: str = "push.results"
     receipts: str = "push.receipts"
     device_feedback: str = "device.feedback"  # invalid tokens found by dispatch, read by fan-out
+    preferences: str = "user.preferences"
     dlq: str = "push.dlq"
 
     def lane(self, priority: str) -> str:
@@ -45,8 +50,8 @@ class Topics:
         return [self.lane(p) for p in PRIORITIES]
 
     def all(self) -> list[str]:
-        return [self.requests, self.device_events, *self.lanes, self.retry, self.results, self.receipts,
-                self.device_feedback, self.dlq]
+        return [self.requests, self.device_events, self.preferences, *self.lanes, self.retry, self.results,
+                self.receipts, self.device_feedback, self.dlq]
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,9 @@ class Settings:
     vendors_file: Path = field(default_factory=lambda: _run_file("vendors_file", "vendors.json"))
     # JSON dispatch policy: rate limits, exits, fallback, retry, breaker (jobs/dispatch_policy.py)
     dispatch_file: Path = field(default_factory=lambda: _run_file("dispatch_file", "dispatch.json"))
+    templates_file: Path = field(default_factory=lambda: _run_file("templates_file", "templates.json"))
+    # per user per day per category, e.g. PUSHPIPE_DAILY_CAPS="marketing=3,news=5"
+    daily_caps: dict[str, int] = field(default_factory=lambda: _caps(_env("daily_caps", "marketing=3")))
     dispatch_metrics_port: int = field(default_factory=lambda: int(_env("dispatch_metrics_port", "19250")))
     batch_size: int = field(default_factory=lambda: int(_env("batch_size", "500")))
     flink_rest_port_base: int = field(default_factory=lambda: int(_env("flink_rest_port_base", "18081")))

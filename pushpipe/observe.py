@@ -5,13 +5,14 @@ import time
 from typing import Any, Callable
 
 import httpx
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from pushpipe.config import Settings
 
 
-def group_lag(settings: Settings, group: str, topic: str) -> int:
-    """Records of `topic` not yet committed by `group` (the jobs commit on each checkpoint)."""
+def group_lag(settings: Settings, group: str, topic: str) -> int | None:
+    """Records of `topic` not yet committed by `group` (the jobs commit on each checkpoint);
+    None while the broker cannot tell yet (e.g. the group coordinator is still loading)."""
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group, "enable.auto.commit": False})
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
@@ -21,6 +22,10 @@ def group_lag(settings: Settings, group: str, topic: str) -> int:
             low, high = consumer.get_watermark_offsets(tp, timeout=10)
             lag += high - (tp.offset if tp.offset >= 0 else low)
         return lag
+    except KafkaException as exc:
+        if exc.args[0].retriable() or exc.args[0].code() == KafkaError.NOT_COORDINATOR:
+            return None
+        raise
     finally:
         consumer.close()
 

@@ -22,7 +22,8 @@ SCHEMA_DIR = Path(__file__).parent
 HISTORY_DIR = SCHEMA_DIR / "history"
 MAGIC = b"\xc3\x01"
 HEADER_LEN = 10
-RECORDS = ("Notification", "PushRequest", "DeviceEvent", "DispatchBatch", "DispatchResult", "Receipt", "DeadLetter")
+RECORDS = ("Notification", "PushRequest", "DeviceEvent", "PreferenceEvent", "DispatchBatch", "DispatchResult", "Receipt",
+           "DeadLetter")
 
 Record = dict[str, Any]
 

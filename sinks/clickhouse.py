@@ -140,7 +140,7 @@ def connect(settings: Settings, create: bool = True) -> ClickHouse:
 
 
 OUTCOME_COLUMNS = ("accepted", "invalid_token", "throttled", "unavailable", "rejected", "expired", "suppressed")
-NOT_SENT = ("expired", "suppressed")
+NOT_SENT = ("expired", "suppressed")  # with exit "fanout": rejected before any vendor call
 
 
 def result_row(result: Row) -> Row:
@@ -150,7 +150,7 @@ def result_row(result: Row) -> Row:
     for outcome in final:
         counts[outcome["outcome"]] += 1
     requested = sum(1 for o in final if o["token"])
-    sent = requested - counts["expired"] - sum(1 for o in final if o["token"] and o["outcome"] == "suppressed")
+    sent = sum(1 for o in final if o["token"] and o["outcome"] not in NOT_SENT and o["exit"] != "fanout")
     minute = result["completed_at"] // 60_000 * 60
     return {
         "minute": minute,

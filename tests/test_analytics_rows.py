@@ -47,3 +47,10 @@ def test_message_totals_move_retried_tokens_to_their_final_outcome() -> None:
     assert first["counts"] == {"retrying": 1}
     later = analytics.add_result(first, {**result([("t1", "accepted")]), "attempt": 1})
     assert later["counts"] == {"retrying": 0, "accepted": 1}
+
+
+def test_outcomes_decided_at_fan_out_are_never_counted_as_sent() -> None:
+    r = result([("", "expired"), ("t1", "suppressed"), ("t2", "rejected")])
+    r["outcomes"][2]["exit"] = "fanout"
+    row = clickhouse.result_row(r)
+    assert (row["requested"], row["sent"], row["failed"], row["expired"], row["suppressed"]) == (2, 0, 0, 1, 1)

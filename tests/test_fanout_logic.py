@@ -37,8 +37,10 @@ def test_environment_is_respected() -> None:
         ({"app_id": ""}, "app_id is empty"),
         ({"pins": []}, "needs at least one pin"),
         ({"target": "pin", "pins": ["a", "b"]}, "exactly one pin"),
-        ({"target": "broadcast"}, "not supported"),
-        ({"notification": {"title": "", "body": "", "data": {}}}, "no title, body or data"),
+        ({"target": "segment", "segment": {"color": "red"}}, "needs filters among"),
+        ({"target": "tokens", "tokens": []}, "needs at least one token"),
+        ({"recurrence": "61 * * * *"}, "recurrence"),
+        ({"notification": {"title": "", "body": "", "data": {}, "template_id": None}}, "no title, body, data or template"),
     ],
 )
 def test_invalid_requests_have_reasons(change: dict, reason: str) -> None:
@@ -57,6 +59,13 @@ def test_batches_carry_the_request_and_are_chunked() -> None:
     assert batch["expires_at"] == request["created_at"] + 60_000
 
 
-def test_pin_without_devices_becomes_a_suppressed_result() -> None:
-    result = requests.no_devices_result(push_request("a", ["u1"], "t", "b"), "u1", now_ms=1)
+def test_what_is_not_sent_becomes_a_result_with_reasons() -> None:
+    result = requests.unsent_result(push_request("a", ["u1"], "t", "b"), "pin:u1", [("", "suppressed", "no_devices")], "u1", now_ms=1)
     assert result["outcomes"][0]["outcome"] == "suppressed" and result["outcomes"][0]["code"] == "no_devices"
+    assert result["batch_id"].endswith(":pin:u1") and result["vendor"] == requests.NO_VENDOR
+
+
+def test_occurrences_of_a_recurring_request_have_their_own_id_and_clock() -> None:
+    request = push_request("a", ["u1"], "t", "b", recurrence="0 9 * * *")
+    fired = requests.occurrence(request, 5_000)
+    assert fired["msg_id"] == f"{request['msg_id']}@5000" and fired["created_at"] == 5_000 and not fired["recurrence"]

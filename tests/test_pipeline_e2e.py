@@ -64,8 +64,8 @@ def test_pushes_flow_end_to_end(pipeline: Settings, producer: PushProducer, dlq_
 
     garbage = f"not avro {run_id}".encode()
     producer.raw(pipeline.topics.requests, "garbage", garbage)  # before the good ones: must not stop the job
-    broadcast_like = push_request(app, ["x"], "t", "b", target="broadcast")
-    producer.request(broadcast_like)
+    invalid = push_request(app, [], "t", "b", target="segment", segment={"color": "red"})
+    producer.request(invalid)
     singles = [push_request(app, [f"{run_id}-u{u}"], "Order shipped", f"order {u}") for u in range(USERS)]
     group = push_request(app, [f"{run_id}-u{u}" for u in range(USERS)] + [f"{run_id}-off", f"{run_id}-gone", f"{run_id}-dead"],
                          "Flash sale", "20% off", category="marketing", priority="low")
@@ -100,11 +100,11 @@ def test_pushes_flow_end_to_end(pipeline: Settings, producer: PushProducer, dlq_
     assert {t for t, o in doc["outcomes"].items() if o["outcome"] == "invalid_token"} == {dead}
     assert doc["vendors"] == ["apns"] and doc["category"] == "marketing"
     nobody_doc = observe.wait_for(lambda: _doc_with(es, pipeline.es_index, nobody["msg_id"], 1), 60, "the no-device message document")
-    assert nobody_doc["outcomes"][f"{nobody['msg_id']}:none:{run_id}-nobody"]["code"] == "no_devices"
+    assert nobody_doc["outcomes"][f"{nobody['msg_id']}:pin:{run_id}-nobody"]["code"] == "no_devices"
 
-    letters = dead_letters(dlq_consumer, garbage, broadcast_like["msg_id"])
+    letters = dead_letters(dlq_consumer, garbage, invalid["msg_id"])
     assert letters["garbage"]["error"] == "malformed_avro" and letters["garbage"]["job"] == "fanout"
-    assert letters["refused"]["error"] == "invalid_request" and "broadcast" in letters["refused"]["reason"]
+    assert letters["refused"]["error"] == "invalid_request" and "color" in letters["refused"]["reason"]
 
 
 def _matches(row: dict, want: dict) -> dict | None:

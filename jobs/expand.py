@@ -1,0 +1,88 @@
+"""Pure expansion of one request for one pin: policy, environment isolation, templates, payload limits.
+
+`expand_for_pin` returns what the fan-out emits: vendor groups to batch (each with the rendered
+notification) and per-token outcomes that are not sent (suppressed, rejected), each with its reason,
+plus the pin's new state, or a deferral time when quiet hours hold the request back.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobs.devices import Target
+from jobs.policy.decide import Defer, PolicyConfig, Send, Suppress, decide, filter_devices
+from jobs.policy.limits import payload_problems
+from jobs.policy.templates import TemplateError, TemplateStore, render
+
+Record = dict[str, Any]
+TEST_TO_PRODUCTION = "test_push_to_production_device"
+
+
+@dataclass
+class Expansion:
+    state: Record  # the pin's state after this request
+    groups: dict[tuple[str, str], tuple[Record, list[Target]]] = field(default_factory=dict)  # (vendor, variant)
+    not_sent: list[tuple[str, str, str]] = field(default_factory=list)  # (token, outcome, reason)
+    defer_until: int | None = None
+    suppressed: str | None = None  # the whole request for this pin, with this reason
+
+
+def new_pin_state() -> Record:
+    return {"devices": {}, "prefs": {}, "caps": {}, "vendor_quota": {}}
+
+
+def expand_for_pin(request: Record, pin: str, state: Record, now_ms: int, config: PolicyConfig,
+                   templates: TemplateStore) -> Expansion:
+    devices = state["devices"]
+    result = Expansion(state)
+    if request["environment"] == "test":  # test apps reach whitelisted (test) devices only
+        result.not_sent += [(t, "suppressed", TEST_TO_PRODUCTION) for t, d in sorted(devices.items())
+                            if d["environment"] != "test"]
+    decision = decide(request, state, now_ms, config)
+    if isinstance(decision, Defer):
+        result.defer_until = decision.until_ms
+        return result
+    if isinstance(decision, Suppress):
+        result.suppressed = decision.reason
+        return result
+    assert isinstance(decision, Send)
+    allowed, blocked, quota = filter_devices(request, devices, state["vendor_quota"], now_ms, config, prefs=state["prefs"])
+    result.not_sent += [(t, "suppressed", reason) for t, reason in sorted(blocked.items())]
+    if not allowed:
+        result.suppressed = "all devices suppressed" if blocked else "no_devices"
+        return result
+    result.state = {**decision.new_state, "vendor_quota": quota}
+    for token in allowed:
+        _place(result, request, token, pin, devices[token], templates)
+    return result
+
+
+def _place(result: Expansion, request: Record, token: str, pin: str, device: Record, templates: TemplateStore) -> None:
+    """Put one device into the group of its vendor and rendered notification, or record why it is not sent."""
+    try:
+        notification = rendered(request["notification"], device.get("locale") or "", templates)
+    except TemplateError as bad:
+        result.not_sent.append((token, "rejected", f"template: {bad}"))
+        return
+    problems = payload_problems(notification, device["vendor"])
+    if problems:
+        result.not_sent.append((token, "rejected", "; ".join(problems)))
+        return
+    key = (device["vendor"], variant(notification))
+    if key not in result.groups:
+        result.groups[key] = ({**request, "notification": notification}, [])
+    result.groups[key][1].append((token, pin, device.get("fallback_token") or ""))
+
+
+def rendered(notification: Record, locale: str, templates: TemplateStore) -> Record:
+    """The notification with its template (if any) rendered for the device's locale."""
+    if not notification.get("template_id"):
+        return notification
+    title, body = render(templates, notification["template_id"], notification["template_vars"], locale)
+    return {**notification, "title": title, "body": body}
+
+
+def variant(notification: Record) -> str:
+    """A short key for what the user will see, so one batch carries one text."""
+    return hashlib.blake2s(f"{notification['title']}\0{notification['body']}".encode(), digest_size=6).hexdigest()

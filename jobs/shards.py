@@ -1,0 +1,59 @@
+"""Pure logic of the device shards that serve broadcasts, segments and explicit tokens.
+
+Devices of an app are spread over SHARDS keys (app, crc32(token) % SHARDS), so a broadcast is
+one small record per shard, expanded in parallel, never one giant record or one hot key.
+"""
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+Record = dict[str, Any]
+SHARDS = 32
+SUMMARY_FIELDS = ("pin", "vendor", "platform", "environment", "brand", "app_version", "locale", "fallback_token", "tags")
+REMOVING = {"unbind", "deregister", "invalid_token"}
+
+
+def shard_key(app_id: str, token: str) -> str:
+    return f"{app_id}|{zlib.crc32(token.encode()) % SHARDS}"
+
+
+def all_shard_keys(app_id: str) -> list[str]:
+    return [f"{app_id}|{n}" for n in range(SHARDS)]
+
+
+def summary_after(known: Record | None, event: Record) -> Record | None:
+    """The shard's entry for the event's token afterwards; None removes it.
+
+    A removal naming another pin than the token's current one is stale (the token moved) and ignored.
+    """
+    if event["kind"] in REMOVING:
+        return known if known and event["pin"] and known["pin"] != event["pin"] else None
+    if event["kind"] in ("switch_on", "switch_off"):
+        return {**known, "enabled": event["kind"] == "switch_on"} if known else None
+    return {**(known or {"enabled": True}), **{f: event[f] for f in SUMMARY_FIELDS}}
+
+
+def moved_from(known: Record | None, event: Record) -> str | None:
+    """The pin a bind takes the token away from, if the token was bound to another pin."""
+    if event["kind"] in ("bind", "report") and known and event["pin"] and known["pin"] != event["pin"]:
+        return known["pin"]
+    return None
+
+
+def matches(segment: dict[str, str], device: Record) -> bool:
+    """Segment filters: platform, brand, vendor, app_version (minimum, dotted), tag."""
+    for key, wanted in segment.items():
+        if key == "tag":
+            if wanted not in device["tags"]:
+                return False
+        elif key == "app_version":
+            if _version(device["app_version"]) < _version(wanted):
+                return False
+        elif str(device.get(key, "")).lower() != wanted.lower():
+            return False
+    return True
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split(".") if p.isdigit())

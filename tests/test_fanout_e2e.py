@@ -1,0 +1,162 @@
+"""Fan-out through the real stack: idempotency, scheduling, TTL, targets (tokens, broadcast, segments),
+preferences, quiet hours, caps, environment isolation, validation, templates, tokens moving pins."""
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import pytest
+from confluent_kafka import Producer
+
+from infra.simulators import SimulatorAdmin
+from pushpipe import observe
+from pushpipe.config import Settings
+from pushpipe.producer import PushProducer, device_event, now_ms, push_request
+from schemas import codec
+from sinks import elastic
+
+pytestmark = pytest.mark.stack
+
+
+def tok(run_id: str, user: int, device: int = 0) -> str:
+    return f"{run_id}{user:05x}{device:x}".ljust(64, "e")
+
+
+@pytest.fixture
+def admin(pipeline: Settings) -> SimulatorAdmin:
+    return SimulatorAdmin(pipeline.simulator_admin_url)
+
+
+def loaded(producer: PushProducer, settings: Settings, *events: dict) -> None:
+    for event in events:
+        producer.device_event(event)
+    producer.flush()
+    observe.wait_for(lambda: observe.group_lag(settings, "pushpipe-fanout", settings.topics.device_events) == 0,
+                     90, "fan-out to load the devices")
+
+
+def send(producer: PushProducer, *requests: dict) -> None:
+    for request in requests:
+        producer.request(request)
+    producer.flush()
+
+
+def outcomes(settings: Settings, msg_id: str, count: int) -> dict:
+    """The message's outcomes in Elasticsearch once `count` of them are there."""
+    es = elastic.connect(settings)
+
+    def doc() -> dict | None:
+        found = es.options(ignore_status=404).get(index=settings.es_index, id=msg_id)
+        return found["_source"]["outcomes"] if found.get("found") and len(found["_source"]["outcomes"]) >= count else None
+
+    return observe.wait_for(doc, 60, f"{count} outcomes of {msg_id}")
+
+
+def accepted(admin: SimulatorAdmin, prefix: str) -> Counter:
+    return Counter(admin.accepted(prefix)["tokens"])
+
+
+def test_duplicate_msg_id_is_sent_once(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
+    app = f"dedup-{run_id}"
+    loaded(producer, pipeline, device_event(app, "u", tok(run_id, 0)))
+    request = push_request(app, ["u"], "t", "b")
+    send(producer, request, request)
+    observe.wait_for(lambda: outcomes(pipeline, request["msg_id"], 2), 60, "both outcomes")
+    time.sleep(2)
+    assert accepted(admin, run_id) == Counter({tok(run_id, 0): 1})
+    reasons = {o["reason"] for o in outcomes(pipeline, request["msg_id"], 2).values()}
+    assert "duplicate" in reasons
+
+
+def test_deliver_at_holds_and_ttl_expires(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
+    app = f"sched-{run_id}"
+    loaded(producer, pipeline, device_event(app, "u", tok(run_id, 0)), device_event(app, "v", tok(run_id, 1)))
+    later = push_request(app, ["u"], "later", "b", deliver_at=now_ms() + 8000)
+    stale = push_request(app, ["v"], "stale", "b", ttl_s=60)
+    stale["created_at"] -= 3_600_000
+    send(producer, later, stale)
+    time.sleep(4)
+    assert not accepted(admin, run_id), "held until deliver_at"
+    observe.wait_for(lambda: accepted(admin, run_id) == Counter({tok(run_id, 0): 1}), 60, "the scheduled push")
+    assert time.time() * 1000 >= later["deliver_at"]
+    expired = outcomes(pipeline, stale["msg_id"], 1)
+    assert [o["outcome"] for o in expired.values()] == ["expired"]
+
+
+def test_recurring_schedule_fires_each_minute(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
+    app = f"cron-{run_id}"
+    loaded(producer, pipeline, device_event(app, "u", tok(run_id, 0)))
+    send(producer, push_request(app, ["u"], "digest", "b", recurrence="* * * * *"))
+    observe.wait_for(lambda: accepted(admin, run_id)[tok(run_id, 0)] >= 1, 90, "the first occurrence")
+
+
+def test_tokens_broadcast_and_segments(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
+    app = f"bcast-{run_id}"
+    users = 120
+    loaded(producer, pipeline, *[device_event(app, f"u{u}", tok(run_id, u), tags=["vip"] if u % 4 == 0 else [],
+                                              app_version="3.1.0" if u % 2 else "2.0.0") for u in range(users)])
+    send(producer, push_request(app, [], "all", "b", target="broadcast"))
+    observe.wait_for(lambda: len(accepted(admin, run_id)) == users, 90, "every device")
+    send(producer, push_request(app, [], "vip", "b", target="segment", segment={"tag": "vip", "app_version": "3.0"}))
+    vips = {tok(run_id, u) for u in range(users) if u % 4 == 0 and u % 2}
+    send(producer, push_request(app, [], "direct", "b", target="tokens", tokens=[tok(run_id, 1), "unknown-token"]))
+    want = Counter({tok(run_id, u): 1 for u in range(users)}) + Counter(vips) + Counter({tok(run_id, 1): 1})
+    observe.wait_for(lambda: accepted(admin, run_id) == want, 90, "segment and token pushes")
+    assert not vips or len(vips) < users
+
+
+def test_preferences_quiet_hours_and_caps(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
+    app = f"prefs-{run_id}"
+    loaded(producer, pipeline, device_event(app, "out", tok(run_id, 0)), device_event(app, "quiet", tok(run_id, 1)),
+           device_event(app, "capped", tok(run_id, 2)))
+    raw = Producer({"bootstrap.servers": pipeline.kafka_bootstrap})
+    for pref in (codec.new_record("PreferenceEvent", app_id=app, pin="out", kind="opt_out", category="marketing", ts=now_ms()),
+                 codec.new_record("PreferenceEvent", app_id=app, pin="quiet", kind="set_quiet_hours",
+                                  quiet_start=time.strftime("%H:%M", time.gmtime(time.time() - 3600)),
+                                  quiet_end=time.strftime("%H:%M", time.gmtime(time.time() + 3600)), ts=now_ms())):
+        raw.produce(pipeline.topics.preferences, codec.encode("PreferenceEvent", pref), key=f"{app}|{pref['pin']}")
+    raw.flush()
+    observe.wait_for(lambda: observe.group_lag(pipeline, "pushpipe-fanout", pipeline.topics.preferences) == 0, 60, "preferences")
+    sale = push_request(app, ["out"], "sale", "b", category="marketing")
+    hushed = push_request(app, ["quiet"], "sale", "b", category="marketing")
+    otp = push_request(app, ["quiet"], "code", "123", category="transactional", priority="high")
+    capped = [push_request(app, ["capped"], f"sale {i}", "b", category="marketing") for i in range(4)]
+    send(producer, sale, hushed, otp, *capped)
+    observe.wait_for(lambda: accepted(admin, tok(run_id, 2))[tok(run_id, 2)] == 3, 60, "three capped sends")
+    observe.wait_for(lambda: accepted(admin, tok(run_id, 1)), 60, "the urgent push")
+    time.sleep(2)
+    assert accepted(admin, tok(run_id, 1)) == Counter({tok(run_id, 1): 1}), "only the urgent push in quiet hours"
+    assert not accepted(admin, tok(run_id, 0)), "opted out of marketing"
+    assert [o["reason"] for o in outcomes(pipeline, sale["msg_id"], 1).values()] == ["opted_out:category:marketing"]
+    reasons = [o["reason"] for r in capped for o in outcomes(pipeline, r["msg_id"], 1).values()]
+    assert reasons.count("frequency_cap:marketing") == 1
+
+
+def test_environment_isolation_validation_and_templates(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
+    app = f"iso-{run_id}"
+    loaded(producer, pipeline, device_event(app, "u", tok(run_id, 0)), device_event(app, "u", tok(run_id, 1), environment="test"),
+           device_event(app, "de", tok(run_id, 2), locale="de-DE"))
+    test_push = push_request(app, ["u"], "beta", "b", environment="test")
+    oversize = push_request(app, ["de"], "big", "b", notification={"data": {"blob": "x" * 5000}})
+    templated = push_request(app, ["de"], "", "", notification={"template_id": "order_shipped",
+                                                                 "template_vars": {"order": "42", "day": "morgen"}})
+    send(producer, test_push, oversize, templated)
+    observe.wait_for(lambda: len(accepted(admin, run_id)) == 2, 60, "the test device and the templated push")
+    assert set(accepted(admin, run_id)) == {tok(run_id, 1), tok(run_id, 2)}
+    refused = outcomes(pipeline, test_push["msg_id"], 2)
+    assert refused[tok(run_id, 0)]["reason"] == "test_push_to_production_device"
+    assert outcomes(pipeline, oversize["msg_id"], 1)[tok(run_id, 2)]["outcome"] == "rejected"
+    record = admin.accepted(tok(run_id, 2), payloads=True)["records"][0]
+    assert record["payload"]["aps"]["alert"]["title"] == "Bestellung 42 versandt"
+
+
+def test_token_moving_to_another_pin(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
+    app = f"move-{run_id}"
+    loaded(producer, pipeline, device_event(app, "old", tok(run_id, 0)))
+    loaded(producer, pipeline, device_event(app, "new", tok(run_id, 0)))
+    observe.wait_for(lambda: observe.group_lag(pipeline, "pushpipe-fanout", pipeline.topics.device_feedback) == 0, 60, "the move")
+    old = push_request(app, ["old"], "to old", "b")
+    new = push_request(app, ["new"], "to new", "b")
+    send(producer, old, new)
+    observe.wait_for(lambda: accepted(admin, run_id)[tok(run_id, 0)] == 1, 60, "the new pin's push")
+    assert [o["reason"] for o in outcomes(pipeline, old["msg_id"], 1).values()] == ["no_devices"]
