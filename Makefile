@@ -11,6 +11,7 @@ help: ## list the targets
 
 $(STAMP): pyproject.toml
 	@command -v java >/dev/null || (apt-get update && apt-get install -y openjdk-17-jre-headless)
+	@command -v mvn >/dev/null || (apt-get update && apt-get install -y maven)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'

@@ -7,6 +7,7 @@ Device = dict[str, Any]
 Devices = dict[str, Device]  # token -> device
 
 REMOVING = {"unbind", "deregister", "invalid_token"}
+SWITCH_HISTORY = 10  # notification switch changes kept per device, for diagnosis
 DEVICE_FIELDS = ("vendor", "platform", "environment", "brand", "model", "os_version", "app_version", "locale", "timezone",
                  "fallback_token")
 Target = tuple[str, str, str]  # (token, pin, fallback token or "")
@@ -22,7 +23,8 @@ def apply_event(devices: Devices, event: dict[str, Any]) -> Devices:
         devices.pop(token, None)
     elif kind in ("switch_on", "switch_off"):
         if token in devices:
-            devices[token] = {**devices[token], "enabled": kind == "switch_on"}
+            history = [*devices[token].get("switch_history", []), (event["ts"], kind, event.get("reason") or "")]
+            devices[token] = {**devices[token], "enabled": kind == "switch_on", "switch_history": history[-SWITCH_HISTORY:]}
     else:  # bind, report
         known = devices.get(token, {"enabled": True})
         devices[token] = {**known, **{f: event[f] for f in DEVICE_FIELDS}, "updated_at": event["ts"]}

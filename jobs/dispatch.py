@@ -5,8 +5,8 @@
                                                                         ├─> push.retry (long retry delays)
                                                                         └─> device.feedback (dead tokens)
 Sending (ledger, exits, rate limits, retries, fallback) is in jobs/sender.py; the policy in
-jobs/dispatch_policy.py. High priority is served first by the rate limiters, and low-priority
-batches in flight are capped, so a low-priority flood cannot starve high priority.
+jobs/dispatch_policy.py. Each lane has its own source, which the operator reads in turn, and the
+rate limiters serve high priority first, so a low-priority flood cannot starve high priority.
 
 Run: python -m jobs.dispatch
 """
@@ -29,7 +29,8 @@ from pushpipe.config import Settings, load
 from schemas import codec
 
 JOB = "dispatch"
-CAPACITY = 500  # batches in flight
+CAPACITY = 200  # batches in flight
+BUNDLE = 50  # batches handed to the Python worker at a time
 TIMEOUT = Time.minutes(10)  # a batch still waiting then (rate limit, outage) goes to push.retry
 RETRY = OutputTag("retry", common.BYTES)
 FEEDBACK = OutputTag("feedback", common.BYTES)
@@ -65,7 +66,7 @@ class HoldUntilDue(KeyedProcessFunction):
 
 
 class SendBatch(AsyncFunction):
-    """PyFlink's async I/O around Sender; low-priority batches in flight are capped."""
+    """PyFlink's async I/O around Sender."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -77,7 +78,6 @@ class SendBatch(AsyncFunction):
         policy = dispatch_policy.load(self.settings.dispatch_file)
         ledger = SendLedger(self.settings.run_dir / "ledger" / f"dispatch-{runtime_context.get_index_of_this_subtask()}.db")
         self.sender = Sender(policy, vendor_configs(self.settings), ledger)
-        self.low_slots = asyncio.Semaphore(policy.low_priority_inflight)
         self.loop: asyncio.AbstractEventLoop | None = None
         metrics.serve(self.settings.dispatch_metrics_port + runtime_context.get_index_of_this_subtask())
 
@@ -85,10 +85,7 @@ class SendBatch(AsyncFunction):
         self.loop = asyncio.get_running_loop()
         metrics.INFLIGHT.labels(batch["priority"]).inc()
         try:
-            if batch["priority"] != "low":
-                return await self.sender.dispatch(batch)
-            async with self.low_slots:
-                return await self.sender.dispatch(batch)
+            return await self.sender.dispatch(batch)
         finally:
             metrics.INFLIGHT.labels(batch["priority"]).dec()
 
@@ -121,10 +118,9 @@ def build(settings: Settings) -> Any:
     # validated here, so a bad file stops the job at once with its reason instead of failing every restart
     dispatch_policy.load(settings.dispatch_file)
     vendor_configs(settings)
-    # PyFlink ends each bundle by waiting for all calls in flight: bundles of up to CAPACITY batches
-    # or 100 ms keep many calls in flight, and few batches queue ahead of a new high-priority one.
-    env = common.environment(settings, JOB, {"python.fn-execution.bundle.size": str(CAPACITY),
-                                             "python.fn-execution.bundle.time": "100"})
+    # PyFlink ends each bundle by waiting for every call in flight, and hands over the next bundle
+    # only then: small bundles keep a new high-priority batch from waiting behind a low-priority crowd.
+    env = common.environment(settings, JOB, {"python.fn-execution.bundle.size": str(BUNDLE)})
     topics = settings.topics
     group = f"pushpipe-{JOB}"
     # One source per lane: the operator reads its inputs in turn, so a lane's backlog does not queue the others.

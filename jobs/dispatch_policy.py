@@ -7,8 +7,7 @@ A JSON file (`PUSHPIPE_DISPATCH_FILE`); every key is optional:
                         {"name": "apns-b", "weight": 1, "base_url": "https://..."}]},
      "fallback": "umeng",                                              # channel when a vendor is down
      "retry": {"max_attempts": 5, "base_s": 1, "max_delay_s": 300},   # waits go through push.retry
-     "breaker": {"failure_threshold": 5, "open_s": 10},
-     "low_priority_inflight": 50}                                      # low-lane batches in flight at once
+     "breaker": {"failure_threshold": 5, "open_s": 10}}
 
 An exit is one way to a vendor (an endpoint or account) with a traffic weight; its keys other
 than name and weight override the vendor's settings from the vendors file.
@@ -38,7 +37,6 @@ class DispatchPolicy:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     failure_threshold: int = 5
     open_s: float = 10.0
-    low_priority_inflight: int = 50
 
     def rate_for(self, app_id: str, vendor: str) -> float:
         for key in (f"{app_id}/{vendor}", f"*/{vendor}", "default"):
@@ -58,7 +56,7 @@ def _exit(spec: dict[str, Any]) -> ExitSpec:
     return ExitSpec(name, weight, spec)
 
 
-KEYS = {"rates", "exits", "fallback", "retry", "breaker", "low_priority_inflight"}
+KEYS = {"rates", "exits", "fallback", "retry", "breaker"}
 
 
 def _known(section: str, given: dict[str, Any], allowed: set[str]) -> dict[str, Any]:
@@ -80,7 +78,6 @@ def parse(document: dict[str, Any]) -> DispatchPolicy:
         retry=RetryPolicy(**retry),
         failure_threshold=int(breaker.get("failure_threshold", 5)),
         open_s=float(breaker.get("open_s", 10.0)),
-        low_priority_inflight=int(document.get("low_priority_inflight", 50)),
     )
 
 

@@ -39,7 +39,6 @@ RESULTS = OutputTag("results", common.BYTES)
 FEEDBACK = OutputTag("feedback", common.BYTES)
 LANES = {priority: OutputTag(f"lane-{priority}", common.BYTES) for priority in PRIORITIES}
 LINGER_MS = 100
-DEDUP_WINDOW = Time.hours(24)
 
 
 def lane_batch(request: dict, vendor: str, targets: list[devices.Target]) -> tuple[OutputTag, bytes]:
@@ -100,9 +99,12 @@ class Intake(KeyedProcessFunction):
     """Per msg_id: drops duplicates within the window, holds deliver_at and cron schedules in timers,
     expires requests past their TTL, and routes the rest to pins or shards."""
 
+    def __init__(self, dedup_window_s: int) -> None:
+        self.dedup_window_s = dedup_window_s
+
     def open(self, runtime_context: RuntimeContext) -> None:
         seen = ValueStateDescriptor("seen", Types.BOOLEAN())
-        seen.enable_time_to_live(StateTtlConfig.new_builder(DEDUP_WINDOW).build())
+        seen.enable_time_to_live(StateTtlConfig.new_builder(Time.seconds(self.dedup_window_s)).build())
         self.seen = runtime_context.get_state(seen)
         self.scheduled = runtime_context.get_state(ValueStateDescriptor("scheduled", PICKLED))
 
@@ -328,7 +330,7 @@ def build(settings: Settings) -> Any:
               .process(ParseDeviceEvents(",".join(device_topics))).name("parse-device-events").uid("parse-device-events"))
     prefs = common.kafka_source(env, settings, topics.preferences, group).process(ParsePreferences(topics.preferences)).name("parse-preferences").uid("parse-preferences")
     intake = (reqs.key_by(lambda r: r["msg_id"], key_type=Types.STRING())
-              .process(Intake()).name("intake").uid("intake"))
+              .process(Intake(settings.dedup_window_s)).name("intake").uid("intake"))
     pins = (intake.union(events, prefs).key_by(first, key_type=Types.STRING())
             .process(PinDirectory(settings), output_type=common.BYTES).name("pin-directory").uid("pin-directory"))
     by_shard = (intake.get_side_output(SHARD).union(events.get_side_output(SHARD)).key_by(first, key_type=Types.STRING())

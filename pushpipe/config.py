@@ -74,6 +74,7 @@ class Settings:
     templates_file: Path = field(default_factory=lambda: _run_file("templates_file", "templates.json"))
     # per user per day per category, e.g. PUSHPIPE_DAILY_CAPS="marketing=3,news=5"
     daily_caps: dict[str, int] = field(default_factory=lambda: _caps(_env("daily_caps", "marketing=3")))
+    dedup_window_s: int = field(default_factory=lambda: int(_env("dedup_window_s", str(24 * 3600))))
     dispatch_metrics_port: int = field(default_factory=lambda: int(_env("dispatch_metrics_port", "19250")))
     batch_size: int = field(default_factory=lambda: int(_env("batch_size", "500")))
     flink_rest_port_base: int = field(default_factory=lambda: int(_env("flink_rest_port_base", "18081")))

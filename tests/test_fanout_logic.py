@@ -13,6 +13,7 @@ def test_bind_report_switch_and_unbind() -> None:
     assert devices.targets_by_vendor(state, "u1", "production") == {"fcm": [("tok2", "u1", "")]}
     state = devices.apply_event(state, device_event("a", "u1", "tok1", kind="switch_on", brand="Apple"))
     assert ("tok1", "u1", "") in devices.targets_by_vendor(state, "u1", "production")["apns"]
+    assert [kind for _, kind, _ in state["tok1"]["switch_history"]] == ["switch_off", "switch_on"]
     state = devices.apply_event(state, device_event("a", "u1", "tok2", kind="invalid_token"))
     state = devices.apply_event(state, device_event("a", "u1", "tok1", kind="unbind"))
     assert state == {}
