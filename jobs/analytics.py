@@ -19,7 +19,7 @@ from pyflink.datastream.window import TumblingProcessingTimeWindows
 
 from jobs import common
 from jobs.requests import NO_VENDOR
-from pushpipe.config import Settings, load
+from pushpipe.config import Settings
 from sinks import clickhouse, elastic
 
 JOB = "analytics"
@@ -115,13 +115,8 @@ def build(settings: Settings) -> Any:
     return env
 
 
-def main() -> None:
-    common.setup_logging()
-    build(load()).execute(JOB)
-
-
 if __name__ == "__main__":
-    # run through the imported module, so Flink pickles these functions by reference, not by value
-    from jobs.analytics import main as module_main
+    # through the imported module, so Flink pickles this module's functions by reference, not by value
+    from jobs import analytics
 
-    module_main()
+    common.run(analytics.build, JOB)

@@ -10,7 +10,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from pyflink.common import Configuration, Types, WatermarkStrategy
 from pyflink.common.serialization import ByteArraySchema
@@ -26,7 +26,7 @@ from pyflink.datastream.connectors.kafka import (
 )
 
 from infra.flink import pipeline_jars
-from pushpipe.config import Settings
+from pushpipe.config import Settings, load
 from schemas import codec
 
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
@@ -144,8 +144,10 @@ def sink_dlq(stream: DataStream, settings: Settings) -> None:
     stream.get_side_output(DLQ).sink_to(kafka_sink(settings, settings.topics.dlq)).name("dlq")
 
 
-def setup_logging() -> None:
+def run(build: Callable[[Settings], StreamExecutionEnvironment], job: str) -> None:
+    """A job's entry point: build its graph from the settings and run it until stopped."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    build(load()).execute(job)
 
 
 def discard(stream: DataStream) -> None:

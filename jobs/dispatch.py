@@ -25,7 +25,7 @@ from connectors.config import vendor_configs
 from jobs import common, dispatch_policy, metrics
 from jobs.ledger import SendLedger
 from jobs.sender import Sender, now_ms, subset
-from pushpipe.config import Settings, load
+from pushpipe.config import Settings
 from schemas import codec
 
 JOB = "dispatch"
@@ -139,13 +139,8 @@ def build(settings: Settings) -> Any:
     return env
 
 
-def main() -> None:
-    common.setup_logging()
-    build(load()).execute(JOB)
-
-
 if __name__ == "__main__":
-    # run through the imported module, so Flink pickles these functions by reference, not by value
-    from jobs.dispatch import main as module_main
+    # through the imported module, so Flink pickles this module's functions by reference, not by value
+    from jobs import dispatch
 
-    module_main()
+    common.run(dispatch.build, JOB)

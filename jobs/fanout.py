@@ -28,7 +28,7 @@ from jobs.policy.limits import payload_problems
 from jobs.policy.preferences import InvalidPreference, apply_preference
 from jobs.policy.schedule import next_fire
 from jobs.policy.templates import TemplateError, TemplateStore
-from pushpipe.config import PRIORITIES, Settings, load
+from pushpipe.config import PRIORITIES, Settings
 from schemas import codec
 
 JOB = "fanout"
@@ -348,13 +348,8 @@ def build(settings: Settings) -> Any:
     return env
 
 
-def main() -> None:
-    common.setup_logging()
-    build(load()).execute(JOB)
-
-
 if __name__ == "__main__":
-    # run through the imported module, so Flink pickles these functions by reference, not by value
-    from jobs.fanout import main as module_main
+    # through the imported module, so Flink pickles this module's functions by reference, not by value
+    from jobs import fanout
 
-    module_main()
+    common.run(fanout.build, JOB)

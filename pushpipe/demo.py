@@ -13,6 +13,23 @@ from pushpipe.producer import PushProducer, device_event, push_request
 from sinks import clickhouse, elastic
 
 DEMO_APP = "demo-app"
+VENDORS = ("apns", "fcm", "hms", "honor", "xiaomi", "oppo", "vivo", "meizu")
+
+
+def demo_token(vendor: str, run: str, n: int) -> str:
+    """A token shaped like the vendor's (the simulators check the shape)."""
+    hexed = f"{run}{n:08x}"
+    shapes = {
+        "apns": hexed.ljust(64, "0"),
+        "fcm": f"{hexed}:APA91b" + "d" * 100,
+        "hms": f"{hexed}IQAAAACy" + "d" * 72,
+        "honor": f"{hexed}IQAAAACy" + "d" * 72,
+        "xiaomi": hexed.ljust(44, "d"),
+        "oppo": f"{hexed}CN_" + "d" * 32,
+        "vivo": hexed + "1" * 12,
+        "meizu": f"{hexed}ULY" + "d" * 32,
+    }
+    return shapes[vendor]
 
 
 def progress(message: str) -> None:
@@ -23,8 +40,9 @@ def register_devices(producer: PushProducer, run: str, pins: int, per_pin: int) 
     tokens = []
     for p in range(pins):
         for d in range(per_pin):
-            token = f"{run}{p:06x}{d:02x}".ljust(64, "0")
-            producer.device_event(device_event(DEMO_APP, f"user-{run}-{p}", token, brand="Apple", model="iPhone15,2"))
+            vendor = VENDORS[(p * per_pin + d) % len(VENDORS)]
+            token = demo_token(vendor, run, p * per_pin + d)
+            producer.device_event(device_event(DEMO_APP, f"user-{run}-{p}", token, vendor=vendor))
             tokens.append(token)
     producer.flush()
     return tokens
@@ -49,7 +67,8 @@ def run(settings: Settings, pins: int = 1000, per_pin: int = 3) -> None:
     run_id = uuid.uuid4().hex[:8]
     producer = PushProducer(settings)
     tokens = register_devices(producer, run_id, pins, per_pin)
-    print(f"[demo] registered {len(tokens)} devices for {pins} users of app {DEMO_APP}", file=sys.stderr)
+    print(f"[demo] registered {len(tokens)} devices on {', '.join(VENDORS)} for {pins} users of app {DEMO_APP}",
+          file=sys.stderr)
     observe.wait_for(lambda: observe.group_lag(settings, "pushpipe-fanout", settings.topics.device_events) == 0,
                      120, "fan-out to load the devices", lambda lag: progress("fan-out loading devices..."))
     started = time.monotonic()
@@ -58,7 +77,7 @@ def run(settings: Settings, pins: int = 1000, per_pin: int = 3) -> None:
 
     def delivered() -> bool:
         got = observe.simulator_accepted(settings, run_id)["count"]
-        progress(f"APNs simulator accepted {got}/{expected} notifications ({time.monotonic() - started:.1f}s)")
+        progress(f"vendor simulators accepted {got}/{expected} notifications ({time.monotonic() - started:.1f}s)")
         return got >= expected
 
     observe.wait_for(delivered, 300, "the simulator to accept every notification")
@@ -73,7 +92,7 @@ def show_clickhouse(settings: Settings, run_id: str, expected: int) -> None:
     db = settings.clickhouse_database
     sql = (f"SELECT vendor, category, uniqExact(msg_id) AS messages, sum(requested) AS requested, sum(sent) AS sent, "
            f"sum(accepted) AS accepted, sum(failed) AS failed FROM {db}.dispatch_results FINAL "
-           f"WHERE campaign = 'demo-{run_id}' GROUP BY vendor, category ORDER BY category")
+           f"WHERE campaign = 'demo-{run_id}' GROUP BY vendor, category ORDER BY category, vendor")
     rows = observe.wait_for(lambda: _complete(ch.rows(sql), expected), 120, "ClickHouse to show every result")
     print("\nClickHouse (pushpipe.dispatch_results):")
     header = tuple(rows[0])

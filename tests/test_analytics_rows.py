@@ -1,4 +1,4 @@
-"""DispatchResult -> ClickHouse row and Elasticsearch merge action."""
+"""DispatchResult -> ClickHouse row and Elasticsearch message update; message totals."""
 from jobs import analytics
 from schemas import codec
 from sinks import clickhouse, elastic
