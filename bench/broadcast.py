@@ -33,8 +33,7 @@ def main() -> None:
         producer.device_event(device_event(app, f"u{n}", f"{run}{n:08x}IQAAAACy" + "x" * 40, vendor="hms"))
     producer.flush()
     produced_s = time.monotonic() - t0
-    observe.wait_for(lambda: observe.group_lag(settings, "pushpipe-fanout", settings.topics.device_events) == 0,
-                     3600, "fan-out to load the devices")
+    observe.wait_fanout_read(settings, timeout_s=3600)
     registered_s = time.monotonic() - t0
     t1 = time.monotonic()
     producer.request(push_request(app, [], "Big news", "to everyone", target="broadcast"))

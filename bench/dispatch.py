@@ -37,8 +37,7 @@ def register(producer: PushProducer, settings: Settings, app: str, run: str, use
         producer.device_event(device_event(app, f"{run}-{u}", t["apns"], vendor="apns"))
         producer.device_event(device_event(app, f"{run}-{u}", t["hms"], vendor="hms", fallback_token=t["umeng"]))
     producer.flush()
-    observe.wait_for(lambda: observe.group_lag(settings, "pushpipe-fanout", settings.topics.device_events) == 0,
-                     600, "fan-out to load the devices")
+    observe.wait_fanout_read(settings, timeout_s=600)
 
 
 def _metrics(url: str) -> str | None:

@@ -28,8 +28,7 @@ def register(producer: PushProducer, settings: Settings, app: str, run: str, use
         for d in range(PER_USER):
             producer.device_event(device_event(app, f"{run}-{u}", f"{run}{u:07x}{d:x}".ljust(64, "b")))
     producer.flush()
-    observe.wait_for(lambda: observe.group_lag(settings, "pushpipe-fanout", settings.topics.device_events) == 0,
-                     300, "fan-out to load the devices")
+    observe.wait_fanout_read(settings, timeout_s=300)
 
 
 def produce(producer: PushProducer, app: str, run: str, users: int, requests: int) -> tuple[dict[str, int], float]:

@@ -91,8 +91,9 @@ def result_record(batch: Record, outcomes: list[dict[str, Any]], sent_at: int) -
 def subset(batch: Record, tokens: list[str], attempt: int, not_before: int) -> Record:
     """The batch narrowed to `tokens`, as the next attempt."""
     pins = dict(zip(batch["tokens"], batch["pins"]))
+    kept = set(tokens)
     return {**batch, "tokens": tokens, "pins": [pins.get(t, "") for t in tokens] if batch["pins"] else [],
-            "fallback_tokens": {t: f for t, f in batch["fallback_tokens"].items() if t in set(tokens)},
+            "fallback_tokens": {t: f for t, f in batch["fallback_tokens"].items() if t in kept},
             "attempt": attempt, "not_before": not_before}
 
 
@@ -175,7 +176,8 @@ class Sender:
 
     def _settle(self, msg_id: str, sent: Sent) -> None:
         accepted = [t for t, (r, _) in sent.items() if r.outcome == "accepted"]
-        self.ledger.settle(msg_id, accepted, [t for t in sent if t not in set(accepted)])
+        not_sent = [t for t, (r, _) in sent.items() if r.outcome != "accepted"]
+        self.ledger.settle(msg_id, accepted, not_sent)
 
     async def deliver(self, batch: Record, tokens: list[str]) -> Sent:
         vendor = batch["vendor"]

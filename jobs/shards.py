@@ -8,10 +8,11 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
+from jobs.devices import REMOVING
+
 Record = dict[str, Any]
 SHARDS = 32
 SUMMARY_FIELDS = ("pin", "vendor", "platform", "environment", "brand", "app_version", "locale", "fallback_token", "tags")
-REMOVING = {"unbind", "deregister", "invalid_token"}
 
 
 def shard_key(app_id: str, token: str) -> str:

@@ -69,8 +69,8 @@ def run(settings: Settings, pins: int = 1000, per_pin: int = 3) -> None:
     tokens = register_devices(producer, run_id, pins, per_pin)
     print(f"[demo] registered {len(tokens)} devices on {', '.join(VENDORS)} for {pins} users of app {DEMO_APP}",
           file=sys.stderr)
-    observe.wait_for(lambda: observe.group_lag(settings, "pushpipe-fanout", settings.topics.device_events) == 0,
-                     120, "fan-out to load the devices", lambda lag: progress("fan-out loading devices..."))
+    progress("fan-out loading the devices...")
+    observe.wait_fanout_read(settings, timeout_s=120)
     started = time.monotonic()
     expected = send_requests(producer, run_id, pins, 100) * per_pin
     print(f"\n[demo] sent {pins} single-user pushes and {-(-pins // 100)} pin-list pushes (+1 malformed record)", file=sys.stderr)

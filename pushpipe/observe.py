@@ -49,3 +49,9 @@ def wait_for(check: Callable[[], Any], timeout_s: float, what: str, progress: Ca
             return last
         time.sleep(0.5)
     raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what} (last: {last!r})")
+
+
+def wait_fanout_read(settings: Settings, topic: str | None = None, timeout_s: float = 90) -> None:
+    """Wait until the fan-out job has read (and checkpointed) everything on `topic` (default device.events)."""
+    topic = topic or settings.topics.device_events
+    wait_for(lambda: group_lag(settings, "pushpipe-fanout", topic) == 0, timeout_s, f"fan-out to read {topic}")

@@ -115,15 +115,15 @@ class AuthTokens:
 class ReceiptOutbox:
     """Receipts owed by one simulator; POSTed to their URL in the background every interval_s."""
 
-    encode: Callable[[list[Receipt]], list[Encoded]]
+    encode: Callable[[list[Any]], list[Encoded]]  # a vendor's receipts -> the bodies to POST
     interval_s: float = 1.0
     timeout_s: float = 5.0
     posted: int = 0  # POSTs the receiver answered 2xx
     failed: int = 0  # POSTs dropped (error status or transport failure)
-    _pending: list[tuple[str, Receipt]] = field(default_factory=list)
+    _pending: list[tuple[str, Any]] = field(default_factory=list)
     _task: asyncio.Task[None] | None = None
 
-    def add(self, url: str, receipts: tuple[Receipt, ...]) -> None:
+    def add(self, url: str, receipts: tuple[Any, ...] | list[Any]) -> None:
         """Queue receipts for `url`; call from the event loop. No-op without a URL."""
         if not url or not receipts:
             return
@@ -151,8 +151,8 @@ class ReceiptOutbox:
             self.failed += 1
 
 
-def _by_url(batch: list[tuple[str, Receipt]]) -> dict[str, list[Receipt]]:
-    grouped: dict[str, list[Receipt]] = defaultdict(list)
+def _by_url(batch: list[tuple[str, Any]]) -> dict[str, list[Any]]:
+    grouped: dict[str, list[Any]] = defaultdict(list)
     for url, receipt in batch:
         grouped[url].append(receipt)
     return grouped

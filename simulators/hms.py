@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from simulators.oauth import AccessTokens, new_numeric_id, new_secret, parse_form, write_private
-from simulators.receipts import ReceiptPoster, receipt
+from simulators.batchsim import ReceiptOutbox
+from simulators.receipts import encode_statuses, receipt
 from simulators.server import Accepted, Receive, Scope, Send, SimState, header_map, read_body, respond
 
 API_PATH = "/hms"
@@ -115,7 +116,7 @@ class HuaweiStyleSimulator:
         self._clock = clock
         self.access_tokens = AccessTokens(self.state, clock)
         self.clients: dict[str, tuple[str, str]] = {}  # client_id -> (client_secret, app_id)
-        self.receipts = ReceiptPoster()
+        self.receipts = ReceiptOutbox(encode_statuses, interval_s=0.05)
 
     def register_credentials(self, creds: ClientCredentials) -> None:
         self.clients[creds.client_id] = (creds.client_secret, creds.app_id)
@@ -135,7 +136,7 @@ class HuaweiStyleSimulator:
             reply = self.handle(scope["method"], scope["path"], header_map(scope), body)
         retry = (("retry-after", str(reply.retry_after_s)),) if reply.retry_after_s else ()
         await respond(send, reply.status, reply.body, retry)
-        self.receipts.emit(self.state.config.receipt_url, list(reply.receipts))
+        self.receipts.add(self.state.config.receipt_url, reply.receipts)
 
     # ---- OAuth -------------------------------------------------------------------------------------
 

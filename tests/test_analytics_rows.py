@@ -1,4 +1,4 @@
-"""DispatchResult -> ClickHouse row and Elasticsearch message update; message totals."""
+"""Result rows for ClickHouse, message updates for Elasticsearch, and message totals (pure functions)."""
 from jobs import analytics
 from schemas import codec
 from sinks import clickhouse, elastic

@@ -32,8 +32,7 @@ def register(producer: PushProducer, settings: Settings, app: str, run_id: str, 
         for d in range(per_user):
             producer.device_event(device_event(app, f"{run_id}-{u}", tok(run_id, u, d)))
     producer.flush()
-    observe.wait_for(lambda: observe.group_lag(settings, "pushpipe-fanout", settings.topics.device_events) == 0,
-                     90, "fan-out to load the devices")
+    observe.wait_fanout_read(settings, timeout_s=90)
 
 
 def wait_accepted(admin: SimulatorAdmin, prefix: str, count: int, timeout_s: float = 240) -> dict:
@@ -73,8 +72,7 @@ def test_dead_tokens_are_not_targeted_again(pipeline: Settings, producer: PushPr
     producer.request(push_request(app, [f"{run_id}-0"], "first", "push"))
     producer.flush()
     wait_accepted(admin, alive, 1)
-    observe.wait_for(lambda: observe.group_lag(pipeline, "pushpipe-fanout", pipeline.topics.device_feedback) == 0,
-                     60, "fan-out to read the dead-token feedback")
+    observe.wait_fanout_read(pipeline, pipeline.topics.device_feedback, timeout_s=60)
     producer.request(push_request(app, [f"{run_id}-0"], "second", "push"))
     producer.flush()
     observe.wait_for(lambda: admin.accepted(alive)["count"] >= 2, 60, "the second push")
@@ -147,8 +145,7 @@ def test_every_vendor_end_to_end(pipeline: Settings, producer: PushProducer, adm
     for vendor, token in tokens.items():
         producer.device_event(device_event(app, f"{run_id}-all", token, vendor=vendor))
     producer.flush()
-    observe.wait_for(lambda: observe.group_lag(pipeline, "pushpipe-fanout", pipeline.topics.device_events) == 0,
-                     90, "fan-out to load the devices")
+    observe.wait_fanout_read(pipeline, timeout_s=90)
     producer.request(push_request(app, [f"{run_id}-all"], "Hello", "from every vendor"))
     producer.flush()
     for vendor, token in tokens.items():
@@ -166,8 +163,7 @@ def test_vendor_outage_opens_the_breaker_and_falls_back_to_umeng(pipeline: Setti
     for u in range(users):
         producer.device_event(device_event(app, f"{run_id}-{u}", tok(run_id, u), fallback_token=umeng[u]))
     producer.flush()
-    observe.wait_for(lambda: observe.group_lag(pipeline, "pushpipe-fanout", pipeline.topics.device_events) == 0,
-                     90, "fan-out to load the devices")
+    observe.wait_fanout_read(pipeline, timeout_s=90)
     admin.configure(vendor="apns", outage=True)
     for u in range(users):
         producer.request(push_request(app, [f"{run_id}-{u}"], "t", "b"))

@@ -31,8 +31,7 @@ def loaded(producer: PushProducer, settings: Settings, *events: dict) -> None:
     for event in events:
         producer.device_event(event)
     producer.flush()
-    observe.wait_for(lambda: observe.group_lag(settings, "pushpipe-fanout", settings.topics.device_events) == 0,
-                     90, "fan-out to load the devices")
+    observe.wait_fanout_read(settings, timeout_s=90)
 
 
 def send(producer: PushProducer, *requests: dict) -> None:
@@ -116,7 +115,7 @@ def test_preferences_quiet_hours_and_caps(pipeline: Settings, producer: PushProd
                                   quiet_end=time.strftime("%H:%M", time.gmtime(time.time() + 3600)), ts=now_ms())):
         raw.produce(pipeline.topics.preferences, codec.encode("PreferenceEvent", pref), key=f"{app}|{pref['pin']}")
     raw.flush()
-    observe.wait_for(lambda: observe.group_lag(pipeline, "pushpipe-fanout", pipeline.topics.preferences) == 0, 60, "preferences")
+    observe.wait_fanout_read(pipeline, pipeline.topics.preferences, timeout_s=60)
     sale = push_request(app, ["out"], "sale", "b", category="marketing")
     hushed = push_request(app, ["quiet"], "sale", "b", category="marketing")
     otp = push_request(app, ["quiet"], "code", "123", category="transactional", priority="high")
@@ -154,7 +153,7 @@ def test_token_moving_to_another_pin(pipeline: Settings, producer: PushProducer,
     app = f"move-{run_id}"
     loaded(producer, pipeline, device_event(app, "old", tok(run_id, 0)))
     loaded(producer, pipeline, device_event(app, "new", tok(run_id, 0)))
-    observe.wait_for(lambda: observe.group_lag(pipeline, "pushpipe-fanout", pipeline.topics.device_feedback) == 0, 60, "the move")
+    observe.wait_fanout_read(pipeline, pipeline.topics.device_feedback, timeout_s=60)
     old = push_request(app, ["old"], "to old", "b")
     new = push_request(app, ["new"], "to new", "b")
     send(producer, old, new)

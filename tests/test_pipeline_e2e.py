@@ -36,8 +36,7 @@ def register(producer: PushProducer, settings: Settings, app: str, run_id: str) 
     producer.device_event(device_event(app, f"{run_id}-gone", token(run_id, 9001, 0), kind="unbind"))
     producer.device_event(device_event(app, f"{run_id}-dead", token(run_id, 9002, 0)))
     producer.flush()
-    observe.wait_for(lambda: observe.group_lag(settings, "pushpipe-fanout", settings.topics.device_events) == 0,
-                     90, "fan-out to load the devices")
+    observe.wait_fanout_read(settings, timeout_s=90)
 
 
 def dead_letters(consumer: Consumer, payload: bytes, msg_id: str, timeout_s: float = 60) -> dict[str, dict]:
