@@ -95,8 +95,10 @@ class SimulatorAdmin:
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/health")
 
-    def accepted(self, prefix: str = "", payloads: bool = False, vendor: str | None = None) -> dict[str, Any]:
-        params = {"prefix": prefix, "payloads": int(payloads), **({"vendor": vendor} if vendor else {})}
+    def accepted(self, prefix: str = "", payloads: bool = False, vendor: str | None = None,
+                 tokens: bool = True) -> dict[str, Any]:
+        """{"count", "unique", "first_at", "last_at"[, "tokens"][, "records"]} of accepted tokens with this prefix."""
+        params = {"prefix": prefix, "payloads": int(payloads), "tokens": int(tokens), **({"vendor": vendor} if vendor else {})}
         return self._call("GET", "/accepted", params=params)
 
     def stats(self, prefix: str = "") -> dict[str, Any]:

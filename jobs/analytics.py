@@ -1,9 +1,10 @@
-"""Analytics job: push.results -> ClickHouse (per-batch rows, per-minute view) + Elasticsearch (per message).
+"""Analytics job: push.results -> ClickHouse (per-batch rows, per-minute view) + Elasticsearch (messages, deliveries).
 
     push.results -> parse -> key msg_id: message totals (state) -> 1 s windows -> bulk writes
 Totals live in Flink state, so after a crash they are restored with the offsets they match;
 results are written in one-second processing-time windows, and both sinks are idempotent
-(ReplacingMergeTree rows, partial updates keyed by token), so replays do not double count.
+(ReplacingMergeTree rows; absolute message totals and deliveries versioned by attempt), so replays
+do not double count.
 
 Run: python -m jobs.analytics
 """
@@ -83,13 +84,13 @@ class WriteWindow(ProcessWindowFunction):
     def open(self, runtime_context: RuntimeContext) -> None:
         self.ch = clickhouse.connect(self.settings)
         self.es = elastic.connect(self.settings)
-        elastic.ensure_index(self.es, self.settings.es_index)
+        elastic.ensure_indices(self.es, self.settings)
         self.table = f"{self.settings.clickhouse_database}.dispatch_results"
 
     def process(self, key: int, context: ProcessWindowFunction.Context, elements: Iterable[tuple]) -> Iterator[int]:
         pairs = list(elements)
         self.ch.insert(self.table, [clickhouse.result_row(result) for result, _ in pairs])
-        elastic.write(self.es, [elastic.message_update(self.settings.es_index, r, s) for r, s in pairs])
+        elastic.write(self.es, (action for r, s in pairs for action in elastic.result_actions(self.settings, r, s)))
         yield len(pairs)
 
     def close(self) -> None:

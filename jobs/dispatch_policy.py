@@ -2,7 +2,8 @@
 
 A JSON file (`PUSHPIPE_DISPATCH_FILE`); every key is optional:
 
-    {"rates": {"default": 5000, "*/hms": 3000, "my-app/apns": 800},     # tokens/s per (app, vendor)
+    {"rates": {"default": 5000, "*/hms": 3000, "my-app/apns": 800,      # tokens/s per (app, vendor);
+               "news-*/hms": 6000},                                    # app ids may be globs
      "exits": {"apns": [{"name": "apns-a", "weight": 3},
                         {"name": "apns-b", "weight": 1, "base_url": "https://..."}]},
      "fallback": "umeng",                                              # channel when a vendor is down
@@ -14,6 +15,7 @@ than name and weight override the vendor's settings from the vendors file.
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,10 +41,14 @@ class DispatchPolicy:
     open_s: float = 10.0
 
     def rate_for(self, app_id: str, vendor: str) -> float:
-        for key in (f"{app_id}/{vendor}", f"*/{vendor}", "default"):
-            if key in self.rates:
-                return float(self.rates[key])
-        return 5000.0
+        """The exact "app/vendor" key, else the first "app-pattern/vendor" glob that matches, else "*/vendor", else default."""
+        if f"{app_id}/{vendor}" in self.rates:
+            return float(self.rates[f"{app_id}/{vendor}"])
+        for key, rate in self.rates.items():
+            pattern, _, for_vendor = key.rpartition("/")
+            if for_vendor == vendor and pattern != "*" and fnmatch.fnmatchcase(app_id, pattern):
+                return float(rate)
+        return float(self.rates.get(f"*/{vendor}", self.rates.get("default", 5000.0)))
 
     def exits_for(self, vendor: str) -> list[ExitSpec]:
         return self.exits.get(vendor) or [ExitSpec(name=vendor)]
@@ -81,9 +87,10 @@ def parse(document: dict[str, Any]) -> DispatchPolicy:
     )
 
 
-# What `pushpipe up` writes for the embedded stack: two APNs exits (3:1) to show the split.
+# What `pushpipe up` writes for the embedded stack: two APNs exits (3:1) to show the split, and no
+# limit for the benchmarks' apps (bench-*), so they measure the pipeline rather than the limiter.
 EMBEDDED = {
-    "rates": {"default": 5000},
+    "rates": {"default": 5000, **{f"bench-*/{vendor}": 1_000_000 for vendor in ("apns", "hms", "fcm")}},
     "exits": {"apns": [{"name": "apns-a", "weight": 3}, {"name": "apns-b", "weight": 1}]},
     "fallback": "umeng",
     "retry": {"max_attempts": 5, "base_s": 0.5, "max_delay_s": 60},

@@ -266,18 +266,16 @@ class ShardDirectory(Directory):
     def grouped(self, request: dict, chosen: list[tuple[str, dict]], batcher: bool) -> Iterator[Any]:
         groups: dict[tuple[str, str], tuple[dict, list[devices.Target]]] = {}
         rejected: list[tuple[str, str, str]] = []
+        placements: dict[tuple[str, str], tuple[str, str] | str] = {}  # (vendor, locale) -> group key, or why not
         for token, device in chosen:
-            try:
-                note = rendered(request["notification"], device["locale"], self.templates)
-            except TemplateError as bad:
-                rejected.append((token, "rejected", f"template: {bad}"))
-                continue
-            problems = payload_problems(note, device["vendor"])
-            if problems:
-                rejected.append((token, "rejected", "; ".join(problems)))
-                continue
-            group = groups.setdefault((device["vendor"], variant(note)), ({**request, "notification": note}, []))
-            group[1].append((token, device["pin"], device["fallback_token"] or ""))
+            where = (device["vendor"], device["locale"])
+            if where not in placements:  # render and check once per vendor and locale, not per device
+                placements[where] = self.placement(request, groups, *where)
+            place = placements[where]
+            if isinstance(place, str):
+                rejected.append((token, "rejected", place))
+            else:
+                groups[place][1].append((token, device["pin"], device["fallback_token"] or ""))
         if rejected:
             yield not_sent(request, f"shard:{len(rejected)}:{rejected[0][0]}", rejected)
         for (vendor, text), (rendered_request, targets) in groups.items():
@@ -286,6 +284,19 @@ class ShardDirectory(Directory):
             else:
                 for part in requests.chunks(targets, self.settings.batch_size):
                     yield lane_batch(rendered_request, vendor, part)
+
+    def placement(self, request: dict, groups: dict, vendor: str, locale: str) -> tuple[str, str] | str:
+        """The group for devices of this vendor and locale (created if new), or the reason they are not sent."""
+        try:
+            note = rendered(request["notification"], locale, self.templates)
+        except TemplateError as bad:
+            return f"template: {bad}"
+        problems = payload_problems(note, vendor)
+        if problems:
+            return "; ".join(problems)
+        key = (vendor, variant(note))
+        groups.setdefault(key, ({**request, "notification": note}, []))
+        return key
 
 
 class Batcher(KeyedProcessFunction):
@@ -322,7 +333,7 @@ def first(item: tuple) -> str:
 
 
 def build(settings: Settings) -> Any:
-    env = common.environment(settings, JOB)
+    env = common.environment(settings, JOB, mode="thread")
     topics, group = settings.topics, f"pushpipe-{JOB}"
     reqs = common.kafka_source(env, settings, topics.requests, group).process(ParseRequests(topics.requests)).name("parse-requests").uid("parse-requests")
     device_topics = [topics.device_events, topics.device_feedback]  # upstream's events + dead tokens from dispatch

@@ -61,6 +61,7 @@ class Settings:
     kafka_partitions: int = field(default_factory=lambda: int(_env("kafka_partitions", "4")))
     es_url: str = field(default_factory=lambda: _env("es_url", "http://127.0.0.1:19200"))
     es_index: str = field(default_factory=lambda: _env("es_index", "pushpipe-messages"))
+    es_deliveries_index: str = field(default_factory=lambda: _env("es_deliveries_index", "pushpipe-deliveries"))
     # "embedded" (chDB owned by the chstore process) or "server" (clickhouse-connect)
     clickhouse_mode: str = field(default_factory=lambda: _env("clickhouse_mode", "embedded"))
     clickhouse_url: str = field(default_factory=lambda: _env("clickhouse_url", "http://127.0.0.1:18123"))

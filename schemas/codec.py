@@ -8,6 +8,7 @@ keep working after a compatible change. Each schema is parsed once per process.
 """
 from __future__ import annotations
 
+import copy
 import io
 import json
 from dataclasses import dataclass
@@ -110,11 +111,12 @@ def decode(name: str, payload: bytes | None) -> Record:
 
 def new_record(name: str, **fields: Any) -> Record:
     """A record of the current schema with every default filled in, then `fields`."""
-    record = {f["name"]: _default(f) for f in schema(name)["fields"] if "default" in f}
+    record = {key: (copy.deepcopy(value) if isinstance(value, (dict, list)) else value)  # fresh maps and arrays
+              for key, value in _defaults(name)}
     record.update(fields)
     return record
 
 
-def _default(field: dict[str, Any]) -> Any:
-    value = field["default"]
-    return json.loads(json.dumps(value))  # a fresh copy of maps and arrays
+@cache
+def _defaults(name: str) -> tuple[tuple[str, Any], ...]:
+    return tuple((f["name"], f["default"]) for f in schema(name)["fields"] if "default" in f)

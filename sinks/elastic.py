@@ -1,20 +1,26 @@
-"""Elasticsearch: one document per message with its per-token outcomes, for support staff.
+"""Elasticsearch, for support staff: one document per message and one per delivery.
 
-Results of one message arrive in many batches (and again after a replay). Each batch is
-written as a partial update (no scripts: the integ-test distribution has no painless):
-`outcomes` is an object keyed by token, which partial updates merge, so writing the same
-result twice leaves the document as it was; `counts` and `vendors` are absolute values
-kept by the analytics job in Flink state.
+- messages (`settings.es_index`), id = msg_id: app, category, vendors and counts per outcome. Each
+  result is a partial update (no scripts: the integ-test distribution has no painless) carrying
+  absolute totals kept by the analytics job in Flink state, so a replay rewrites the same values.
+- deliveries (`settings.es_deliveries_index`), id = "<msg_id>:<key>", key = the token, or the batch
+  id for an outcome with no token (a pin or the whole request): the latest outcome of that token.
+  Indexed with the batch attempt as external version (`external_gte`), so a replayed older attempt
+  is refused with a 409 (ignored by `write`) and never overwrites a newer outcome.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from elasticsearch import Elasticsearch, helpers
 
 from pushpipe.config import Settings
 
-MAPPING: dict[str, Any] = {
+Action = dict[str, Any]
+CHUNK_SIZE = 2000  # actions per bulk request: a window can hold 100k+ deliveries
+INDEX_SETTINGS: dict[str, Any] = {"number_of_replicas": 0, "refresh_interval": "1s"}
+
+MESSAGE_MAPPING: dict[str, Any] = {
     "dynamic": "strict",
     "properties": {
         "msg_id": {"type": "keyword"},
@@ -26,9 +32,26 @@ MAPPING: dict[str, Any] = {
         "requested_at": {"type": "date", "format": "epoch_millis"},
         "last_completed_at": {"type": "date", "format": "epoch_millis"},
         "counts": {"type": "object", "dynamic": True},
-        # token (or batch id when there was nothing to send to) -> {vendor, outcome, code, reason, vendor_msg_id, batch_id, attempt, completed_at};
-        # kept in _source only (not indexed), so millions of tokens never grow the mapping.
-        "outcomes": {"type": "object", "enabled": False},
+    },
+}
+
+DELIVERY_MAPPING: dict[str, Any] = {
+    "dynamic": "strict",
+    "properties": {
+        "msg_id": {"type": "keyword"},
+        "app_id": {"type": "keyword"},
+        "pin": {"type": "keyword"},
+        "token": {"type": "keyword"},
+        "vendor": {"type": "keyword"},
+        "outcome": {"type": "keyword"},
+        "code": {"type": "keyword"},
+        "reason": {"type": "keyword", "ignore_above": 1024},  # a long vendor message stays stored, unindexed
+        "vendor_msg_id": {"type": "keyword"},
+        "batch_id": {"type": "keyword"},
+        "attempt": {"type": "integer"},
+        "final": {"type": "boolean"},
+        "campaign": {"type": "keyword"},
+        "completed_at": {"type": "date", "format": "epoch_millis"},
     },
 }
 
@@ -37,29 +60,23 @@ def connect(settings: Settings) -> Elasticsearch:
     return Elasticsearch(settings.es_url, request_timeout=30)
 
 
-def ensure_index(es: Elasticsearch, index: str) -> None:
-    if not es.indices.exists(index=index):
-        es.options(ignore_status=400).indices.create(index=index, mappings=MAPPING, settings={"number_of_replicas": 0})
+def ensure_indices(es: Elasticsearch, settings: Settings) -> None:
+    """Creates the message and delivery indices if missing (an existing index is left as it is)."""
+    for index, mapping in ((settings.es_index, MESSAGE_MAPPING), (settings.es_deliveries_index, DELIVERY_MAPPING)):
+        if not es.indices.exists(index=index):  # ignore 400: created meanwhile by another writer
+            es.options(ignore_status=400).indices.create(index=index, mappings=mapping, settings=INDEX_SETTINGS)
 
 
-def message_update(index: str, result: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
-    """A bulk partial update merging one DispatchResult into its message document.
+def delivery_key(token: str, batch_id: str) -> str:
+    """A delivery's key within its message: the token, or the batch id for an outcome with no token."""
+    return token or batch_id
+
+
+def message_action(index: str, result: dict[str, Any], summary: dict[str, Any]) -> Action:
+    """A bulk partial update of the message document with one DispatchResult.
 
     `summary` holds the message's totals so far: {"counts": {...}, "vendors": [...], "last_completed_at": ms}.
     """
-    outcomes = {
-        o["token"] or result["batch_id"]: {
-            "vendor": result["vendor"],
-            "outcome": o["outcome"],
-            "code": o["code"],
-            "reason": o["reason"],
-            "vendor_msg_id": o["vendor_msg_id"],
-            "batch_id": result["batch_id"],
-            "attempt": result["attempt"],
-            "completed_at": result["completed_at"],
-        }
-        for o in result["outcomes"]
-    }
     doc = {
         "msg_id": result["msg_id"],
         "app_id": result["app_id"],
@@ -68,13 +85,80 @@ def message_update(index: str, result: dict[str, Any], summary: dict[str, Any]) 
         "campaign": result["campaign"],
         "requested_at": result["requested_at"],
         **summary,
-        "outcomes": outcomes,
     }
     return {"_op_type": "update", "_index": index, "_id": result["msg_id"], "doc": doc, "doc_as_upsert": True,
             "retry_on_conflict": 5}
 
 
-def write(es: Elasticsearch, actions: list[dict[str, Any]]) -> None:
-    """Apply bulk actions in order; raises if any failed (the job then replays)."""
-    if actions:
-        helpers.bulk(es, actions, raise_on_error=True, refresh=False)
+def delivery_actions(index: str, result: dict[str, Any]) -> list[Action]:
+    """One bulk index action per outcome of a DispatchResult, versioned by the batch attempt."""
+    return [
+        {
+            "_op_type": "index",
+            "_index": index,
+            "_id": f"{result['msg_id']}:{delivery_key(o['token'], result['batch_id'])}",
+            "version": result["attempt"],
+            "version_type": "external_gte",  # same attempt again: rewritten as it was; older: 409
+            "_source": {
+                "msg_id": result["msg_id"],
+                "app_id": result["app_id"],
+                "pin": o["pin"],
+                "token": o["token"],
+                "vendor": result["vendor"],
+                "outcome": o["outcome"],
+                "code": o["code"],
+                "reason": o["reason"],
+                "vendor_msg_id": o["vendor_msg_id"],
+                "batch_id": result["batch_id"],
+                "attempt": result["attempt"],
+                "final": o["final"],
+                "campaign": result["campaign"],
+                "completed_at": result["completed_at"],
+            },
+        }
+        for o in result["outcomes"]
+    ]
+
+
+def result_actions(settings: Settings, result: dict[str, Any], summary: dict[str, Any]) -> list[Action]:
+    """Everything one DispatchResult writes: its message update, then its deliveries."""
+    return [message_action(settings.es_index, result, summary), *delivery_actions(settings.es_deliveries_index, result)]
+
+
+def write(es: Elasticsearch, actions: Iterable[Action]) -> None:
+    """Apply bulk actions in order, CHUNK_SIZE per request; raises if any failed (the job then replays).
+
+    A delivery refused as older than the stored one (a replay) is not a failure.
+    """
+    failed = [item for _, item in helpers.streaming_bulk(es, actions, chunk_size=CHUNK_SIZE, raise_on_error=False,
+                                                         yield_ok=False)
+              if not _is_stale_delivery(item)]
+    if failed:
+        raise helpers.BulkIndexError(f"{len(failed)} document(s) failed to index.", failed)
+
+
+def _is_stale_delivery(item: dict[str, Any]) -> bool:
+    """A failed bulk item {op_type: info} that is a version conflict of a versioned index (deliveries)."""
+    ((op_type, info),) = item.items()
+    return op_type == "index" and info.get("status") == 409
+
+
+def deliveries(es: Elasticsearch, settings: Settings, msg_id: str, size: int = 10_000) -> dict[str, dict[str, Any]]:
+    """Key (token, or batch id) -> delivery document, for up to `size` deliveries of one message."""
+    docs = _search_deliveries(es, settings, [{"term": {"msg_id": msg_id}}], size)
+    return {delivery_key(d["token"], d["batch_id"]): d for d in docs}
+
+
+def pin_story(es: Elasticsearch, settings: Settings, app_id: str, pin: str, size: int = 100) -> list[dict[str, Any]]:
+    """The most recent deliveries to one pin of an app, newest first."""
+    return _search_deliveries(es, settings, [{"term": {"app_id": app_id}}, {"term": {"pin": pin}}], size,
+                              sort=[{"completed_at": "desc"}])
+
+
+def _search_deliveries(es: Elasticsearch, settings: Settings, filters: list[dict[str, Any]], size: int,
+                       sort: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Delivery documents matching every filter; refreshes first so all written is found, none if no index yet."""
+    lenient = es.options(ignore_status=404)
+    lenient.indices.refresh(index=settings.es_deliveries_index)
+    found = lenient.search(index=settings.es_deliveries_index, query={"bool": {"filter": filters}}, size=size, sort=sort)
+    return [hit["_source"] for hit in found.get("hits", {}).get("hits", [])]

@@ -8,7 +8,7 @@ import pytest
 from confluent_kafka import Consumer
 
 from infra import stack
-from infra.simulators import Simulators
+from infra.simulators import SimulatorAdmin, Simulators
 from pushpipe.config import Settings, load
 from pushpipe.producer import PushProducer
 
@@ -27,10 +27,14 @@ def pipeline(settings: Settings) -> Settings:
 
 @pytest.fixture(scope="session")
 def simulators(settings: Settings) -> Iterator[Settings]:
-    """The real vendor simulator process on the configured ports; stopped at the end if this run started it."""
+    """The real vendor simulator process on the configured ports; stopped at the end if this run started it.
+
+    Its record of what it accepted starts empty, so a run after another one counts only its own tokens.
+    """
     service = Simulators()
     already_up = service.health(settings).ok
     service.start(settings)
+    SimulatorAdmin(settings.simulator_admin_url).reset()
     yield settings
     if not already_up:
         service.stop(settings)

@@ -1,5 +1,9 @@
-"""Result rows for ClickHouse, message updates for Elasticsearch, and message totals (pure functions)."""
+"""Result rows for ClickHouse, message and delivery actions for Elasticsearch, and message totals (pure functions)."""
+import pytest
+from elasticsearch import helpers
+
 from jobs import analytics
+from pushpipe.config import Settings
 from schemas import codec
 from sinks import clickhouse, elastic
 
@@ -24,11 +28,63 @@ def test_suppressed_pin_counts_no_token() -> None:
     assert (row["requested"], row["sent"], row["failed"], row["suppressed"]) == (0, 0, 0, 1)
 
 
-def test_message_update_is_keyed_by_message_and_token() -> None:
+def test_message_action_is_a_partial_update_without_outcomes() -> None:
     summary = {"counts": {"accepted": 1}, "vendors": ["apns"], "last_completed_at": 5}
-    action = elastic.message_update("idx", result([("t1", "accepted")]), summary)
-    assert action["_id"] == "m1" and action["doc_as_upsert"]
-    assert action["doc"]["outcomes"]["t1"]["outcome"] == "accepted" and action["doc"]["counts"] == {"accepted": 1}
+    action = elastic.message_action("idx", result([("t1", "accepted")]), summary)
+    assert (action["_op_type"], action["_index"], action["_id"], action["doc_as_upsert"]) == ("update", "idx", "m1", True)
+    assert action["doc"]["counts"] == {"accepted": 1} and "outcomes" not in action["doc"]
+
+
+def test_delivery_actions_are_keyed_by_message_and_token_and_versioned_by_attempt() -> None:
+    retried = {**result([("t1", "accepted"), ("t2", "invalid_token")]), "attempt": 2}
+    actions = elastic.delivery_actions("deliveries", retried)
+    assert [a["_id"] for a in actions] == ["m1:t1", "m1:t2"]
+    assert {(a["_op_type"], a["_index"], a["version"], a["version_type"]) for a in actions} == {
+        ("index", "deliveries", 2, "external_gte")}
+    doc = actions[1]["_source"]
+    assert (doc["token"], doc["outcome"], doc["attempt"], doc["final"], doc["batch_id"]) == ("t2", "invalid_token", 2, True, "b1")
+    assert set(doc) == set(elastic.DELIVERY_MAPPING["properties"])
+
+
+def test_delivery_without_token_is_keyed_by_batch() -> None:
+    (action,) = elastic.delivery_actions("deliveries", result([("", "suppressed")]))
+    assert action["_id"] == "m1:b1" and action["_source"]["token"] == ""
+
+
+def test_result_actions_update_the_message_then_index_its_deliveries() -> None:
+    settings = Settings(es_index="messages", es_deliveries_index="deliveries")
+    summary = {"counts": {"accepted": 2}, "vendors": ["apns"], "last_completed_at": 5}
+    actions = elastic.result_actions(settings, result([("t1", "accepted"), ("t2", "accepted")]), summary)
+    assert [(a["_index"], a["_id"]) for a in actions] == [("messages", "m1"), ("deliveries", "m1:t1"), ("deliveries", "m1:t2")]
+
+
+def bulk_returning(failures: list[dict], calls: list[dict]):
+    """A stand-in for helpers.streaming_bulk yielding `failures` as (False, item), as it does without raising."""
+    def streaming_bulk(es, actions, **kwargs):
+        calls.append({"actions": list(actions), **kwargs})
+        yield from ((False, item) for item in failures)
+    return streaming_bulk
+
+
+def test_write_ignores_a_replayed_older_delivery(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[dict] = []
+    conflict = {"index": {"_id": "m1:t1", "status": 409, "error": {"type": "version_conflict_engine_exception"}}}
+    monkeypatch.setattr(elastic.helpers, "streaming_bulk", bulk_returning([conflict], calls))
+    elastic.write(None, iter(elastic.delivery_actions("deliveries", result([("t1", "accepted")]))))
+    assert calls[0]["chunk_size"] == elastic.CHUNK_SIZE and not calls[0]["raise_on_error"]
+    assert [a["_id"] for a in calls[0]["actions"]] == ["m1:t1"]
+
+
+@pytest.mark.parametrize("failure", [
+    {"index": {"_id": "m1:t1", "status": 400, "error": {"type": "mapper_parsing_exception"}}},
+    {"index": {"_id": "m1:t1", "status": 429, "error": {"type": "es_rejected_execution_exception"}}},
+    {"update": {"_id": "m1", "status": 409, "error": {"type": "version_conflict_engine_exception"}}},
+])
+def test_write_raises_on_any_other_failure(monkeypatch: pytest.MonkeyPatch, failure: dict) -> None:
+    monkeypatch.setattr(elastic.helpers, "streaming_bulk", bulk_returning([failure], []))
+    with pytest.raises(helpers.BulkIndexError) as raised:
+        elastic.write(None, [])
+    assert raised.value.errors == [failure]
 
 
 def test_message_totals_count_each_batch_attempt_once() -> None:

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from jobs import dispatch_policy
 from jobs.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from jobs.ledger import SendLedger
 from jobs.ratelimit import AdaptiveRateLimiter
@@ -86,9 +87,15 @@ def test_ledger_skips_sent_tokens_and_resends_in_doubt_ones(tmp_path: Path) -> N
 
 
 def test_policy_file_with_an_unknown_key_is_refused_with_its_name() -> None:
-    from jobs import dispatch_policy
-
     with pytest.raises(ValueError, match="inline_max_s"):
         dispatch_policy.parse({"retry": {"inline_max_s": 2}})
     policy = dispatch_policy.parse(dispatch_policy.EMBEDDED)
     assert [e.name for e in policy.exits_for("apns")] == ["apns-a", "apns-b"] and policy.rate_for("x", "hms") == 5000
+
+
+def test_rates_by_exact_app_then_app_glob_then_any_app_then_default() -> None:
+    policy = dispatch_policy.parse({"rates": {"default": 10, "*/hms": 20, "news-*/hms": 30, "news-cn/hms": 40}})
+    assert policy.rate_for("news-cn", "hms") == 40
+    assert policy.rate_for("news-us", "hms") == 30
+    assert policy.rate_for("shop", "hms") == 20
+    assert policy.rate_for("news-us", "apns") == 10

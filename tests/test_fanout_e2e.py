@@ -41,14 +41,14 @@ def send(producer: PushProducer, *requests: dict) -> None:
 
 
 def outcomes(settings: Settings, msg_id: str, count: int) -> dict:
-    """The message's outcomes in Elasticsearch once `count` of them are there."""
+    """The message's outcomes (token, or batch id when there is none -> delivery) once `count` of them are there."""
     es = elastic.connect(settings)
 
-    def doc() -> dict | None:
-        found = es.options(ignore_status=404).get(index=settings.es_index, id=msg_id)
-        return found["_source"]["outcomes"] if found.get("found") and len(found["_source"]["outcomes"]) >= count else None
+    def delivered() -> dict | None:
+        found = elastic.deliveries(es, settings, msg_id)
+        return found if len(found) >= count else None
 
-    return observe.wait_for(doc, 60, f"{count} outcomes of {msg_id}")
+    return observe.wait_for(delivered, 60, f"{count} outcomes of {msg_id}")
 
 
 def accepted(admin: SimulatorAdmin, prefix: str) -> Counter:

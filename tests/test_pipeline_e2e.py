@@ -94,12 +94,17 @@ def test_pushes_flow_end_to_end(pipeline: Settings, producer: PushProducer, dlq_
     assert int(per_minute[0]["accepted"]) == want["accepted"]
 
     es = elastic.connect(pipeline)
-    doc = observe.wait_for(lambda: _doc_with(es, pipeline.es_index, group["msg_id"], USERS * DEVICES_PER_USER + 3), 60, "the group message document")
+    doc, delivered = observe.wait_for(lambda: _doc_with(es, pipeline, group["msg_id"], USERS * DEVICES_PER_USER + 3), 60,
+                                      "the group message and its deliveries")
     assert doc["counts"] == {"accepted": USERS * DEVICES_PER_USER, "invalid_token": 1, "suppressed": 2}
-    assert {t for t, o in doc["outcomes"].items() if o["outcome"] == "invalid_token"} == {dead}
+    assert {t for t, d in delivered.items() if d["outcome"] == "invalid_token"} == {dead}
     assert doc["vendors"] == ["apns"] and doc["category"] == "marketing"
-    nobody_doc = observe.wait_for(lambda: _doc_with(es, pipeline.es_index, nobody["msg_id"], 1), 60, "the no-device message document")
-    assert nobody_doc["outcomes"][f"{nobody['msg_id']}:pin:{run_id}-nobody"]["code"] == "no_devices"
+    _, nobody_delivered = observe.wait_for(lambda: _doc_with(es, pipeline, nobody["msg_id"], 1), 60, "the no-device message")
+    assert nobody_delivered[f"{nobody['msg_id']}:pin:{run_id}-nobody"]["code"] == "no_devices"
+    story = observe.wait_for(lambda: _at_least(elastic.pin_story(es, pipeline, app, f"{run_id}-u0"), 2 * DEVICES_PER_USER), 60,
+                             "the story of one pin")
+    assert {d["msg_id"] for d in story} == {singles[0]["msg_id"], group["msg_id"]} and len(story) == 2 * DEVICES_PER_USER
+    assert [d["completed_at"] for d in story] == sorted((d["completed_at"] for d in story), reverse=True)
 
     letters = dead_letters(dlq_consumer, garbage, invalid["msg_id"])
     assert letters["garbage"]["error"] == "malformed_avro" and letters["garbage"]["job"] == "fanout"
@@ -111,9 +116,17 @@ def _matches(row: dict, want: dict) -> dict | None:
     return row if row == want else None
 
 
-def _doc_with(es, index: str, msg_id: str, outcomes: int) -> dict | None:
-    found = es.options(ignore_status=404).get(index=index, id=msg_id)
-    if not found.get("found"):
+def _at_least(found: list, count: int) -> list | None:
+    return found if len(found) >= count else None
+
+
+def _doc_with(es, settings: Settings, msg_id: str, deliveries: int) -> tuple[dict, dict[str, dict]] | None:
+    """The message document and its deliveries, once it has exactly `deliveries` of them.
+
+    Deliveries first: each result updates its message before its deliveries are written, and a get is realtime.
+    """
+    delivered = elastic.deliveries(es, settings, msg_id)
+    if len(delivered) != deliveries:
         return None
-    doc = found["_source"]
-    return doc if len(doc["outcomes"]) == outcomes else None
+    found = es.options(ignore_status=404).get(index=settings.es_index, id=msg_id)
+    return (found["_source"], delivered) if found.get("found") else None
