@@ -1,7 +1,8 @@
 """Broadcast through the real stack: N devices registered on HMS (1000 tokens per call), then broadcasts.
 
 Prints device events produced/s, seconds until fan-out holds every device, and for each broadcast
-the seconds from producing it until the simulator accepted its last token, and tokens/s over that span.
+the seconds from producing it until the simulator accepted its last token, tokens/s over that span,
+and the CPU each component spent meanwhile (per token: what the machine's cores bound).
 Apps named bench-* have no rate limit in the embedded dispatch policy, so this measures the pipeline.
 
     .venv/bin/python -m bench.broadcast --devices 1000000 --broadcasts 2
@@ -13,6 +14,7 @@ import argparse
 import time
 import uuid
 
+from bench.cpu import CpuMeter
 from infra import stack
 from infra.simulators import SimulatorAdmin
 from pushpipe import observe
@@ -40,13 +42,16 @@ def all_accepted(admin: SimulatorAdmin, prefix: str, expected: int) -> dict | No
     return summary if summary["count"] >= expected else None
 
 
-def broadcast(producer: PushProducer, admin: SimulatorAdmin, app: str, run: str, devices: int, n: int) -> list[tuple[str, str]]:
-    """Send broadcast number n; the figures once every device has it."""
+def broadcast(settings: Settings, producer: PushProducer, admin: SimulatorAdmin, app: str, run: str, devices: int,
+              n: int) -> list[tuple[str, str]]:
+    """Send broadcast number n; the figures once every device has it, and the CPU it took per component."""
     already = admin.accepted(run, vendor="hms", tokens=False)["count"]
-    sent_at = time.time()
-    producer.request(push_request(app, [], "Big news", f"to everyone, #{n}", target="broadcast"))
-    producer.flush()
-    done = observe.wait_for(lambda: all_accepted(admin, run, already + devices), 3600, f"broadcast {n} to every device")
+    with CpuMeter(settings) as cpu:
+        sent_at = time.time()
+        producer.request(push_request(app, [], "Big news", f"to everyone, #{n}", target="broadcast"))
+        producer.flush()
+        done = observe.wait_for(lambda: all_accepted(admin, run, already + devices), 3600, f"broadcast {n} to every device")
+    print(f"\nCPU spent from broadcast {n} until its last token was accepted:\n{cpu.table(devices, 'token')}")
     seconds = done["last_at"] - sent_at  # the simulator's clock: when it accepted the last token
     return [(f"broadcast {n}: seconds to all accepted", f"{seconds:.1f} s"),
             (f"broadcast {n}: tokens/s accepted", f"{devices / seconds:,.0f}")]
@@ -66,7 +71,7 @@ def main() -> None:
     admin = SimulatorAdmin(settings.simulator_admin_url, timeout_s=120)
     rows = [("app", app)] + ([] if args.app else register(settings, producer, app, run, args.devices))
     for n in range(1, args.broadcasts + 1):
-        rows += broadcast(producer, admin, app, run, args.devices, n)
+        rows += broadcast(settings, producer, admin, app, run, args.devices, n)
     print(f"\nbench/broadcast.py: {args.broadcasts} broadcast(s) to {args.devices:,} HMS devices")
     print(stack.format_table(("figure", "value"), rows))
 

@@ -1,10 +1,12 @@
 """End-to-end benchmark through the real stack (`pushpipe up` first, or it starts it).
 
-Registers N devices (3 per user), sends M single-user requests as fast as one producer can,
-and prints: requests/s produced, tokens/s accepted by the vendor simulator, p50/p99
-produce->accept latency per token, and seconds until ClickHouse shows every count.
+Registers N devices (--per-user per user), sends M single-user requests, as fast as one
+producer can or paced at --rate requests/s, and prints: requests/s produced, tokens/s accepted
+by the vendor simulator, p50/p99 produce->accept latency per token, and seconds until
+ClickHouse shows every count.
 
     .venv/bin/python bench/e2e.py --devices 3000 --requests 2000
+    .venv/bin/python bench/e2e.py --devices 20000 --per-user 1 --requests 60000 --rate 1000   # a sustained single-pin load
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import statistics
 import time
 import uuid
 
+from bench.cpu import CpuMeter
 from infra import stack
 from infra.simulators import SimulatorAdmin
 from pushpipe import observe
@@ -20,24 +23,29 @@ from pushpipe.config import Settings, load
 from pushpipe.producer import PushProducer, device_event, push_request
 from sinks import clickhouse
 
-PER_USER = 3
+TICK_S = 0.01  # paced production: rate/100 requests every 10 ms
 
 
-def register(producer: PushProducer, settings: Settings, app: str, run: str, users: int) -> None:
+def register(producer: PushProducer, settings: Settings, app: str, run: str, users: int, per_user: int) -> None:
     for u in range(users):
-        for d in range(PER_USER):
+        for d in range(per_user):
             producer.device_event(device_event(app, f"{run}-{u}", f"{run}{u:07x}{d:x}".ljust(64, "b")))
     producer.flush()
     observe.wait_fanout_read(settings, timeout_s=300)
 
 
-def produce(producer: PushProducer, app: str, run: str, users: int, requests: int) -> tuple[dict[str, int], float]:
+def produce(producer: PushProducer, app: str, run: str, users: int, requests: int, rate: float) -> tuple[dict[str, int], float]:
+    """Produce the requests (paced at `rate`/s unless 0); msg_id -> created_at, and the seconds it took."""
     created: dict[str, int] = {}
     started = time.monotonic()
     for i in range(requests):
         request = push_request(app, [f"{run}-{i % users}"], "Bench", f"request {i}")
         created[request["msg_id"]] = request["created_at"]
         producer.request(request)
+        if rate and i % max(1, int(rate * TICK_S)) == 0:
+            ahead = i / rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
     producer.flush()
     return created, time.monotonic() - started
 
@@ -49,20 +57,24 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=3000)
+    parser.add_argument("--per-user", type=int, default=3, help="devices per user")
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--rate", type=float, default=0, help="requests/s to produce at (0: as fast as possible)")
     args = parser.parse_args()
     settings = load()
     stack.up(settings)
     run, app = uuid.uuid4().hex[:8], "bench-app"
-    users = max(1, args.devices // PER_USER)
+    users = max(1, args.devices // args.per_user)
     producer = PushProducer(settings)
-    register(producer, settings, app, run, users)
+    register(producer, settings, app, run, users, args.per_user)
 
     t0 = time.time()
-    created, produce_s = produce(producer, app, run, users, args.requests)
-    expected = args.requests * PER_USER
+    expected = args.requests * args.per_user
     admin = SimulatorAdmin(settings.simulator_admin_url, timeout_s=60)
-    observe.wait_for(lambda: admin.accepted(run)["count"] >= expected, 1800, f"{expected} accepted tokens")
+    with CpuMeter(settings) as cpu:
+        created, produce_s = produce(producer, app, run, users, args.requests, args.rate)
+        observe.wait_for(lambda: admin.accepted(run, tokens=False)["count"] >= expected, 3600, f"{expected} accepted tokens")
+    print(f"\nCPU spent from the first request until the last token was accepted:\n{cpu.table(args.requests, 'request')}")
     records = admin.accepted(run, payloads=True)["records"]
     latencies = [r["at"] * 1000 - created[r["payload"]["msg_id"]] for r in records]
     accept_span = max(r["at"] for r in records) - t0
@@ -72,7 +84,7 @@ def main() -> None:
     observe.wait_for(lambda: int(ch.rows(sql)[0]["a"]) >= expected, 600, "ClickHouse counts")
     ch_s = time.time() - t0
 
-    print(f"\nbench/e2e.py: {users * PER_USER} devices, {args.requests} single-user requests, {expected} tokens (APNs simulator)")
+    print(f"\nbench/e2e.py: {users * args.per_user} devices, {args.requests} single-user requests, {expected} tokens (APNs simulator)")
     print(stack.format_table(("figure", "value"), [
         ("requests/s produced", f"{args.requests / produce_s:,.0f}"),
         ("tokens/s accepted by the simulator", f"{expected / accept_span:,.0f}"),

@@ -53,6 +53,7 @@ class Simulators:
     """Service: the APNs (and later other vendors') simulators in one process."""
 
     name = "vendor-simulators"
+    process_name = NAME  # its run folder and pid file
     version = "0.1.0"
 
     def address(self, settings: Settings) -> str:

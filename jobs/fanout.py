@@ -39,6 +39,7 @@ RESULTS = OutputTag("results", common.BYTES)
 FEEDBACK = OutputTag("feedback", common.BYTES)
 LANES = {priority: OutputTag(f"lane-{priority}", common.BYTES) for priority in PRIORITIES}
 LINGER_MS = 100
+STATE_BACKEND = {"state.backend.type": "rocksdb", "execution.checkpointing.incremental": "true"}
 
 
 def lane_batch(request: dict, vendor: str, targets: list[devices.Target]) -> tuple[OutputTag, bytes]:
@@ -333,7 +334,9 @@ def first(item: tuple) -> str:
 
 
 def build(settings: Settings) -> Any:
-    env = common.environment(settings, JOB, mode="thread")
+    # The device directory grows with the install base: RocksDB with incremental checkpoints writes only
+    # what changed, where the heap backend would copy every device on every checkpoint.
+    env = common.environment(settings, JOB, STATE_BACKEND, mode="thread")
     topics, group = settings.topics, f"pushpipe-{JOB}"
     reqs = common.kafka_source(env, settings, topics.requests, group).process(ParseRequests(topics.requests)).name("parse-requests").uid("parse-requests")
     device_topics = [topics.device_events, topics.device_feedback]  # upstream's events + dead tokens from dispatch
