@@ -40,7 +40,7 @@ unit: setup ## only the tests that need no services
 ci: test ## exactly what CI runs
 
 bench: setup ## bench/e2e.py: throughput and latency through the real stack
-	$(BIN)/python bench/e2e.py
+	$(BIN)/python -m bench.e2e
 
 clean: down ## stop everything and remove .venv (downloads stay in ~/.pushpipe/cache)
 	rm -rf $(VENV)

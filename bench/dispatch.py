@@ -4,7 +4,7 @@ Users have an APNs and an HMS device (with a Umeng fallback token); each user ge
 HMS goes down for 30 s while the pushes flow. Prints tokens/s accepted, p50/p99 produce->accept
 latency, retries, tokens that went through the fallback, lost and duplicate sends.
 
-    .venv/bin/python bench/dispatch.py --users 2000
+    .venv/bin/python -m bench.dispatch --users 2000
 """
 from __future__ import annotations
 

@@ -5,8 +5,8 @@ producer can or paced at --rate requests/s, and prints: requests/s produced, tok
 by the vendor simulator, p50/p99 produce->accept latency per token, and seconds until
 ClickHouse shows every count.
 
-    .venv/bin/python bench/e2e.py --devices 3000 --requests 2000
-    .venv/bin/python bench/e2e.py --devices 20000 --per-user 1 --requests 60000 --rate 1000   # a sustained single-pin load
+    .venv/bin/python -m bench.e2e --devices 3000 --requests 2000
+    .venv/bin/python -m bench.e2e --devices 20000 --per-user 1 --requests 60000 --rate 1000   # a sustained single-pin load
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def produce(producer: PushProducer, app: str, run: str, users: int, requests: in
     created: dict[str, int] = {}
     started = time.monotonic()
     for i in range(requests):
-        request = push_request(app, [f"{run}-{i % users}"], "Bench", f"request {i}")
+        request = push_request(app, [f"{run}-{i % users}"], "Bench", f"request {i}", campaign=f"bench-{run}")
         created[request["msg_id"]] = request["created_at"]
         producer.request(request)
         if rate and i % max(1, int(rate * TICK_S)) == 0:
@@ -80,7 +80,7 @@ def main() -> None:
     accept_span = max(r["at"] for r in records) - t0
 
     ch = clickhouse.connect(settings, create=False)
-    sql = f"SELECT sum(accepted) AS a FROM {settings.clickhouse_database}.dispatch_results FINAL WHERE msg_id IN ({','.join(repr(m) for m in created)})"
+    sql = f"SELECT sum(accepted) AS a FROM {settings.clickhouse_database}.dispatch_results FINAL WHERE campaign = 'bench-{run}'"
     observe.wait_for(lambda: int(ch.rows(sql)[0]["a"]) >= expected, 600, "ClickHouse counts")
     ch_s = time.time() - t0
 

@@ -99,7 +99,7 @@ class WriteWindow(ProcessWindowFunction):
 
 
 def build(settings: Settings) -> Any:
-    env = common.environment(settings, JOB)
+    env = common.environment(settings, JOB, mode="thread")  # keyed totals over many messages: state calls stay in the JVM
     topic = settings.topics.results
     parsed = common.kafka_source(env, settings, topic, f"pushpipe-{JOB}").process(ParseResults(topic)).name("parse-results").uid("parse-results")
     common.sink_dlq(parsed, settings)
