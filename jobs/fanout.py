@@ -3,9 +3,11 @@
     push.requests ─ parse ─ key msg_id: Intake (dedup window, TTL, deliver_at and cron timers)
         ├─ pin, pins ──────────> key app|pin: PinDirectory (devices, preferences, caps, quiet hours,
         │                          templates, payload limits) ─> batches, or per pin-list to the Batcher
-        └─ tokens, broadcast, ─> key app|shard: ShardDirectory (devices by token hash) ─> batches
-           segment
-    device.events + device.feedback ─ parse ─> both directories;  user.preferences ─> PinDirectory
+        └─ tokens, broadcast, ─> key app|shard: ShardDirectory (devices by token hash, the opt-outs
+           segment                 of their users) ─> batches
+    device.events + device.feedback, user.preferences ─ parse ─> both directories
+Broadcasts, segments and tokens honour opt-outs and unsubscribe; quiet hours and caps, which need a
+user's whole history, apply to pin-addressed requests.
 Batches go to push.dispatch.<priority>; everything not sent becomes a result with its reason;
 bad input goes to push.dlq.
 
@@ -25,7 +27,7 @@ from jobs.expand import Expansion, expand_for_pin, new_pin_state, rendered, vari
 from jobs.policy.caps import CapConfig
 from jobs.policy.decide import PolicyConfig
 from jobs.policy.limits import payload_problems
-from jobs.policy.preferences import InvalidPreference, apply_preference
+from jobs.policy.preferences import InvalidPreference, apply_preference, blocked_reason
 from jobs.policy.schedule import next_fire
 from jobs.policy.templates import TemplateError, TemplateStore
 from pushpipe.config import PRIORITIES, Settings
@@ -88,12 +90,19 @@ class ParseDeviceEvents(ProcessFunction):
 
 
 class ParsePreferences(ProcessFunction):
+    """Each preference goes to its pin, and to every shard of its app (a pin's devices are in any of them)."""
+
     def __init__(self, topic: str) -> None:
         self.topic = topic
 
     def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterator[Any]:
         for item in common.decode_or_dlq(JOB, self.topic, "PreferenceEvent", value):
-            yield item if isinstance(item, tuple) else (f"{item['app_id']}|{item['pin']}", "pref", item)
+            if isinstance(item, tuple):
+                yield item
+                continue
+            yield f"{item['app_id']}|{item['pin']}", "pref", item
+            for key in shards.all_shard_keys(item["app_id"]):
+                yield SHARD, (key, "pref", item)
 
 
 class Intake(KeyedProcessFunction):
@@ -224,11 +233,15 @@ class ShardDirectory(Directory):
     def open(self, runtime_context: RuntimeContext) -> None:
         super().open(runtime_context)
         self.devices = runtime_context.get_map_state(MapStateDescriptor("devices", Types.STRING(), PICKLED))
+        # pin -> its blocking preferences (opt-outs, unsubscribe), only for pins that have any
+        self.blocking = runtime_context.get_map_state(MapStateDescriptor("blocking", Types.STRING(), PICKLED))
 
     def process_element(self, value: tuple, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         key, kind, record = value
         if kind == "dev":
             yield from self.update(record)
+        elif kind == "pref":
+            self.prefer(record)
         elif kind == "tok":
             yield from self.explicit(record)
         else:
@@ -248,6 +261,17 @@ class ShardDirectory(Directory):
         elif known is not None:
             self.devices.remove(event["token"])
 
+    def prefer(self, event: dict) -> None:
+        known = self.blocking.get(event["pin"]) if self.blocking.contains(event["pin"]) else None
+        try:
+            after = shards.blocking_preferences(apply_preference(known, event))
+        except InvalidPreference:
+            return  # the pin directory dead-letters it, once
+        if after:
+            self.blocking.put(event["pin"], after)
+        elif known is not None:
+            self.blocking.remove(event["pin"])
+
     def explicit(self, request: dict) -> Iterator[Any]:
         token = request["tokens"][0]
         device = self.devices.get(token) if self.devices.contains(token) else None
@@ -264,9 +288,24 @@ class ShardDirectory(Directory):
                   if d["enabled"] and d["environment"] == request["environment"] and shards.matches(segment, d)]
         yield from self.grouped(request, chosen, batcher=False)
 
+    def allowed(self, request: dict, chosen: list[tuple[str, dict]]) -> tuple[list[tuple[str, dict]], list[tuple[str, str, str]]]:
+        """The devices whose user's preferences allow this message, and the others with the reason."""
+        blocking = dict(self.blocking.items())  # few pins have any: read once per request
+        if not blocking:
+            return chosen, []
+        allowed, blocked = [], []
+        for token, device in chosen:
+            prefs = blocking.get(device["pin"])
+            reason = prefs and blocked_reason(prefs, request["category"], device["vendor"], self.policy.classes)
+            if reason:
+                blocked.append((token, "suppressed", reason))
+            else:
+                allowed.append((token, device))
+        return allowed, blocked
+
     def grouped(self, request: dict, chosen: list[tuple[str, dict]], batcher: bool) -> Iterator[Any]:
         groups: dict[tuple[str, str], tuple[dict, list[devices.Target]]] = {}
-        rejected: list[tuple[str, str, str]] = []
+        chosen, unsent = self.allowed(request, chosen)
         placements: dict[tuple[str, str], tuple[str, str] | str] = {}  # (vendor, locale) -> group key, or why not
         for token, device in chosen:
             where = (device["vendor"], device["locale"])
@@ -274,11 +313,11 @@ class ShardDirectory(Directory):
                 placements[where] = self.placement(request, groups, *where)
             place = placements[where]
             if isinstance(place, str):
-                rejected.append((token, "rejected", place))
+                unsent.append((token, "rejected", place))
             else:
                 groups[place][1].append((token, device["pin"], device["fallback_token"] or ""))
-        if rejected:
-            yield not_sent(request, f"shard:{len(rejected)}:{rejected[0][0]}", rejected)
+        if unsent:
+            yield not_sent(request, f"shard:{len(unsent)}:{unsent[0][0]}", unsent)
         for (vendor, text), (rendered_request, targets) in groups.items():
             if batcher:
                 yield PARTIAL, (f"{request['msg_id']}|{vendor}|{text}", vendor, rendered_request, targets)

@@ -12,6 +12,7 @@ from jobs.devices import REMOVING
 
 Record = dict[str, Any]
 SHARDS = 32
+BLOCKING_FIELDS = ("opted_out_categories", "opted_out_channels", "unsubscribed")
 SUMMARY_FIELDS = ("pin", "vendor", "platform", "environment", "brand", "app_version", "locale", "fallback_token", "tags")
 
 
@@ -40,6 +41,12 @@ def moved_from(known: Record | None, event: Record) -> str | None:
     if event["kind"] in ("bind", "report") and known and event["pin"] and known["pin"] != event["pin"]:
         return known["pin"]
     return None
+
+
+def blocking_preferences(prefs: Record) -> Record | None:
+    """The part of a user's preferences that can block a broadcast; None when nothing would."""
+    kept = {key: prefs[key] for key in BLOCKING_FIELDS if prefs.get(key)}
+    return kept or None
 
 
 def matches(segment: dict[str, str], device: Record) -> bool:

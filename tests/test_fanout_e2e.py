@@ -34,6 +34,15 @@ def loaded(producer: PushProducer, settings: Settings, *events: dict) -> None:
     observe.wait_fanout_read(settings, timeout_s=90)
 
 
+def prefer(settings: Settings, *events: dict) -> None:
+    """Produce PreferenceEvents and wait until fan-out has read them."""
+    raw = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    for event in events:
+        raw.produce(settings.topics.preferences, codec.encode("PreferenceEvent", event), key=f"{event['app_id']}|{event['pin']}")
+    raw.flush()
+    observe.wait_fanout_read(settings, settings.topics.preferences, timeout_s=60)
+
+
 def send(producer: PushProducer, *requests: dict) -> None:
     for request in requests:
         producer.request(request)
@@ -108,14 +117,10 @@ def test_preferences_quiet_hours_and_caps(pipeline: Settings, producer: PushProd
     app = f"prefs-{run_id}"
     loaded(producer, pipeline, device_event(app, "out", tok(run_id, 0)), device_event(app, "quiet", tok(run_id, 1)),
            device_event(app, "capped", tok(run_id, 2)))
-    raw = Producer({"bootstrap.servers": pipeline.kafka_bootstrap})
-    for pref in (codec.new_record("PreferenceEvent", app_id=app, pin="out", kind="opt_out", category="marketing", ts=now_ms()),
-                 codec.new_record("PreferenceEvent", app_id=app, pin="quiet", kind="set_quiet_hours",
-                                  quiet_start=time.strftime("%H:%M", time.gmtime(time.time() - 3600)),
-                                  quiet_end=time.strftime("%H:%M", time.gmtime(time.time() + 3600)), ts=now_ms())):
-        raw.produce(pipeline.topics.preferences, codec.encode("PreferenceEvent", pref), key=f"{app}|{pref['pin']}")
-    raw.flush()
-    observe.wait_fanout_read(pipeline, pipeline.topics.preferences, timeout_s=60)
+    prefer(pipeline, codec.new_record("PreferenceEvent", app_id=app, pin="out", kind="opt_out", category="marketing", ts=now_ms()),
+           codec.new_record("PreferenceEvent", app_id=app, pin="quiet", kind="set_quiet_hours",
+                            quiet_start=time.strftime("%H:%M", time.gmtime(time.time() - 3600)),
+                            quiet_end=time.strftime("%H:%M", time.gmtime(time.time() + 3600)), ts=now_ms()))
     sale = push_request(app, ["out"], "sale", "b", category="marketing")
     hushed = push_request(app, ["quiet"], "sale", "b", category="marketing")
     otp = push_request(app, ["quiet"], "code", "123", category="transactional", priority="high")
@@ -129,6 +134,23 @@ def test_preferences_quiet_hours_and_caps(pipeline: Settings, producer: PushProd
     assert [o["reason"] for o in outcomes(pipeline, sale["msg_id"], 1).values()] == ["opted_out:category:marketing"]
     reasons = [o["reason"] for r in capped for o in outcomes(pipeline, r["msg_id"], 1).values()]
     assert reasons.count("frequency_cap:marketing") == 1
+
+
+def test_broadcasts_honour_opt_outs_and_unsubscribe(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
+    app = f"bprefs-{run_id}"
+    loaded(producer, pipeline, *(device_event(app, pin, tok(run_id, n)) for n, pin in enumerate(("fine", "out", "nochan", "unsub"))))
+    prefer(pipeline, codec.new_record("PreferenceEvent", app_id=app, pin="out", kind="opt_out", category="marketing", ts=now_ms()),
+           codec.new_record("PreferenceEvent", app_id=app, pin="nochan", kind="opt_out", channel="apns", ts=now_ms()),
+           codec.new_record("PreferenceEvent", app_id=app, pin="unsub", kind="unsubscribe", ts=now_ms()))
+    sale = push_request(app, [], "sale", "b", target="broadcast", category="marketing")
+    notice = push_request(app, [], "terms changed", "b", target="broadcast", category="account")
+    send(producer, sale, notice)
+    want = Counter({tok(run_id, 0): 2, tok(run_id, 1): 1, tok(run_id, 3): 1})  # service messages pass opt-outs of marketing
+    observe.wait_for(lambda: accepted(admin, run_id) == want, 90, "the allowed broadcast pushes")
+    reasons = {t: o["reason"] for t, o in outcomes(pipeline, sale["msg_id"], 4).items() if o["outcome"] == "suppressed"}
+    assert reasons == {tok(run_id, 1): "opted_out:category:marketing", tok(run_id, 2): "opted_out:channel:apns",
+                       tok(run_id, 3): "unsubscribed"}
+    assert accepted(admin, tok(run_id, 2)) == Counter(), "a channel opt-out blocks service messages too"
 
 
 def test_environment_isolation_validation_and_templates(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:

@@ -1,7 +1,8 @@
 """Pure fan-out logic: the device directory and request expansion."""
 import pytest
 
-from jobs import devices, requests
+from jobs import devices, requests, shards
+from jobs.policy.preferences import apply_preference
 from pushpipe.producer import device_event, push_request
 
 
@@ -70,3 +71,12 @@ def test_occurrences_of_a_recurring_request_have_their_own_id_and_clock() -> Non
     request = push_request("a", ["u1"], "t", "b", recurrence="0 9 * * *")
     fired = requests.occurrence(request, 5_000)
     assert fired["msg_id"] == f"{request['msg_id']}@5000" and fired["created_at"] == 5_000 and not fired["recurrence"]
+
+
+def test_shards_keep_only_the_preferences_that_can_block_a_broadcast() -> None:
+    prefs = apply_preference(None, {"kind": "opt_out", "category": "marketing", "ts": 1})
+    assert shards.blocking_preferences(prefs) == {"opted_out_categories": ["marketing"]}
+    back = apply_preference(prefs, {"kind": "opt_in", "category": "marketing", "ts": 2})
+    assert shards.blocking_preferences(back) is None
+    quiet = apply_preference(None, {"kind": "set_quiet_hours", "quiet_start": "22:00", "quiet_end": "07:00", "ts": 1})
+    assert shards.blocking_preferences(quiet) is None
