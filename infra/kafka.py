@@ -184,7 +184,7 @@ class Kafka:
         """Write meta.properties once; a formatted data dir is reused as is."""
         if (self.data_dir(settings) / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         argv = self._java(settings, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config))
         result = subprocess.run(argv, capture_output=True, text=True)
         if result.returncode != 0:
@@ -245,3 +245,12 @@ def _split(hostport: str) -> tuple[str, int]:
 def _java_home() -> str:
     """JAVA_HOME if set, else Debian's Java 17."""
     return os.environ.get("JAVA_HOME") or JAVA_HOME_DEFAULT
+
+
+def new_cluster_id() -> str:
+    """A random KRaft cluster id, as Kafka's Uuid.randomUuid makes them: never starting with "-",
+    which the storage tool's argument parser would take for an option."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id

@@ -248,9 +248,10 @@ class ShardDirectory(Directory):
             yield from self.everyone(record)
 
     def update(self, event: dict) -> Iterator[Any]:
-        if event["previous_token"] and self.devices.contains(event["previous_token"]):
+        # thread mode: MapState.get answers None for a missing key, and remove of one is a no-op
+        if event["previous_token"]:
             self.devices.remove(event["previous_token"])
-        known = self.devices.get(event["token"]) if self.devices.contains(event["token"]) else None
+        known = self.devices.get(event["token"])
         moved = shards.moved_from(known, event)
         if moved:  # the token changed pin: its old pin stops targeting it
             unbind = codec.new_record("DeviceEvent", **{**event, "kind": "unbind", "pin": moved, "reason": "moved"})
@@ -262,7 +263,7 @@ class ShardDirectory(Directory):
             self.devices.remove(event["token"])
 
     def prefer(self, event: dict) -> None:
-        known = self.blocking.get(event["pin"]) if self.blocking.contains(event["pin"]) else None
+        known = self.blocking.get(event["pin"])
         try:
             after = shards.blocking_preferences(apply_preference(known, event))
         except InvalidPreference:
@@ -274,7 +275,7 @@ class ShardDirectory(Directory):
 
     def explicit(self, request: dict) -> Iterator[Any]:
         token = request["tokens"][0]
-        device = self.devices.get(token) if self.devices.contains(token) else None
+        device = self.devices.get(token)
         if device is None or not device["enabled"]:
             yield not_sent(request, f"token:{token}", [(token, "suppressed", "unknown_token" if device is None else "switched_off")])
         elif device["environment"] != request["environment"]:

@@ -97,3 +97,10 @@ def test_index_and_get_one_document(elasticsearch: Elasticsearch, settings: Sett
         assert es.search(index=index, query={"term": {"status": "delivered"}})["hits"]["total"]["value"] == 1
     finally:
         es.indices.delete(index=index, ignore_unavailable=True)
+
+
+def test_kafka_cluster_ids_never_look_like_an_option() -> None:
+    from infra.kafka import new_cluster_id
+
+    ids = [new_cluster_id() for _ in range(2000)]  # ~1 in 64 random ids would start with "-"
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
