@@ -6,7 +6,7 @@ by the vendor simulator, p50/p99 produce->accept latency per token, and seconds 
 ClickHouse shows every count.
 
     .venv/bin/python -m bench.e2e --devices 3000 --requests 2000
-    .venv/bin/python -m bench.e2e --devices 20000 --per-user 1 --requests 60000 --rate 1000   # a sustained single-pin load
+    .venv/bin/python -m bench.e2e --devices 3000 --per-user 1 --requests 6000 --rate 100   # a sustained single-pin load
 """
 from __future__ import annotations
 
