@@ -41,7 +41,8 @@ RESULTS = OutputTag("results", common.BYTES)
 FEEDBACK = OutputTag("feedback", common.BYTES)
 LANES = {priority: OutputTag(f"lane-{priority}", common.BYTES) for priority in PRIORITIES}
 LINGER_MS = 100
-STATE_BACKEND = {"state.backend.type": "rocksdb", "execution.checkpointing.incremental": "true"}
+STATE_BACKEND = {"state.backend.type": "rocksdb", "execution.checkpointing.incremental": "true",
+                 "taskmanager.memory.managed.size": "1g"}  # RocksDB block cache and write buffers
 
 
 def lane_batch(request: dict, vendor: str, targets: list[devices.Target]) -> tuple[OutputTag, bytes]:
