@@ -98,7 +98,7 @@ class SimulatorAdmin:
 
     def accepted(self, prefix: str = "", payloads: bool = False, vendor: str | None = None,
                  tokens: bool = True) -> dict[str, Any]:
-        """{"count", "unique", "first_at", "last_at"[, "tokens"][, "records"]} of accepted tokens with this prefix."""
+        """{"count", "first_at", "last_at"[, "unique", "tokens"][, "records"]} of accepted tokens with this prefix."""
         params = {"prefix": prefix, "payloads": int(payloads), "tokens": int(tokens), **({"vendor": vendor} if vendor else {})}
         return self._call("GET", "/accepted", params=params)
 

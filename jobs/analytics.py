@@ -90,7 +90,7 @@ class WriteWindow(ProcessWindowFunction):
     def process(self, key: int, context: ProcessWindowFunction.Context, elements: Iterable[tuple]) -> Iterator[int]:
         pairs = list(elements)
         self.ch.insert(self.table, [clickhouse.result_row(result) for result, _ in pairs])
-        elastic.write(self.es, (action for r, s in pairs for action in elastic.result_actions(self.settings, r, s)))
+        elastic.write(self.es, elastic.window_actions(self.settings, pairs))
         yield len(pairs)
 
     def close(self) -> None:

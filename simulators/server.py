@@ -8,8 +8,8 @@ vendor = one module with a class satisfying `VendorSim`, plus a line in `build_v
 
 Admin API (JSON, HTTP/1.1; "vendor" in the query or body narrows any call to one simulator):
   GET  /health                       {"ok", "pid", "state_dir", "vendors"}
-  GET  /accepted?prefix=&payloads=1  {"count", "unique", "first_at", "last_at", "tokens"[, "records"]}
-                                     accepted requests; tokens=0 leaves out the token list
+  GET  /accepted?prefix=&payloads=1  {"count", "first_at", "last_at", "unique", "tokens"[, "records"]}
+                                     accepted requests; tokens=0 leaves out "unique" and "tokens"
   GET  /stats?prefix=                {"received", "by_status"} every request, by HTTP status
   GET  /config, POST /config         SimConfig fields (+ "outage_s": N for a timed outage)
   POST /reset                        defaults and empty record ({"records": false} keeps it)
@@ -128,9 +128,9 @@ class Recorder:
     accepted: list[Accepted] = field(default_factory=list)
     received: list[tuple[str, int]] = field(default_factory=list)  # (token, HTTP status)
 
-    def summary(self, prefix: str, payloads: bool) -> dict[str, Any]:
+    def summary(self, prefix: str, payloads: bool, tokens: bool = True) -> dict[str, Any]:
         hits = [a for a in self.accepted if a.token.startswith(prefix)]
-        out: dict[str, Any] = {"count": len(hits), "tokens": [a.token for a in hits],
+        out: dict[str, Any] = {"count": len(hits), "tokens": [a.token for a in hits] if tokens else [],
                                "first_at": min((a.at for a in hits), default=None),
                                "last_at": max((a.at for a in hits), default=None)}
         if payloads:
@@ -322,14 +322,14 @@ class AdminApp:
     def accepted(self, args: dict[str, Any]) -> dict[str, Any]:
         prefix, payloads = args.pop("prefix", ""), _flag(args.pop("payloads", False))
         with_tokens = _flag(args.pop("tokens", True))
-        parts = [v.state.recorder.summary(prefix, payloads) for v in self._select(args)]
-        tokens = [t for p in parts for t in p["tokens"]]
+        parts = [v.state.recorder.summary(prefix, payloads, with_tokens) for v in self._select(args)]
         times = [p for p in parts if p["count"]]
-        merged: dict[str, Any] = {"count": sum(p["count"] for p in parts), "unique": len(set(tokens)),
+        merged: dict[str, Any] = {"count": sum(p["count"] for p in parts),
                                   "first_at": min((p["first_at"] for p in times), default=None),
                                   "last_at": max((p["last_at"] for p in times), default=None)}
-        if with_tokens:
-            merged["tokens"] = tokens
+        if with_tokens:  # a counts-only poll skips building (and deduplicating) millions of tokens
+            merged["tokens"] = [t for p in parts for t in p["tokens"]]
+            merged["unique"] = len(set(merged["tokens"]))
         if payloads:
             merged["records"] = [r for p in parts for r in p["records"]]
         return merged

@@ -120,9 +120,12 @@ def delivery_actions(index: str, result: dict[str, Any]) -> list[Action]:
     ]
 
 
-def result_actions(settings: Settings, result: dict[str, Any], summary: dict[str, Any]) -> list[Action]:
-    """Everything one DispatchResult writes: its message update, then its deliveries."""
-    return [message_action(settings.es_index, result, summary), *delivery_actions(settings.es_deliveries_index, result)]
+def window_actions(settings: Settings, pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[Action]:
+    """What a window of (DispatchResult, message totals) pairs writes: one update per message, with its
+    latest totals (they are absolute, so earlier ones in the window would be overwritten), then every delivery."""
+    latest = {result["msg_id"]: (result, summary) for result, summary in pairs}
+    return [*(message_action(settings.es_index, r, s) for r, s in latest.values()),
+            *(action for result, _ in pairs for action in delivery_actions(settings.es_deliveries_index, result))]
 
 
 def write(es: Elasticsearch, actions: Iterable[Action]) -> None:
