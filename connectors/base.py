@@ -10,7 +10,7 @@ import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar, Literal, Protocol, get_args
+from typing import Any, ClassVar, Literal, NamedTuple, Protocol, get_args
 
 
 class Vendor(StrEnum):
@@ -37,8 +37,9 @@ class Outcome(StrEnum):
         return self in (Outcome.THROTTLED, Outcome.UNAVAILABLE)
 
 
-@dataclass(frozen=True)
-class TokenResult:
+class TokenResult(NamedTuple):
+    """One token's result; a NamedTuple because a broadcast makes a million of them (4x cheaper than a dataclass)."""
+
     token: str
     outcome: Outcome
     code: str = ""  # vendor status (e.g. "410"), "timeout"/"transport", or "" for local checks

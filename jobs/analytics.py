@@ -21,6 +21,7 @@ from pyflink.datastream.window import TumblingProcessingTimeWindows
 from jobs import common
 from jobs.requests import NO_VENDOR
 from pushpipe.config import Settings
+from schemas import results
 from sinks import clickhouse, elastic
 
 JOB = "analytics"
@@ -47,8 +48,11 @@ def add_result(summary: Summary, result: dict[str, Any]) -> Summary | None:
     for outcome in result["outcomes"]:
         key = outcome["outcome"] if outcome["final"] else "retrying"
         counts[key] = counts.get(key, 0) + 1
+    grouped = results.grouped_count(result)
+    if grouped:
+        counts["accepted"] = counts.get("accepted", 0) + grouped
     if result["attempt"] > 0:  # these tokens were counted as retrying by an earlier attempt
-        counts["retrying"] = max(0, counts.get("retrying", 0) - len(result["outcomes"]))
+        counts["retrying"] = max(0, counts.get("retrying", 0) - len(result["outcomes"]) - grouped)
     vendors = summary["vendors"]
     if result["vendor"] not in vendors and result["vendor"] != NO_VENDOR:
         vendors = sorted([*vendors, result["vendor"]])

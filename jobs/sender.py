@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from jobs.dispatch_policy import DispatchPolicy, ExitSpec
 from jobs.ledger import SendLedger
 from jobs.ratelimit import AdaptiveRateLimiter
 from schemas import codec
+from schemas.results import group_accepted
 
 Record = dict[str, Any]
 Output = tuple[str, bytes]
@@ -84,8 +86,9 @@ def outcome_record(token: str, pin: str, outcome: str, code: str = "", reason: s
 
 def result_record(batch: Record, outcomes: list[dict[str, Any]], sent_at: int) -> Record:
     keys = ("batch_id", "msg_id", "app_id", "vendor", "priority", "category", "campaign", "attempt", "requested_at")
-    return codec.new_record("DispatchResult", **{k: batch[k] for k in keys}, outcomes=outcomes, sent_at=sent_at,
-                            completed_at=now_ms())
+    single, accepted = group_accepted(outcomes)
+    return codec.new_record("DispatchResult", **{k: batch[k] for k in keys}, outcomes=single, accepted=accepted,
+                            sent_at=sent_at, completed_at=now_ms())
 
 
 def subset(batch: Record, tokens: list[str], attempt: int, not_before: int) -> Record:
@@ -212,8 +215,8 @@ class Sender:
         metrics.BREAKER.labels(exit_.vendor, name).set(state)
         limiter.on_throttled() if any(r.outcome == "throttled" for r in results) else limiter.on_success()
         metrics.RATE.labels(app_id, exit_.vendor).set(limiter.rate)
-        for r in results:
-            metrics.TOKENS.labels(exit_.vendor, name, str(r.outcome), r.code or r.reason).inc()
+        for (outcome, detail), count in Counter((r.outcome, r.code or r.reason) for r in results).items():
+            metrics.TOKENS.labels(exit_.vendor, name, str(outcome), detail).inc(count)
 
     async def fall_back(self, batch: Record, tokens: list[str]) -> Sent:
         """Every exit of the vendor is open: send through the fallback channel where the device has a token."""

@@ -37,7 +37,8 @@ def simulator_accepted(settings: Settings, prefix: str) -> dict[str, Any]:
     return response.json()
 
 
-def wait_for(check: Callable[[], Any], timeout_s: float, what: str, progress: Callable[[Any], None] | None = None) -> Any:
+def wait_for(check: Callable[[], Any], timeout_s: float, what: str, progress: Callable[[Any], None] | None = None,
+             interval_s: float = 0.5) -> Any:
     """Poll until check() returns a truthy value; TimeoutError naming `what` otherwise."""
     deadline = time.monotonic() + timeout_s
     last = None
@@ -47,7 +48,7 @@ def wait_for(check: Callable[[], Any], timeout_s: float, what: str, progress: Ca
             progress(last)
         if last:
             return last
-        time.sleep(0.5)
+        time.sleep(interval_s)
     raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what} (last: {last!r})")
 
 

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import httpx
 
 from pushpipe.config import Settings
+from schemas import results
 
 Row = dict[str, Any]
 
@@ -146,11 +147,13 @@ NOT_SENT = ("expired", "suppressed")  # with exit "fanout": rejected before any 
 def result_row(result: Row) -> Row:
     """The dispatch_results row of one DispatchResult: final outcomes counted, tokens to be retried apart."""
     final = [o for o in result["outcomes"] if o["final"]]
+    grouped = results.grouped_count(result)  # accepted by a vendor: final, sent, each with a token
     counts = dict.fromkeys(OUTCOME_COLUMNS, 0)
+    counts["accepted"] = grouped
     for outcome in final:
         counts[outcome["outcome"]] += 1
-    requested = sum(1 for o in final if o["token"])
-    sent = sum(1 for o in final if o["token"] and o["outcome"] not in NOT_SENT and o["exit"] != "fanout")
+    requested = grouped + sum(1 for o in final if o["token"])
+    sent = grouped + sum(1 for o in final if o["token"] and o["outcome"] not in NOT_SENT and o["exit"] != "fanout")
     minute = result["completed_at"] // 60_000 * 60
     return {
         "minute": minute,

@@ -12,13 +12,19 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+import orjson
 from elasticsearch import Elasticsearch, helpers
+from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
 
 from pushpipe.config import Settings
+from schemas import results
 
 Action = dict[str, Any]
 CHUNK_SIZE = 2000  # actions per bulk request: a window can hold 100k+ deliveries
-INDEX_SETTINGS: dict[str, Any] = {"number_of_replicas": 0, "refresh_interval": "1s"}
+BULK_REPLY = "items.*._id,items.*.status,items.*.error"  # what `write` reads of each item, not the whole reply
+# A refresh makes a new segment: every second it was Elasticsearch's busiest thread under a broadcast.
+# Readers here (deliveries, pin_story) refresh before they search, so they always see what was written.
+INDEX_SETTINGS: dict[str, Any] = {"number_of_replicas": 0, "refresh_interval": "10s"}
 
 MESSAGE_MAPPING: dict[str, Any] = {
     "dynamic": "strict",
@@ -56,15 +62,28 @@ DELIVERY_MAPPING: dict[str, Any] = {
 }
 
 
+class OrjsonNdjsonSerializer(NdjsonSerializer):
+    """Bulk bodies through orjson: with the standard json module, half of a broadcast's analytics CPU was JSON."""
+
+    def json_dumps(self, data: Any) -> bytes:
+        return orjson.dumps(data, default=self.default)
+
+    def json_loads(self, data: bytes) -> Any:
+        return orjson.loads(data)
+
+
 def connect(settings: Settings) -> Elasticsearch:
-    return Elasticsearch(settings.es_url, request_timeout=30)
+    serializers = {"application/json": OrjsonSerializer(), "application/x-ndjson": OrjsonNdjsonSerializer()}
+    return Elasticsearch(settings.es_url, request_timeout=30, serializers=serializers)
 
 
 def ensure_indices(es: Elasticsearch, settings: Settings) -> None:
-    """Creates the message and delivery indices if missing (an existing index is left as it is)."""
+    """Creates the message and delivery indices if missing; an existing one keeps its mapping, gets the refresh interval."""
     for index, mapping in ((settings.es_index, MESSAGE_MAPPING), (settings.es_deliveries_index, DELIVERY_MAPPING)):
         if not es.indices.exists(index=index):  # ignore 400: created meanwhile by another writer
             es.options(ignore_status=400).indices.create(index=index, mappings=mapping, settings=INDEX_SETTINGS)
+        else:
+            es.indices.put_settings(index=index, settings={"refresh_interval": INDEX_SETTINGS["refresh_interval"]})
 
 
 def delivery_key(token: str, batch_id: str) -> str:
@@ -116,7 +135,7 @@ def delivery_actions(index: str, result: dict[str, Any]) -> list[Action]:
                 "completed_at": result["completed_at"],
             },
         }
-        for o in result["outcomes"]
+        for o in results.token_outcomes(result)
     ]
 
 
@@ -134,7 +153,7 @@ def write(es: Elasticsearch, actions: Iterable[Action]) -> None:
     A delivery refused as older than the stored one (a replay) is not a failure.
     """
     failed = [item for _, item in helpers.streaming_bulk(es, actions, chunk_size=CHUNK_SIZE, raise_on_error=False,
-                                                         yield_ok=False)
+                                                         yield_ok=False, filter_path=BULK_REPLY)
               if not _is_stale_delivery(item)]
     if failed:
         raise helpers.BulkIndexError(f"{len(failed)} document(s) failed to index.", failed)

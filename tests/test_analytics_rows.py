@@ -4,7 +4,7 @@ from elasticsearch import helpers
 
 from jobs import analytics
 from pushpipe.config import Settings
-from schemas import codec
+from schemas import codec, results
 from sinks import clickhouse, elastic
 
 
@@ -21,6 +21,32 @@ def test_counts_per_outcome() -> None:
     row = clickhouse.result_row(result([("t1", "accepted"), ("t2", "invalid_token"), ("t3", "expired"), ("t4", "accepted")]))
     assert (row["requested"], row["sent"], row["accepted"], row["failed"], row["expired"]) == (4, 3, 2, 1, 1)
     assert row["minute"] == 120 and row["latency_ms"] == 120_000
+
+
+def grouped(accepted: list[str], failed: list[tuple[str, str]], attempt: int = 0) -> dict:
+    """A result as dispatch writes it: accepted tokens in one group, the rest one by one."""
+    single, groups = results.group_accepted(result([(t, "accepted") for t in accepted] + failed)["outcomes"])
+    return {**result([]), "outcomes": single, "accepted": groups, "attempt": attempt}
+
+
+def deliveries_by_token(r: dict) -> list[dict]:
+    return sorted((a["_source"] for a in elastic.delivery_actions("d", r)), key=lambda doc: doc["token"])
+
+
+def test_grouped_accepted_tokens_count_like_single_ones() -> None:
+    one_by_one = result([("t1", "accepted"), ("t2", "accepted"), ("t3", "invalid_token")])
+    together = grouped(["t1", "t2"], [("t3", "invalid_token")])
+    assert len(together["outcomes"]) == 1 and together["accepted"][0]["tokens"] == ["t1", "t2"]
+    assert clickhouse.result_row(together) == clickhouse.result_row(one_by_one)
+    assert analytics.add_result(analytics.empty_summary(), together)["counts"] == {"accepted": 2, "invalid_token": 1}
+    assert deliveries_by_token(together) == deliveries_by_token(one_by_one)
+    assert codec.decode("DispatchResult", codec.encode("DispatchResult", together)) == together
+
+
+def test_grouped_retry_takes_its_tokens_off_retrying() -> None:
+    summary = analytics.add_result(analytics.empty_summary(), result([("t1", "unavailable"), ("t2", "unavailable")], final=False))
+    after = analytics.add_result(summary, grouped(["t1", "t2"], [], attempt=1))
+    assert after["counts"] == {"retrying": 0, "accepted": 2}
 
 
 def test_suppressed_pin_counts_no_token() -> None:

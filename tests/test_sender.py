@@ -19,6 +19,7 @@ from jobs.sender import Exit, Sender, choose_exit
 from pushpipe.producer import push_request
 from jobs import requests
 from schemas import codec
+from schemas.results import token_outcomes
 
 
 @dataclass(frozen=True)
@@ -84,11 +85,11 @@ def test_transient_failures_go_through_the_retry_topic(tmp_path: Path, fakes: di
     fakes["apns"] = FakeAdapter({"t1": [Outcome.UNAVAILABLE]})
     outputs = asyncio.run(s.dispatch(batch(["t1", "t2"])))
     [result], [retry] = decoded(outputs, "result"), decoded(outputs, "retry")
-    assert {o["token"]: o["final"] for o in result["outcomes"]} == {"t1": False, "t2": True}
+    assert {o["token"]: o["final"] for o in token_outcomes(result)} == {"t1": False, "t2": True}
     assert retry["tokens"] == ["t1"] and retry["pins"] == ["u1"] and retry["attempt"] == 1
     assert retry["not_before"] > result["completed_at"] + 40_000
     [again] = decoded(asyncio.run(s.dispatch(retry)), "result")  # the retry is sent when it comes back
-    assert again["outcomes"][0]["outcome"] == "accepted" and again["attempt"] == 1
+    assert token_outcomes(again)[0]["outcome"] == "accepted" and again["attempt"] == 1
     assert fakes["apns"].sent == Counter({"t1": 2, "t2": 1})
 
 
@@ -114,7 +115,7 @@ def test_replay_skips_tokens_the_ledger_saw_accepted(tmp_path: Path, fakes: dict
     asyncio.run(sender(tmp_path).dispatch(b))
     [result] = decoded(asyncio.run(sender(tmp_path).dispatch(b)), "result")
     assert fakes["apns"].sent == Counter({"t1": 1, "t2": 1})
-    assert {o["code"] for o in result["outcomes"]} == {"ledger"}
+    assert {o["code"] for o in token_outcomes(result)} == {"ledger"}
 
 
 def test_invalid_tokens_become_device_feedback(tmp_path: Path, fakes: dict[str, FakeAdapter]) -> None:
@@ -128,7 +129,7 @@ def test_open_breaker_sends_through_the_fallback_channel(tmp_path: Path, fakes: 
     fakes["apns"] = FakeAdapter({"t1": [Outcome.UNAVAILABLE]})
     asyncio.run(s.dispatch(batch(["t1"])))  # the failure opens the only APNs exit
     [result] = decoded(asyncio.run(s.dispatch(batch(["t2", "t3"], fallback={"t2": "umeng-t2"}))), "result")
-    by_token = {o["token"]: o for o in result["outcomes"]}
+    by_token = {o["token"]: o for o in token_outcomes(result)}
     assert by_token["t2"]["outcome"] == "accepted" and by_token["t2"]["exit"] == "fallback:umeng"
     assert by_token["t3"]["code"] == "circuit_open"  # no fallback token: retried later
     assert fakes["umeng"].sent == Counter({"umeng-t2": 1})
@@ -151,3 +152,12 @@ def test_expired_batches_are_not_sent(tmp_path: Path, fakes: dict[str, FakeAdapt
     b = {**batch(["t1"]), "expires_at": 1}
     [result] = decoded(asyncio.run(sender(tmp_path).dispatch(b)), "result")
     assert result["outcomes"][0]["outcome"] == "expired" and "apns" not in fakes
+
+
+def test_accepted_tokens_travel_grouped_by_vendor_reply(tmp_path: Path, fakes: dict[str, FakeAdapter]) -> None:
+    fakes["apns"] = FakeAdapter({"dead": [Outcome.INVALID_TOKEN]})
+    [result] = decoded(asyncio.run(sender(tmp_path).dispatch(batch(["t1", "dead", "t2"]))), "result")
+    assert [o["token"] for o in result["outcomes"]] == ["dead"]
+    [group] = result["accepted"]
+    assert group["tokens"] == ["t1", "t2"] and group["pins"] == ["u1", "u1"] and group["exit"] == "apns"
+    assert sorted(o["token"] for o in token_outcomes(result)) == ["dead", "t1", "t2"]
