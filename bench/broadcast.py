@@ -3,8 +3,7 @@
 Prints device events produced/s, seconds until fan-out holds every device, and for each broadcast
 the seconds from producing it until the simulator accepted its last token, tokens/s over that span,
 the seconds until ClickHouse counted every token, and the CPU each component spent until each of
-those two moments (per token: what the machine's cores bound). The analytics side runs at a lower
-CPU priority (infra/process.ANALYTICS_NICENESS), so on a saturated machine it finishes after the pushes.
+those two moments (per token: what the machine's cores bound).
 Apps named bench-* have no rate limit in the embedded dispatch policy, so this measures the pipeline.
 
     .venv/bin/python -m bench.broadcast --devices 1000000 --broadcasts 2
