@@ -7,7 +7,7 @@ import pytest
 from fastavro.schema import parse_schema
 
 from pushpipe.producer import device_event, push_request
-from schemas import codec
+from schemas import codec, results
 
 
 def test_round_trip_every_record_type() -> None:
@@ -41,6 +41,19 @@ def test_old_writer_is_read_by_the_new_reader() -> None:
     decoded = codec.decode("PushRequest", codec.MAGIC + codec.fingerprint(old) + body.getvalue())
     assert decoded["msg_id"] == "m-old"
     assert decoded["campaign"] is None and decoded["segment"] == {}
+
+
+def test_results_written_one_by_one_are_read_with_no_groups() -> None:
+    old = parse_schema(json.loads((codec.HISTORY_DIR / "DispatchResult.v2.avsc").read_text()))
+    outcome = {"token": "t1", "outcome": "accepted", "code": "", "reason": "", "vendor_msg_id": "v1", "pin": "u1",
+               "exit": "apns", "final": True}
+    record = {"batch_id": "b", "msg_id": "m", "app_id": "a", "vendor": "apns", "priority": "normal",
+              "category": "transactional", "campaign": None, "attempt": 0, "outcomes": [outcome],
+              "requested_at": 1, "sent_at": 2, "completed_at": 3}
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, old, record)
+    decoded = codec.decode("DispatchResult", codec.MAGIC + codec.fingerprint(old) + body.getvalue())
+    assert decoded["accepted"] == [] and results.token_outcomes(decoded) == [outcome]
 
 
 @pytest.mark.parametrize(
