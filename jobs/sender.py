@@ -22,7 +22,7 @@ from jobs.dispatch_policy import DispatchPolicy, ExitSpec
 from jobs.ledger import SendLedger
 from jobs.ratelimit import AdaptiveRateLimiter
 from schemas import codec
-from schemas.results import group_accepted
+from schemas.results import Outcomes
 
 Record = dict[str, Any]
 Output = tuple[str, bytes]
@@ -78,17 +78,10 @@ def notification_of(batch: Record) -> Notification:
     )
 
 
-def outcome_record(token: str, pin: str, outcome: str, code: str = "", reason: str = "", exit_: str = "",
-                   vendor_msg_id: str = "", final: bool = True) -> dict[str, Any]:
-    return {"token": token, "outcome": outcome, "code": code, "reason": reason, "vendor_msg_id": vendor_msg_id,
-            "pin": pin, "exit": exit_, "final": final}
-
-
-def result_record(batch: Record, outcomes: list[dict[str, Any]], sent_at: int) -> Record:
+def result_record(batch: Record, outcomes: Outcomes, sent_at: int) -> Record:
     keys = ("batch_id", "msg_id", "app_id", "vendor", "priority", "category", "campaign", "attempt", "requested_at")
-    single, accepted = group_accepted(outcomes)
-    return codec.new_record("DispatchResult", **{k: batch[k] for k in keys}, outcomes=single, accepted=accepted,
-                            sent_at=sent_at, completed_at=now_ms())
+    return codec.new_record("DispatchResult", **{k: batch[k] for k in keys}, outcomes=outcomes.single,
+                            accepted=outcomes.accepted, sent_at=sent_at, completed_at=now_ms())
 
 
 def subset(batch: Record, tokens: list[str], attempt: int, not_before: int) -> Record:
@@ -135,21 +128,22 @@ class Sender:
     async def dispatch(self, batch: Record) -> list[Output]:
         sent_at = now_ms()
         pins = dict(zip(batch["tokens"], batch["pins"])) if batch["pins"] else {}
+        outcomes = Outcomes()
         if sent_at > batch["expires_at"]:
-            outcomes = [outcome_record(t, pins.get(t, ""), "expired", "ttl", "past its TTL before it could be sent")
-                        for t in batch["tokens"]]
+            for t in batch["tokens"]:
+                outcomes.add(t, pins.get(t, ""), "expired", "ttl", "past its TTL before it could be sent")
             return [("result", codec.encode("DispatchResult", result_record(batch, outcomes, sent_at)))]
         claim = self.ledger.claim(batch["msg_id"], batch["tokens"])
         metrics.LEDGER.labels("skipped").inc(len(claim.already_sent))
         metrics.LEDGER.labels("resent").inc(len(claim.in_doubt))
-        outcomes = [outcome_record(t, pins.get(t, ""), "accepted", "ledger", "sent before a restart")
-                    for t in claim.already_sent]
+        for t in claim.already_sent:
+            outcomes.add(t, pins.get(t, ""), "accepted", "ledger", "sent before a restart")
         outputs: list[Output] = []
         if claim.send:
             sent = await self.deliver(batch, claim.send)
             self._settle(batch["msg_id"], sent)
             retry = [t for t in claim.send if self.policy.retry.retries(sent[t][0].outcome, batch["attempt"])]
-            outcomes += self._outcomes(sent, pins, claim.send, retry)
+            self._outcomes(outcomes, sent, pins, claim.send, retry)
             outputs += self._feedback(batch, sent, pins)
             if retry:
                 outputs.append(("retry", codec.encode("DispatchBatch", self._retry(batch, sent, retry))))
@@ -166,11 +160,12 @@ class Sender:
         metrics.RETRIES.labels(batch["vendor"]).inc(len(retry))
         return subset(batch, retry, batch["attempt"] + 1, now_ms() + int(delay * 1000))
 
-    def _outcomes(self, sent: Sent, pins: dict[str, str], tokens: list[str], retry: list[str]) -> list[dict[str, Any]]:
+    @staticmethod
+    def _outcomes(outcomes: Outcomes, sent: Sent, pins: dict[str, str], tokens: list[str], retry: list[str]) -> None:
         retrying = set(retry)
-        return [outcome_record(t, pins.get(t, ""), str(r.outcome), r.code, r.reason, exit_, r.vendor_msg_id,
-                               final=t not in retrying)
-                for t in tokens for r, exit_ in [sent[t]]]
+        for t in tokens:
+            r, exit_ = sent[t]
+            outcomes.add(t, pins.get(t, ""), r.outcome, r.code, r.reason, exit_, r.vendor_msg_id, t not in retrying)
 
     def _feedback(self, batch: Record, sent: Sent, pins: dict[str, str]) -> list[Output]:
         events = [feedback_event(batch, t, pins.get(t, ""), r) for t, (r, exit_) in sent.items()

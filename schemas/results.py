@@ -1,28 +1,35 @@
 """DispatchResult outcomes: accepted tokens travel grouped (`accepted`), every other outcome one by one
-(`outcomes`). Writers group with `group_accepted`; readers see one list with `token_outcomes`."""
+(`outcomes`). Writers collect them with `Outcomes`; readers see one list with `token_outcomes`."""
 from __future__ import annotations
 
 from typing import Any
 
 Record = dict[str, Any]
-GROUP_KEYS = ("code", "reason", "vendor_msg_id", "exit")
 
 
-def group_accepted(outcomes: list[Record]) -> tuple[list[Record], list[Record]]:
-    """Split TokenOutcome records into (the ones that stay one by one, AcceptedTokens groups)."""
-    single: list[Record] = []
-    groups: dict[tuple[str, ...], Record] = {}
-    for o in outcomes:
-        if o["outcome"] != "accepted" or not o["final"]:
-            single.append(o)
-            continue
-        key = (o["code"], o["reason"], o["vendor_msg_id"], o["exit"])  # GROUP_KEYS
-        group = groups.get(key)
+class Outcomes:
+    """A result's outcomes as they are added: accepted tokens into groups, any other one by one."""
+
+    def __init__(self) -> None:
+        self.single: list[Record] = []  # TokenOutcome records
+        self._groups: dict[tuple[str, str, str, str], Record] = {}  # AcceptedTokens by what they share
+
+    def add(self, token: str, pin: str, outcome: str, code: str = "", reason: str = "", exit_: str = "",
+            vendor_msg_id: str = "", final: bool = True) -> None:
+        if outcome != "accepted" or not final:
+            self.single.append({"token": token, "outcome": str(outcome), "code": code, "reason": reason,
+                                "vendor_msg_id": vendor_msg_id, "pin": pin, "exit": exit_, "final": final})
+            return
+        group = self._groups.get((code, reason, vendor_msg_id, exit_))
         if group is None:
-            group = groups[key] = {**dict(zip(GROUP_KEYS, key)), "tokens": [], "pins": []}
-        group["tokens"].append(o["token"])
-        group["pins"].append(o["pin"])
-    return single, list(groups.values())
+            group = self._groups[(code, reason, vendor_msg_id, exit_)] = {
+                "code": code, "reason": reason, "vendor_msg_id": vendor_msg_id, "exit": exit_, "tokens": [], "pins": []}
+        group["tokens"].append(token)
+        group["pins"].append(pin)
+
+    @property
+    def accepted(self) -> list[Record]:
+        return list(self._groups.values())
 
 
 def token_outcomes(result: Record) -> list[Record]:

@@ -25,8 +25,10 @@ def test_counts_per_outcome() -> None:
 
 def grouped(accepted: list[str], failed: list[tuple[str, str]], attempt: int = 0) -> dict:
     """A result as dispatch writes it: accepted tokens in one group, the rest one by one."""
-    single, groups = results.group_accepted(result([(t, "accepted") for t in accepted] + failed)["outcomes"])
-    return {**result([]), "outcomes": single, "accepted": groups, "attempt": attempt}
+    outcomes = results.Outcomes()
+    for token, outcome in [(t, "accepted") for t in accepted] + failed:
+        outcomes.add(token, "", outcome, exit_="apns")
+    return {**result([]), "outcomes": outcomes.single, "accepted": outcomes.accepted, "attempt": attempt}
 
 
 def deliveries_by_token(r: dict) -> list[dict]:
