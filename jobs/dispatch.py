@@ -124,6 +124,9 @@ def build(settings: Settings) -> Any:
     # PyFlink ends each bundle by waiting for every call in flight, and hands over the next bundle
     # only then: small bundles keep a new high-priority batch from waiting behind a low-priority crowd.
     env = common.environment(settings, JOB, {"python.fn-execution.bundle.size": str(BUNDLE)})
+    # Each subtask reads its own lane partitions, and retries are keyed by batch: a replayed batch comes
+    # back to the subtask whose send ledger saw it.
+    env.set_parallelism(settings.dispatch_parallelism)
     topics = settings.topics
     group = f"pushpipe-{JOB}"
     # One source per lane: the operator reads its inputs in turn, so a lane's backlog does not queue the others.

@@ -76,7 +76,9 @@ class Settings:
     # per user per day per category, e.g. PUSHPIPE_DAILY_CAPS="marketing=3,news=5"
     daily_caps: dict[str, int] = field(default_factory=lambda: _caps(_env("daily_caps", "marketing=3")))
     dedup_window_s: int = field(default_factory=lambda: int(_env("dedup_window_s", str(24 * 3600))))
-    dispatch_metrics_port: int = field(default_factory=lambda: int(_env("dispatch_metrics_port", "19250")))
+    dispatch_metrics_port: int = field(default_factory=lambda: int(_env("dispatch_metrics_port", "19250")))  # + subtask index
+    # dispatch subtasks, each with a Python worker (and GIL) of its own; lanes have kafka_partitions partitions
+    dispatch_parallelism: int = field(default_factory=lambda: int(_env("dispatch_parallelism", "1")))
     batch_size: int = field(default_factory=lambda: int(_env("batch_size", "1000")))  # tokens per DispatchBatch (HMS takes 1000 per call)
     flink_rest_port_base: int = field(default_factory=lambda: int(_env("flink_rest_port_base", "18081")))
     checkpoint_interval_ms: int = field(default_factory=lambda: int(_env("checkpoint_interval_ms", "5000")))
