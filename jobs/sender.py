@@ -143,7 +143,7 @@ class Sender:
             sent = await self.deliver(batch, claim.send)
             self._settle(batch["msg_id"], sent)
             retry = [t for t in claim.send if self.policy.retry.retries(sent[t][0].outcome, batch["attempt"])]
-            self._outcomes(outcomes, sent, pins, claim.send, retry)
+            self._add_outcomes(outcomes, sent, pins, claim.send, retry)
             outputs += self._feedback(batch, sent, pins)
             if retry:
                 outputs.append(("retry", codec.encode("DispatchBatch", self._retry(batch, sent, retry))))
@@ -161,7 +161,7 @@ class Sender:
         return subset(batch, retry, batch["attempt"] + 1, now_ms() + int(delay * 1000))
 
     @staticmethod
-    def _outcomes(outcomes: Outcomes, sent: Sent, pins: dict[str, str], tokens: list[str], retry: list[str]) -> None:
+    def _add_outcomes(outcomes: Outcomes, sent: Sent, pins: dict[str, str], tokens: list[str], retry: list[str]) -> None:
         retrying = set(retry)
         for t in tokens:
             r, exit_ = sent[t]

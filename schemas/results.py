@@ -20,10 +20,11 @@ class Outcomes:
             self.single.append({"token": token, "outcome": str(outcome), "code": code, "reason": reason,
                                 "vendor_msg_id": vendor_msg_id, "pin": pin, "exit": exit_, "final": final})
             return
-        group = self._groups.get((code, reason, vendor_msg_id, exit_))
+        shared = (code, reason, vendor_msg_id, exit_)
+        group = self._groups.get(shared)
         if group is None:
-            group = self._groups[(code, reason, vendor_msg_id, exit_)] = {
-                "code": code, "reason": reason, "vendor_msg_id": vendor_msg_id, "exit": exit_, "tokens": [], "pins": []}
+            group = self._groups[shared] = {"code": code, "reason": reason, "vendor_msg_id": vendor_msg_id,
+                                            "exit": exit_, "tokens": [], "pins": []}
         group["tokens"].append(token)
         group["pins"].append(pin)
 
