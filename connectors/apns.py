@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 from urllib.parse import quote
 
-import httpx
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
-from connectors.http import parse_retry_after, ssl_verify, transport_failure
+from connectors.h2client import H2Client, H2Error
+from connectors.http import parse_retry_after, ssl_context, transport_failure
 
 PRODUCTION_URL = "https://api.push.apple.com"
 SANDBOX_URL = "https://api.sandbox.push.apple.com"
@@ -231,13 +231,18 @@ class ProviderToken:
 class _Session:
     """Everything open() creates and aclose() releases."""
 
-    client: httpx.AsyncClient
+    clients: dict[str, H2Client]  # base URL (production, sandbox) -> its HTTP/2 connection
     streams: asyncio.Semaphore
     jwt: ProviderToken
 
+    def client(self, base: str, config: ApnsConfig) -> H2Client:
+        if base not in self.clients:
+            self.clients[base] = H2Client(base, ssl_context(config.verify), config.timeout_s)
+        return self.clients[base]
+
 
 class ApnsAdapter:
-    """VendorAdapter for APNs. One long-lived HTTP/2 client; at most max_streams requests in flight."""
+    """VendorAdapter for APNs. One HTTP/2 connection per host; at most max_streams requests in flight."""
 
     vendor = Vendor.APNS
 
@@ -255,14 +260,12 @@ class ApnsAdapter:
         c = self.config
         token = ProviderToken(c.team_id, c.key_id, c.private_pem(), clock=self._clock,
                               refresh_s=c.token_refresh_s)
-        client = httpx.AsyncClient(http2=True, verify=ssl_verify(c.verify),
-                                   timeout=httpx.Timeout(c.timeout_s))
-        self._session = _Session(client, asyncio.Semaphore(c.max_streams), token)
+        self._session = _Session({}, asyncio.Semaphore(c.max_streams), token)
 
     async def aclose(self) -> None:
         session, self._session = self._session, None
         if session is not None:
-            await session.client.aclose()
+            await asyncio.gather(*(client.aclose() for client in session.clients.values()))
 
     async def send(self, notification: Notification, tokens: list[str]) -> list[TokenResult]:
         if self._session is None:
@@ -273,21 +276,21 @@ class ApnsAdapter:
             body = encode_payload(n)
         except InvalidNotification as exc:
             return [TokenResult(t, Outcome.REJECTED, reason=exc.reason) for t in tokens]
-        base = self.config.url_for(n.environment)
         session = self._session
-        return list(await asyncio.gather(*(self._send_one(session, base, n, t, body) for t in tokens)))
+        client = session.client(self.config.url_for(n.environment), self.config)
+        return list(await asyncio.gather(*(self._send_one(session, client, n, t, body) for t in tokens)))
 
-    async def _send_one(self, s: _Session, base: str, n: Notification, token: str,
+    async def _send_one(self, s: _Session, client: H2Client, n: Notification, token: str,
                         body: bytes) -> TokenResult:
         headers = build_headers(n, token, self._clock())
         async with s.streams:
             bearer = s.jwt.get()
             headers["authorization"] = f"bearer {bearer}"
             try:
-                resp = await s.client.post(base + device_path(token), headers=headers, content=body)
-            except (httpx.HTTPError, OSError) as exc:  # connect, TLS, reset, GOAWAY, timeouts
+                resp = await client.post(device_path(token), headers, body)
+            except H2Error as exc:  # connect, TLS, reset, GOAWAY, timeouts
                 return transport_failure(token, exc)
-        result = classify_response(token, resp.status_code, resp.headers, resp.content, self._clock())
+        result = classify_response(token, resp.status, resp.headers, resp.body, self._clock())
         if result.reason == "ExpiredProviderToken":
             s.jwt.invalidate(bearer)
         return result

@@ -19,6 +19,17 @@ def ssl_verify(verify: str | bool) -> ssl.SSLContext | bool:
     return ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
 
 
+def ssl_context(verify: str | bool) -> ssl.SSLContext:
+    """A TLS context from a CA bundle path, True (system CAs) or False (no verification)."""
+    if isinstance(verify, str):
+        return ssl.create_default_context(cafile=verify)
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 def new_client(verify: str | bool, timeout_s: float, *, http2: bool = True) -> httpx.AsyncClient:
     """One long-lived client per adapter (created in open(), closed in aclose())."""
     return httpx.AsyncClient(http2=http2, verify=ssl_verify(verify), timeout=httpx.Timeout(timeout_s))
@@ -39,7 +50,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
 
 
 def failure_code(exc: Exception) -> str:
-    return "timeout" if isinstance(exc, httpx.TimeoutException) else "transport"
+    return "timeout" if isinstance(exc, (httpx.TimeoutException, TimeoutError)) else "transport"
 
 
 def failure_reason(exc: Exception) -> str:
