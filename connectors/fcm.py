@@ -40,7 +40,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from connectors.apns import PRIORITY as APNS_PRIORITY
 from connectors.apns import InvalidNotification, is_alert
 from connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
-from connectors.http import json_object, new_client, parse_retry_after, transport_failure
+from connectors.h2client import H2Client, H2Error
+from connectors.http import json_object, new_client, parse_retry_after, ssl_context, transport_failure
 from connectors.oauth import AccessToken, Clock, TokenCache, TokenError, request_token
 
 PRODUCTION_URL = "https://fcm.googleapis.com"
@@ -123,8 +124,11 @@ class FcmConfig:
     def token_url(self) -> str:
         return self.token_uri or self.account().token_uri
 
+    def send_path(self) -> str:
+        return f"/v1/projects/{quote(self.project(), safe='')}/messages:send"
+
     def send_url(self) -> str:
-        return f"{self.base_url.rstrip('/')}/v1/projects/{quote(self.project(), safe='')}/messages:send"
+        return self.base_url.rstrip("/") + self.send_path()
 
 
 # ---- pure builders -------------------------------------------------------------------------------
@@ -248,14 +252,15 @@ def classify_response(token: str, status: int, headers: Mapping[str, str], body:
 
 @dataclass
 class _Session:
-    client: httpx.AsyncClient
+    client: httpx.AsyncClient  # OAuth token requests
+    sender: H2Client  # sends: one request per token, over one HTTP/2 connection
     streams: asyncio.Semaphore
     tokens: TokenCache
-    send_url: str
+    send_path: str
 
 
 class FcmAdapter:
-    """VendorAdapter for FCM HTTP v1. One HTTP/2 client; at most max_streams requests in flight."""
+    """VendorAdapter for FCM HTTP v1. One HTTP/2 connection for sends; at most max_streams requests in flight."""
 
     vendor = Vendor.FCM
 
@@ -280,12 +285,13 @@ class FcmAdapter:
             return await request_token(client, token_url, form, self._clock)
 
         tokens = TokenCache(fetch, clock=self._clock, refresh_margin_s=c.refresh_margin_s)
-        self._session = _Session(client, asyncio.Semaphore(c.max_streams), tokens, c.send_url())
+        sender = H2Client(c.base_url, ssl_context(c.verify), c.timeout_s)
+        self._session = _Session(client, sender, asyncio.Semaphore(c.max_streams), tokens, c.send_path())
 
     async def aclose(self) -> None:
         session, self._session = self._session, None
         if session is not None:
-            await session.client.aclose()
+            await asyncio.gather(session.client.aclose(), session.sender.aclose())
 
     async def send(self, notification: Notification, tokens: list[str]) -> list[TokenResult]:
         if self._session is None:
@@ -307,10 +313,10 @@ class FcmAdapter:
         headers = {"authorization": f"Bearer {bearer}", "content-type": "application/json"}
         async with s.streams:
             try:
-                resp = await s.client.post(s.send_url, headers=headers, content=body)
-            except (httpx.HTTPError, OSError) as exc:
+                resp = await s.sender.post(s.send_path, headers, body)
+            except H2Error as exc:  # connect, TLS, reset, GOAWAY, timeouts
                 return transport_failure(token, exc)
-        result = classify_response(token, resp.status_code, resp.headers, resp.content, self._clock())
+        result = classify_response(token, resp.status, resp.headers, resp.body, self._clock())
         if result.code == "401" and result.outcome is Outcome.UNAVAILABLE:  # our access token was refused
             s.tokens.invalidate(bearer)
         return result
