@@ -21,7 +21,6 @@ from infra.simulators import SimulatorAdmin
 from pushpipe import observe
 from pushpipe.config import Settings, load
 from pushpipe.producer import PushProducer, device_event, push_request
-from sinks import clickhouse
 
 
 def register(settings: Settings, producer: PushProducer, app: str, run: str, devices: int) -> list[tuple[str, str]]:
@@ -44,11 +43,6 @@ def all_accepted(admin: SimulatorAdmin, prefix: str, expected: int) -> dict | No
     return summary if summary["count"] >= expected else None
 
 
-def counted(settings: Settings, ch: clickhouse.ClickHouse, campaign: str, expected: int) -> bool:
-    sql = f"SELECT sum(accepted) AS a FROM {settings.clickhouse_database}.dispatch_results FINAL WHERE campaign = '{campaign}'"
-    return int(ch.rows(sql)[0]["a"] or 0) >= expected
-
-
 def broadcast(settings: Settings, producer: PushProducer, admin: SimulatorAdmin, app: str, run: str, devices: int,
               n: int) -> list[tuple[str, str]]:
     """Send broadcast number n; the figures once every device has it and once ClickHouse counts it all."""
@@ -56,7 +50,6 @@ def broadcast(settings: Settings, producer: PushProducer, admin: SimulatorAdmin,
     # of tokens would charge the bench's own bookkeeping to the pipeline.
     admin.reset(config=False)
     campaign = f"bench-{run}-{n}"
-    ch = clickhouse.connect(settings, create=False)
     with CpuMeter(settings) as whole:
         with CpuMeter(settings) as delivery:
             sent_at = time.time()
@@ -65,8 +58,8 @@ def broadcast(settings: Settings, producer: PushProducer, admin: SimulatorAdmin,
             # polled every 2 s: the figure is the simulator's own time of the last accept, not the poll's
             done = observe.wait_for(lambda: all_accepted(admin, run, devices), 3600, f"broadcast {n} to every device",
                                     interval_s=2.0)
-        observe.wait_for(lambda: counted(settings, ch, campaign, devices), 3600, f"ClickHouse counts of broadcast {n}",
-                         interval_s=2.0)
+        observe.wait_for(lambda: observe.campaign_accepted(settings, campaign) >= devices, 3600,
+                         f"ClickHouse counts of broadcast {n}", interval_s=2.0)
         counted_s = time.time() - sent_at
     print(f"\nCPU spent from broadcast {n} until its last token was accepted:\n{delivery.table(devices, 'token')}")
     print(f"\nCPU spent from broadcast {n} until ClickHouse counted every token:\n{whole.table(devices, 'token')}")

@@ -21,7 +21,6 @@ from infra.simulators import SimulatorAdmin
 from pushpipe import observe
 from pushpipe.config import Settings, load
 from pushpipe.producer import PushProducer, device_event, push_request
-from sinks import clickhouse
 
 TICK_S = 0.01  # paced production: rate/100 requests every 10 ms
 
@@ -79,9 +78,7 @@ def main() -> None:
     latencies = [r["at"] * 1000 - created[r["payload"]["msg_id"]] for r in records]
     accept_span = max(r["at"] for r in records) - t0
 
-    ch = clickhouse.connect(settings, create=False)
-    sql = f"SELECT sum(accepted) AS a FROM {settings.clickhouse_database}.dispatch_results FINAL WHERE campaign = 'bench-{run}'"
-    observe.wait_for(lambda: int(ch.rows(sql)[0]["a"]) >= expected, 600, "ClickHouse counts")
+    observe.wait_for(lambda: observe.campaign_accepted(settings, f"bench-{run}") >= expected, 600, "ClickHouse counts")
     ch_s = time.time() - t0
 
     print(f"\nbench/e2e.py: {users * args.per_user} devices, {args.requests} single-user requests, {expected} tokens (APNs simulator)")

@@ -231,14 +231,9 @@ class ProviderToken:
 class _Session:
     """Everything open() creates and aclose() releases."""
 
-    clients: dict[str, H2Client]  # base URL (production, sandbox) -> its HTTP/2 connection
+    clients: dict[str, H2Client]  # base URL (production, sandbox) -> its HTTP/2 connection, opened on first use
     streams: asyncio.Semaphore
     jwt: ProviderToken
-
-    def client(self, base: str, config: ApnsConfig) -> H2Client:
-        if base not in self.clients:
-            self.clients[base] = H2Client(base, ssl_context(config.verify), config.timeout_s)
-        return self.clients[base]
 
 
 class ApnsAdapter:
@@ -260,7 +255,8 @@ class ApnsAdapter:
         c = self.config
         token = ProviderToken(c.team_id, c.key_id, c.private_pem(), clock=self._clock,
                               refresh_s=c.token_refresh_s)
-        self._session = _Session({}, asyncio.Semaphore(c.max_streams), token)
+        clients = {url: H2Client(url, ssl_context(c.verify), c.timeout_s) for url in {c.base_url, c.sandbox_url}}
+        self._session = _Session(clients, asyncio.Semaphore(c.max_streams), token)
 
     async def aclose(self) -> None:
         session, self._session = self._session, None
@@ -277,7 +273,7 @@ class ApnsAdapter:
         except InvalidNotification as exc:
             return [TokenResult(t, Outcome.REJECTED, reason=exc.reason) for t in tokens]
         session = self._session
-        client = session.client(self.config.url_for(n.environment), self.config)
+        client = session.clients[self.config.url_for(n.environment)]
         return list(await asyncio.gather(*(self._send_one(session, client, n, t, body) for t in tokens)))
 
     async def _send_one(self, s: _Session, client: H2Client, n: Notification, token: str,

@@ -14,11 +14,6 @@ import httpx
 from connectors.base import Outcome, TokenResult
 
 
-def ssl_verify(verify: str | bool) -> ssl.SSLContext | bool:
-    """httpx `verify`: a CA bundle path, True (system CAs) or False."""
-    return ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
-
-
 def ssl_context(verify: str | bool) -> ssl.SSLContext:
     """A TLS context from a CA bundle path, True (system CAs) or False (no verification)."""
     if isinstance(verify, str):
@@ -28,6 +23,11 @@ def ssl_context(verify: str | bool) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def ssl_verify(verify: str | bool) -> ssl.SSLContext | bool:
+    """httpx `verify`: a CA bundle path, True (httpx's CAs) or False."""
+    return ssl_context(verify) if isinstance(verify, str) else verify
 
 
 def new_client(verify: str | bool, timeout_s: float, *, http2: bool = True) -> httpx.AsyncClient:

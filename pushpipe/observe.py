@@ -8,6 +8,7 @@ import httpx
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from pushpipe.config import Settings
+from sinks import clickhouse
 
 
 def group_lag(settings: Settings, group: str, topic: str) -> int | None:
@@ -35,6 +36,13 @@ def simulator_accepted(settings: Settings, prefix: str) -> dict[str, Any]:
     response = httpx.get(f"{settings.simulator_admin_url}/accepted", params={"prefix": prefix}, timeout=10)
     response.raise_for_status()
     return response.json()
+
+
+def campaign_accepted(settings: Settings, campaign: str) -> int:
+    """Tokens ClickHouse counts as accepted for a campaign."""
+    sql = (f"SELECT sum(accepted) AS a FROM {settings.clickhouse_database}.dispatch_results FINAL"
+           f" WHERE campaign = '{campaign}'")
+    return int(clickhouse.connect(settings, create=False).rows(sql)[0]["a"] or 0)
 
 
 def wait_for(check: Callable[[], Any], timeout_s: float, what: str, progress: Callable[[Any], None] | None = None,

@@ -7,6 +7,12 @@ from typing import Any
 Record = dict[str, Any]
 
 
+def token_outcome(token: str, pin: str, outcome: str, code: str, reason: str, exit_: str, vendor_msg_id: str,
+                  final: bool) -> Record:
+    return {"token": token, "outcome": str(outcome), "code": code, "reason": reason, "vendor_msg_id": vendor_msg_id,
+            "pin": pin, "exit": exit_, "final": final}
+
+
 class Outcomes:
     """A result's outcomes as they are added: accepted tokens into groups, any other one by one."""
 
@@ -17,8 +23,7 @@ class Outcomes:
     def add(self, token: str, pin: str, outcome: str, code: str = "", reason: str = "", exit_: str = "",
             vendor_msg_id: str = "", final: bool = True) -> None:
         if outcome != "accepted" or not final:
-            self.single.append({"token": token, "outcome": str(outcome), "code": code, "reason": reason,
-                                "vendor_msg_id": vendor_msg_id, "pin": pin, "exit": exit_, "final": final})
+            self.single.append(token_outcome(token, pin, outcome, code, reason, exit_, vendor_msg_id, final))
             return
         shared = (code, reason, vendor_msg_id, exit_)
         group = self._groups.get(shared)
@@ -35,8 +40,7 @@ class Outcomes:
 
 def token_outcomes(result: Record) -> list[Record]:
     """Every outcome of a DispatchResult as a TokenOutcome record, the accepted groups expanded."""
-    expanded = [{"token": token, "outcome": "accepted", "code": g["code"], "reason": g["reason"],
-                 "vendor_msg_id": g["vendor_msg_id"], "pin": pin, "exit": g["exit"], "final": True}
+    expanded = [token_outcome(token, pin, "accepted", g["code"], g["reason"], g["exit"], g["vendor_msg_id"], True)
                 for g in result.get("accepted", ()) for token, pin in zip(g["tokens"], g["pins"])]
     return [*result["outcomes"], *expanded]
 

@@ -1,5 +1,8 @@
 """Dispatch through the real stack: throttling and retries, dead-token feedback, priority lanes,
-metrics, and a kill -9 of the dispatch worker mid-run (no loss, duplicates counted)."""
+metrics, and a kill -9 of the dispatch worker mid-run (no loss, duplicates counted).
+
+Nothing here is faked: the `pipeline` fixture starts the real Kafka, the three Flink jobs,
+Elasticsearch, ClickHouse and the vendor simulators through infra/, and every test drives them."""
 from __future__ import annotations
 
 import os
