@@ -28,6 +28,7 @@ SANDBOX_URL = "https://api.sandbox.push.apple.com"
 MAX_PAYLOAD_BYTES = 4096
 MAX_COLLAPSE_ID_BYTES = 64
 PRIORITY = {"high": "10", "normal": "5", "low": "1"}
+VOLATILE_HEADERS = frozenset({"apns-id", "apns-expiration"})  # new values with every request: kept out of HPACK's table
 DEAD_TOKEN_REASONS = frozenset({"Unregistered", "ExpiredToken", "BadDeviceToken", "DeviceTokenNotForTopic"})
 _APNS_ID_NAMESPACE = uuid.UUID("6f1c2a52-9a4e-4f59-8f0c-2d7f4c7e0b11")
 
@@ -131,6 +132,8 @@ def build_headers(n: Notification, token: str, now: float) -> dict[str, str]:
         raise InvalidNotification("MissingTopic")
     if len(n.collapse_id.encode()) > MAX_COLLAPSE_ID_BYTES:
         raise InvalidNotification("BadCollapseId", f"over {MAX_COLLAPSE_ID_BYTES} bytes")
+    if not n.collapse_id.isprintable():
+        raise InvalidNotification("BadCollapseId", "control characters are not allowed in a header")
     alert = is_alert(n)
     headers = {
         "apns-push-type": "alert" if alert else "background",
@@ -255,7 +258,8 @@ class ApnsAdapter:
         c = self.config
         token = ProviderToken(c.team_id, c.key_id, c.private_pem(), clock=self._clock,
                               refresh_s=c.token_refresh_s)
-        clients = {url: H2Client(url, ssl_context(c.verify), c.timeout_s) for url in {c.base_url, c.sandbox_url}}
+        clients = {url: H2Client(url, ssl_context(c.verify), c.timeout_s, volatile=VOLATILE_HEADERS)
+                   for url in {c.base_url, c.sandbox_url}}
         self._session = _Session(clients, asyncio.Semaphore(c.max_streams), token)
 
     async def aclose(self) -> None:

@@ -101,6 +101,7 @@ def test_payload_size_counts_utf8_bytes() -> None:
 
 
 @pytest.mark.parametrize(("overrides", "reason"), [({"collapse_id": "c" * 65}, "BadCollapseId"),
+                                                    ({"collapse_id": "a\r\nb"}, "BadCollapseId"),
                                                     ({"topic": ""}, "MissingTopic")])
 def test_invalid_headers_are_refused_before_sending(overrides: dict, reason: str) -> None:
     with pytest.raises(InvalidNotification) as err:

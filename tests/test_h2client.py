@@ -15,6 +15,7 @@ import h2.connection
 import h2.events
 import h2.errors
 import pytest
+from hpack import NeverIndexedHeaderTuple
 
 from connectors.h2client import H2Client, H2Error, H2Timeout
 from connectors.http import ssl_context
@@ -28,6 +29,7 @@ class ScriptedServer(asyncio.Protocol):
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
         self.paths: dict[int, str] = {}
         self.received: dict[int, int] = {}
+        self.headers: list[list[tuple[str, str]]] = []  # of each request, as decoded
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -38,6 +40,7 @@ class ScriptedServer(asyncio.Protocol):
         for event in self.h2.receive_data(data):
             if isinstance(event, h2.events.RequestReceived):
                 self.paths[event.stream_id] = dict(event.headers)[":path"]
+                self.headers.append(list(event.headers))
                 self.received[event.stream_id] = 0
             elif isinstance(event, h2.events.DataReceived):
                 self.received[event.stream_id] += len(event.data)
@@ -60,14 +63,23 @@ class ScriptedServer(asyncio.Protocol):
             self.h2.send_data(stream_id, body, end_stream=True)
 
 
-def run(test: Callable[[H2Client], Awaitable[None]], tmp_path: Path, timeout_s: float = 5.0) -> None:
+def run(test: Callable[[H2Client], Awaitable[None]], tmp_path: Path, timeout_s: float = 5.0,
+        volatile: frozenset[str] = frozenset()) -> list[ScriptedServer]:
+    """Runs `test` against a fresh server; returns the server's connections, to inspect what they received."""
+    connections: list[ScriptedServer] = []
+
+    def accept() -> ScriptedServer:
+        connections.append(ScriptedServer())
+        return connections[-1]
+
     async def main() -> None:
         files = ensure_tls(tmp_path)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(files.cert, files.key)
         context.set_alpn_protocols(["h2"])
-        server = await asyncio.get_running_loop().create_server(ScriptedServer, "127.0.0.1", 0, ssl=context)
-        client = H2Client(f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}", ssl_context(str(files.ca_cert)), timeout_s)
+        server = await asyncio.get_running_loop().create_server(accept, "127.0.0.1", 0, ssl=context)
+        client = H2Client(f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}", ssl_context(str(files.ca_cert)),
+                          timeout_s, volatile)
         try:
             await test(client)
         finally:
@@ -75,6 +87,7 @@ def run(test: Callable[[H2Client], Awaitable[None]], tmp_path: Path, timeout_s: 
             server.close()
 
     asyncio.run(main())
+    return connections
 
 
 def test_concurrent_requests_share_one_connection_and_large_bodies_wait_for_the_window(tmp_path: Path) -> None:
@@ -86,6 +99,22 @@ def test_concurrent_requests_share_one_connection_and_large_bodies_wait_for_the_
         assert client._connection is first
 
     run(test, tmp_path)
+
+
+def test_per_request_headers_stay_out_of_the_hpack_table_and_arrive_intact(tmp_path: Path) -> None:
+    async def test(client: H2Client) -> None:
+        for n in range(3):
+            await client.post("/ok", {"authorization": "bearer abc", "apns-id": f"id-{n}"}, b"")
+
+    [server] = run(test, tmp_path, volatile=frozenset({"apns-id"}))
+    for n, headers in enumerate(server.headers):
+        fields = {name: (value, isinstance(field, NeverIndexedHeaderTuple)) for field in headers for name, value in [field]}
+        assert fields[":path"] == ("/ok", True)
+        assert fields["apns-id"] == (f"id-{n}", True)
+        assert fields["authorization"] == ("bearer abc", False)
+    table = set(server.h2.decoder.header_table.dynamic_entries)
+    assert (b"authorization", b"bearer abc") in table, "long-lived headers are indexed"
+    assert not any(name in (b":path", b"apns-id") for name, _ in table)
 
 
 def test_a_reset_stream_fails_only_that_request(tmp_path: Path) -> None:
