@@ -23,8 +23,8 @@ SCHEMA_DIR = Path(__file__).parent
 HISTORY_DIR = SCHEMA_DIR / "history"
 MAGIC = b"\xc3\x01"
 HEADER_LEN = 10
-RECORDS = ("Notification", "PushRequest", "DeviceEvent", "PreferenceEvent", "DispatchBatch", "DispatchResult", "Receipt",
-           "DeadLetter")
+RECORDS = ("Notification", "PushRequest", "DeviceEvent", "PreferenceEvent", "DispatchBatch", "DispatchBundle",
+           "DispatchResult", "Receipt", "DeadLetter")
 
 Record = dict[str, Any]
 
@@ -90,6 +90,38 @@ def encode(name: str, record: Record) -> bytes:
     out.write(s.headers[name])
     fastavro.schemaless_writer(out, s.current[name], record)
     return out.getvalue()
+
+
+def body(name: str, record: Record) -> bytes:
+    """The Avro binary body of a record, without the single-object header: an item for `encode_array`."""
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, _schemas().current[name], record)
+    return out.getvalue()
+
+
+def encode_array(name: str, bodies: list[bytes]) -> bytes:
+    """A `name` record, a type whose only field is an array, from its items' bodies (see `body`).
+
+    Avro writes an array as blocks, each a count (zig-zag varint) and its items, ended by a 0 count:
+    joining encoded items is cheaper than decoding them and encoding them again.
+    """
+    header = _schemas().headers[name]
+    if not bodies:
+        return header + b"\x00"
+    count, varint = len(bodies) << 1, bytearray()
+    while count > 0x7F:
+        varint.append((count & 0x7F) | 0x80)
+        count >>= 7
+    varint.append(count)
+    return b"".join([header, bytes(varint), *bodies, b"\x00"])
+
+
+def record_name(payload: bytes | None) -> str | None:
+    """The record type a value was written as (by its fingerprint), or None when unknown or not Avro."""
+    if not payload or len(payload) < HEADER_LEN or payload[:2] != MAGIC:
+        return None
+    writer = _schemas().writers.get(payload[2:HEADER_LEN])
+    return writer[0] if writer else None
 
 
 def decode(name: str, payload: bytes | None) -> Record:
