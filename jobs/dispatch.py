@@ -58,8 +58,10 @@ class ParseBundles(ProcessFunction):
         for item in common.decode_or_dlq(JOB, self.topic, "DispatchBatch" if single else "DispatchBundle", value):
             if isinstance(item, tuple):  # dead letter
                 yield item
-            elif single or item["batches"]:
-                yield [item] if single else item["batches"]
+            elif single:
+                yield [item]
+            elif item["batches"]:
+                yield item["batches"]
             else:
                 yield common.dead_letter(JOB, self.topic, value, "empty_bundle", "a DispatchBundle without batches")
 

@@ -422,7 +422,7 @@ class Bundler(KeyedProcessFunction):
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[tuple]:
         if self.size.value():
-            yield from self.flush(ctx.get_current_key().split("|", 1)[0])
+            yield from self.flush(ctx.get_current_key().split("|", 1)[0])  # keys start with the lane (lane_batch)
 
     def flush(self, priority: str) -> Iterator[tuple[OutputTag, bytes]]:
         bodies = list(self.bodies.get() or [])

@@ -85,11 +85,7 @@ def schema(name: str) -> Any:
 
 
 def encode(name: str, record: Record) -> bytes:
-    s = _schemas()
-    out = io.BytesIO()
-    out.write(s.headers[name])
-    fastavro.schemaless_writer(out, s.current[name], record)
-    return out.getvalue()
+    return _schemas().headers[name] + body(name, record)
 
 
 def body(name: str, record: Record) -> bytes:
@@ -116,27 +112,31 @@ def encode_array(name: str, bodies: list[bytes]) -> bytes:
     return b"".join([header, bytes(varint), *bodies, b"\x00"])
 
 
+def _writer(payload: bytes | None) -> tuple[str, Any]:
+    """(record name, writer schema) of a single-object-encoded value, or raise BadRecord."""
+    if not payload or len(payload) < HEADER_LEN or payload[:2] != MAGIC:
+        raise BadRecord("malformed_avro", "value is not Avro single-object encoded (missing C3 01 header)")
+    writer = _schemas().writers.get(payload[2:HEADER_LEN])
+    if writer is None:
+        raise BadRecord("unknown_schema", f"unknown writer schema fingerprint {payload[2:HEADER_LEN].hex()}")
+    return writer
+
+
 def record_name(payload: bytes | None) -> str | None:
     """The record type a value was written as (by its fingerprint), or None when unknown or not Avro."""
-    if not payload or len(payload) < HEADER_LEN or payload[:2] != MAGIC:
+    try:
+        return _writer(payload)[0]
+    except BadRecord:
         return None
-    writer = _schemas().writers.get(payload[2:HEADER_LEN])
-    return writer[0] if writer else None
 
 
 def decode(name: str, payload: bytes | None) -> Record:
     """Decode a single-object-encoded value as the current `name` schema, or raise BadRecord."""
-    if not payload or len(payload) < HEADER_LEN or payload[:2] != MAGIC:
-        raise BadRecord("malformed_avro", "value is not Avro single-object encoded (missing C3 01 header)")
-    s = _schemas()
-    writer = s.writers.get(payload[2:HEADER_LEN])
-    if writer is None:
-        raise BadRecord("unknown_schema", f"unknown writer schema fingerprint {payload[2:HEADER_LEN].hex()}")
-    writer_name, writer_schema = writer
+    writer_name, writer_schema = _writer(payload)
     if writer_name != name:
         raise BadRecord("wrong_schema", f"expected {name}, got a {writer_name} record")
     try:
-        return fastavro.schemaless_reader(io.BytesIO(payload[HEADER_LEN:]), writer_schema, s.current[name])
+        return fastavro.schemaless_reader(io.BytesIO(payload[HEADER_LEN:]), writer_schema, _schemas().current[name])
     except Exception as exc:  # fastavro raises many types for truncated or corrupt bodies
         raise BadRecord("malformed_avro", f"cannot decode {name} body: {type(exc).__name__}: {exc}") from exc
 
