@@ -57,7 +57,7 @@ class _Connection(asyncio.Protocol):
         config = h2.config.H2Configuration(client_side=True, header_encoding="utf-8", validate_outbound_headers=False,
                                            normalize_outbound_headers=False, split_outbound_cookies=False)
         self.h2 = h2.connection.H2Connection(config)
-        encode = self.h2.encoder.encode
+        encode = self.h2.encoder.encode  # h2 always asks HPACK for Huffman coding; this encoder declines
         self.h2.encoder.encode = lambda headers, huffman=True: encode(headers, huffman=False)
         self.streams: dict[int, _Stream] = {}
         self.usable = True

@@ -10,10 +10,10 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from infra.simulators import SimulatorAdmin
+from jobs import requests
 from pushpipe import observe
 from pushpipe.config import Settings
 from pushpipe.producer import PushProducer, device_event, now_ms, push_request
-from jobs import requests
 from schemas import codec
 from sinks import elastic
 
@@ -227,7 +227,7 @@ def test_dispatch_reads_a_lone_batch_and_dead_letters_an_empty_bundle(pipeline: 
     lone = requests.batch(request, "apns", [(tok(run_id, 0), "u", "")], now_ms())
     raw = Producer({"bootstrap.servers": pipeline.kafka_bootstrap})
     raw.produce(pipeline.topics.lane("normal"), codec.encode("DispatchBatch", lone))
-    raw.produce(pipeline.topics.lane("normal"), codec.encode("DispatchBundle", {"batches": []}), key=run_id)
+    raw.produce(pipeline.topics.lane("normal"), codec.encode("DispatchBundle", {"batches": []}))
     raw.flush()
     observe.wait_for(lambda: accepted(admin, run_id) == Counter({tok(run_id, 0): 1}), 60, "the lone batch accepted")
     consumer = Consumer({"bootstrap.servers": pipeline.kafka_bootstrap, "group.id": f"test-dlq-{run_id}",
