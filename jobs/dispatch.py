@@ -1,12 +1,14 @@
 """Dispatch job: push.dispatch.{high,normal,low} + push.retry -> vendor APIs (async I/O) -> results.
 
     lanes (a source each) ─────────────────────────────────┐
-    push.retry ─ parse ─ key batch: hold until not_before ─┴─> parse ─> send (async) ─> push.results
+    push.retry ─ parse ─ key batch: hold until not_before ─┴─> parse bundles ─> send (async) ─> push.results
                                                                         ├─> push.retry (long retry delays)
                                                                         └─> device.feedback (dead tokens)
 Sending (ledger, exits, rate limits, retries, fallback) is in jobs/sender.py; the policy in
 jobs/dispatch_policy.py. Each lane has its own source, which the operator reads in turn, and the
 rate limiters serve high priority first, so a low-priority flood cannot starve high priority.
+A lane record is a DispatchBundle (fan-out packs single-pin batches together): one async I/O
+element sends all its batches at once.
 
 Run: python -m jobs.dispatch
 """
@@ -29,8 +31,8 @@ from pushpipe.config import Settings
 from schemas import codec
 
 JOB = "dispatch"
-CAPACITY = 200  # batches in flight
-BUNDLE = 50  # batches handed to the Python worker at a time
+CAPACITY = 200  # bundles in flight
+BUNDLE = 50  # elements handed to the Python worker at a time
 TIMEOUT = Time.minutes(10)  # a batch still waiting then (rate limit, outage) goes to push.retry
 RETRY = OutputTag("retry", common.BYTES)
 FEEDBACK = OutputTag("feedback", common.BYTES)
@@ -43,6 +45,25 @@ class ParseBatches(ProcessFunction):
 
     def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterator[Any]:
         yield from common.decode_or_dlq(JOB, self.topic, "DispatchBatch", value)
+
+
+class ParseBundles(ProcessFunction):
+    """A lane's DispatchBundle, or one DispatchBatch (a due retry, or a lane record from before bundles), as a list."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+
+    def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterator[Any]:
+        single = codec.record_name(value) == "DispatchBatch"
+        for item in common.decode_or_dlq(JOB, self.topic, "DispatchBatch" if single else "DispatchBundle", value):
+            if isinstance(item, tuple):  # dead letter
+                yield item
+            elif single:
+                yield [item]
+            elif item["batches"]:
+                yield item["batches"]
+            else:
+                yield common.dead_letter(JOB, self.topic, value, "empty_bundle", "a DispatchBundle without batches")
 
 
 class HoldUntilDue(KeyedProcessFunction):
@@ -65,8 +86,13 @@ class HoldUntilDue(KeyedProcessFunction):
             yield codec.encode("DispatchBatch", batch)
 
 
-class SendBatch(AsyncFunction):
-    """PyFlink's async I/O around Sender."""
+def as_bundle(element: list[dict[str, Any]] | dict[str, Any]) -> list[dict[str, Any]]:
+    """The element as a list of batches: one checkpointed in flight by a version before bundles is a lone batch."""
+    return [element] if isinstance(element, dict) else element
+
+
+class SendBundle(AsyncFunction):
+    """PyFlink's async I/O around Sender: the batches of one bundle are sent concurrently."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -84,19 +110,23 @@ class SendBatch(AsyncFunction):
         self.loop: asyncio.AbstractEventLoop | None = None
         metrics.serve(self.settings.dispatch_metrics_port + runtime_context.get_index_of_this_subtask())
 
-    async def async_invoke(self, batch: dict[str, Any]) -> list[tuple[str, bytes]]:
+    async def async_invoke(self, element: list[dict[str, Any]] | dict[str, Any]) -> list[tuple[str, bytes]]:
         self.loop = asyncio.get_running_loop()
-        metrics.INFLIGHT.labels(batch["priority"]).inc()
+        batches = as_bundle(element)
+        inflight = metrics.INFLIGHT.labels(batches[0]["priority"])  # a bundle holds one lane's batches
+        inflight.inc(len(batches))
         try:
-            return await self.sender.dispatch(batch)
+            sent = await asyncio.gather(*(self.sender.dispatch(batch) for batch in batches))
+            return [output for outputs in sent for output in outputs]
         finally:
-            metrics.INFLIGHT.labels(batch["priority"]).dec()
+            inflight.dec(len(batches))
 
-    def timeout(self, batch: dict[str, Any]) -> list[tuple[str, bytes]]:
-        """Nothing is lost: a batch that waited too long is sent again later (the ledger skips what went out)."""
-        log.warning("batch %s timed out; scheduling a retry", batch["batch_id"])
-        later = subset(batch, batch["tokens"], batch["attempt"] + 1, now_ms() + 30_000)
-        return [("retry", codec.encode("DispatchBatch", later))]
+    def timeout(self, element: list[dict[str, Any]] | dict[str, Any]) -> list[tuple[str, bytes]]:
+        """Nothing is lost: batches that waited too long are sent again later (the ledger skips what went out)."""
+        batches = as_bundle(element)
+        log.warning("bundle of %d batch(es), first %s, timed out; scheduling retries", len(batches), batches[0]["batch_id"])
+        retry_at = now_ms() + 30_000
+        return [("retry", codec.encode("DispatchBatch", subset(b, b["tokens"], b["attempt"] + 1, retry_at))) for b in batches]
 
     def close(self) -> None:
         if self.loop is not None and self.loop.is_running():
@@ -134,10 +164,10 @@ def build(settings: Settings) -> Any:
     retries = common.kafka_source(env, settings, topics.retry, group).process(ParseBatches(topics.retry)).name("parse-retries").uid("parse-retries")
     due = (retries.key_by(lambda b: f"{b['batch_id']}/{b['attempt']}", key_type=Types.STRING())
            .process(HoldUntilDue(), output_type=common.BYTES).name("hold-until-due").uid("hold-until-due"))
-    batches = due.union(*lanes).process(ParseBatches("push.dispatch.*")).name("parse-batches").uid("parse-batches")
-    for parsed in (batches, retries):
+    bundles = due.union(*lanes).process(ParseBundles("push.dispatch.*")).name("parse-bundles").uid("parse-bundles")
+    for parsed in (bundles, retries):
         common.sink_dlq(parsed, settings)
-    sent = AsyncDataStream.unordered_wait(batches, SendBatch(settings), TIMEOUT, CAPACITY)
+    sent = AsyncDataStream.unordered_wait(bundles, SendBundle(settings), TIMEOUT, CAPACITY)
     routed = sent.name("send").uid("send").process(Route(), output_type=common.BYTES).name("route").uid("route")
     routed.sink_to(common.kafka_sink(settings, topics.results)).name("push.results")
     routed.get_side_output(RETRY).sink_to(common.kafka_sink(settings, topics.retry)).name("push.retry")

@@ -8,8 +8,9 @@
     device.events + device.feedback, user.preferences ─ parse ─> both directories
 Broadcasts, segments and tokens honour opt-outs and unsubscribe; quiet hours and caps, which need a
 user's whole history, apply to pin-addressed requests.
-Batches go to push.dispatch.<priority>; everything not sent becomes a result with its reason;
-bad input goes to push.dlq.
+Batches go to push.dispatch.<priority>: a big one alone, small ones (a single pin's) through the
+Bundler, which packs those of one (lane, app, vendor) into one record. Everything not sent becomes a
+result with its reason; bad input goes to push.dlq.
 
 Run: python -m jobs.fanout
 """
@@ -20,7 +21,7 @@ from typing import Any, Iterator
 
 from pyflink.common import Time, Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext
-from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
+from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
 from jobs import common, devices, requests, shards
 from jobs.expand import Expansion, expand_for_pin, new_pin_state, rendered, variant
@@ -37,10 +38,13 @@ JOB = "fanout"
 PICKLED = Types.PICKLED_BYTE_ARRAY()
 PARTIAL = OutputTag("partial", PICKLED)
 SHARD = OutputTag("shard", PICKLED)
+BUNDLE = OutputTag("bundle", PICKLED)
 RESULTS = OutputTag("results", common.BYTES)
 FEEDBACK = OutputTag("feedback", common.BYTES)
 LANES = {priority: OutputTag(f"lane-{priority}", common.BYTES) for priority in PRIORITIES}
 LINGER_MS = 100
+BUNDLE_LINGER_MS = 20  # the longest a small batch waits for others to share its lane record
+BUNDLE_MAX_BATCHES = 64
 STATE_BACKEND = {"state.backend.type": "rocksdb", "execution.checkpointing.incremental": "true",
                  "taskmanager.memory.managed.size": "1g",  # RocksDB block cache and write buffers
                  # Each checkpoint flushes a small file of pins spread over the whole key range; level
@@ -49,9 +53,20 @@ STATE_BACKEND = {"state.backend.type": "rocksdb", "execution.checkpointing.incre
                  "state.backend.rocksdb.compaction.style": "UNIVERSAL"}
 
 
-def lane_batch(request: dict, vendor: str, targets: list[devices.Target]) -> tuple[OutputTag, bytes]:
-    batch = requests.batch(request, vendor, targets, common.now_ms())
-    return LANES[request["priority"]], codec.encode("DispatchBatch", batch)
+def lane_batch(request: dict, vendor: str, targets: list[devices.Target], batch_size: int) -> tuple[OutputTag, Any]:
+    """A batch for its lane: one with at least half a full batch of tokens goes alone, a smaller one to the Bundler.
+
+    The Bundler gets (key, lane priority, token count, the batch's Avro body): bytes, cheaper to pass
+    between operators and to keep in state than the record.
+    """
+    body = codec.body("DispatchBatch", requests.batch(request, vendor, targets, common.now_ms()))
+    if 2 * len(targets) >= batch_size:
+        return lane_bundle(request["priority"], [body])
+    return BUNDLE, (f"{request['priority']}|{request['app_id']}|{vendor}", request["priority"], len(targets), body)
+
+
+def lane_bundle(priority: str, bodies: list[bytes]) -> tuple[OutputTag, bytes]:
+    return LANES[priority], codec.encode_array("DispatchBundle", bodies)
 
 
 def not_sent(request: dict, key: str, outcomes: list[tuple[str, str, str]], pin: str = "") -> tuple[OutputTag, bytes]:
@@ -227,7 +242,7 @@ class PinDirectory(Directory):
         for (vendor, text), (rendered_request, targets) in result.groups.items():
             if request["target"] == "pin":
                 for part in requests.chunks(targets, self.batch_size):
-                    yield lane_batch(rendered_request, vendor, part)
+                    yield lane_batch(rendered_request, vendor, part, self.batch_size)
             else:
                 yield PARTIAL, (f"{request['msg_id']}|{vendor}|{text}", vendor, rendered_request, targets)
 
@@ -329,7 +344,7 @@ class ShardDirectory(Directory):
                 yield PARTIAL, (f"{request['msg_id']}|{vendor}|{text}", vendor, rendered_request, targets)
             else:
                 for part in requests.chunks(targets, self.settings.batch_size):
-                    yield lane_batch(rendered_request, vendor, part)
+                    yield lane_batch(rendered_request, vendor, part, self.settings.batch_size)
 
     def placement(self, request: dict, groups: dict, vendor: str, locale: str) -> tuple[str, str] | str:
         """The group for devices of this vendor and locale (created if new), or the reason they are not sent."""
@@ -362,7 +377,7 @@ class Batcher(KeyedProcessFunction):
             ctx.timer_service().register_processing_time_timer(ctx.timer_service().current_processing_time() + LINGER_MS)
         buffered = pending[2] + targets
         while len(buffered) >= self.batch_size:
-            yield lane_batch(request, vendor, buffered[: self.batch_size])
+            yield lane_batch(request, vendor, buffered[: self.batch_size], self.batch_size)
             buffered = buffered[self.batch_size :]
         self.pending.update((vendor, request, buffered))
 
@@ -371,7 +386,50 @@ class Batcher(KeyedProcessFunction):
         self.pending.clear()
         if pending and pending[2]:
             vendor, request, targets = pending
-            yield lane_batch(request, vendor, targets)
+            yield lane_batch(request, vendor, targets, self.batch_size)
+
+
+class Bundler(KeyedProcessFunction):
+    """Packs the small batches of one (lane, app, vendor) into one DispatchBundle.
+
+    Dispatch pays a fixed cost per lane record (the Kafka record, PyFlink's async I/O element and its
+    timeout timer): a single-pin batch pays it alone, a bundle once for up to BUNDLE_MAX_BATCHES.
+    A bundle goes out when it is full (batches, or a batch's worth of tokens) or BUNDLE_LINGER_MS after
+    its first batch. One app's bundles never hold another's, so one app's rate limit delays its own only.
+    """
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        # PICKLED: in thread mode a list state of byte arrays fails to add bytes (Object[] is not byte[])
+        self.bodies = runtime_context.get_list_state(ListStateDescriptor("bodies", PICKLED))
+        self.size = runtime_context.get_state(ValueStateDescriptor("size", PICKLED))  # (batches, tokens, timer)
+
+    def process_element(self, value: tuple, ctx: KeyedProcessFunction.Context) -> Iterator[tuple]:
+        _, priority, batch_tokens, body = value
+        count, tokens, timer = self.size.value() or (0, 0, 0)
+        if not count:
+            timer = ctx.timer_service().current_processing_time() + BUNDLE_LINGER_MS
+            ctx.timer_service().register_processing_time_timer(timer)
+        self.bodies.add(body)
+        count, tokens = count + 1, tokens + batch_tokens
+        if count >= BUNDLE_MAX_BATCHES or tokens >= self.batch_size:
+            ctx.timer_service().delete_processing_time_timer(timer)
+            yield from self.flush(priority)
+        else:
+            self.size.update((count, tokens, timer))
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[tuple]:
+        if self.size.value():
+            yield from self.flush(ctx.get_current_key().split("|", 1)[0])  # keys start with the lane (lane_batch)
+
+    def flush(self, priority: str) -> Iterator[tuple[OutputTag, bytes]]:
+        bodies = list(self.bodies.get() or [])
+        self.bodies.clear()
+        self.size.clear()
+        if bodies:
+            yield lane_bundle(priority, bodies)
 
 
 def first(item: tuple) -> str:
@@ -397,10 +455,13 @@ def build(settings: Settings) -> Any:
                 .process(ShardDirectory(settings), output_type=common.BYTES).name("shard-directory").uid("shard-directory"))
     batched = (pins.get_side_output(PARTIAL).union(by_shard.get_side_output(PARTIAL)).key_by(first, key_type=Types.STRING())
                .process(Batcher(settings.batch_size), output_type=common.BYTES).name("batcher").uid("batcher"))
+    small = pins.get_side_output(BUNDLE).union(by_shard.get_side_output(BUNDLE), batched.get_side_output(BUNDLE))
+    bundled = (small.key_by(first, key_type=Types.STRING())
+               .process(Bundler(settings.batch_size), output_type=common.BYTES).name("bundler").uid("bundler"))
     for parsed in (reqs, events, prefs, pins):
         common.sink_dlq(parsed, settings)
     for priority, lane in LANES.items():
-        batches = pins.get_side_output(lane).union(by_shard.get_side_output(lane), batched.get_side_output(lane))
+        batches = pins.get_side_output(lane).union(*(s.get_side_output(lane) for s in (by_shard, batched, bundled)))
         batches.sink_to(common.kafka_sink(settings, topics.lane(priority))).name(topics.lane(priority))
     results = intake.get_side_output(RESULTS).union(pins.get_side_output(RESULTS), by_shard.get_side_output(RESULTS))
     results.sink_to(common.kafka_sink(settings, topics.results)).name("push.results")

@@ -6,6 +6,7 @@ import fastavro
 import pytest
 from fastavro.schema import parse_schema
 
+from jobs import requests
 from pushpipe.producer import device_event, push_request
 from schemas import codec, results
 
@@ -15,6 +16,15 @@ def test_round_trip_every_record_type() -> None:
     assert codec.decode("PushRequest", codec.encode("PushRequest", request)) == request
     event = device_event("app", "u1", "t" * 64)
     assert codec.decode("DeviceEvent", codec.encode("DeviceEvent", event)) == event
+
+
+@pytest.mark.parametrize("count", [0, 1, 63, 64, 300])  # the array's count is a varint: 64 and up take two bytes
+def test_an_array_record_joined_from_item_bodies_is_the_same_bytes(count: int) -> None:
+    request = push_request("app", ["u"], "t", "b")
+    batches = [requests.batch(request, "apns", [(f"t{i}", "u", "")], i) for i in range(count)]
+    joined = codec.encode_array("DispatchBundle", [codec.body("DispatchBatch", b) for b in batches])
+    assert joined == codec.encode("DispatchBundle", {"batches": batches})
+    assert codec.record_name(joined) == "DispatchBundle" and codec.decode("DispatchBundle", joined)["batches"] == batches
 
 
 def test_header_is_avro_single_object_encoding() -> None:

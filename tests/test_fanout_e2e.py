@@ -1,14 +1,16 @@
 """Fan-out through the real stack: idempotency, scheduling, TTL, targets (tokens, broadcast, segments),
-preferences, quiet hours, caps, environment isolation, validation, templates, tokens moving pins."""
+preferences, quiet hours, caps, environment isolation, validation, templates, tokens moving pins,
+single-pin batches bundled into shared lane records, and old and broken lane records at dispatch."""
 from __future__ import annotations
 
 import time
 from collections import Counter
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from infra.simulators import SimulatorAdmin
+from jobs import requests
 from pushpipe import observe
 from pushpipe.config import Settings
 from pushpipe.producer import PushProducer, device_event, now_ms, push_request
@@ -181,3 +183,65 @@ def test_token_moving_to_another_pin(pipeline: Settings, producer: PushProducer,
     send(producer, old, new)
     observe.wait_for(lambda: accepted(admin, run_id)[tok(run_id, 0)] == 1, 60, "the new pin's push")
     assert [o["reason"] for o in outcomes(pipeline, old["msg_id"], 1).values()] == ["no_devices"]
+
+
+def lane_records(settings: Settings, since_ms: int, app: str) -> list[list[dict]]:
+    """The batches of `app` in each record of the normal lane written since `since_ms`."""
+    topic = settings.topics.lane("normal")
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"test-lane-{app}", "enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        starts = consumer.offsets_for_times([TopicPartition(topic, p, since_ms) for p in partitions], timeout=10)
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+        consumer.assign([s for s in starts if s.offset >= 0])
+        remaining = sum(ends[s.partition] - s.offset for s in starts if s.offset >= 0)
+        records = []
+        while remaining > 0:
+            message = consumer.poll(10)
+            assert message is not None and message.error() is None, "the lane topic could not be read to its end"
+            remaining -= 1
+            batches = [b for b in codec.decode("DispatchBundle", message.value())["batches"] if b["app_id"] == app]
+            if batches:
+                records.append(batches)
+        return records
+    finally:
+        consumer.close()
+
+
+def test_single_pin_batches_share_lane_records(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
+    app, pins = f"bundle-{run_id}", 40
+    loaded(producer, pipeline, *(device_event(app, f"u{u}", tok(run_id, u)) for u in range(pins)))
+    started = now_ms()
+    send(producer, *(push_request(app, [f"u{u}"], "t", f"b{u}") for u in range(pins)))
+    observe.wait_for(lambda: len(accepted(admin, run_id)) == pins, 60, f"{pins} tokens accepted")
+    assert accepted(admin, run_id) == Counter({tok(run_id, u): 1 for u in range(pins)})
+    records = lane_records(pipeline, started, app)
+    assert sum(len(batches) for batches in records) == pins, "each single-pin request is one batch"
+    assert len(records) <= pins // 2, f"a burst shares lane records: {[len(b) for b in records]}"
+
+
+def test_dispatch_reads_a_lone_batch_and_dead_letters_an_empty_bundle(pipeline: Settings, producer: PushProducer,
+                                                                       admin: SimulatorAdmin, run_id: str) -> None:
+    """A lane record from before bundles (a bare DispatchBatch) is still sent; an empty bundle is refused with a reason."""
+    request = {**push_request(f"lone-{run_id}", ["u"], "t", "b"), "created_at": now_ms()}
+    lone = requests.batch(request, "apns", [(tok(run_id, 0), "u", "")], now_ms())
+    raw = Producer({"bootstrap.servers": pipeline.kafka_bootstrap})
+    raw.produce(pipeline.topics.lane("normal"), codec.encode("DispatchBatch", lone))
+    raw.produce(pipeline.topics.lane("normal"), codec.encode("DispatchBundle", {"batches": []}))
+    raw.flush()
+    observe.wait_for(lambda: accepted(admin, run_id) == Counter({tok(run_id, 0): 1}), 60, "the lone batch accepted")
+    consumer = Consumer({"bootstrap.servers": pipeline.kafka_bootstrap, "group.id": f"test-dlq-{run_id}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([pipeline.topics.dlq])
+    try:
+        def empty_bundle_letter() -> dict | None:
+            message = consumer.poll(1)
+            if message is None or message.error():
+                return None
+            letter = codec.decode("DeadLetter", message.value())
+            return letter if letter["error"] == "empty_bundle" and letter["ts"] >= request["created_at"] else None
+
+        letter = observe.wait_for(empty_bundle_letter, 60, "the empty bundle's dead letter")
+    finally:
+        consumer.close()
+    assert letter["source_topic"] == "push.dispatch.*" and letter["reason"] == "a DispatchBundle without batches"
