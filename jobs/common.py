@@ -32,6 +32,9 @@ from schemas import codec
 
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
 DLQ = OutputTag("dlq", BYTES)
+# The most batches a lane record (DispatchBundle) carries: fan-out's Bundler fills records up to it,
+# and dispatch sizes its PyFlink bundles by it (jobs/dispatch.py).
+LANE_RECORD_BATCHES = 16
 log = logging.getLogger("pushpipe.jobs")
 
 

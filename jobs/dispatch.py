@@ -31,8 +31,11 @@ from pushpipe.config import Settings
 from schemas import codec
 
 JOB = "dispatch"
-CAPACITY = 200  # bundles in flight
-BUNDLE = 50  # elements handed to the Python worker at a time
+CAPACITY = 200  # lane records in flight
+# PyFlink ends each of its bundles by waiting for every call in flight, and hands over the next one
+# only then. Small bundles keep a new high-priority batch from waiting behind a low-priority crowd:
+# a PyFlink bundle holds at most 64 batches (4 lane records of up to 16).
+PYFLINK_BUNDLE = max(1, 64 // common.LANE_RECORD_BATCHES)
 TIMEOUT = Time.minutes(10)  # a batch still waiting then (rate limit, outage) goes to push.retry
 RETRY = OutputTag("retry", common.BYTES)
 FEEDBACK = OutputTag("feedback", common.BYTES)
@@ -151,9 +154,7 @@ def build(settings: Settings) -> Any:
     # validated here, so a bad file stops the job at once with its reason instead of failing every restart
     dispatch_policy.load(settings.dispatch_file)
     vendor_configs(settings)
-    # PyFlink ends each bundle by waiting for every call in flight, and hands over the next bundle
-    # only then: small bundles keep a new high-priority batch from waiting behind a low-priority crowd.
-    env = common.environment(settings, JOB, {"python.fn-execution.bundle.size": str(BUNDLE)})
+    env = common.environment(settings, JOB, {"python.fn-execution.bundle.size": str(PYFLINK_BUNDLE)})
     # Each subtask reads its own lane partitions, and retries are keyed by batch: a replayed batch comes
     # back to the subtask whose send ledger saw it.
     env.set_parallelism(settings.dispatch_parallelism)

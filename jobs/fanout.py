@@ -44,7 +44,6 @@ FEEDBACK = OutputTag("feedback", common.BYTES)
 LANES = {priority: OutputTag(f"lane-{priority}", common.BYTES) for priority in PRIORITIES}
 LINGER_MS = 100
 BUNDLE_LINGER_MS = 20  # the longest a small batch waits for others to share its lane record
-BUNDLE_MAX_BATCHES = 64
 STATE_BACKEND = {"state.backend.type": "rocksdb", "execution.checkpointing.incremental": "true",
                  "taskmanager.memory.managed.size": "1g",  # RocksDB block cache and write buffers
                  # Each checkpoint flushes a small file of pins spread over the whole key range; level
@@ -393,7 +392,7 @@ class Bundler(KeyedProcessFunction):
     """Packs the small batches of one (lane, app, vendor) into one DispatchBundle.
 
     Dispatch pays a fixed cost per lane record (the Kafka record, PyFlink's async I/O element and its
-    timeout timer): a single-pin batch pays it alone, a bundle once for up to BUNDLE_MAX_BATCHES.
+    timeout timer): a single-pin batch pays it alone, a bundle once for up to LANE_RECORD_BATCHES.
     A bundle goes out when it is full (batches, or a batch's worth of tokens) or BUNDLE_LINGER_MS after
     its first batch. One app's bundles never hold another's, so one app's rate limit delays its own only.
     """
@@ -414,7 +413,7 @@ class Bundler(KeyedProcessFunction):
             ctx.timer_service().register_processing_time_timer(timer)
         self.bodies.add(body)
         count, tokens = count + 1, tokens + batch_tokens
-        if count >= BUNDLE_MAX_BATCHES or tokens >= self.batch_size:
+        if count >= common.LANE_RECORD_BATCHES or tokens >= self.batch_size:
             ctx.timer_service().delete_processing_time_timer(timer)
             yield from self.flush(priority)
         else:

@@ -9,7 +9,7 @@ from typing import Any
 
 from jobs import common, requests
 from jobs.dispatch import ParseBundles, SendBundle
-from jobs.fanout import BUNDLE, BUNDLE_LINGER_MS, BUNDLE_MAX_BATCHES, LANES, Bundler, lane_batch
+from jobs.fanout import BUNDLE, BUNDLE_LINGER_MS, LANES, Bundler, lane_batch
 from pushpipe.config import load
 from pushpipe.producer import push_request
 from schemas import codec
@@ -117,8 +117,8 @@ def test_the_linger_timer_sends_what_gathered() -> None:
 
 def test_a_full_bundle_goes_at_once_and_cancels_its_timer() -> None:
     b, ctx = bundler()
-    outputs = [out for _ in range(BUNDLE_MAX_BATCHES) for out in b.process_element(small(), ctx)]
-    assert [len(bundled(out)) for out in outputs] == [BUNDLE_MAX_BATCHES]
+    outputs = [out for _ in range(common.LANE_RECORD_BATCHES) for out in b.process_element(small(), ctx)]
+    assert [len(bundled(out)) for out in outputs] == [common.LANE_RECORD_BATCHES]
     assert ctx.timers.pending == set()
 
 
