@@ -58,8 +58,7 @@ def broadcast(settings: Settings, producer: PushProducer, admin: SimulatorAdmin,
             # polled every 2 s: the figure is the simulator's own time of the last accept, not the poll's
             done = observe.wait_for(lambda: all_accepted(admin, run, devices), 3600, f"broadcast {n} to every device",
                                     interval_s=2.0)
-        observe.wait_for(lambda: observe.campaign_accepted(settings, campaign) >= devices, 3600,
-                         f"ClickHouse counts of broadcast {n}", interval_s=2.0)
+        observe.wait_campaign_counted(settings, campaign, devices, 3600, interval_s=2.0)
         counted_s = time.time() - sent_at
     print(f"\nCPU spent from broadcast {n} until its last token was accepted:\n{delivery.table(devices, 'token')}")
     print(f"\nCPU spent from broadcast {n} until ClickHouse counted every token:\n{whole.table(devices, 'token')}")

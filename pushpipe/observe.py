@@ -38,11 +38,16 @@ def simulator_accepted(settings: Settings, prefix: str) -> dict[str, Any]:
     return response.json()
 
 
-def campaign_accepted(settings: Settings, campaign: str) -> int:
-    """Tokens ClickHouse counts as accepted for a campaign."""
+def wait_campaign_counted(settings: Settings, campaign: str, tokens: int, timeout_s: float, interval_s: float = 0.5) -> None:
+    """Wait until ClickHouse counts `tokens` accepted tokens for a campaign (one client for all the polls)."""
     sql = (f"SELECT sum(accepted) AS a FROM {settings.clickhouse_database}.dispatch_results FINAL"
            f" WHERE campaign = '{campaign}'")
-    return int(clickhouse.connect(settings, create=False).rows(sql)[0]["a"] or 0)
+    ch = clickhouse.connect(settings, create=False)
+    try:
+        wait_for(lambda: int(ch.rows(sql)[0]["a"] or 0) >= tokens, timeout_s, f"ClickHouse counts of {campaign}",
+                 interval_s=interval_s)
+    finally:
+        ch.close()
 
 
 def wait_for(check: Callable[[], Any], timeout_s: float, what: str, progress: Callable[[Any], None] | None = None,

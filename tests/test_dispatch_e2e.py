@@ -1,8 +1,10 @@
 """Dispatch through the real stack: throttling and retries, dead-token feedback, priority lanes,
-metrics, and a kill -9 of the dispatch worker mid-run (no loss, duplicates counted).
+lane records from before bundles and broken ones, metrics, and a kill -9 of the dispatch worker
+mid-run (no loss, duplicates counted).
 
-Nothing here is faked: the `pipeline` fixture starts the real Kafka, the three Flink jobs,
-Elasticsearch, ClickHouse and the vendor simulators through infra/, and every test drives them."""
+Every test takes the `pipeline` fixture: infra/ starts the real Kafka broker, the three Flink jobs,
+Elasticsearch, ClickHouse and the vendor simulator, and each test produces to Kafka and reads what
+the jobs wrote (Kafka topics, ClickHouse rows, Prometheus metrics, the simulator's accepted pushes)."""
 from __future__ import annotations
 
 import os
@@ -13,14 +15,17 @@ from collections import Counter
 
 import httpx
 import pytest
+from confluent_kafka import Consumer, Producer
 
 from contract_cases import HARNESSES, UMENG
 from infra import process
 from infra.jobs import FlinkJob
 from infra.simulators import SimulatorAdmin
+from jobs import requests
 from pushpipe import observe
 from pushpipe.config import Settings
-from pushpipe.producer import PushProducer, device_event, push_request
+from pushpipe.producer import PushProducer, device_event, now_ms, push_request
+from schemas import codec
 from sinks import clickhouse
 
 pytestmark = pytest.mark.stack
@@ -102,6 +107,32 @@ def test_high_priority_is_not_starved_by_a_low_priority_flood(pipeline: Settings
           f"{len(low_left)} low ones were still waiting then, the last accepted {max(low_left, default=sent_high) - sent_high:.1f}s later")
     overtaken = [a for a in low_left if a > max(high)]
     assert len(overtaken) > 200, f"high priority overtook the low-priority backlog ({len(overtaken)} low pushes after the last high)"
+
+
+def test_a_lone_batch_on_a_lane_is_sent_and_an_empty_bundle_is_dead_lettered(pipeline: Settings, admin: SimulatorAdmin, run_id: str) -> None:
+    """A lane record from before bundles (a bare DispatchBatch) is still sent; an empty bundle is refused with a reason."""
+    request = {**push_request(f"lone-{run_id}", ["u"], "t", "b"), "created_at": now_ms()}
+    lone = requests.batch(request, "apns", [(tok(run_id, 0), "u", "")], now_ms())
+    raw = Producer({"bootstrap.servers": pipeline.kafka_bootstrap})
+    raw.produce(pipeline.topics.lane("normal"), codec.encode("DispatchBatch", lone))
+    raw.produce(pipeline.topics.lane("normal"), codec.encode("DispatchBundle", {"batches": []}))
+    raw.flush()
+    observe.wait_for(lambda: Counter(admin.accepted(run_id)["tokens"]) == Counter({tok(run_id, 0): 1}), 60, "the lone batch accepted")
+    consumer = Consumer({"bootstrap.servers": pipeline.kafka_bootstrap, "group.id": f"test-dlq-{run_id}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([pipeline.topics.dlq])
+    try:
+        def empty_bundle_letter() -> dict | None:
+            message = consumer.poll(1)
+            if message is None or message.error():
+                return None
+            letter = codec.decode("DeadLetter", message.value())
+            return letter if letter["error"] == "empty_bundle" and letter["ts"] >= request["created_at"] else None
+
+        letter = observe.wait_for(empty_bundle_letter, 60, "the empty bundle's dead letter")
+    finally:
+        consumer.close()
+    assert letter["source_topic"] == "push.dispatch.*" and letter["reason"] == "a DispatchBundle without batches"
 
 
 def test_metrics_per_vendor_and_exit(pipeline: Settings) -> None:

@@ -1,6 +1,10 @@
 """Fan-out through the real stack: idempotency, scheduling, TTL, targets (tokens, broadcast, segments),
-preferences, quiet hours, caps, environment isolation, validation, templates, tokens moving pins,
-single-pin batches bundled into shared lane records, and old and broken lane records at dispatch."""
+preferences, quiet hours, caps, environment isolation, validation, templates, tokens moving pins, and
+single-pin batches sharing lane records.
+
+Every test takes the `pipeline` fixture: infra/ starts the real Kafka broker, the three Flink jobs,
+Elasticsearch, ClickHouse and the vendor simulator, and each test produces to Kafka and reads what
+the jobs wrote (Kafka topics, Elasticsearch documents, the simulator's accepted pushes)."""
 from __future__ import annotations
 
 import time
@@ -10,7 +14,6 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from infra.simulators import SimulatorAdmin
-from jobs import requests
 from pushpipe import observe
 from pushpipe.config import Settings
 from pushpipe.producer import PushProducer, device_event, now_ms, push_request
@@ -218,30 +221,3 @@ def test_single_pin_batches_share_lane_records(pipeline: Settings, producer: Pus
     records = lane_records(pipeline, started, app)
     assert sum(len(batches) for batches in records) == pins, "each single-pin request is one batch"
     assert len(records) <= pins // 2, f"a burst shares lane records: {[len(b) for b in records]}"
-
-
-def test_dispatch_reads_a_lone_batch_and_dead_letters_an_empty_bundle(pipeline: Settings, producer: PushProducer,
-                                                                       admin: SimulatorAdmin, run_id: str) -> None:
-    """A lane record from before bundles (a bare DispatchBatch) is still sent; an empty bundle is refused with a reason."""
-    request = {**push_request(f"lone-{run_id}", ["u"], "t", "b"), "created_at": now_ms()}
-    lone = requests.batch(request, "apns", [(tok(run_id, 0), "u", "")], now_ms())
-    raw = Producer({"bootstrap.servers": pipeline.kafka_bootstrap})
-    raw.produce(pipeline.topics.lane("normal"), codec.encode("DispatchBatch", lone))
-    raw.produce(pipeline.topics.lane("normal"), codec.encode("DispatchBundle", {"batches": []}))
-    raw.flush()
-    observe.wait_for(lambda: accepted(admin, run_id) == Counter({tok(run_id, 0): 1}), 60, "the lone batch accepted")
-    consumer = Consumer({"bootstrap.servers": pipeline.kafka_bootstrap, "group.id": f"test-dlq-{run_id}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    consumer.subscribe([pipeline.topics.dlq])
-    try:
-        def empty_bundle_letter() -> dict | None:
-            message = consumer.poll(1)
-            if message is None or message.error():
-                return None
-            letter = codec.decode("DeadLetter", message.value())
-            return letter if letter["error"] == "empty_bundle" and letter["ts"] >= request["created_at"] else None
-
-        letter = observe.wait_for(empty_bundle_letter, 60, "the empty bundle's dead letter")
-    finally:
-        consumer.close()
-    assert letter["source_topic"] == "push.dispatch.*" and letter["reason"] == "a DispatchBundle without batches"
