@@ -15,10 +15,10 @@ from typing import Any, Iterable, Iterator
 from pyflink.common import Time, Types
 from pyflink.datastream import KeyedProcessFunction, ProcessFunction, RuntimeContext
 from pyflink.datastream.functions import ProcessWindowFunction
-from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
+from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 from pyflink.datastream.window import TumblingProcessingTimeWindows
 
-from jobs import common
+from jobs import common, keys
 from jobs.requests import NO_VENDOR
 from pushpipe.config import Settings
 from schemas import results
@@ -39,15 +39,12 @@ class ParseResults(ProcessFunction):
         yield from common.decode_or_dlq(JOB, self.topic, "DispatchResult", value)
 
 
-def add_result(summary: Summary, result: dict[str, Any]) -> Summary | None:
-    """The message totals after one more result; None if that batch attempt was already counted."""
-    seen = f"{result['batch_id']}/{result['attempt']}"
-    if seen in summary["seen"]:
-        return None
+def add_result(summary: Summary, result: dict[str, Any]) -> Summary:
+    """The message totals after one more result (one not counted before: see MessageTotals)."""
     counts = dict(summary["counts"])
     for outcome in result["outcomes"]:
         key = outcome["outcome"] if outcome["final"] else "retrying"
-        counts[key] = counts.get(key, 0) + 1
+        counts[key] = counts.get(key, 0) + results.weight(outcome)
     grouped = results.grouped_count(result)
     if grouped:
         counts["accepted"] = counts.get("accepted", 0) + grouped
@@ -56,27 +53,45 @@ def add_result(summary: Summary, result: dict[str, Any]) -> Summary | None:
     vendors = summary["vendors"]
     if result["vendor"] not in vendors and result["vendor"] != NO_VENDOR:
         vendors = sorted([*vendors, result["vendor"]])
-    return {"counts": counts, "vendors": vendors, "seen": summary["seen"] | {seen},
-            "last_completed_at": max(summary["last_completed_at"], result["completed_at"])}
+    return {"counts": counts, "vendors": vendors, "last_completed_at": max(summary["last_completed_at"], result["completed_at"])}
 
 
 def empty_summary() -> Summary:
-    return {"counts": {}, "vendors": [], "seen": frozenset(), "last_completed_at": 0}
+    return {"counts": {}, "vendors": [], "last_completed_at": 0}
+
+
+def counted_key(result: dict[str, Any]) -> str:
+    return f"{result['batch_id']}/{result['attempt']}"
 
 
 class MessageTotals(KeyedProcessFunction):
-    """Per message: counts by outcome and vendors, so each ES write carries absolute totals."""
+    """Per (app, message): counts by outcome and vendors, so each ES write carries absolute totals.
+
+    The batch attempts already counted are a map state beside the totals, so a duplicate result (at-least-once
+    delivery, or a replay after a restart: batch ids are deterministic) changes nothing, and each result costs
+    one lookup, however many the message has (a set kept in the totals was copied with every result: quadratic)."""
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        descriptor = ValueStateDescriptor("summary", Types.PICKLED_BYTE_ARRAY())
-        descriptor.enable_time_to_live(StateTtlConfig.new_builder(SUMMARY_TTL).build())
-        self.summary = runtime_context.get_state(descriptor)
+        ttl = StateTtlConfig.new_builder(SUMMARY_TTL).build()
+        summary = ValueStateDescriptor("totals", Types.PICKLED_BYTE_ARRAY())
+        summary.enable_time_to_live(ttl)
+        self.summary = runtime_context.get_state(summary)
+        counted = MapStateDescriptor("counted", Types.STRING(), Types.BOOLEAN())
+        counted.enable_time_to_live(ttl)
+        self.counted = runtime_context.get_map_state(counted)
 
     def process_element(self, result: dict, ctx: KeyedProcessFunction.Context) -> Iterator[tuple]:
+        key = counted_key(result)
+        if self.counted.get(key) is not None:  # thread mode: get of a missing key answers None
+            return
+        self.counted.put(key, True)
         summary = add_result(self.summary.value() or empty_summary(), result)
-        if summary is not None:  # a duplicate result (at-least-once delivery) changes nothing
-            self.summary.update(summary)
-            yield result, {k: v for k, v in summary.items() if k != "seen"}
+        self.summary.update(summary)
+        yield result, summary
+
+
+def message_key(result: dict) -> str:
+    return keys.message_key(result["app_id"], result["msg_id"])
 
 
 class WriteWindow(ProcessWindowFunction):
@@ -108,7 +123,7 @@ def build(settings: Settings) -> Any:
     parsed = common.kafka_source(env, settings, topic, f"pushpipe-{JOB}").process(ParseResults(topic)).name("parse-results").uid("parse-results")
     common.sink_dlq(parsed, settings)
     written = (
-        parsed.key_by(lambda r: r["msg_id"], key_type=Types.STRING())
+        parsed.key_by(message_key, key_type=Types.STRING())
         .process(MessageTotals())
         .name("message-totals").uid("message-totals")
         .key_by(lambda pair: 0, key_type=Types.INT())  # one writer: few, fat bulk writes

@@ -5,6 +5,7 @@ codec (`schemas.codec`), so a malformed record becomes a DeadLetter instead of a
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import site
@@ -35,6 +36,11 @@ DLQ = OutputTag("dlq", BYTES)
 # The most batches a lane record (DispatchBundle) carries: fan-out's Bundler fills records up to it,
 # and dispatch sizes its PyFlink bundles by it (jobs/dispatch.py).
 LANE_RECORD_BATCHES = 16
+# A dead letter keeps this much of the bad value (with its size and SHA-256): a value near Kafka's 1 MiB
+# limit plus the dead letter's own fields would not fit on push.dlq, and failing there stops the job.
+DLQ_EXCERPT_BYTES = 4096
+MAX_REASON_CHARS = 2048
+MAX_ID_CHARS = 256  # msg and app ids as carried by a dead letter, cut to this (invalid ones may be huge)
 log = logging.getLogger("pushpipe.jobs")
 
 
@@ -140,16 +146,24 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def dead_letter(job: str, topic: str, payload: bytes, error: str, reason: str, **ids: Any) -> tuple:
-    """A side-output element carrying an encoded DeadLetter."""
+def dead_letter(job: str, topic: str, payload: bytes | None, error: str, reason: str, **ids: Any) -> tuple:
+    """A side-output element carrying an encoded DeadLetter: the reason, and of the bad value an excerpt,
+    its size and hash, so a dead letter stays far below Kafka's record limit whatever it was sent."""
+    value = bytes(payload or b"")
     record = codec.new_record(
-        "DeadLetter", job=job, source_topic=topic, reason=reason, error=error, payload=bytes(payload or b""), ts=now_ms(), **ids
+        "DeadLetter", job=job, source_topic=topic, reason=reason[:MAX_REASON_CHARS], error=error,
+        payload=value[:DLQ_EXCERPT_BYTES], payload_size=len(value), payload_sha256=hashlib.sha256(value).hexdigest(),
+        payload_truncated=len(value) > DLQ_EXCERPT_BYTES, ts=now_ms(),
+        **{k: v[:MAX_ID_CHARS] if isinstance(v, str) else v for k, v in ids.items()},
     )
     return DLQ, codec.encode("DeadLetter", record)
 
 
 def decode_or_dlq(job: str, topic: str, name: str, payload: bytes) -> Iterator[Any]:
     """Yield the decoded record, or a DLQ side output with the reason."""
+    if payload is None:  # a tombstone: the compacted topics' deletions are events (unbind, deregister) instead
+        yield dead_letter(job, topic, None, "tombstone", f"a null value (tombstone) on {topic}: send a {name} record instead")
+        return
     try:
         yield codec.decode(name, bytes(payload))
     except codec.BadRecord as bad:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from jobs import keys
+
 Device = dict[str, Any]
 Devices = dict[str, Device]  # token -> device
 
@@ -39,3 +41,19 @@ def targets_by_vendor(devices: Devices, pin: str, environment: str) -> dict[str,
         if device["enabled"] and device["environment"] == environment:
             grouped.setdefault(device["vendor"], []).append((token, pin, device.get("fallback_token") or ""))
     return grouped
+
+
+def event_problem(event: dict[str, Any]) -> str | None:
+    """Why a DeviceEvent cannot be taken (the reason for the DLQ), or None."""
+    if not event["pin"]:
+        return "device event has no pin"
+    try:
+        keys.check_app_id(event["app_id"])
+        keys.check_pin(event["pin"])
+        keys.check_token(event["token"])
+        for field in ("previous_token", "fallback_token"):
+            if event[field]:
+                keys.check_token(event[field], field)
+    except keys.InvalidId as bad:
+        return str(bad)
+    return None

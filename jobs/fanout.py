@@ -23,7 +23,7 @@ from pyflink.common import Time, Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
-from jobs import common, devices, requests, shards
+from jobs import common, devices, keys, requests, shards
 from jobs.expand import Expansion, expand_for_pin, new_pin_state, rendered, variant
 from jobs.policy.caps import CapConfig
 from jobs.policy.decide import PolicyConfig
@@ -39,10 +39,12 @@ PICKLED = Types.PICKLED_BYTE_ARRAY()
 PARTIAL = OutputTag("partial", PICKLED)
 SHARD = OutputTag("shard", PICKLED)
 BUNDLE = OutputTag("bundle", PICKLED)
+TALLY = OutputTag("tally", PICKLED)
 RESULTS = OutputTag("results", common.BYTES)
 FEEDBACK = OutputTag("feedback", common.BYTES)
 LANES = {priority: OutputTag(f"lane-{priority}", common.BYTES) for priority in PRIORITIES}
 LINGER_MS = 100
+GROUP_TTL = Time.days(2)  # per-message state of the Batcher and the tally
 BUNDLE_LINGER_MS = 20  # the longest a small batch waits for others to share its lane record
 STATE_BACKEND = {"state.backend.type": "rocksdb", "execution.checkpointing.incremental": "true",
                  "taskmanager.memory.managed.size": "1g",  # RocksDB block cache and write buffers
@@ -52,26 +54,26 @@ STATE_BACKEND = {"state.backend.type": "rocksdb", "execution.checkpointing.incre
                  "state.backend.rocksdb.compaction.style": "UNIVERSAL"}
 
 
-def lane_batch(request: dict, vendor: str, targets: list[devices.Target], batch_size: int) -> tuple[OutputTag, Any]:
+def lane_batch(request: dict, vendor: str, targets: list[devices.Target], batch_size: int, position: str) -> tuple[OutputTag, Any]:
     """A batch for its lane: one with at least half a full batch of tokens goes alone, a smaller one to the Bundler.
 
     The Bundler gets (key, lane priority, token count, the batch's Avro body): bytes, cheaper to pass
     between operators and to keep in state than the record.
     """
-    body = codec.body("DispatchBatch", requests.batch(request, vendor, targets, common.now_ms()))
+    body = codec.body("DispatchBatch", requests.batch(request, vendor, targets, common.now_ms(), position))
     if 2 * len(targets) >= batch_size:
         return lane_bundle(request["priority"], [body])
-    return BUNDLE, (f"{request['priority']}|{request['app_id']}|{vendor}", request["priority"], len(targets), body)
+    return BUNDLE, (keys.bundle_key(request["priority"], request["app_id"], vendor), request["priority"], len(targets), body)
 
 
 def lane_bundle(priority: str, bodies: list[bytes]) -> tuple[OutputTag, bytes]:
     return LANES[priority], codec.encode_array("DispatchBundle", bodies)
 
 
-def not_sent(request: dict, key: str, outcomes: list[tuple[str, str, str]], pin: str = "") -> tuple[OutputTag, bytes]:
-    """One result for tokens (or, with token "", the pin) that were not sent, each with its reason."""
-    result = requests.unsent_result(request, key, outcomes, pin, common.now_ms())
-    return RESULTS, codec.encode("DispatchResult", result)
+def not_sent(request: dict, key: str, outcomes: list[tuple], pin: str = "") -> Iterator[tuple[OutputTag, bytes]]:
+    """Results for tokens (or, with token "", the pin or request) that were not sent, each with its reason."""
+    for result in requests.unsent_results(request, key, outcomes, pin, common.now_ms()):
+        yield RESULTS, codec.encode("DispatchResult", result)
 
 
 class ParseRequests(ProcessFunction):
@@ -101,10 +103,10 @@ class ParseDeviceEvents(ProcessFunction):
         for item in common.decode_or_dlq(JOB, self.topic, "DeviceEvent", value):
             if isinstance(item, tuple):
                 yield item
-            elif not item["pin"]:
-                yield common.dead_letter(JOB, self.topic, value, "invalid_device_event", "device event has no pin", app_id=item["app_id"])
+            elif problem := devices.event_problem(item):
+                yield common.dead_letter(JOB, self.topic, value, "invalid_device_event", problem, app_id=item["app_id"])
             else:
-                yield f"{item['app_id']}|{item['pin']}", "dev", item
+                yield keys.pin_key(item["app_id"], item["pin"]), "dev", item
                 yield SHARD, (shards.shard_key(item["app_id"], item["token"]), "dev", item)
 
 
@@ -119,7 +121,13 @@ class ParsePreferences(ProcessFunction):
             if isinstance(item, tuple):
                 yield item
                 continue
-            yield f"{item['app_id']}|{item['pin']}", "pref", item
+            try:
+                keys.check_app_id(item["app_id"])
+                keys.check_pin(item["pin"])
+            except keys.InvalidId as bad:
+                yield common.dead_letter(JOB, self.topic, value, "invalid_preference", str(bad), app_id=item["app_id"])
+                continue
+            yield keys.pin_key(item["app_id"], item["pin"]), "pref", item
             for key in shards.all_shard_keys(item["app_id"]):
                 yield SHARD, (key, "pref", item)
 
@@ -140,7 +148,7 @@ class Intake(KeyedProcessFunction):
     def process_element(self, request: dict, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         now = common.now_ms()
         if self.seen.value():
-            yield not_sent(request, "duplicate", [("", "suppressed", "duplicate")])
+            yield from not_sent(request, "duplicate", [("", "suppressed", "duplicate")])
             return
         self.seen.update(True)
         due = request["deliver_at"] or (next_fire(request["recurrence"], now, request["recurrence_tz"]) if request["recurrence"] else now)
@@ -170,12 +178,12 @@ class Intake(KeyedProcessFunction):
 def release(request: dict, now: int) -> Iterator[Any]:
     """A due request: expired, or routed to its pins or to the app's shards."""
     if now > request["created_at"] + request["ttl_s"] * 1000:
-        yield not_sent(request, "expired", [("", "expired", "past its TTL before it could be sent")])
+        yield from not_sent(request, "expired", [("", "expired", "past its TTL before it could be sent")])
         return
     carried = requests.without_pins(request)
     if request["target"] in ("pin", "pins"):
         for pin in request["pins"]:
-            yield f"{request['app_id']}|{pin}", "req", carried
+            yield keys.pin_key(request["app_id"], pin), "req", carried
     elif request["target"] == "tokens":
         for token in request["tokens"]:
             yield SHARD, (shards.shard_key(request["app_id"], token), "tok", {**carried, "tokens": [token]})
@@ -216,13 +224,13 @@ class PinDirectory(Directory):
             except InvalidPreference as bad:
                 yield common.dead_letter(JOB, self.settings.topics.preferences, b"", "invalid_preference", str(bad), app_id=record["app_id"])
         else:
-            yield from self.expand(record, key.split("|", 1)[1], state, ctx)
+            yield from self.expand(record, keys.pin_of(key), state, ctx)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
         due = [(msg_id, request) for msg_id, request in self.deferred.items() if request["_defer_until"] <= timestamp]
         for msg_id, request in due:
             self.deferred.remove(msg_id)
-            pin = ctx.get_current_key().split("|", 1)[1]
+            pin = keys.pin_of(ctx.get_current_key())
             yield from self.expand(request, pin, self.state.value() or new_pin_state(), ctx)
 
     def expand(self, request: dict, pin: str, state: dict, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
@@ -236,14 +244,17 @@ class PinDirectory(Directory):
 
     def emit(self, request: dict, pin: str, result: Expansion) -> Iterator[Any]:
         outcomes = result.not_sent + ([("", "suppressed", result.suppressed)] if result.suppressed else [])
-        if outcomes:
-            yield not_sent(request, f"pin:{pin}", outcomes, pin)
+        if outcomes and request["target"] == "pin":
+            yield from not_sent(request, f"pin:{pin}", outcomes, pin)
+        elif outcomes:  # a pin list's outcomes are gathered into few results, however many of its pins have none
+            gathered = [requests.Unsent(*o, pin=pin) for o in outcomes]
+            yield PARTIAL, (keys.group_key(request["app_id"], request["msg_id"], requests.NO_VENDOR, ""), requests.NO_VENDOR, request, gathered)
         for (vendor, text), (rendered_request, targets) in result.groups.items():
             if request["target"] == "pin":
-                for part in requests.chunks(targets, self.batch_size):
-                    yield lane_batch(rendered_request, vendor, part, self.batch_size)
+                for n, part in enumerate(requests.chunks(targets, self.batch_size)):
+                    yield lane_batch(rendered_request, vendor, part, self.batch_size, f"pin:{pin}:{n}")
             else:
-                yield PARTIAL, (f"{request['msg_id']}|{vendor}|{text}", vendor, rendered_request, targets)
+                yield PARTIAL, (keys.group_key(request["app_id"], request["msg_id"], vendor, text), vendor, rendered_request, targets)
 
 
 class ShardDirectory(Directory):
@@ -264,7 +275,7 @@ class ShardDirectory(Directory):
         elif kind == "tok":
             yield from self.explicit(record)
         else:
-            yield from self.everyone(record)
+            yield from self.everyone(record, key)
 
     def update(self, event: dict) -> Iterator[Any]:
         # thread mode: MapState.get answers None for a missing key, and remove of one is a no-op
@@ -296,17 +307,21 @@ class ShardDirectory(Directory):
         token = request["tokens"][0]
         device = self.devices.get(token)
         if device is None or not device["enabled"]:
-            yield not_sent(request, f"token:{token}", [(token, "suppressed", "unknown_token" if device is None else "switched_off")])
+            yield from not_sent(request, f"token:{token}", [(token, "suppressed", "unknown_token" if device is None else "switched_off")])
         elif device["environment"] != request["environment"]:
-            yield not_sent(request, f"token:{token}", [(token, "suppressed", "test_push_to_production_device")])
+            yield from not_sent(request, f"token:{token}", [(token, "suppressed", "test_push_to_production_device")])
         else:
-            yield from self.grouped(request, [(token, device)], batcher=True)
+            yield from self.grouped(request, [(token, device)], f"token:{token}", batcher=True)
 
-    def everyone(self, request: dict) -> Iterator[Any]:
-        segment = request["segment"] if request["target"] == "segment" else {}
-        chosen = [(t, d) for t, d in self.devices.items()
-                  if d["enabled"] and d["environment"] == request["environment"] and shards.matches(segment, d)]
-        yield from self.grouped(request, chosen, batcher=False)
+    def everyone(self, request: dict, shard: str) -> Iterator[Any]:
+        """A broadcast or segment in this shard: the matching devices, those skipped counted per reason (not
+        listed), and a report of how many matched, so that a message that matches nowhere says so."""
+        chosen, skipped = shards.select(self.devices.items(), request)
+        position = f"shard:{shards.shard_of(shard)}"
+        if skipped:
+            yield from not_sent(request, f"{position}:skipped", [("", "suppressed", reason, "", n) for reason, n in sorted(skipped.items())])
+        yield TALLY, (keys.message_key(request["app_id"], request["msg_id"]), request, len(chosen))
+        yield from self.grouped(request, chosen, position, batcher=False)
 
     def allowed(self, request: dict, chosen: list[tuple[str, dict]]) -> tuple[list[tuple[str, dict]], list[tuple[str, str, str]]]:
         """The devices whose user's preferences allow this message, and the others with the reason."""
@@ -323,7 +338,7 @@ class ShardDirectory(Directory):
                 allowed.append((token, device))
         return allowed, blocked
 
-    def grouped(self, request: dict, chosen: list[tuple[str, dict]], batcher: bool) -> Iterator[Any]:
+    def grouped(self, request: dict, chosen: list[tuple[str, dict]], position: str, batcher: bool) -> Iterator[Any]:
         groups: dict[tuple[str, str], tuple[dict, list[devices.Target]]] = {}
         chosen, unsent = self.allowed(request, chosen)
         placements: dict[tuple[str, str], tuple[str, str] | str] = {}  # (vendor, locale) -> group key, or why not
@@ -337,13 +352,13 @@ class ShardDirectory(Directory):
             else:
                 groups[place][1].append((token, device["pin"], device["fallback_token"] or ""))
         if unsent:
-            yield not_sent(request, f"shard:{len(unsent)}:{unsent[0][0]}", unsent)
+            yield from not_sent(request, f"{position}:unsent", unsent)
         for (vendor, text), (rendered_request, targets) in groups.items():
             if batcher:
-                yield PARTIAL, (f"{request['msg_id']}|{vendor}|{text}", vendor, rendered_request, targets)
+                yield PARTIAL, (keys.group_key(request["app_id"], request["msg_id"], vendor, text), vendor, rendered_request, targets)
             else:
-                for part in requests.chunks(targets, self.settings.batch_size):
-                    yield lane_batch(rendered_request, vendor, part, self.settings.batch_size)
+                for n, part in enumerate(requests.chunks(targets, self.settings.batch_size)):
+                    yield lane_batch(rendered_request, vendor, part, self.settings.batch_size, f"{position}:{n}")
 
     def placement(self, request: dict, groups: dict, vendor: str, locale: str) -> tuple[str, str] | str:
         """The group for devices of this vendor and locale (created if new), or the reason they are not sent."""
@@ -360,32 +375,68 @@ class ShardDirectory(Directory):
 
 
 class Batcher(KeyedProcessFunction):
-    """Gathers the tokens of one (message, vendor, text) from many pins or shards into full batches."""
+    """Gathers the tokens of one (app, message, vendor, text) from many pins or shards into full batches, and
+    the not-sent outcomes of a pin list's pins into few results (vendor NO_VENDOR).
+
+    Batches are numbered per key in state, so a replay after a restart gives each the same id again."""
 
     def __init__(self, batch_size: int) -> None:
         self.batch_size = batch_size
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.pending = runtime_context.get_state(ValueStateDescriptor("pending", PICKLED))
+        # outlives any quiet-hours deferral of a message's pins, so a late pin's batch never reuses a number
+        emitted = ValueStateDescriptor("emitted", Types.INT())
+        emitted.enable_time_to_live(StateTtlConfig.new_builder(GROUP_TTL).build())
+        self.emitted = runtime_context.get_state(emitted)
 
     def process_element(self, value: tuple, ctx: KeyedProcessFunction.Context) -> Iterator[tuple]:
-        _, vendor, request, targets = value
+        _, vendor, request, items = value
         pending = self.pending.value()
         if pending is None:
             pending = (vendor, request, [])
             ctx.timer_service().register_processing_time_timer(ctx.timer_service().current_processing_time() + LINGER_MS)
-        buffered = pending[2] + targets
-        while len(buffered) >= self.batch_size:
-            yield lane_batch(request, vendor, buffered[: self.batch_size], self.batch_size)
-            buffered = buffered[self.batch_size :]
+        buffered = pending[2] + items
+        full = requests.MAX_OUTCOMES if vendor == requests.NO_VENDOR else self.batch_size
+        while len(buffered) >= full:
+            yield from self.flush(vendor, request, buffered[:full])
+            buffered = buffered[full:]
         self.pending.update((vendor, request, buffered))
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[tuple]:
         pending = self.pending.value()
         self.pending.clear()
         if pending and pending[2]:
-            vendor, request, targets = pending
-            yield lane_batch(request, vendor, targets, self.batch_size)
+            yield from self.flush(*pending)
+
+    def flush(self, vendor: str, request: dict, items: list) -> Iterator[tuple]:
+        n = self.emitted.value() or 0
+        self.emitted.update(n + 1)
+        if vendor == requests.NO_VENDOR:
+            yield from not_sent(request, f"pins:{n}", items)
+        else:
+            yield lane_batch(request, vendor, items, self.batch_size, f"gather:{n}")
+
+
+class BroadcastTally(KeyedProcessFunction):
+    """Per (app, message) of a broadcast or segment: adds up the shards' reports of matching devices, and
+    when every shard has reported and none matched, ends the message with "no_devices_matched"."""
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        tally = ValueStateDescriptor("tally", PICKLED)  # (shards reported, devices matched)
+        tally.enable_time_to_live(StateTtlConfig.new_builder(GROUP_TTL).build())
+        self.tally = runtime_context.get_state(tally)
+
+    def process_element(self, value: tuple, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
+        _, request, matched = value
+        reported, total = self.tally.value() or (0, 0)
+        reported, total = reported + 1, total + matched
+        if reported < shards.SHARDS:
+            self.tally.update((reported, total))
+            return
+        self.tally.clear()
+        if not total:
+            yield from not_sent(request, "no_devices", [("", "suppressed", "no_devices_matched")])
 
 
 class Bundler(KeyedProcessFunction):
@@ -421,7 +472,7 @@ class Bundler(KeyedProcessFunction):
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[tuple]:
         if self.size.value():
-            yield from self.flush(ctx.get_current_key().split("|", 1)[0])  # keys start with the lane (lane_batch)
+            yield from self.flush(keys.priority_of_bundle(ctx.get_current_key()))
 
     def flush(self, priority: str) -> Iterator[tuple[OutputTag, bytes]]:
         bodies = list(self.bodies.get() or [])
@@ -435,6 +486,10 @@ def first(item: tuple) -> str:
     return item[0]
 
 
+def message_key(request: dict) -> str:
+    return keys.message_key(request["app_id"], request["msg_id"])
+
+
 def build(settings: Settings) -> Any:
     # The device directory grows with the install base: RocksDB with incremental checkpoints writes only
     # what changed, where the heap backend would copy every device on every checkpoint.
@@ -445,7 +500,7 @@ def build(settings: Settings) -> Any:
     events = (common.kafka_source(env, settings, device_topics, group)
               .process(ParseDeviceEvents(",".join(device_topics))).name("parse-device-events").uid("parse-device-events"))
     prefs = common.kafka_source(env, settings, topics.preferences, group).process(ParsePreferences(topics.preferences)).name("parse-preferences").uid("parse-preferences")
-    intake = (reqs.key_by(lambda r: r["msg_id"], key_type=Types.STRING())
+    intake = (reqs.key_by(message_key, key_type=Types.STRING())
               .process(Intake(settings.dedup_window_s)).name("intake").uid("intake"))
     pins = (intake.union(events, prefs).key_by(first, key_type=Types.STRING())
             .process(PinDirectory(settings), output_type=common.BYTES).name("pin-directory").uid("pin-directory"))
@@ -462,7 +517,9 @@ def build(settings: Settings) -> Any:
     for priority, lane in LANES.items():
         batches = pins.get_side_output(lane).union(*(s.get_side_output(lane) for s in (by_shard, batched, bundled)))
         batches.sink_to(common.kafka_sink(settings, topics.lane(priority))).name(topics.lane(priority))
-    results = intake.get_side_output(RESULTS).union(pins.get_side_output(RESULTS), by_shard.get_side_output(RESULTS))
+    tallied = (by_shard.get_side_output(TALLY).key_by(first, key_type=Types.STRING())
+               .process(BroadcastTally(), output_type=common.BYTES).name("broadcast-tally").uid("broadcast-tally"))
+    results = intake.get_side_output(RESULTS).union(*(s.get_side_output(RESULTS) for s in (pins, by_shard, batched, tallied)))
     results.sink_to(common.kafka_sink(settings, topics.results)).name("push.results")
     by_shard.get_side_output(FEEDBACK).sink_to(common.kafka_sink(settings, topics.device_feedback)).name("device.feedback")
     return env

@@ -29,36 +29,41 @@ class SendLedger:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # survives a process crash; the OS flushes
-        self._db.execute("CREATE TABLE IF NOT EXISTS sends (msg_id TEXT, token TEXT, state INTEGER, at REAL,"
-                         " PRIMARY KEY (msg_id, token)) WITHOUT ROWID")
-        self._db.execute("DELETE FROM sends WHERE at < ?", (time.time() - retention_s,))
+        # scoped by app: two apps may use the same msg id (the table before that was "sends")
+        self._db.execute("CREATE TABLE IF NOT EXISTS app_sends (app_id TEXT, msg_id TEXT, token TEXT, state INTEGER,"
+                         " at REAL, PRIMARY KEY (app_id, msg_id, token)) WITHOUT ROWID")
+        self._db.execute("DROP TABLE IF EXISTS sends")
+        self._db.execute("DELETE FROM app_sends WHERE at < ?", (time.time() - retention_s,))
 
-    def claim(self, msg_id: str, tokens: list[str]) -> Claim:
-        known = self._states(msg_id, tokens)
+    def claim(self, app_id: str, msg_id: str, tokens: list[str]) -> Claim:
+        known = self._states(app_id, msg_id, tokens)
         already = [t for t in tokens if known.get(t) == SENT]
         in_doubt = [t for t in tokens if known.get(t) == SENDING]
         send = [t for t in tokens if known.get(t) != SENT]
         now = time.time()
         with self._db:
             self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO sends VALUES (?, ?, ?, ?)", [(msg_id, t, SENDING, now) for t in send])
+            self._db.executemany("INSERT OR REPLACE INTO app_sends VALUES (?, ?, ?, ?, ?)",
+                                 [(app_id, msg_id, t, SENDING, now) for t in send])
         return Claim(send, already, in_doubt)
 
-    def settle(self, msg_id: str, accepted: list[str], not_sent: list[str]) -> None:
+    def settle(self, app_id: str, msg_id: str, accepted: list[str], not_sent: list[str]) -> None:
         """Accepted tokens become SENT; the marks of tokens the vendor did not take are removed."""
         now = time.time()
         with self._db:
             self._db.execute("BEGIN")
-            self._db.executemany("UPDATE sends SET state = ?, at = ? WHERE msg_id = ? AND token = ?",
-                                 [(SENT, now, msg_id, t) for t in accepted])
-            self._db.executemany("DELETE FROM sends WHERE msg_id = ? AND token = ?", [(msg_id, t) for t in not_sent])
+            self._db.executemany("UPDATE app_sends SET state = ?, at = ? WHERE app_id = ? AND msg_id = ? AND token = ?",
+                                 [(SENT, now, app_id, msg_id, t) for t in accepted])
+            self._db.executemany("DELETE FROM app_sends WHERE app_id = ? AND msg_id = ? AND token = ?",
+                                 [(app_id, msg_id, t) for t in not_sent])
 
-    def _states(self, msg_id: str, tokens: list[str]) -> dict[str, int]:
+    def _states(self, app_id: str, msg_id: str, tokens: list[str]) -> dict[str, int]:
         states: dict[str, int] = {}
         for start in range(0, len(tokens), 900):  # SQLite's bound-parameter limit
             part = tokens[start : start + 900]
             marks = ",".join("?" * len(part))
-            rows = self._db.execute(f"SELECT token, state FROM sends WHERE msg_id = ? AND token IN ({marks})", [msg_id, *part])
+            rows = self._db.execute(f"SELECT token, state FROM app_sends WHERE app_id = ? AND msg_id = ? AND token IN ({marks})",
+                                    [app_id, msg_id, *part])
             states.update(rows.fetchall())
         return states
 

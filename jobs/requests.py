@@ -1,10 +1,11 @@
 """Pure request handling at fan-out: validation and building DispatchBatches."""
 from __future__ import annotations
 
-import uuid
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
+from jobs import keys
 from jobs.devices import Target
+from jobs.expand import variant
 from jobs.policy.schedule import next_fire
 from schemas import codec
 
@@ -18,10 +19,10 @@ class InvalidRequest(ValueError):
 
 
 def validate(request: Record) -> None:
-    if not request["msg_id"].strip():
-        raise InvalidRequest("msg_id is empty")
-    if not request["app_id"].strip():
-        raise InvalidRequest("app_id is empty")
+    try:
+        _check_ids(request)
+    except keys.InvalidId as bad:
+        raise InvalidRequest(str(bad)) from None
     target = request["target"]
     if target in ("pin", "pins") and not request["pins"]:
         raise InvalidRequest(f"target {target!r} needs at least one pin")
@@ -36,9 +37,25 @@ def validate(request: Record) -> None:
             next_fire(request["recurrence"], request["created_at"], request["recurrence_tz"])
         except (ValueError, KeyError) as bad:
             raise InvalidRequest(f"recurrence: {bad}") from None
+    if request["deliver_at"] and request["deliver_at"] > request["created_at"] + request["ttl_s"] * 1000:
+        raise InvalidRequest(f"deliver_at is {(request['deliver_at'] - request['created_at']) // 1000} s after created_at,"
+                             f" beyond the request's TTL of {request['ttl_s']} s: it would expire before it is due")
     note = request["notification"]
     if not (note["title"] or note["body"] or note["data"] or note["template_id"]):
         raise InvalidRequest("notification has no title, body, data or template")
+
+
+def _check_ids(request: Record) -> None:
+    keys.check_app_id(request["app_id"])
+    keys.check_msg_id(request["msg_id"])
+    if len(request["pins"]) > keys.MAX_PINS:
+        raise keys.InvalidId(f"{len(request['pins'])} pins, at most {keys.MAX_PINS} are allowed in one request")
+    if len(request["tokens"]) > keys.MAX_TOKENS:
+        raise keys.InvalidId(f"{len(request['tokens'])} tokens, at most {keys.MAX_TOKENS} are allowed in one request")
+    for pin in request["pins"]:
+        keys.check_pin(pin, "a pin")
+    for token in request["tokens"]:
+        keys.check_token(token, "a token")
 
 
 def without_pins(request: Record) -> Record:
@@ -51,10 +68,12 @@ def chunks(items: list, size: int) -> Iterator[list]:
         yield items[start : start + size]
 
 
-def batch(request: Record, vendor: str, targets: list[Target], now_ms: int) -> Record:
+def batch(request: Record, vendor: str, targets: list[Target], now_ms: int, position: str) -> Record:
+    """A DispatchBatch; `position` tells it from the message's other batches of this vendor and text (see keys.batch_id)."""
+    text = variant(request["notification"])
     return codec.new_record(
         "DispatchBatch",
-        batch_id=f"{request['msg_id']}:{vendor}:{uuid.uuid4().hex[:12]}",
+        batch_id=keys.batch_id(request["app_id"], request["msg_id"], vendor, text, position),
         msg_id=request["msg_id"],
         app_id=request["app_id"],
         environment=request["environment"],
@@ -73,24 +92,40 @@ def batch(request: Record, vendor: str, targets: list[Target], now_ms: int) -> R
     )
 
 
-def unsent_result(request: Record, key: str, outcomes: list[tuple[str, str, str]], pin: str, now_ms: int) -> Record:
-    """A result for what fan-out did not send (token "" = the whole request or pin), so nothing vanishes."""
-    return codec.new_record(
-        "DispatchResult",
-        batch_id=f"{request['msg_id']}:{key}",
-        msg_id=request["msg_id"],
-        app_id=request["app_id"],
-        vendor=NO_VENDOR,
-        priority=request["priority"],
-        category=request["category"],
-        campaign=request["campaign"],
-        outcomes=[{"token": token, "outcome": outcome, "code": reason.split(":")[0], "reason": reason,
-                   "vendor_msg_id": "", "pin": pin, "exit": "fanout", "final": True}
-                  for token, outcome, reason in outcomes],
-        requested_at=request["created_at"],
-        sent_at=now_ms,
-        completed_at=now_ms,
-    )
+class Unsent(NamedTuple):
+    """One outcome of what fan-out did not send: a token's, or (token "") the pin's or the whole request's, or,
+    with `devices`, that many devices of a broadcast shard skipped for one reason."""
+    token: str
+    outcome: str
+    reason: str
+    pin: str = ""
+    devices: int = 0
+
+
+MAX_OUTCOMES = 1000  # outcomes per result: a result stays far below Kafka's record limit
+
+
+def unsent_results(request: Record, key: str, outcomes: list[tuple], pin: str, now_ms: int) -> Iterator[Record]:
+    """Results for what fan-out did not send, so nothing vanishes: MAX_OUTCOMES at most each, their batch ids
+    "<msg_id>:<key>" (then ":<n>" for the second and later ones), the same on a replay. `pin` is the pin of
+    outcomes that name none."""
+    for n, part in enumerate(chunks([Unsent(*o) for o in outcomes], MAX_OUTCOMES)):
+        yield codec.new_record(
+            "DispatchResult",
+            batch_id=f"{request['msg_id']}:{key}" + (f":{n}" if n else ""),
+            msg_id=request["msg_id"],
+            app_id=request["app_id"],
+            vendor=NO_VENDOR,
+            priority=request["priority"],
+            category=request["category"],
+            campaign=request["campaign"],
+            outcomes=[{"token": o.token, "outcome": o.outcome, "code": o.reason.split(":")[0], "reason": o.reason,
+                       "vendor_msg_id": "", "pin": o.pin or pin, "exit": "fanout", "final": True, "devices": o.devices}
+                      for o in part],
+            requested_at=request["created_at"],
+            sent_at=now_ms,
+            completed_at=now_ms,
+        )
 
 
 def occurrence(request: Record, fire_ms: int) -> Record:

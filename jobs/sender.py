@@ -133,7 +133,7 @@ class Sender:
             for t in batch["tokens"]:
                 outcomes.add(t, pins.get(t, ""), "expired", "ttl", "past its TTL before it could be sent")
             return [("result", codec.encode("DispatchResult", result_record(batch, outcomes, sent_at)))]
-        claim = self.ledger.claim(batch["msg_id"], batch["tokens"])
+        claim = self.ledger.claim(batch["app_id"], batch["msg_id"], batch["tokens"])
         metrics.LEDGER.labels("skipped").inc(len(claim.already_sent))
         metrics.LEDGER.labels("resent").inc(len(claim.in_doubt))
         for t in claim.already_sent:
@@ -141,7 +141,7 @@ class Sender:
         outputs: list[Output] = []
         if claim.send:
             sent = await self.deliver(batch, claim.send)
-            self._settle(batch["msg_id"], sent)
+            self._settle(batch, sent)
             retry = [t for t in claim.send if self.policy.retry.retries(sent[t][0].outcome, batch["attempt"])]
             self._add_outcomes(outcomes, sent, pins, claim.send, retry)
             outputs += self._feedback(batch, sent, pins)
@@ -172,10 +172,10 @@ class Sender:
                   if not exit_.startswith("fallback:")]
         return [("feedback", codec.encode("DeviceEvent", e)) for e in events if e is not None]
 
-    def _settle(self, msg_id: str, sent: Sent) -> None:
+    def _settle(self, batch: Record, sent: Sent) -> None:
         accepted = [t for t, (r, _) in sent.items() if r.outcome == "accepted"]
         not_sent = [t for t, (r, _) in sent.items() if r.outcome != "accepted"]
-        self.ledger.settle(msg_id, accepted, not_sent)
+        self.ledger.settle(batch["app_id"], batch["msg_id"], accepted, not_sent)
 
     async def deliver(self, batch: Record, tokens: list[str]) -> Sent:
         vendor = batch["vendor"]

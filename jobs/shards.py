@@ -6,9 +6,11 @@ one small record per shard, expanded in parallel, never one giant record or one 
 from __future__ import annotations
 
 import zlib
-from typing import Any
+from collections import Counter
+from typing import Any, Iterable
 
 from jobs.devices import REMOVING
+from jobs.keys import SEP
 
 Record = dict[str, Any]
 SHARDS = 32
@@ -17,11 +19,32 @@ SUMMARY_FIELDS = ("pin", "vendor", "platform", "environment", "brand", "app_vers
 
 
 def shard_key(app_id: str, token: str) -> str:
-    return f"{app_id}|{zlib.crc32(token.encode()) % SHARDS}"
+    return f"{app_id}{SEP}{zlib.crc32(token.encode()) % SHARDS}"
 
 
 def all_shard_keys(app_id: str) -> list[str]:
-    return [f"{app_id}|{n}" for n in range(SHARDS)]
+    return [f"{app_id}{SEP}{n}" for n in range(SHARDS)]
+
+
+def shard_of(key: str) -> str:
+    return key.split(SEP, 1)[1]
+
+
+def select(devices: Iterable[tuple[str, Record]], request: Record) -> tuple[list[tuple[str, Record]], Counter[str]]:
+    """The devices a broadcast or segment is sent to, and how many of the others in its segment are skipped, by reason."""
+    segment = request["segment"] if request["target"] == "segment" else {}
+    chosen: list[tuple[str, Record]] = []
+    skipped: Counter[str] = Counter()
+    for token, device in devices:
+        if not matches(segment, device):
+            continue
+        if not device["enabled"]:
+            skipped["switched_off"] += 1
+        elif device["environment"] != request["environment"]:
+            skipped[f"{device['environment']}_device"] += 1
+        else:
+            chosen.append((token, device))
+    return chosen, skipped
 
 
 def summary_after(known: Record | None, event: Record) -> Record | None:

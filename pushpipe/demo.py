@@ -108,24 +108,24 @@ def show_elasticsearch(settings: Settings, run_id: str) -> None:
     es.indices.refresh(index=settings.es_index)
     hits = es.search(index=settings.es_index, query={"term": {"campaign": f"demo-{run_id}"}}, size=1,
                      sort=[{"requested_at": "desc"}])["hits"]["hits"]
-    msg_id = hits[0]["_id"]
-    print(f"\nElasticsearch ({settings.es_index}/_doc/{msg_id}):")
+    doc_id, msg_id = hits[0]["_id"], hits[0]["_source"]["msg_id"]
+    print(f"\nElasticsearch ({settings.es_index}/_doc/{doc_id}):")
     print(json.dumps(hits[0]["_source"], indent=2))
-    delivered = elastic.deliveries(es, settings, msg_id)
+    delivered = elastic.deliveries(es, settings, DEMO_APP, msg_id)
     shown = dict(list(delivered.items())[:2])
     if len(delivered) > 2:
         shown["..."] = f"{len(delivered) - 2} more deliveries"
     print(f"\nElasticsearch ({settings.es_deliveries_index}, msg_id {msg_id}):")
     print(json.dumps(shown, indent=2))
-    print_es_queries(settings, msg_id, f"user-{run_id}-0")
+    print_es_queries(settings, doc_id, msg_id, f"user-{run_id}-0")
 
 
-def print_es_queries(settings: Settings, msg_id: str, pin: str) -> None:
+def print_es_queries(settings: Settings, doc_id: str, msg_id: str, pin: str) -> None:
     messages, deliveries = f"{settings.es_url}/{settings.es_index}", f"{settings.es_url}/{settings.es_deliveries_index}"
     print(f"""
 Elasticsearch, one message (counts, vendors), its deliveries (one per token), and a pin's story:
-  curl '{messages}/_doc/{msg_id}?pretty'
-  curl '{deliveries}/_search?q=msg_id:{msg_id}&size=20&pretty'
+  curl '{messages}/_doc/{doc_id}?pretty'
+  curl '{deliveries}/_search?q=app_id:{DEMO_APP}+AND+msg_id:{msg_id}&size=20&pretty'
   curl '{deliveries}/_search?q=app_id:{DEMO_APP}+AND+pin:{pin}&sort=completed_at:desc&size=20&pretty'""")
 
 

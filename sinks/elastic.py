@@ -1,10 +1,11 @@
 """Elasticsearch, for support staff: one document per message and one per delivery.
 
-- messages (`settings.es_index`), id = msg_id: app, category, vendors and counts per outcome. Each
+- messages (`settings.es_index`), id = "<app_id>:<msg_id>": app, category, vendors and counts per outcome. Each
   result is a partial update (no scripts: the integ-test distribution has no painless) carrying
   absolute totals kept by the analytics job in Flink state, so a replay rewrites the same values.
-- deliveries (`settings.es_deliveries_index`), id = "<msg_id>:<key>", key = the token, or the batch
-  id for an outcome with no token (a pin or the whole request): the latest outcome of that token.
+- deliveries (`settings.es_deliveries_index`), id = "<app_id>:<msg_id>|<key>" (jobs/keys.py), key = the
+  token, or "pin:<pin>" for a pin's outcome, "<batch id>:<code>" for devices skipped in a broadcast shard,
+  the batch id for the whole request: the latest outcome of that token.
   Indexed with the batch attempt as external version (`external_gte`), so a replayed older attempt
   is refused with a 409 (ignored by `write`) and never overwrites a newer outcome.
 """
@@ -16,6 +17,7 @@ import orjson
 from elasticsearch import Elasticsearch, helpers
 from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
 
+from jobs import keys
 from pushpipe.config import Settings
 from schemas import results
 
@@ -62,6 +64,7 @@ DELIVERY_MAPPING: dict[str, Any] = {
         "final": {"type": "boolean"},
         "campaign": {"type": "keyword"},
         "completed_at": {"type": "date", "format": "epoch_millis"},
+        "devices": {"type": "integer"},  # an outcome without a token that stands for this many devices
     },
 }
 
@@ -86,13 +89,19 @@ def ensure_indices(es: Elasticsearch, settings: Settings) -> None:
     for index, mapping in ((settings.es_index, MESSAGE_MAPPING), (settings.es_deliveries_index, DELIVERY_MAPPING)):
         if not es.indices.exists(index=index):  # ignore 400: created meanwhile by another writer
             es.options(ignore_status=400).indices.create(index=index, mappings=mapping, settings=INDEX_SETTINGS)
-        else:
+        else:  # fields added since the index was made (a mapping only grows)
+            es.indices.put_mapping(index=index, properties=mapping["properties"])
             es.indices.put_settings(index=index, settings={"refresh_interval": INDEX_SETTINGS["refresh_interval"]})
 
 
-def delivery_key(token: str, batch_id: str) -> str:
-    """A delivery's key within its message: the token, or the batch id for an outcome with no token."""
-    return token or batch_id
+def delivery_key(outcome: dict[str, Any], batch_id: str) -> str:
+    """A delivery's key within its message: the token, the pin, the skipped devices of one reason in one
+    broadcast shard, or the whole request (its batch id)."""
+    if outcome["token"]:
+        return outcome["token"]
+    if outcome.get("devices"):
+        return f"{batch_id}:{outcome['code']}"
+    return f"pin:{outcome['pin']}" if outcome["pin"] else batch_id
 
 
 def message_action(index: str, result: dict[str, Any], summary: dict[str, Any]) -> Action:
@@ -109,7 +118,8 @@ def message_action(index: str, result: dict[str, Any], summary: dict[str, Any]) 
         "requested_at": result["requested_at"],
         **summary,
     }
-    return {"_op_type": "update", "_index": index, "_id": result["msg_id"], "doc": doc, "doc_as_upsert": True,
+    return {"_op_type": "update", "_index": index, "_id": keys.message_doc_id(result["app_id"], result["msg_id"]),
+            "doc": doc, "doc_as_upsert": True,
             "retry_on_conflict": 5}
 
 
@@ -119,7 +129,7 @@ def delivery_actions(index: str, result: dict[str, Any]) -> list[Action]:
         {
             "_op_type": "index",
             "_index": index,
-            "_id": f"{result['msg_id']}:{delivery_key(o['token'], result['batch_id'])}",
+            "_id": keys.delivery_doc_id(result["app_id"], result["msg_id"], delivery_key(o, result["batch_id"])),
             "version": result["attempt"],
             "version_type": "external_gte",  # same attempt again: rewritten as it was; older: 409
             "_source": {
@@ -137,6 +147,7 @@ def delivery_actions(index: str, result: dict[str, Any]) -> list[Action]:
                 "final": o["final"],
                 "campaign": result["campaign"],
                 "completed_at": result["completed_at"],
+                "devices": o.get("devices", 0),
             },
         }
         for o in results.token_outcomes(result)
@@ -146,7 +157,7 @@ def delivery_actions(index: str, result: dict[str, Any]) -> list[Action]:
 def window_actions(settings: Settings, pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[Action]:
     """What a window of (DispatchResult, message totals) pairs writes: one update per message, with its
     latest totals (they are absolute, so earlier ones in the window would be overwritten), then every delivery."""
-    latest = {result["msg_id"]: (result, summary) for result, summary in pairs}
+    latest = {(result["app_id"], result["msg_id"]): (result, summary) for result, summary in pairs}
     return [*(message_action(settings.es_index, r, s) for r, s in latest.values()),
             *(action for result, _ in pairs for action in delivery_actions(settings.es_deliveries_index, result))]
 
@@ -169,10 +180,10 @@ def _is_stale_delivery(item: dict[str, Any]) -> bool:
     return op_type == "index" and info.get("status") == 409
 
 
-def deliveries(es: Elasticsearch, settings: Settings, msg_id: str, size: int = 10_000) -> dict[str, dict[str, Any]]:
-    """Key (token, or batch id) -> delivery document, for up to `size` deliveries of one message."""
-    docs = _search_deliveries(es, settings, [{"term": {"msg_id": msg_id}}], size)
-    return {delivery_key(d["token"], d["batch_id"]): d for d in docs}
+def deliveries(es: Elasticsearch, settings: Settings, app_id: str, msg_id: str, size: int = 10_000) -> dict[str, dict[str, Any]]:
+    """Key (see delivery_key) -> delivery document, for up to `size` deliveries of one message of one app."""
+    docs = _search_deliveries(es, settings, [{"term": {"app_id": app_id}}, {"term": {"msg_id": msg_id}}], size)
+    return {delivery_key(d, d["batch_id"]): d for d in docs}
 
 
 def pin_story(es: Elasticsearch, settings: Settings, app_id: str, pin: str, size: int = 100) -> list[dict[str, Any]]:

@@ -59,14 +59,14 @@ def test_suppressed_pin_counts_no_token() -> None:
 def test_message_action_is_a_partial_update_without_outcomes() -> None:
     summary = {"counts": {"accepted": 1}, "vendors": ["apns"], "last_completed_at": 5}
     action = elastic.message_action("idx", result([("t1", "accepted")]), summary)
-    assert (action["_op_type"], action["_index"], action["_id"], action["doc_as_upsert"]) == ("update", "idx", "m1", True)
+    assert (action["_op_type"], action["_index"], action["_id"], action["doc_as_upsert"]) == ("update", "idx", "a:m1", True)
     assert action["doc"]["counts"] == {"accepted": 1} and "outcomes" not in action["doc"]
 
 
 def test_delivery_actions_are_keyed_by_message_and_token_and_versioned_by_attempt() -> None:
     retried = {**result([("t1", "accepted"), ("t2", "invalid_token")]), "attempt": 2}
     actions = elastic.delivery_actions("deliveries", retried)
-    assert [a["_id"] for a in actions] == ["m1:t1", "m1:t2"]
+    assert [a["_id"] for a in actions] == ["a:m1|t1", "a:m1|t2"]
     assert {(a["_op_type"], a["_index"], a["version"], a["version_type"]) for a in actions} == {
         ("index", "deliveries", 2, "external_gte")}
     doc = actions[1]["_source"]
@@ -76,14 +76,14 @@ def test_delivery_actions_are_keyed_by_message_and_token_and_versioned_by_attemp
 
 def test_delivery_without_token_is_keyed_by_batch() -> None:
     (action,) = elastic.delivery_actions("deliveries", result([("", "suppressed")]))
-    assert action["_id"] == "m1:b1" and action["_source"]["token"] == ""
+    assert action["_id"] == "a:m1|b1" and action["_source"]["token"] == ""
 
 
 def test_result_actions_update_the_message_then_index_its_deliveries() -> None:
     settings = Settings(es_index="messages", es_deliveries_index="deliveries")
     summary = {"counts": {"accepted": 2}, "vendors": ["apns"], "last_completed_at": 5}
     actions = elastic.window_actions(settings, [(result([("t1", "accepted"), ("t2", "accepted")]), summary)])
-    assert [(a["_index"], a["_id"]) for a in actions] == [("messages", "m1"), ("deliveries", "m1:t1"), ("deliveries", "m1:t2")]
+    assert [(a["_index"], a["_id"]) for a in actions] == [("messages", "a:m1"), ("deliveries", "a:m1|t1"), ("deliveries", "a:m1|t2")]
 
 
 def test_a_window_updates_each_message_once_with_its_latest_totals() -> None:
@@ -92,7 +92,7 @@ def test_a_window_updates_each_message_once_with_its_latest_totals() -> None:
     actions = elastic.window_actions(settings, [(first, {"counts": {"accepted": 1}}), (second, {"counts": {"accepted": 2}})])
     updates = [a for a in actions if a["_index"] == "messages"]
     assert len(updates) == 1 and updates[0]["doc"]["counts"] == {"accepted": 2}
-    assert [a["_id"] for a in actions if a["_index"] == "deliveries"] == ["m1:t1", "m1:t2"]
+    assert [a["_id"] for a in actions if a["_index"] == "deliveries"] == ["a:m1|t1", "a:m1|t2"]
 
 
 def bulk_returning(failures: list[dict], calls: list[dict]):
@@ -105,16 +105,16 @@ def bulk_returning(failures: list[dict], calls: list[dict]):
 
 def test_write_ignores_a_replayed_older_delivery(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[dict] = []
-    conflict = {"index": {"_id": "m1:t1", "status": 409, "error": {"type": "version_conflict_engine_exception"}}}
+    conflict = {"index": {"_id": "a:m1|t1", "status": 409, "error": {"type": "version_conflict_engine_exception"}}}
     monkeypatch.setattr(elastic.helpers, "streaming_bulk", bulk_returning([conflict], calls))
     elastic.write(None, iter(elastic.delivery_actions("deliveries", result([("t1", "accepted")]))))
     assert calls[0]["chunk_size"] == elastic.CHUNK_SIZE and not calls[0]["raise_on_error"]
-    assert [a["_id"] for a in calls[0]["actions"]] == ["m1:t1"]
+    assert [a["_id"] for a in calls[0]["actions"]] == ["a:m1|t1"]
 
 
 @pytest.mark.parametrize("failure", [
-    {"index": {"_id": "m1:t1", "status": 400, "error": {"type": "mapper_parsing_exception"}}},
-    {"index": {"_id": "m1:t1", "status": 429, "error": {"type": "es_rejected_execution_exception"}}},
+    {"index": {"_id": "a:m1|t1", "status": 400, "error": {"type": "mapper_parsing_exception"}}},
+    {"index": {"_id": "a:m1|t1", "status": 429, "error": {"type": "es_rejected_execution_exception"}}},
     {"update": {"_id": "m1", "status": 409, "error": {"type": "version_conflict_engine_exception"}}},
 ])
 def test_write_raises_on_any_other_failure(monkeypatch: pytest.MonkeyPatch, failure: dict) -> None:
@@ -124,10 +124,19 @@ def test_write_raises_on_any_other_failure(monkeypatch: pytest.MonkeyPatch, fail
     assert raised.value.errors == [failure]
 
 
-def test_message_totals_count_each_batch_attempt_once() -> None:
+def test_message_totals_add_each_result() -> None:
     first = analytics.add_result(analytics.empty_summary(), result([("t1", "accepted"), ("t2", "invalid_token")]))
     assert first["counts"] == {"accepted": 1, "invalid_token": 1} and first["vendors"] == ["apns"]
-    assert analytics.add_result(first, result([("t1", "accepted")])) is None  # same batch again
+    assert analytics.counted_key(result([("t1", "accepted")])) == analytics.counted_key({**result([]), "attempt": 0})
+
+
+def test_skipped_devices_of_a_broadcast_shard_count_as_many_as_they_stand_for() -> None:
+    r = result([("", "suppressed"), ("", "suppressed")])
+    r["outcomes"][0].update(devices=40, exit="fanout")
+    r["outcomes"][1].update(devices=2, exit="fanout")
+    row = clickhouse.result_row(r)
+    assert (row["requested"], row["sent"], row["suppressed"]) == (42, 0, 42)
+    assert analytics.add_result(analytics.empty_summary(), r)["counts"] == {"suppressed": 42}
 
 
 def test_tokens_to_be_retried_are_not_counted_as_failed() -> None:

@@ -20,7 +20,7 @@ def request(priority: str = "normal") -> dict:
 
 
 def batch(tokens: int = 1, priority: str = "normal") -> dict:
-    return requests.batch(request(priority), "apns", [(f"t{i}", "u", "") for i in range(tokens)], 2_000)
+    return requests.batch(request(priority), "apns", [(f"t{i}", "u", "") for i in range(tokens)], 2_000, f"test:{tokens}")
 
 
 class Value:
@@ -93,14 +93,14 @@ def bundled(output: tuple) -> list[dict]:
 
 
 def test_a_small_batch_goes_to_the_bundler_keyed_by_lane_app_and_vendor() -> None:
-    tag, (key, priority, tokens, body) = lane_batch(request("high"), "apns", [("t", "u", "")], 1000)
+    tag, (key, priority, tokens, body) = lane_batch(request("high"), "apns", [("t", "u", "")], 1000, "pin:u:0")
     assert tag is BUNDLE and key == "high|app|apns" and (priority, tokens) == ("high", 1)
     [small] = codec.decode("DispatchBundle", codec.encode_array("DispatchBundle", [body]))["batches"]
     assert small["tokens"] == ["t"] and small["priority"] == "high"
 
 
 def test_a_batch_of_half_a_batch_or_more_goes_alone() -> None:
-    tag, payload = lane_batch(request(), "apns", [(f"t{i}", "u", "") for i in range(500)], 1000)
+    tag, payload = lane_batch(request(), "apns", [(f"t{i}", "u", "") for i in range(500)], 1000, "shard:0:0")
     assert tag is LANES["normal"]
     [alone] = codec.decode("DispatchBundle", payload)["batches"]
     assert len(alone["tokens"]) == 500

@@ -78,12 +78,20 @@ def test_rate_limiter_paces_and_serves_high_priority_first() -> None:
 
 def test_ledger_skips_sent_tokens_and_resends_in_doubt_ones(tmp_path: Path) -> None:
     ledger = SendLedger(tmp_path / "ledger.db")
-    first = ledger.claim("m1", ["a", "b", "c"])
+    first = ledger.claim("app", "m1", ["a", "b", "c"])
     assert first.send == ["a", "b", "c"] and not first.already_sent
-    ledger.settle("m1", accepted=["a"], not_sent=["b"])  # c stays in flight: then the process dies
+    ledger.settle("app", "m1", accepted=["a"], not_sent=["b"])  # c stays in flight: then the process dies
     ledger.close()
-    replay = SendLedger(tmp_path / "ledger.db").claim("m1", ["a", "b", "c"])
+    replay = SendLedger(tmp_path / "ledger.db").claim("app", "m1", ["a", "b", "c"])
     assert replay.already_sent == ["a"] and replay.in_doubt == ["c"] and replay.send == ["b", "c"]
+
+
+def test_ledger_keeps_apps_apart(tmp_path: Path) -> None:
+    ledger = SendLedger(tmp_path / "ledger.db")
+    ledger.claim("app-a", "m1", ["t"])
+    ledger.settle("app-a", "m1", accepted=["t"], not_sent=[])
+    other = ledger.claim("app-b", "m1", ["t"])
+    assert other.send == ["t"] and not other.already_sent and not other.in_doubt
 
 
 def test_policy_file_with_an_unknown_key_is_refused_with_its_name() -> None:

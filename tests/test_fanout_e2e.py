@@ -54,12 +54,13 @@ def send(producer: PushProducer, *requests: dict) -> None:
     producer.flush()
 
 
-def outcomes(settings: Settings, msg_id: str, count: int) -> dict:
-    """The message's outcomes (token, or batch id when there is none -> delivery) once `count` of them are there."""
+def outcomes(settings: Settings, request: dict, count: int) -> dict:
+    """The request's outcomes (key, see elastic.delivery_key -> delivery) once `count` of them are there."""
     es = elastic.connect(settings)
+    msg_id = request["msg_id"]
 
     def delivered() -> dict | None:
-        found = elastic.deliveries(es, settings, msg_id)
+        found = elastic.deliveries(es, settings, request["app_id"], msg_id)
         return found if len(found) >= count else None
 
     return observe.wait_for(delivered, 60, f"{count} outcomes of {msg_id}")
@@ -74,10 +75,10 @@ def test_duplicate_msg_id_is_sent_once(pipeline: Settings, producer: PushProduce
     loaded(producer, pipeline, device_event(app, "u", tok(run_id, 0)))
     request = push_request(app, ["u"], "t", "b")
     send(producer, request, request)
-    observe.wait_for(lambda: outcomes(pipeline, request["msg_id"], 2), 60, "both outcomes")
+    observe.wait_for(lambda: outcomes(pipeline, request, 2), 60, "both outcomes")
     time.sleep(2)
     assert accepted(admin, run_id) == Counter({tok(run_id, 0): 1})
-    reasons = {o["reason"] for o in outcomes(pipeline, request["msg_id"], 2).values()}
+    reasons = {o["reason"] for o in outcomes(pipeline, request, 2).values()}
     assert "duplicate" in reasons
 
 
@@ -92,7 +93,7 @@ def test_deliver_at_holds_and_ttl_expires(pipeline: Settings, producer: PushProd
     assert not accepted(admin, run_id), "held until deliver_at"
     observe.wait_for(lambda: accepted(admin, run_id) == Counter({tok(run_id, 0): 1}), 60, "the scheduled push")
     assert time.time() * 1000 >= later["deliver_at"]
-    expired = outcomes(pipeline, stale["msg_id"], 1)
+    expired = outcomes(pipeline, stale, 1)
     assert [o["outcome"] for o in expired.values()] == ["expired"]
 
 
@@ -136,8 +137,8 @@ def test_preferences_quiet_hours_and_caps(pipeline: Settings, producer: PushProd
     time.sleep(2)
     assert accepted(admin, tok(run_id, 1)) == Counter({tok(run_id, 1): 1}), "only the urgent push in quiet hours"
     assert not accepted(admin, tok(run_id, 0)), "opted out of marketing"
-    assert [o["reason"] for o in outcomes(pipeline, sale["msg_id"], 1).values()] == ["opted_out:category:marketing"]
-    reasons = [o["reason"] for r in capped for o in outcomes(pipeline, r["msg_id"], 1).values()]
+    assert [o["reason"] for o in outcomes(pipeline, sale, 1).values()] == ["opted_out:category:marketing"]
+    reasons = [o["reason"] for r in capped for o in outcomes(pipeline, r, 1).values()]
     assert reasons.count("frequency_cap:marketing") == 1
 
 
@@ -152,7 +153,7 @@ def test_broadcasts_honour_opt_outs_and_unsubscribe(pipeline: Settings, producer
     send(producer, sale, notice)
     want = Counter({tok(run_id, 0): 2, tok(run_id, 1): 1, tok(run_id, 3): 1})  # service messages pass opt-outs of marketing
     observe.wait_for(lambda: accepted(admin, run_id) == want, 90, "the allowed broadcast pushes")
-    reasons = {t: o["reason"] for t, o in outcomes(pipeline, sale["msg_id"], 4).items() if o["outcome"] == "suppressed"}
+    reasons = {t: o["reason"] for t, o in outcomes(pipeline, sale, 4).items() if o["outcome"] == "suppressed"}
     assert reasons == {tok(run_id, 1): "opted_out:category:marketing", tok(run_id, 2): "opted_out:channel:apns",
                        tok(run_id, 3): "unsubscribed"}
     assert accepted(admin, tok(run_id, 2)) == Counter(), "a channel opt-out blocks service messages too"
@@ -169,9 +170,9 @@ def test_environment_isolation_validation_and_templates(pipeline: Settings, prod
     send(producer, test_push, oversize, templated)
     observe.wait_for(lambda: len(accepted(admin, run_id)) == 2, 60, "the test device and the templated push")
     assert set(accepted(admin, run_id)) == {tok(run_id, 1), tok(run_id, 2)}
-    refused = outcomes(pipeline, test_push["msg_id"], 2)
+    refused = outcomes(pipeline, test_push, 2)
     assert refused[tok(run_id, 0)]["reason"] == "test_push_to_production_device"
-    assert outcomes(pipeline, oversize["msg_id"], 1)[tok(run_id, 2)]["outcome"] == "rejected"
+    assert outcomes(pipeline, oversize, 1)[tok(run_id, 2)]["outcome"] == "rejected"
     record = admin.accepted(tok(run_id, 2), payloads=True)["records"][0]
     assert record["payload"]["aps"]["alert"]["title"] == "Bestellung 42 versandt"
 
@@ -185,7 +186,7 @@ def test_token_moving_to_another_pin(pipeline: Settings, producer: PushProducer,
     new = push_request(app, ["new"], "to new", "b")
     send(producer, old, new)
     observe.wait_for(lambda: accepted(admin, run_id)[tok(run_id, 0)] == 1, 60, "the new pin's push")
-    assert [o["reason"] for o in outcomes(pipeline, old["msg_id"], 1).values()] == ["no_devices"]
+    assert [o["reason"] for o in outcomes(pipeline, old, 1).values()] == ["no_devices"]
 
 
 def lane_records(settings: Settings, since_ms: int, app: str) -> list[list[dict]]:

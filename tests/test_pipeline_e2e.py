@@ -10,6 +10,7 @@ import httpx
 import pytest
 from confluent_kafka import Consumer
 
+from jobs import keys
 from pushpipe import observe
 from pushpipe.config import Settings
 from pushpipe.producer import PushProducer, device_event, push_request
@@ -94,12 +95,12 @@ def test_pushes_flow_end_to_end(pipeline: Settings, producer: PushProducer, dlq_
     assert int(per_minute[0]["accepted"]) == want["accepted"]
 
     es = elastic.connect(pipeline)
-    doc, delivered = observe.wait_for(lambda: _doc_with(es, pipeline, group["msg_id"], USERS * DEVICES_PER_USER + 3), 60,
+    doc, delivered = observe.wait_for(lambda: _doc_with(es, pipeline, group, USERS * DEVICES_PER_USER + 3), 60,
                                       "the group message and its deliveries")
     assert doc["counts"] == {"accepted": USERS * DEVICES_PER_USER, "invalid_token": 1, "suppressed": 2}
     assert {t for t, d in delivered.items() if d["outcome"] == "invalid_token"} == {dead}
     assert doc["vendors"] == ["apns"] and doc["category"] == "marketing"
-    _, nobody_delivered = observe.wait_for(lambda: _doc_with(es, pipeline, nobody["msg_id"], 1), 60, "the no-device message")
+    _, nobody_delivered = observe.wait_for(lambda: _doc_with(es, pipeline, nobody, 1), 60, "the no-device message")
     assert nobody_delivered[f"{nobody['msg_id']}:pin:{run_id}-nobody"]["code"] == "no_devices"
     story = observe.wait_for(lambda: _at_least(elastic.pin_story(es, pipeline, app, f"{run_id}-u0"), 2 * DEVICES_PER_USER), 60,
                              "the story of one pin")
@@ -120,13 +121,13 @@ def _at_least(found: list, count: int) -> list | None:
     return found if len(found) >= count else None
 
 
-def _doc_with(es, settings: Settings, msg_id: str, deliveries: int) -> tuple[dict, dict[str, dict]] | None:
+def _doc_with(es, settings: Settings, request: dict, deliveries: int) -> tuple[dict, dict[str, dict]] | None:
     """The message document and its deliveries, once it has exactly `deliveries` of them.
 
     Deliveries first: each result updates its message before its deliveries are written, and a get is realtime.
     """
-    delivered = elastic.deliveries(es, settings, msg_id)
+    delivered = elastic.deliveries(es, settings, request["app_id"], request["msg_id"])
     if len(delivered) != deliveries:
         return None
-    found = es.options(ignore_status=404).get(index=settings.es_index, id=msg_id)
+    found = es.options(ignore_status=404).get(index=settings.es_index, id=keys.message_doc_id(request["app_id"], request["msg_id"]))
     return (found["_source"], delivered) if found.get("found") else None

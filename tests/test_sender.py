@@ -71,7 +71,7 @@ def sender(tmp_path: Path, policy: DispatchPolicy | None = None) -> Sender:
 
 def batch(tokens: list[str], fallback: dict[str, str] | None = None, attempt: int = 0) -> dict:
     request = push_request("app", ["u1"], "t", "b")
-    record = requests.batch(request, "apns", [(t, "u1", (fallback or {}).get(t, "")) for t in tokens], now_ms=1)
+    record = requests.batch(request, "apns", [(t, "u1", (fallback or {}).get(t, "")) for t in tokens], now_ms=1, position="pin:u1:0")
     return {**record, "attempt": attempt}
 
 

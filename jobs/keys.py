@@ -1,0 +1,114 @@
+"""Ids that travel through the pipeline, the rules they follow, and every key built from them.
+
+Every key of Flink state and of the sinks starts with the app id, and an app id can hold neither SEP
+("|") nor ":", so "app|rest" and "app:rest" split back into (app, rest) however rest is spelled: one
+app's keys can never equal another's. Message ids hold no SEP either, so "app|msg|vendor|text" is
+unambiguous too. Pins and tokens are the last part of any key they are in, so they may hold anything
+printable. Records whose ids break these rules are refused at the edge (fan-out's parsers) with the
+reason, before any key is built.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+
+SEP = "|"
+APP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+MAX_MSG_ID_BYTES = 128
+MAX_PIN_BYTES = 128
+MAX_TOKEN_BYTES = 256  # the longest vendor token today is FCM's, ~163 characters
+MAX_PINS = 100_000  # pins of one request (target "pins")
+MAX_TOKENS = 10_000  # tokens of one request (target "tokens")
+ES_ID_BYTES = 512  # Elasticsearch's limit on a document id
+
+
+class InvalidId(ValueError):
+    """An id that breaks the rules; the message names the field and what is wrong."""
+
+
+def check_app_id(app_id: str) -> None:
+    if not APP_ID.match(app_id):
+        raise InvalidId(f"app_id {_shown(app_id)} must be 1-64 of A-Z a-z 0-9 . _ - and start with a letter or digit")
+
+
+def check_msg_id(msg_id: str) -> None:
+    _check_text("msg_id", msg_id, MAX_MSG_ID_BYTES)
+    if SEP in msg_id:
+        raise InvalidId(f"msg_id {_shown(msg_id)} must not contain {SEP!r}")
+
+
+def check_pin(pin: str, field: str = "pin") -> None:
+    _check_text(field, pin, MAX_PIN_BYTES)
+
+
+def check_token(token: str, field: str = "token") -> None:
+    _check_text(field, token, MAX_TOKEN_BYTES)
+    if any(c.isspace() for c in token):
+        raise InvalidId(f"{field} {_shown(token)} must not contain whitespace")
+
+
+def _check_text(field: str, value: str, max_bytes: int) -> None:
+    if not value.strip():
+        raise InvalidId(f"{field} is empty")
+    size = len(value.encode())
+    if size > max_bytes:
+        raise InvalidId(f"{field} is {size} bytes, at most {max_bytes} are allowed")
+    bad = next((c for c in value if unicodedata.category(c)[0] == "C"), None)
+    if bad is not None:
+        raise InvalidId(f"{field} {_shown(value)} contains the control or format character U+{ord(bad):04X}")
+
+
+def _shown(value: str) -> str:
+    """A value as it may appear in a reason: escaped, and cut short."""
+    return repr(value[:40] + ("..." if len(value) > 40 else ""))
+
+
+# Flink keys: the app first, then what is unique within the app.
+
+def pin_key(app_id: str, pin: str) -> str:
+    return f"{app_id}{SEP}{pin}"
+
+
+def pin_of(key: str) -> str:
+    return key.split(SEP, 1)[1]
+
+
+def message_key(app_id: str, msg_id: str) -> str:
+    return f"{app_id}{SEP}{msg_id}"
+
+
+def group_key(app_id: str, msg_id: str, vendor: str, text: str) -> str:
+    """The tokens of one message for one vendor and one rendered text (the Batcher's key)."""
+    return SEP.join((app_id, msg_id, vendor, text))
+
+
+def bundle_key(priority: str, app_id: str, vendor: str) -> str:
+    """The small batches of one (lane, app, vendor) that may share a lane record (the Bundler's key)."""
+    return SEP.join((priority, app_id, vendor))
+
+
+def priority_of_bundle(key: str) -> str:
+    return key.split(SEP, 1)[0]
+
+
+# Sink ids: readable where they fit, a digest where they would not.
+
+def message_doc_id(app_id: str, msg_id: str) -> str:
+    """The Elasticsearch id of a message: "app:msg" (at most 64 + 1 + 128 bytes)."""
+    return f"{app_id}:{msg_id}"
+
+
+def delivery_doc_id(app_id: str, msg_id: str, key: str) -> str:
+    """The Elasticsearch id of one delivery: "app:msg|key", its key replaced by a digest if it would not fit."""
+    doc_id = f"{message_doc_id(app_id, msg_id)}{SEP}{key}"
+    if len(doc_id.encode()) <= ES_ID_BYTES:
+        return doc_id
+    return f"{message_doc_id(app_id, msg_id)}{SEP}sha256:{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+def batch_id(app_id: str, msg_id: str, vendor: str, text: str, position: str) -> str:
+    """A batch's id, the same every time the same tokens of a message are batched again (after a replay):
+    derived from the app, message, vendor, text variant and the batch's position among the message's batches."""
+    digest = hashlib.sha256(SEP.join((app_id, msg_id, vendor, text, position)).encode()).hexdigest()[:16]
+    return f"{msg_id}:{vendor}:{digest}"
