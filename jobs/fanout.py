@@ -44,7 +44,11 @@ RESULTS = OutputTag("results", common.BYTES)
 FEEDBACK = OutputTag("feedback", common.BYTES)
 LANES = {priority: OutputTag(f"lane-{priority}", common.BYTES) for priority in PRIORITIES}
 LINGER_MS = 100
+PIN_SLICE = 100  # pins of one request routed at a time (Intake): another request waits for one slice at most
 GROUP_TTL = Time.days(2)  # per-message state of the Batcher and the tally
+# A bundle is full at this many bytes: with one more small batch (< half a batch of the longest ids) it
+# stays below Kafka's 1 MiB record limit.
+LANE_RECORD_BYTES = 512 * 1024
 BUNDLE_LINGER_MS = 20  # the longest a small batch waits for others to share its lane record
 STATE_BACKEND = {"state.backend.type": "rocksdb", "execution.checkpointing.incremental": "true",
                  "taskmanager.memory.managed.size": "1g",  # RocksDB block cache and write buffers
@@ -133,8 +137,11 @@ class ParsePreferences(ProcessFunction):
 
 
 class Intake(KeyedProcessFunction):
-    """Per msg_id: drops duplicates within the window, holds deliver_at and cron schedules in timers,
-    expires requests past their TTL, and routes the rest to pins or shards."""
+    """Per (app, msg_id): drops duplicates within the window, holds deliver_at and cron schedules in timers,
+    expires requests past their TTL, and routes the rest to pins or shards.
+
+    A long pin list goes out PIN_SLICE pins at a time, a slice per timer: between slices the operator takes
+    other requests, so one request to 100,000 pins does not hold every other app's pushes behind it."""
 
     def __init__(self, dedup_window_s: int) -> None:
         self.dedup_window_s = dedup_window_s
@@ -144,6 +151,12 @@ class Intake(KeyedProcessFunction):
         seen.enable_time_to_live(StateTtlConfig.new_builder(Time.seconds(self.dedup_window_s)).build())
         self.seen = runtime_context.get_state(seen)
         self.scheduled = runtime_context.get_state(ValueStateDescriptor("scheduled", PICKLED))
+        self.due = runtime_context.get_state(ValueStateDescriptor("due", Types.LONG()))  # of the scheduled request
+        # slices still to go out, each (request, pins) under its number, stored once and read once: a list
+        # of the pins left, written back after each slice, made a 100,000-pin request quadratic
+        self.slices = runtime_context.get_map_state(MapStateDescriptor("slices", Types.INT(), PICKLED))
+        self.slicing = runtime_context.get_state(ValueStateDescriptor("slicing", PICKLED))  # (next slice, end)
+        self.slice_at = runtime_context.get_state(ValueStateDescriptor("slice_at", Types.LONG()))
 
     def process_element(self, request: dict, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         now = common.now_ms()
@@ -154,42 +167,84 @@ class Intake(KeyedProcessFunction):
         due = request["deliver_at"] or (next_fire(request["recurrence"], now, request["recurrence_tz"]) if request["recurrence"] else now)
         if due > now:
             self.scheduled.update(request)
+            self.due.update(due)
             ctx.timer_service().register_processing_time_timer(due)
             return
-        yield from release(request, now)
+        yield from self.release(request, now, ctx)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
-        request = self.scheduled.value()
-        if request is None:
+        # Flink keeps one timer per key and time: a slice and a schedule due at the same ms share it
+        if self.slice_at.value() == timestamp:
+            yield from self.next_slice(ctx)
+        request, due = self.scheduled.value(), self.due.value()
+        if request is None or (due is not None and due > timestamp):
             return
         now = common.now_ms()
         if not request["recurrence"]:
             self.scheduled.clear()
-            yield from release(request, now)
+            self.due.clear()
+            yield from self.release(request, now, ctx)
             return
-        yield from release(requests.occurrence(request, timestamp), now)
+        yield from self.release(requests.occurrence(request, timestamp), now, ctx)
         following = next_fire(request["recurrence"], timestamp, request["recurrence_tz"])
         if request["recurrence_until"] and following > request["recurrence_until"]:
             self.scheduled.clear()
+            self.due.clear()
         else:
+            self.due.update(following)
             ctx.timer_service().register_processing_time_timer(following)
 
+    def release(self, request: dict, now: int, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
+        """A due request: expired, or routed to its pins (a long list, a slice at a time) or to the app's shards."""
+        if now > request["created_at"] + request["ttl_s"] * 1000:
+            yield from not_sent(request, "expired", [("", "expired", "past its TTL before it could be sent")])
+            return
+        pins = request["pins"]
+        carried = requests.without_pins(request)
+        if request["target"] in ("pin", "pins"):
+            yield from pin_routes(carried, pins[:PIN_SLICE])
+            if len(pins) > PIN_SLICE:
+                self.keep_slices(carried, pins[PIN_SLICE:], ctx)
+        elif request["target"] == "tokens":
+            for token in request["tokens"]:
+                yield SHARD, (shards.shard_key(request["app_id"], token), "tok", {**carried, "tokens": [token]})
+        else:  # broadcast, segment
+            for key in shards.all_shard_keys(request["app_id"]):
+                yield SHARD, (key, "all", carried)
 
-def release(request: dict, now: int) -> Iterator[Any]:
-    """A due request: expired, or routed to its pins or to the app's shards."""
-    if now > request["created_at"] + request["ttl_s"] * 1000:
-        yield from not_sent(request, "expired", [("", "expired", "past its TTL before it could be sent")])
-        return
-    carried = requests.without_pins(request)
-    if request["target"] in ("pin", "pins"):
-        for pin in request["pins"]:
-            yield keys.pin_key(request["app_id"], pin), "req", carried
-    elif request["target"] == "tokens":
-        for token in request["tokens"]:
-            yield SHARD, (shards.shard_key(request["app_id"], token), "tok", {**carried, "tokens": [token]})
-    else:  # broadcast, segment
-        for key in shards.all_shard_keys(request["app_id"]):
-            yield SHARD, (key, "all", carried)
+    def keep_slices(self, carried: dict, pins: list[str], ctx: KeyedProcessFunction.Context) -> None:
+        """Store the pins to route later, a slice each, after any slices still waiting (of an earlier occurrence)."""
+        first, end = self.slicing.value() or (0, 0)
+        if first >= end:  # none waiting: start the timers
+            self.next_slice_soon(ctx)
+        for n, part in enumerate(requests.chunks(pins, PIN_SLICE), start=end):
+            self.slices.put(n, (carried, part))
+            end = n + 1
+        self.slicing.update((first, end))
+
+    def next_slice(self, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
+        first, end = self.slicing.value() or (0, 0)
+        if first >= end:
+            return
+        carried, pins = self.slices.get(first)
+        self.slices.remove(first)
+        yield from pin_routes(carried, pins)
+        if first + 1 < end:
+            self.slicing.update((first + 1, end))
+            self.next_slice_soon(ctx)
+        else:
+            self.slicing.clear()
+            self.slice_at.clear()
+
+    def next_slice_soon(self, ctx: KeyedProcessFunction.Context) -> None:
+        at = ctx.timer_service().current_processing_time() + 1
+        self.slice_at.update(at)
+        ctx.timer_service().register_processing_time_timer(at)
+
+
+def pin_routes(carried: dict, pins: list[str]) -> Iterator[tuple[str, str, dict]]:
+    for pin in pins:
+        yield keys.pin_key(carried["app_id"], pin), "req", carried
 
 
 class Directory(KeyedProcessFunction):
@@ -378,13 +433,16 @@ class Batcher(KeyedProcessFunction):
     """Gathers the tokens of one (app, message, vendor, text) from many pins or shards into full batches, and
     the not-sent outcomes of a pin list's pins into few results (vendor NO_VENDOR).
 
-    Batches are numbered per key in state, so a replay after a restart gives each the same id again."""
+    What waits is appended to a list state, a pin's part at a time, and read once when it goes out: kept as
+    one value, it was read and written whole for every pin (quadratic in a batch's size). Batches are
+    numbered per key in state, so a replay after a restart gives each the same id again."""
 
     def __init__(self, batch_size: int) -> None:
         self.batch_size = batch_size
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self.pending = runtime_context.get_state(ValueStateDescriptor("pending", PICKLED))
+        self.parts = runtime_context.get_list_state(ListStateDescriptor("parts", PICKLED))  # lists of items
+        self.head = runtime_context.get_state(ValueStateDescriptor("head", PICKLED))  # (vendor, request, items waiting)
         # outlives any quiet-hours deferral of a message's pins, so a late pin's batch never reuses a number
         emitted = ValueStateDescriptor("emitted", Types.INT())
         emitted.enable_time_to_live(StateTtlConfig.new_builder(GROUP_TTL).build())
@@ -392,28 +450,38 @@ class Batcher(KeyedProcessFunction):
 
     def process_element(self, value: tuple, ctx: KeyedProcessFunction.Context) -> Iterator[tuple]:
         _, vendor, request, items = value
-        pending = self.pending.value()
-        if pending is None:
-            pending = (vendor, request, [])
+        head = self.head.value()
+        if head is None:
+            head = (vendor, request, 0)
             ctx.timer_service().register_processing_time_timer(ctx.timer_service().current_processing_time() + LINGER_MS)
-        buffered = pending[2] + items
+        self.parts.add(items)
+        waiting = head[2] + len(items)
         full = requests.MAX_OUTCOMES if vendor == requests.NO_VENDOR else self.batch_size
+        if waiting < full:
+            self.head.update((head[0], head[1], waiting))
+            return
+        buffered = [item for part in self.parts.get() for item in part]
+        self.parts.clear()
         while len(buffered) >= full:
             yield from self.flush(vendor, request, buffered[:full])
             buffered = buffered[full:]
-        self.pending.update((vendor, request, buffered))
+        if buffered:
+            self.parts.add(buffered)
+        self.head.update((head[0], head[1], len(buffered)))
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[tuple]:
-        pending = self.pending.value()
-        self.pending.clear()
-        if pending and pending[2]:
-            yield from self.flush(*pending)
+        head = self.head.value()
+        buffered = [item for part in (self.parts.get() or []) for item in part]
+        self.head.clear()
+        self.parts.clear()
+        if head and buffered:
+            yield from self.flush(head[0], head[1], buffered)
 
     def flush(self, vendor: str, request: dict, items: list) -> Iterator[tuple]:
         n = self.emitted.value() or 0
         self.emitted.update(n + 1)
         if vendor == requests.NO_VENDOR:
-            yield from not_sent(request, f"pins:{n}", items)
+            yield from not_sent(request, f"pins:{n}", requests.without_unknown_pins(items))
         else:
             yield lane_batch(request, vendor, items, self.batch_size, f"gather:{n}")
 
@@ -454,21 +522,22 @@ class Bundler(KeyedProcessFunction):
     def open(self, runtime_context: RuntimeContext) -> None:
         # PICKLED: in thread mode a list state of byte arrays fails to add bytes (Object[] is not byte[])
         self.bodies = runtime_context.get_list_state(ListStateDescriptor("bodies", PICKLED))
-        self.size = runtime_context.get_state(ValueStateDescriptor("size", PICKLED))  # (batches, tokens, timer)
+        self.size = runtime_context.get_state(ValueStateDescriptor("size", PICKLED))  # (batches, tokens, timer, bytes)
 
     def process_element(self, value: tuple, ctx: KeyedProcessFunction.Context) -> Iterator[tuple]:
         _, priority, batch_tokens, body = value
-        count, tokens, timer = self.size.value() or (0, 0, 0)
+        # a size checkpointed before bytes were counted has three fields
+        count, tokens, timer, size = (*(self.size.value() or (0, 0, 0)), 0)[:4]
         if not count:
             timer = ctx.timer_service().current_processing_time() + BUNDLE_LINGER_MS
             ctx.timer_service().register_processing_time_timer(timer)
         self.bodies.add(body)
-        count, tokens = count + 1, tokens + batch_tokens
-        if count >= common.LANE_RECORD_BATCHES or tokens >= self.batch_size:
+        count, tokens, size = count + 1, tokens + batch_tokens, size + len(body)
+        if count >= common.LANE_RECORD_BATCHES or tokens >= self.batch_size or size >= LANE_RECORD_BYTES:
             ctx.timer_service().delete_processing_time_timer(timer)
             yield from self.flush(priority)
         else:
-            self.size.update((count, tokens, timer))
+            self.size.update((count, tokens, timer, size))
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[tuple]:
         if self.size.value():

@@ -12,6 +12,7 @@ from schemas import codec
 Record = dict[str, Any]
 SEGMENT_KEYS = ("platform", "brand", "vendor", "app_version", "tag")
 NO_VENDOR = "none"  # vendor of a result for a pin with nothing to send to
+NO_DEVICES = "no_devices"  # the reason of a pin without any device
 
 
 class InvalidRequest(ValueError):
@@ -94,12 +95,20 @@ def batch(request: Record, vendor: str, targets: list[Target], now_ms: int, posi
 
 class Unsent(NamedTuple):
     """One outcome of what fan-out did not send: a token's, or (token "") the pin's or the whole request's, or,
-    with `devices`, that many devices of a broadcast shard skipped for one reason."""
+    with `count`, that many pins or devices with the same outcome and reason (see TokenOutcome.count)."""
     token: str
     outcome: str
     reason: str
     pin: str = ""
-    devices: int = 0
+    count: int = 0
+
+
+def without_unknown_pins(outcomes: list[Unsent]) -> list[Unsent]:
+    """A pin list's outcomes with its pins that have no device at all counted in one outcome, not one each:
+    a request to 100,000 pins, most of them unknown, makes a few records downstream, not 100,000."""
+    unknown = sum(1 for o in outcomes if not o.token and o.reason == NO_DEVICES)
+    kept = [o for o in outcomes if o.token or o.reason != NO_DEVICES]
+    return kept + [Unsent("", "suppressed", NO_DEVICES, count=unknown)] if unknown else kept
 
 
 MAX_OUTCOMES = 1000  # outcomes per result: a result stays far below Kafka's record limit
@@ -120,7 +129,7 @@ def unsent_results(request: Record, key: str, outcomes: list[tuple], pin: str, n
             category=request["category"],
             campaign=request["campaign"],
             outcomes=[{"token": o.token, "outcome": o.outcome, "code": o.reason.split(":")[0], "reason": o.reason,
-                       "vendor_msg_id": "", "pin": o.pin or pin, "exit": "fanout", "final": True, "devices": o.devices}
+                       "vendor_msg_id": "", "pin": o.pin or pin, "exit": "fanout", "final": True, "count": o.count}
                       for o in part],
             requested_at=request["created_at"],
             sent_at=now_ms,

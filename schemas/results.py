@@ -10,18 +10,12 @@ Record = dict[str, Any]
 def token_outcome(token: str, pin: str, outcome: str, code: str, reason: str, exit_: str, vendor_msg_id: str,
                   final: bool) -> Record:
     return {"token": token, "outcome": str(outcome), "code": code, "reason": reason, "vendor_msg_id": vendor_msg_id,
-            "pin": pin, "exit": exit_, "final": final, "devices": 0}
+            "pin": pin, "exit": exit_, "final": final, "count": 0}
 
 
 def weight(outcome: Record) -> int:
-    """How many devices an outcome counts for: one for a token, or one for the pin or request it stands for,
-    or the devices an aggregated outcome stands for."""
-    return outcome.get("devices") or 1
-
-
-def requested(outcome: Record) -> int:
-    """How many devices an outcome was requested for: its token, or the devices of an aggregated outcome."""
-    return 1 if outcome["token"] else outcome.get("devices", 0)
+    """How many an outcome counts for: one token, pin or request, or the pins or devices of an aggregated one."""
+    return outcome.get("count") or 1
 
 
 class Outcomes:

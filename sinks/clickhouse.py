@@ -152,7 +152,7 @@ def result_row(result: Row) -> Row:
     counts["accepted"] = grouped
     for outcome in final:
         counts[outcome["outcome"]] += results.weight(outcome)
-    requested = grouped + sum(results.requested(o) for o in final)
+    requested = grouped + sum(1 for o in final if o["token"])
     sent = grouped + sum(1 for o in final if o["token"] and o["outcome"] not in NOT_SENT and o["exit"] != "fanout")
     minute = result["completed_at"] // 60_000 * 60
     return {

@@ -4,7 +4,8 @@
   result is a partial update (no scripts: the integ-test distribution has no painless) carrying
   absolute totals kept by the analytics job in Flink state, so a replay rewrites the same values.
 - deliveries (`settings.es_deliveries_index`), id = "<app_id>:<msg_id>|<key>" (jobs/keys.py), key = the
-  token, or "pin:<pin>" for a pin's outcome, "<batch id>:<code>" for devices skipped in a broadcast shard,
+  token, or "pin:<pin>" for a pin's outcome, "<batch id>:<code>" for an aggregated outcome (pins without devices,
+  devices skipped in a broadcast shard),
   the batch id for the whole request: the latest outcome of that token.
   Indexed with the batch attempt as external version (`external_gte`), so a replayed older attempt
   is refused with a 409 (ignored by `write`) and never overwrites a newer outcome.
@@ -64,7 +65,7 @@ DELIVERY_MAPPING: dict[str, Any] = {
         "final": {"type": "boolean"},
         "campaign": {"type": "keyword"},
         "completed_at": {"type": "date", "format": "epoch_millis"},
-        "devices": {"type": "integer"},  # an outcome without a token that stands for this many devices
+        "count": {"type": "integer"},  # an outcome without a token that stands for this many pins or devices
     },
 }
 
@@ -99,7 +100,7 @@ def delivery_key(outcome: dict[str, Any], batch_id: str) -> str:
     broadcast shard, or the whole request (its batch id)."""
     if outcome["token"]:
         return outcome["token"]
-    if outcome.get("devices"):
+    if outcome.get("count"):
         return f"{batch_id}:{outcome['code']}"
     return f"pin:{outcome['pin']}" if outcome["pin"] else batch_id
 
@@ -147,7 +148,7 @@ def delivery_actions(index: str, result: dict[str, Any]) -> list[Action]:
                 "final": o["final"],
                 "campaign": result["campaign"],
                 "completed_at": result["completed_at"],
-                "devices": o.get("devices", 0),
+                "count": o.get("count", 0),
             },
         }
         for o in results.token_outcomes(result)

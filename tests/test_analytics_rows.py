@@ -130,12 +130,12 @@ def test_message_totals_add_each_result() -> None:
     assert analytics.counted_key(result([("t1", "accepted")])) == analytics.counted_key({**result([]), "attempt": 0})
 
 
-def test_skipped_devices_of_a_broadcast_shard_count_as_many_as_they_stand_for() -> None:
+def test_aggregated_outcomes_count_as_many_as_they_stand_for() -> None:
     r = result([("", "suppressed"), ("", "suppressed")])
-    r["outcomes"][0].update(devices=40, exit="fanout")
-    r["outcomes"][1].update(devices=2, exit="fanout")
+    r["outcomes"][0].update(count=40, exit="fanout")
+    r["outcomes"][1].update(count=2, exit="fanout")
     row = clickhouse.result_row(r)
-    assert (row["requested"], row["sent"], row["suppressed"]) == (42, 0, 42)
+    assert (row["requested"], row["sent"], row["suppressed"]) == (0, 0, 42)
     assert analytics.add_result(analytics.empty_summary(), r)["counts"] == {"suppressed": 42}
 
 

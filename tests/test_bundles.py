@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from flink_fakes import Context, Listed, Value
 from jobs import common, requests
 from jobs.dispatch import ParseBundles, SendBundle
-from jobs.fanout import BUNDLE, BUNDLE_LINGER_MS, LANES, Bundler, lane_batch
+from jobs.fanout import BUNDLE, BUNDLE_LINGER_MS, LANE_RECORD_BYTES, LANES, Bundler, lane_batch
 from pushpipe.config import load
 from pushpipe.producer import push_request
 from schemas import codec
@@ -23,63 +24,10 @@ def batch(tokens: int = 1, priority: str = "normal") -> dict:
     return requests.batch(request(priority), "apns", [(f"t{i}", "u", "") for i in range(tokens)], 2_000, f"test:{tokens}")
 
 
-class Value:
-    def __init__(self) -> None:
-        self.v: Any = None
-
-    def value(self) -> Any:
-        return self.v
-
-    def update(self, v: Any) -> None:
-        self.v = v
-
-    def clear(self) -> None:
-        self.v = None
-
-
-class Listed:
-    def __init__(self) -> None:
-        self.items: list = []
-
-    def add(self, item: Any) -> None:
-        self.items.append(item)
-
-    def get(self) -> list:
-        return list(self.items)
-
-    def clear(self) -> None:
-        self.items = []
-
-
-class Timers:
-    def __init__(self) -> None:
-        self.now, self.pending = 5_000, set()
-
-    def current_processing_time(self) -> int:
-        return self.now
-
-    def register_processing_time_timer(self, at: int) -> None:
-        self.pending.add(at)
-
-    def delete_processing_time_timer(self, at: int) -> None:
-        self.pending.discard(at)
-
-
-class Context:
-    def __init__(self) -> None:
-        self.timers = Timers()
-
-    def timer_service(self) -> Timers:
-        return self.timers
-
-    def get_current_key(self) -> str:
-        return "normal|app|apns"
-
-
 def bundler(batch_size: int = 1000) -> tuple[Bundler, Context]:
     b = Bundler(batch_size)
     b.bodies, b.size = Listed(), Value()
-    return b, Context()
+    return b, Context("normal|app|apns")
 
 
 def small(tokens: int = 1) -> tuple[str, str, int, bytes]:
@@ -149,3 +97,13 @@ def test_a_bundle_that_times_out_retries_each_batch() -> None:
     decoded = [codec.decode("DispatchBatch", payload) for _, payload in retries]
     assert [(d["batch_id"], d["tokens"], d["attempt"]) for d in decoded] == [
         (one["batch_id"], one["tokens"], 1), (two["batch_id"], two["tokens"], 1)]
+
+
+def test_a_bundle_is_sent_before_its_bytes_could_pass_the_kafka_record_limit() -> None:
+    b, ctx = bundler()
+    longest = [(f"t{i}".ljust(256, "x"), f"u{i}".ljust(128, "p"), "f".ljust(256, "y")) for i in range(400)]
+    body = codec.body("DispatchBatch", requests.batch(request(), "apns", longest, 1, "test"))  # 400 of 1000 tokens
+    assert not list(b.process_element(("normal|app|apns", "normal", 400, body), ctx))
+    [(tag, payload)] = list(b.process_element(("normal|app|apns", "normal", 400, body), ctx))  # 800 tokens, > 512 KiB
+    assert tag is LANES["normal"] and LANE_RECORD_BYTES <= len(payload) < 1_000_000
+    assert not b.size.value()

@@ -63,7 +63,7 @@ def test_results_written_one_by_one_are_read_with_no_groups() -> None:
     body = io.BytesIO()
     fastavro.schemaless_writer(body, old, record)
     decoded = codec.decode("DispatchResult", codec.MAGIC + codec.fingerprint(old) + body.getvalue())
-    assert decoded["accepted"] == [] and results.token_outcomes(decoded) == [{**outcome, "devices": 0}]
+    assert decoded["accepted"] == [] and results.token_outcomes(decoded) == [{**outcome, "count": 0}]
 
 
 @pytest.mark.parametrize(

@@ -147,3 +147,11 @@ def test_device_events_with_bad_ids_have_reasons() -> None:
     assert "token is empty" in devices.event_problem(device_event("a", "u", ""))
     assert "U+0007" in devices.event_problem(device_event("a", "u\x07", "tok"))
     assert "no pin" in devices.event_problem(device_event("a", "", "tok"))
+
+
+def test_a_pin_lists_pins_without_devices_are_one_outcome() -> None:
+    outcomes = [requests.Unsent("", "suppressed", "no_devices", pin=f"u{i}") for i in range(5)]
+    outcomes += [requests.Unsent("", "suppressed", "cap:marketing", pin="capped"), requests.Unsent("t1", "rejected", "oversize", pin="v")]
+    kept = requests.without_unknown_pins(outcomes)
+    assert kept[:2] == outcomes[5:] and kept[2] == requests.Unsent("", "suppressed", "no_devices", count=5)
+    assert requests.without_unknown_pins(outcomes[5:]) == outcomes[5:]
