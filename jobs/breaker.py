@@ -27,6 +27,12 @@ class CircuitBreaker:
             return True
         return self.state == CLOSED
 
+    def until_probe_s(self) -> float:
+        """Seconds until a probe call may go through (0 when calls may go now)."""
+        if self.state != OPEN:
+            return 0.0
+        return max(0.0, self.open_s - (self.clock() - self.opened_at))
+
     def record(self, success: bool) -> None:
         self.probing = False
         if success:

@@ -27,6 +27,9 @@ from schemas.results import Outcomes
 Record = dict[str, Any]
 Output = tuple[str, bytes]
 Sent = dict[str, tuple[TokenResult, str]]  # token -> (result, exit name)
+CIRCUIT_OPEN = "circuit_open"  # the code of a token that reached no vendor: every exit's breaker was open
+PROBE_FAILED = "probe_failed"  # the code of a token whose call probed a down exit, and failed
+HELD = frozenset({CIRCUIT_OPEN, PROBE_FAILED})  # tokens that wait for their vendor, outside the retry budget
 SWITCHED_OFF = "notification_switch_off"  # reason an adapter gives when the user turned notifications off
 
 
@@ -93,6 +96,12 @@ def subset(batch: Record, tokens: list[str], attempt: int, not_before: int) -> R
             "attempt": attempt, "not_before": not_before}
 
 
+def held_after_probe(sent: Sent) -> Sent:
+    """A probe of a down exit that failed again: its tokens wait for the vendor like those that reached none."""
+    return {t: (r._replace(code=PROBE_FAILED, reason=f"probe of a down exit failed: {r.code} {r.reason}".strip())
+                if r.outcome == "unavailable" else r, exit_) for t, (r, exit_) in sent.items()}
+
+
 def feedback_event(batch: Record, token: str, pin: str, result: TokenResult) -> Record | None:
     """The DeviceEvent telling fan-out to stop targeting a dead token or a switched-off device."""
     if result.outcome == "invalid_token":
@@ -142,7 +151,7 @@ class Sender:
         if claim.send:
             sent = await self.deliver(batch, claim.send)
             self._settle(batch, sent)
-            retry = [t for t in claim.send if self.policy.retry.retries(sent[t][0].outcome, batch["attempt"])]
+            retry = [t for t in claim.send if self._retries(batch, sent[t][0])]
             self._add_outcomes(outcomes, sent, pins, claim.send, retry)
             outputs += self._feedback(batch, sent, pins)
             if retry:
@@ -150,15 +159,32 @@ class Sender:
         outputs.append(("result", codec.encode("DispatchResult", result_record(batch, outcomes, sent_at))))
         return outputs
 
+    def _retries(self, batch: Record, result: TokenResult) -> bool:
+        """Is this token sent again? One that reached no vendor (every exit open) waits for the vendor until its
+        TTL (then it expires); others while the retry budget lasts, counting only the sends that were made."""
+        if result.code in HELD:
+            return True
+        return self.policy.retry.retries(result.outcome, batch["attempt"] - batch.get("held", 0))
+
     def _retry(self, batch: Record, sent: Sent, retry: list[str]) -> Record:
-        """The next attempt for `retry`, held back by the longest backoff (or Retry-After) among them.
+        """The next attempt for `retry`, held back by the longest backoff (or Retry-After) among them, or, when
+        every exit of the vendor was down, until one lets a probe through.
 
         Never waited for here: PyFlink's async operator ends each bundle by waiting for every call
         in flight, so one sleeping batch would stall all the others.
         """
-        delay = max(self.policy.retry.delay_s(batch["attempt"], sent[t][0].retry_after_s) for t in retry)
+        held = all(sent[t][0].code in HELD for t in retry)
+        if held:
+            delay = self.until_probe_s(batch["vendor"]) * (1 + random.random() * self.policy.retry.jitter)
+        else:
+            delay = max(self.policy.retry.delay_s(batch["attempt"] - batch.get("held", 0), sent[t][0].retry_after_s) for t in retry)
         metrics.RETRIES.labels(batch["vendor"]).inc(len(retry))
-        return subset(batch, retry, batch["attempt"] + 1, now_ms() + int(delay * 1000))
+        retried = subset(batch, retry, batch["attempt"] + 1, now_ms() + int(delay * 1000))
+        return {**retried, "held": batch.get("held", 0) + held}
+
+    def until_probe_s(self, vendor: str) -> float:
+        """Seconds until the first of the vendor's exits lets a probe call through (at least one)."""
+        return max(1.0, min((e.breaker.until_probe_s() for e in self.exits.get(vendor, [])), default=1.0))
 
     @staticmethod
     def _add_outcomes(outcomes: Outcomes, sent: Sent, pins: dict[str, str], tokens: list[str], retry: list[str]) -> None:
@@ -185,7 +211,9 @@ class Sender:
         exit_ = choose_exit(self.exits[vendor])
         if exit_ is None:
             return await self.fall_back(batch, tokens)
-        return await self.call(exit_, batch, tokens, tokens)
+        probe = exit_.breaker.state != "closed"
+        sent = await self.call(exit_, batch, tokens, tokens)
+        return held_after_probe(sent) if probe else sent
 
     async def call(self, exit_: Exit, batch: Record, tokens: list[str], vendor_tokens: list[str],
                    label: str = "") -> Sent:
@@ -215,7 +243,7 @@ class Sender:
 
     async def fall_back(self, batch: Record, tokens: list[str]) -> Sent:
         """Every exit of the vendor is open: send through the fallback channel where the device has a token."""
-        down = {t: (TokenResult(t, "unavailable", "circuit_open", f"every {batch['vendor']} exit is open"), "")
+        down = {t: (TokenResult(t, "unavailable", CIRCUIT_OPEN, f"every {batch['vendor']} exit is open"), "")
                 for t in tokens}
         fallback = self.policy.fallback
         mapped = [t for t in tokens if t in batch["fallback_tokens"]]

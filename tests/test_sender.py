@@ -15,7 +15,7 @@ from jobs.breaker import CircuitBreaker
 from jobs.dispatch_policy import DispatchPolicy, ExitSpec
 from jobs.ledger import SendLedger
 from jobs.retry import RetryPolicy
-from jobs.sender import Exit, Sender, choose_exit
+from jobs.sender import Exit, Sender, choose_exit, now_ms
 from pushpipe.producer import push_request
 from jobs import requests
 from schemas import codec
@@ -161,3 +161,21 @@ def test_accepted_tokens_travel_grouped_by_vendor_reply(tmp_path: Path, fakes: d
     [group] = result["accepted"]
     assert group["tokens"] == ["t1", "t2"] and group["pins"] == ["u1", "u1"] and group["exit"] == "apns"
     assert sorted(o["token"] for o in token_outcomes(result)) == ["dead", "t1", "t2"]
+
+
+def test_tokens_wait_for_a_vendor_whose_exits_are_all_down_without_using_their_retries(tmp_path: Path, fakes: dict[str, FakeAdapter]) -> None:
+    s = sender(tmp_path, DispatchPolicy(failure_threshold=1, open_s=60, retry=RetryPolicy(max_attempts=2)))
+    fakes["apns"] = FakeAdapter({"t1": [Outcome.UNAVAILABLE], "t2": [Outcome.UNAVAILABLE, Outcome.UNAVAILABLE]})
+    asyncio.run(s.dispatch(batch(["t1"])))  # the failure opens the only APNs exit
+    held = batch(["t2"])
+    for _ in range(5):  # more attempts than the retry budget: still held, never failed
+        outputs = asyncio.run(s.dispatch(held))
+        [outcome] = token_outcomes(decoded(outputs, "result")[0])
+        [held] = decoded(outputs, "retry")
+        assert outcome["code"] == "circuit_open" and not outcome["final"]
+    assert held["held"] == 5 and held["attempt"] == 5
+    assert 55_000 <= held["not_before"] - now_ms() <= 75_000, "held until the breaker lets a probe through"
+    s.exits["apns"][0].breaker = CircuitBreaker(failure_threshold=10, open_s=60)  # the vendor is back
+    [retry] = decoded(asyncio.run(s.dispatch(held)), "retry")  # its first real send fails: its one retry is left
+    outputs = asyncio.run(s.dispatch(retry))
+    assert token_outcomes(decoded(outputs, "result")[0])[0]["final"] and not decoded(outputs, "retry")
