@@ -2,6 +2,7 @@
 last checkpoint. Every call answers None when the REST API does not."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,9 +48,20 @@ def last_exception(base: str, jid: str) -> str:
         entry = doc["exceptionHistory"]["entries"][0]
     except (TypeError, KeyError, IndexError):
         return ""
-    text = (entry.get("stacktrace") or entry.get("exceptionName") or "").strip()
-    first = text.splitlines()[0] if text else ""
-    return first if len(first) <= 300 else first[:297] + "..."
+    lines = (entry.get("stacktrace") or entry.get("exceptionName") or "").strip().splitlines()
+    if not lines:
+        return ""
+    reason = _short(lines[0])
+    python = [line.strip() for line in lines if _PYTHON_ERROR.match(line.strip())]
+    return reason + (f" ({_short(python[-1])})" if python else "")
+
+
+# The last line of a Python traceback that a Python worker's failure carries inside the Java one
+_PYTHON_ERROR = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)(: |$)")
+
+
+def _short(line: str, limit: int = 200) -> str:
+    return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
 def last_checkpoint_ms(base: str, jid: str) -> int | None:

@@ -19,9 +19,12 @@ from pushpipe.config import JOBS, Settings
 STOP_TIMEOUT_S = 30.0
 KILL_AFTER_S = 1.0  # a supervisor restart: state comes back from the checkpoint, no clean stop needed
 # How long each kind of trouble may last before the supervisor restarts the job's process.
-# RESTARTING, INITIALIZING, tasks not all running: Flink's own recovery takes ~6 s, but a task's start
-# (state restore, a Python worker's imports) took up to ~40 s on 2 busy cores
-NOT_RUNNING_GRACE_S = 45.0
+# The job not RUNNING (RESTARTING, FAILING, ...): Flink's own restart waits at most 2 s (flink_config),
+# so this long means stuck (issue 19: RESTARTING for good after a checkpoint timed out).
+NOT_RUNNING_GRACE_S = 30.0
+# RUNNING, but tasks still restoring state or starting their Python worker: slow, not stuck, on a busy
+# machine (up to ~70 s seen with two stacks on 2 cores)
+TASKS_STARTING_GRACE_S = 120.0
 # All tasks RUNNING, yet fewer Python workers than subtasks: Flink notices a dead worker only when data
 # reaches it (~2.5 s under load, never while idle, and in 1 of 7 kills not at all: issue 19).
 WORKER_GONE_GRACE_S = 8.0
@@ -132,10 +135,11 @@ class FlinkJob:
         if not views:
             return Problem("rest", "Flink REST API not answering", NO_REST_GRACE_S)
         job = views[0]
-        if not job.all_running:
+        if job.state != "RUNNING":
             failure = flinkrest.last_exception(base, job.jid)
-            return Problem("state", f"job {job.state} ({job.tasks_running}/{job.tasks_total} tasks running)"
-                           + (f": {failure}" if failure else ""), NOT_RUNNING_GRACE_S)
+            return Problem("state", f"job {job.state}" + (f": {failure}" if failure else ""), NOT_RUNNING_GRACE_S)
+        if not job.all_running:
+            return Problem("tasks", f"{job.tasks_running} of {job.tasks_total} tasks running", TASKS_STARTING_GRACE_S)
         wanted = python_workers(settings, self.job)
         if len(self.workers(settings)) < wanted:
             return Problem("worker", f"Python worker gone ({len(self.workers(settings))} of {wanted} running)", WORKER_GONE_GRACE_S)

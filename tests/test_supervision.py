@@ -26,7 +26,9 @@ from sinks import clickhouse
 
 pytestmark = pytest.mark.stack
 
-BACK_WITHIN_S = 30
+# Issue 19's bound. Under a load average of ~25 on 2 cores (another stack's benchmarks) a Python worker's
+# start alone took 10-30 s; PUSHPIPE_TEST_BACK_WITHIN_S lets such a machine measure without failing.
+BACK_WITHIN_S = float(os.environ.get("PUSHPIPE_TEST_BACK_WITHIN_S", "30"))
 
 
 def tok(run_id: str, wave: int, user: int) -> str:
@@ -124,6 +126,25 @@ class Load:
         self.producer.flush()
 
 
+def test_a_dead_worker_of_an_idle_job_is_replaced_at_once(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
+    """With no data flowing Flink never notices a dead Python worker (issue 19): the supervisor does."""
+    app = f"idle-{run_id}"
+    register(producer, pipeline, app, run_id, waves=1, users=1)
+    worker = observe.wait_for(lambda: dispatch_worker(pipeline), 60, "a dispatch worker")
+    count = restart_count(pipeline, "job-dispatch")
+    os.kill(worker, signal.SIGKILL)
+    killed_at = time.monotonic()
+    observe.wait_for(lambda: dispatch_worker(pipeline) not in (None, worker) and FlinkJob("dispatch").health(pipeline).ok,
+                     BACK_WITHIN_S + 30, "a new dispatch worker", interval_s=0.2)
+    replaced = time.monotonic() - killed_at
+    assert restart_count(pipeline, "job-dispatch") == count + 1
+    assert "Python worker gone" in restarts.load(pipeline)["job-dispatch"]["reason"]
+    push_wave(producer, app, run_id, 0, 1)
+    observe.wait_for(lambda: admin.accepted(tok(run_id, 0, 0))["count"] == 1, 60, "a push through the new worker")
+    print(f"\nidle dispatch worker killed: a new one running {replaced:.1f}s later")
+    assert replaced < BACK_WITHIN_S
+
+
 def test_the_dispatch_worker_killed_ten_times_under_load(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
     app, kills, users, rate = f"rekill-{run_id}", 10, 8000, 25.0
     register(producer, pipeline, app, run_id, waves=1, users=users)
@@ -166,3 +187,24 @@ def test_the_dispatch_worker_killed_ten_times_under_load(pipeline: Settings, pro
     assert final["unique"] == sent
     assert max(recovery) < BACK_WITHIN_S
     assert duplicates <= 200 * kills, "only calls in flight at a kill may repeat"
+
+
+def test_a_failing_job_is_named_with_flinks_reason(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
+    """Dispatch cannot open (its policy file is broken): status says RESTARTING and why, and up's check names it."""
+    app, policy = f"failing-{run_id}", pipeline.dispatch_file
+    register(producer, pipeline, app, run_id, waves=1, users=1)
+    saved = policy.read_text()
+    job = FlinkJob("dispatch")
+    try:
+        policy.write_text("{not json")
+        os.kill(observe.wait_for(lambda: dispatch_worker(pipeline), 60, "a dispatch worker"), signal.SIGKILL)
+        push_wave(producer, app, run_id, 0, 1)  # Flink notices the dead worker when data reaches it
+        health = observe.wait_for(lambda: (h := job.health(pipeline)) and "JSONDecodeError" in h.detail and h, 60,
+                                  "status to show the failure", interval_s=0.2)
+        assert not health.ok
+        print(f"\nstatus of the failing job: {health.detail}")
+        named = stack.not_up([(job.name, health)])
+        assert named[0].startswith("job-dispatch: ") and "JSONDecodeError" in named[0]
+    finally:
+        policy.write_text(saved)
+    observe.wait_for(lambda: admin.accepted(tok(run_id, 0, 0))["count"] == 1, 180, "the push once dispatch opens again")
