@@ -52,12 +52,13 @@ def last_exception(base: str, jid: str) -> str:
     if not lines:
         return ""
     reason = _short(lines[0])
-    python = [line.strip() for line in lines if _PYTHON_ERROR.match(line.strip())]
-    return reason + (f" ({_short(python[-1])})" if python else "")
+    tracebacks = [i for i, line in enumerate(lines) if "Traceback (most recent call last)" in line]
+    python = [line.strip() for line in lines[tracebacks[-1]:] if _PYTHON_ERROR.match(line.strip())] if tracebacks else []
+    return reason + (f" ({_short(python[0])})" if python else "")
 
 
-# The last line of a Python traceback that a Python worker's failure carries inside the Java one
-_PYTHON_ERROR = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)(: |$)")
+# The error line ending the last Python traceback that a Python worker's failure carries inside the Java one
+_PYTHON_ERROR = re.compile(r"^(?!java\.|org\.|Caused by)[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)(: |$)")
 
 
 def _short(line: str, limit: int = 200) -> str:
