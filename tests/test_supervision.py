@@ -29,6 +29,7 @@ pytestmark = pytest.mark.stack
 # Issue 19's bound. Under a load average of ~25 on 2 cores (another stack's benchmarks) a Python worker's
 # start alone took 10-30 s; PUSHPIPE_TEST_BACK_WITHIN_S lets such a machine measure without failing.
 BACK_WITHIN_S = float(os.environ.get("PUSHPIPE_TEST_BACK_WITHIN_S", "30"))
+IDLE_BACK_WITHIN_S = BACK_WITHIN_S + 15  # detection, then a whole job restart
 
 
 def tok(run_id: str, wave: int, user: int) -> str:
@@ -135,7 +136,9 @@ class Load:
 
 
 def test_a_dead_worker_of_an_idle_job_is_replaced_at_once(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
-    """With no data flowing Flink never notices a dead Python worker (issue 19): the supervisor does."""
+    """With no data flowing Flink never notices a dead Python worker (issue 19): the supervisor does, after
+    5 s, and restarts the job process, which takes ~20-26 s here (JVM, mini-cluster, state, a new worker):
+    hence IDLE_BACK_WITHIN_S. Under load Flink's own restart is the faster path (the next test)."""
     app = f"idle-{run_id}"
     register(producer, pipeline, app, run_id, waves=1, users=1)
     worker = observe.wait_for(lambda: dispatch_worker(pipeline), 60, "a dispatch worker")
@@ -143,14 +146,14 @@ def test_a_dead_worker_of_an_idle_job_is_replaced_at_once(pipeline: Settings, pr
     os.kill(worker, signal.SIGKILL)
     killed_at = time.monotonic()
     observe.wait_for(lambda: dispatch_worker(pipeline) not in (None, worker) and FlinkJob("dispatch").health(pipeline).ok,
-                     BACK_WITHIN_S + 30, "a new dispatch worker", interval_s=0.2)
+                     IDLE_BACK_WITHIN_S + 30, "a new dispatch worker", interval_s=0.2)
     replaced = time.monotonic() - killed_at
     assert restart_count(pipeline, "job-dispatch") == count + 1
     assert "Python worker gone" in restarts.load(pipeline)["job-dispatch"]["reason"]
     push_wave(producer, app, run_id, 0, 1)
     observe.wait_for(lambda: admin.accepted(tok(run_id, 0, 0))["count"] == 1, 60, "a push through the new worker")
     print(f"\nidle dispatch worker killed: a new one running {replaced:.1f}s later")
-    assert replaced < BACK_WITHIN_S
+    assert replaced < IDLE_BACK_WITHIN_S
 
 
 def test_the_dispatch_worker_killed_ten_times_under_load(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
