@@ -7,10 +7,10 @@ import sys
 import time
 from pathlib import Path
 
+from infra import restarts
 from infra.clickhouse import ClickHouse
 from infra.elasticsearch import Elasticsearch
 from infra.jobs import all_jobs
-from infra import restarts
 from infra.kafka import Kafka, ensure_topics
 from infra.process import ServiceFailed
 from infra.service import Health, Service
