@@ -6,14 +6,37 @@ is read. For a standalone Flink cluster, submit the same modules with
 """
 from __future__ import annotations
 
+import shutil
 import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
-import httpx
-
-from infra import process
-from infra.service import Health
+from infra import beamloopback, flinkrest, process
+from infra.service import Health, Problem
 from pushpipe.config import JOBS, Settings
+
+STOP_TIMEOUT_S = 30.0
+KILL_AFTER_S = 1.0  # a supervisor restart: state comes back from the checkpoint, no clean stop needed
+# How long each kind of trouble may last before the supervisor restarts the job's process.
+# The job not RUNNING (RESTARTING, FAILING, ...): Flink's own restart waits at most 2 s (flink_config),
+# so this long means stuck (issue 19: RESTARTING for good after a checkpoint timed out).
+NOT_RUNNING_GRACE_S = 30.0
+# RUNNING, but tasks still restoring state or starting their Python worker: slow, not stuck, on a busy
+# machine (up to ~70 s seen with two stacks on 2 cores)
+TASKS_STARTING_GRACE_S = 120.0
+# All tasks RUNNING, yet fewer Python workers than subtasks: Flink notices a dead worker only when data
+# reaches it (within ~2 s under load, never while idle, and in 1 of 7 kills not at all: issue 19). The
+# restart then takes ~20 s, so the grace is short enough for all of it to fit in 30 s.
+WORKER_GONE_GRACE_S = 5.0
+NO_REST_GRACE_S = 60.0
+CHECKPOINT_STALE_S = 300.0  # well under Flink's checkpoint timeout (10 min), a backstop for hangs
+
+
+def python_workers(settings: Settings, job: str) -> int:
+    """Python worker processes the job runs: dispatch is in process mode (one worker per subtask);
+    fan-out and analytics run their Python in thread mode, inside the JVM (jobs/common.py)."""
+    return settings.dispatch_parallelism if job == "dispatch" else 0
 
 
 @dataclass(frozen=True)
@@ -37,6 +60,7 @@ class FlinkJob:
         from infra.flink import connector_jars
 
         connector_jars(settings)
+        beamloopback.lib_dir(settings)
 
     def start(self, settings: Settings) -> None:
         self.launch(settings)
@@ -45,23 +69,87 @@ class FlinkJob:
     def launch(self, settings: Settings) -> None:
         """Start the job's process unless it runs; returns at once."""
         if not process.is_running(settings, self.name):
-            process.start(settings, self.name, [sys.executable, "-m", f"jobs.{self.job}"])
+            shutil.rmtree(self.tmp_dir(settings), ignore_errors=True)  # a killed run's leftovers
+            self.tmp_dir(settings).mkdir(parents=True)
+            process.start(settings, self.name, [sys.executable, "-m", f"jobs.{self.job}"], env=self.env(settings))
+
+    def log_dir(self, settings: Settings) -> Path:
+        """The Flink JVM's log (and RocksDB's LOG files): run_dir/job-<job>/flink-log."""
+        return process.service_dir(settings, self.name) / "flink-log"
+
+    def tmp_dir(self, settings: Settings) -> Path:
+        """Flink's io.tmp.dirs for this job (jobs/common.py flink_config sets the same path)."""
+        return process.service_dir(settings, self.name) / "tmp"
+
+    def env(self, settings: Settings) -> dict[str, str]:
+        """The job process's environment on top of ours.
+
+        FLINK_LOG_DIR: PyFlink's local gateway writes its JVM log there, not into the installed pyflink
+        package (one file shared by every stack, corrupted by concurrent writers). The worker mode
+        "process": PyFlink would otherwise start a loopback worker pool, a gRPC server on every
+        interface, in each job's client process (thread-mode jobs never use it; dispatch sets it too).
+        FLINK_LIB_DIR: pyflink's lib plus Beam's gRPC servers bound to loopback (infra/beamloopback.py);
+        PyFlink keeps it only with FLINK_HOME set.
+        """
+        return {"FLINK_LOG_DIR": str(self.log_dir(settings)), "_python_worker_execution_mode": "process",
+                "FLINK_HOME": str(beamloopback.pyflink_home()), "FLINK_LIB_DIR": str(beamloopback.lib_dir(settings))}
 
     def wait_ready(self, settings: Settings) -> None:
         process.wait_until(lambda: self.health(settings).ok, 180, f"Flink job {self.job}", settings=settings, name=self.name)
 
     def stop(self, settings: Settings) -> None:
-        process.stop(settings, self.name)
+        process.stop(settings, self.name, timeout=STOP_TIMEOUT_S)
+
+    def restart(self, settings: Settings) -> None:
+        """The supervisor's restart: kill what is left (SIGKILL after a few seconds), start again
+        from the latest checkpoint (jobs/common.py flink_config) and wait until RUNNING."""
+        process.stop(settings, self.name, timeout=KILL_AFTER_S)
+        self.start(settings)
 
     def health(self, settings: Settings) -> Health:
         if not process.is_running(settings, self.name):
             return Health(False, "not running")
-        try:
-            jobs = httpx.get(f"{self.address(settings)}/jobs/overview", timeout=2).json()["jobs"]
-        except (httpx.HTTPError, ValueError, KeyError):
+        views = flinkrest.jobs(self.address(settings))
+        if views is None:
             return Health(False, "starting")
-        states = sorted({j["state"] for j in jobs}) or ["no job"]
-        return Health(states == ["RUNNING"], ",".join(states))
+        if not views:
+            return Health(False, "no job")
+        job = views[0]
+        if job.all_running:
+            return Health(True, "RUNNING")
+        if job.state == "RUNNING":  # tasks still initializing: restoring state, starting Python workers
+            return Health(False, f"RUNNING ({job.tasks_running}/{job.tasks_total} tasks running)")
+        failure = flinkrest.last_exception(self.address(settings), job.jid)
+        return Health(False, job.state + (f": {failure}" if failure else ""))
+
+    def workers(self, settings: Settings) -> list[int]:
+        """pids of the job's Python worker processes (process mode), from the process tree."""
+        leader = process.read_pid(settings, self.name)
+        if leader is None:
+            return []
+        return [p for p in process.descendants(leader) if "pyflink.fn_execution.beam.beam_boot" in process.cmdline(p)]
+
+    def problem(self, settings: Settings) -> Problem | None:
+        """What keeps the running job from working, for the supervisor (None when it works)."""
+        base = self.address(settings)
+        views = flinkrest.jobs(base)
+        if not views:
+            return Problem("rest", "Flink REST API not answering", NO_REST_GRACE_S)
+        job = views[0]
+        if job.state != "RUNNING":
+            failure = flinkrest.last_exception(base, job.jid)
+            return Problem("state", f"job {job.state}" + (f": {failure}" if failure else ""), NOT_RUNNING_GRACE_S)
+        if not job.all_running:
+            return Problem("tasks", f"{job.tasks_running} of {job.tasks_total} tasks running", TASKS_STARTING_GRACE_S)
+        wanted = python_workers(settings, self.job)
+        if len(self.workers(settings)) < wanted:
+            return Problem("worker", f"Python worker gone ({len(self.workers(settings))} of {wanted} running)", WORKER_GONE_GRACE_S)
+        acked = flinkrest.last_checkpoint_ms(base, job.jid)
+        if acked is not None:
+            age = time.time() - max(acked, job.start_ms) / 1000
+            if age > CHECKPOINT_STALE_S:
+                return Problem("checkpoint", f"no checkpoint completed for {age:.0f}s", 0)
+        return None
 
 
 def all_jobs() -> list[FlinkJob]:

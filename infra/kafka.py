@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource, NewTopic
 
 from infra import process
 from infra.service import Health
@@ -192,13 +192,19 @@ class Kafka:
 
 
 def ensure_topics(settings: Settings) -> None:
-    """Create the pipeline's topics if missing (idempotent); existing topics are left alone."""
+    """Create the pipeline's topics if missing, and bring existing ones to the configs of topic_config
+    (idempotent); every config changed is said on stderr."""
     admin = _admin(settings)
     existing = set(admin.list_topics(timeout=10).topics)
     wanted = [_new_topic(settings, name) for name in _topic_names(settings) if name not in existing]
-    if not wanted:
-        return
-    for name, future in admin.create_topics(wanted, operation_timeout=30).items():
+    if wanted:
+        _create(admin, wanted)
+    for change in fix_topic_configs(admin, settings, [n for n in _topic_names(settings) if n in existing]):
+        print(f"[pushpipe] kafka: {change}", file=sys.stderr, flush=True)
+
+
+def _create(admin: AdminClient, topics: list[NewTopic]) -> None:
+    for name, future in admin.create_topics(topics, operation_timeout=30).items():
         try:
             future.result()
         except KafkaException as err:
@@ -206,9 +212,53 @@ def ensure_topics(settings: Settings) -> None:
                 raise RuntimeError(f"creating topic {name} failed: {err}") from err
 
 
+# The topic configs pushpipe owns: set as topic_config says, or removed where it sets none.
+MANAGED_CONFIGS = ("cleanup.policy", "retention.ms")
+
+
+def fix_topic_configs(admin: AdminClient, settings: Settings, names: list[str]) -> list[str]:
+    """Alter the existing topics whose managed configs differ from topic_config; returns what changed.
+
+    An installation from before a config change (user.preferences was 7-day delete, losing opt-outs)
+    is fixed in place with an incremental alter, keeping the topic's data.
+    """
+    if not names:
+        return []
+    resources = [ConfigResource("topic", name) for name in names]
+    described = {res.name: future.result() for res, future in admin.describe_configs(resources).items()}
+    changes, alters = [], []
+    for name in names:
+        entries, notes = _config_changes(topic_config(settings, name), described[name])
+        if entries:
+            alters.append(ConfigResource("topic", name, incremental_configs=entries))
+            changes.append(f"topic {name}: {', '.join(notes)}")
+    for res, future in (admin.incremental_alter_configs(alters).items() if alters else []):
+        try:
+            future.result()
+        except KafkaException as err:
+            raise RuntimeError(f"altering the config of topic {res.name} failed: {err}") from err
+    return changes
+
+
+def _config_changes(wanted: dict[str, str], current: dict[str, ConfigEntry]) -> tuple[list[ConfigEntry], list[str]]:
+    """The incremental alter entries that bring current to wanted, and a note for each."""
+    entries, notes = [], []
+    for key in MANAGED_CONFIGS:
+        entry = current.get(key)
+        value = entry.value if entry is not None else None
+        if key in wanted and value != wanted[key]:
+            entries.append(ConfigEntry(key, wanted[key], incremental_operation=AlterConfigOpType.SET))
+            notes.append(f"{key} {value} -> {wanted[key]}")
+        elif key not in wanted and entry is not None and entry.source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value:
+            entries.append(ConfigEntry(key, None, incremental_operation=AlterConfigOpType.DELETE))
+            notes.append(f"{key} {value} removed")
+    return entries, notes
+
+
 def topic_config(settings: Settings, name: str) -> dict[str, str]:
-    """Per-topic configs: compacted device state, 30-day DLQ, 7 days for the rest."""
-    if name == settings.topics.device_events:
+    """Per-topic configs: compacted device state and preferences (the latest per key is kept for
+    ever), 30-day DLQ, 7 days for the rest."""
+    if name in (settings.topics.device_events, settings.topics.preferences):
         return {"cleanup.policy": "compact"}
     retention = DLQ_RETENTION_MS if name == settings.topics.dlq else RETENTION_MS
     return {"cleanup.policy": "delete", "retention.ms": str(retention)}

@@ -48,6 +48,15 @@ def is_running(settings: Settings, name: str) -> bool:
     return pid is not None and _group_alive(pid)
 
 
+def alive(pid: int) -> bool:
+    """True while process pid exists and is not a zombie."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] != "Z"
+
+
 def start(
     settings: Settings,
     name: str,
@@ -96,13 +105,13 @@ def stop(settings: Settings, name: str, timeout: float = 30.0) -> bool:
     pid = read_pid(settings, name)
     if pid is None:
         return False
+    pid_file(settings, name).unlink(missing_ok=True)  # first: the supervisor leaves alone what has none
     running = _group_alive(pid)
     if running:
         _signal_group(pid, signal.SIGTERM)
         if not _wait_group_gone(pid, timeout):
             _signal_group(pid, signal.SIGKILL)
             _wait_group_gone(pid, 10)
-    pid_file(settings, name).unlink(missing_ok=True)
     return running
 
 

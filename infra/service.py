@@ -13,6 +13,15 @@ class Health:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong with a running component: the supervisor restarts it once a problem of this
+    kind has lasted grace_s (a process that died needs no grace)."""
+    kind: str
+    reason: str
+    grace_s: float
+
+
 class Service(Protocol):
     name: str
     version: str

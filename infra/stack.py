@@ -1,4 +1,5 @@
-"""The whole local stack in start order: services first, then the three Flink jobs."""
+"""The whole local stack in start order: services first, then the three Flink jobs, then the
+supervisor that restarts any of them that dies or hangs (infra/supervisor.py)."""
 from __future__ import annotations
 
 import json
@@ -6,12 +7,15 @@ import sys
 import time
 from pathlib import Path
 
+from infra import restarts
 from infra.clickhouse import ClickHouse
 from infra.elasticsearch import Elasticsearch
 from infra.jobs import all_jobs
 from infra.kafka import Kafka, ensure_topics
-from infra.service import Service
+from infra.process import ServiceFailed
+from infra.service import Health, Service
 from infra.simulators import Simulators
+from infra.supervisor import Supervisor
 from jobs import dispatch_policy
 from pushpipe.config import Settings
 
@@ -20,17 +24,28 @@ def services() -> list[Service]:
     return [Kafka(), Elasticsearch(), ClickHouse(), Simulators()]
 
 
+def supervised() -> list[Service]:
+    """What the supervisor watches (each only while pushpipe runs it: see infra/supervisor.py)."""
+    return services() + list(all_jobs())
+
+
 def components(with_jobs: bool = True) -> list[Service]:
-    return services() + (list(all_jobs()) if with_jobs else [])
+    """Everything `up` starts, in order; the supervisor last, so `down` stops it first."""
+    return services() + (list(all_jobs()) if with_jobs else []) + [Supervisor()]
 
 
 def say(message: str) -> None:
     print(f"[pushpipe] {message}", file=sys.stderr, flush=True)
 
 
-def up(settings: Settings, with_jobs: bool = True) -> None:
-    """Install and start everything (idempotent: healthy components are left as they are)."""
+def up(settings: Settings, with_jobs: bool = True) -> list[str]:
+    """Install and start everything (idempotent: healthy components are left as they are).
+
+    Returns what is not healthy at the end ("name: why"), empty when the whole stack is up.
+    The supervisor is stopped meanwhile, so that nothing is started twice, and started last.
+    """
     started = time.monotonic()
+    Supervisor().stop(settings)
     for component in services():
         say(f"{component.name}: install")
         component.install(settings)
@@ -42,7 +57,18 @@ def up(settings: Settings, with_jobs: bool = True) -> None:
     write_example_templates(settings.templates_file)
     if with_jobs:
         start_jobs(settings)
-    say(f"stack up in {time.monotonic() - started:.1f}s")
+    Supervisor().start(settings)
+    down_now = not_up([(c.name, c.health(settings)) for c in components(with_jobs)])
+    if down_now:
+        say(f"stack NOT up after {time.monotonic() - started:.1f}s: " + "; ".join(down_now))
+    else:
+        say(f"stack up in {time.monotonic() - started:.1f}s")
+    return down_now
+
+
+def not_up(healths: list[tuple[str, Health]]) -> list[str]:
+    """"name: why" for each component that is not healthy."""
+    return [f"{name}: {health.detail or 'DOWN'}" for name, health in healths if not health.ok]
 
 
 EXAMPLE_TEMPLATES = {"templates": {"order_shipped": {"default_locale": "en", "variants": {
@@ -66,7 +92,10 @@ def start_jobs(settings: Settings) -> None:
         say(f"{job.name}: start")
         job.launch(settings)
     for job in jobs:
-        job.wait_ready(settings)
+        try:
+            job.wait_ready(settings)
+        except ServiceFailed as failed:  # up names it at the end; the supervisor will retry it
+            say(str(failed))
 
 
 def down(settings: Settings) -> None:
@@ -75,12 +104,17 @@ def down(settings: Settings) -> None:
         component.stop(settings)
 
 
-def status_rows(settings: Settings) -> list[tuple[str, str, str, str]]:
+STATUS_HEADER = ("component", "version", "address", "health", "restarts")
+
+
+def status_rows(settings: Settings) -> list[tuple[str, str, str, str, str]]:
     rows = []
+    counts = restarts.load(settings)
     for component in components():
         health = component.health(settings)
         state = ("up" if health.ok else "DOWN") + (f" ({health.detail})" if health.detail else "")
-        rows.append((component.name, component.version, component.address(settings), state))
+        rows.append((component.name, component.version, component.address(settings), state,
+                     restarts.describe(counts.get(component.name))))
     return rows
 
 

@@ -72,8 +72,19 @@ def flink_config(settings: Settings, job: str, overrides: dict[str, str] | None 
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "execution.checkpointing.num-retained": "2",
         "restart-strategy.type": "exponential-delay",
+        # repeated failures (a worker killed again and again) wait at most 2 s, not minutes, and the
+        # delay starts over after 2 quiet minutes (issue 19: every recovery within 30 s)
+        "restart-strategy.exponential-delay.max-backoff": "2s",
+        "restart-strategy.exponential-delay.reset-backoff-threshold": "2min",
         "rest.bind-address": "127.0.0.1",
         "rest.port": str(settings.flink_rest_port(job)),
+        # loopback only: the blob server and RPC bind to the job manager's host, data to the task manager's
+        "jobmanager.bind-host": "127.0.0.1",
+        "jobmanager.rpc.address": "127.0.0.1",
+        "taskmanager.bind-host": "127.0.0.1",
+        "taskmanager.host": "127.0.0.1",
+        # the stack's own temp files (Python worker dirs, RocksDB working dirs), not the machine's /tmp
+        "io.tmp.dirs": str(settings.run_dir / f"job-{job}" / "tmp"),
     }
     values.update(overrides or {})
     restore = latest_checkpoint(chk)

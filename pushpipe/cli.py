@@ -8,10 +8,14 @@ from pushpipe.config import load
 
 
 def cmd_up(args: argparse.Namespace) -> None:
+    """Exits 1, naming each component, when anything is not healthy once up has finished."""
     from infra import stack
 
-    stack.up(load(), with_jobs=not args.services_only)
+    down = stack.up(load(), with_jobs=not args.services_only)
     cmd_status(args)
+    if down:
+        print("pushpipe up: not healthy: " + "; ".join(down), file=sys.stderr)
+        sys.exit(1)
 
 
 def cmd_down(args: argparse.Namespace) -> None:
@@ -24,7 +28,7 @@ def cmd_status(args: argparse.Namespace) -> None:
     from infra import stack
 
     rows = stack.status_rows(load())
-    print(stack.format_table(("component", "version", "address", "health"), rows))
+    print(stack.format_table(stack.STATUS_HEADER, rows))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:

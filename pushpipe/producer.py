@@ -1,4 +1,4 @@
-"""Producing PushRequests and DeviceEvents with confluent-kafka: the reference upstream producer.
+"""Producing PushRequests, DeviceEvents and PreferenceEvents with confluent-kafka: the reference upstream producer.
 
 Any language can do the same: encode the record with the .avsc from schemas/ as Avro
 single-object encoding (C3 01 + CRC-64-AVRO fingerprint + Avro binary) and produce it.
@@ -23,6 +23,10 @@ def device_event(app_id: str, pin: str, token: str, vendor: str = "apns", kind: 
     platform = "ios" if vendor == "apns" else "android"
     return codec.new_record("DeviceEvent", app_id=app_id, pin=pin, token=token, vendor=vendor, kind=kind,
                             platform=platform, ts=now_ms(), **fields)
+
+
+def preference_event(app_id: str, pin: str, kind: str, **fields: Any) -> dict[str, Any]:
+    return codec.new_record("PreferenceEvent", app_id=app_id, pin=pin, kind=kind, ts=now_ms(), **fields)
 
 
 def push_request(app_id: str, pins: list[str], title: str, body: str, **fields: Any) -> dict[str, Any]:
@@ -55,6 +59,10 @@ class PushProducer:
 
     def device_event(self, record: dict[str, Any]) -> None:
         self._produce(self.topics.device_events, f"{record['app_id']}|{record['token']}", codec.encode("DeviceEvent", record))
+
+    def preference(self, record: dict[str, Any]) -> None:
+        """A PreferenceEvent, keyed app_id|pin: user.preferences is compacted, and compaction keeps the latest per key."""
+        self._produce(self.topics.preferences, f"{record['app_id']}|{record['pin']}", codec.encode("PreferenceEvent", record))
 
     def raw(self, topic: str, key: str, value: bytes) -> None:
         self._produce(topic, key, value)

@@ -1,18 +1,20 @@
 """Real Kafka and Elasticsearch, started through infra's Service classes (left running)."""
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 
 import pytest
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, ConfigResource
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 from elasticsearch import Elasticsearch as EsClient
 
 from infra import process
 from infra.elasticsearch import Elasticsearch
-from infra.kafka import DLQ_RETENTION_MS, Kafka, ensure_topics
-from pushpipe.config import Settings, load
+from infra.kafka import DLQ_RETENTION_MS, RETENTION_MS, Kafka, ensure_topics
+from pushpipe.config import Settings, Topics, load
+from pushpipe.producer import PushProducer, preference_event
 
 pytestmark = pytest.mark.stack
 
@@ -57,10 +59,53 @@ def test_topics_exist_with_partitions_and_configs(kafka: Kafka, settings: Settin
         assert name in topics
         assert len(topics[name].partitions) == settings.kafka_partitions
 
-    resources = [ConfigResource("topic", t.device_events), ConfigResource("topic", t.dlq)]
+    resources = [ConfigResource("topic", t.device_events), ConfigResource("topic", t.preferences), ConfigResource("topic", t.dlq)]
     described = {res.name: future.result() for res, future in admin.describe_configs(resources).items()}
     assert described[t.device_events]["cleanup.policy"].value == "compact"
+    assert described[t.preferences]["cleanup.policy"].value == "compact"
     assert described[t.dlq]["retention.ms"].value == str(DLQ_RETENTION_MS)
+
+
+def test_an_installation_with_expiring_preferences_is_fixed_in_place(kafka: Kafka, settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    """user.preferences from before it was compacted (7-day delete): ensure_topics compacts it and says so."""
+    topic = f"user.preferences.old-{uuid.uuid4().hex[:8]}"
+    old = dataclasses.replace(settings, topics=Topics(preferences=topic))
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    old_config = {"cleanup.policy": "delete", "retention.ms": str(RETENTION_MS)}
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1, config=old_config)])[topic].result()
+    try:
+        ensure_topics(old)
+        config = admin.describe_configs([ConfigResource("topic", topic)])
+        entries = next(iter(config.values())).result()
+        assert entries["cleanup.policy"].value == "compact"
+        assert entries["retention.ms"].source != 1, "the 7-day retention is no longer set on the topic"
+        said = capsys.readouterr().err
+        assert f"topic {topic}: cleanup.policy delete -> compact" in said
+        ensure_topics(old)
+        assert topic not in capsys.readouterr().err, "a fixed topic is left alone"
+    finally:
+        admin.delete_topics([topic])
+
+
+def test_the_reference_producer_keys_preferences_by_app_and_pin(kafka: Kafka, settings: Settings) -> None:
+    """Compaction keeps the latest record per key: an unkeyed preference would be dropped."""
+    app, topic = f"prefs-{uuid.uuid4().hex[:8]}", settings.topics.preferences
+    producer = PushProducer(settings)
+    producer.preference(preference_event(app, "user-1", "opt_out", category="marketing"))
+    producer.flush()
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"test-prefs-{app}",
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is not None and msg.error() is None and app.encode() in msg.value():
+                assert msg.key() == f"{app}|user-1".encode()
+                return
+        pytest.fail(f"the preference of {app} was not consumed from {topic}")
+    finally:
+        consumer.close()
 
 
 def test_produce_and_consume_one_message(kafka: Kafka, settings: Settings) -> None:

@@ -1,0 +1,74 @@
+"""What a job's mini-cluster says about it over Flink's REST API: state, tasks, last exception,
+last checkpoint. Every call answers None when the REST API does not."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class JobView:
+    jid: str
+    state: str  # RUNNING, RESTARTING, INITIALIZING, FAILING, FAILED, ...
+    start_ms: int
+    tasks_running: int
+    tasks_total: int
+
+    @property
+    def all_running(self) -> bool:
+        return self.state == "RUNNING" and self.tasks_total > 0 and self.tasks_running == self.tasks_total
+
+
+def _get(base: str, path: str) -> Any:
+    try:
+        return httpx.get(f"{base}{path}", timeout=TIMEOUT_S).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+def jobs(base: str) -> list[JobView] | None:
+    """Every job of the mini-cluster, newest first (one, unless it was resubmitted)."""
+    doc = _get(base, "/jobs/overview")
+    if not isinstance(doc, dict) or "jobs" not in doc:
+        return None
+    views = [JobView(j["jid"], j["state"], int(j.get("start-time", 0)), int(j["tasks"].get("running", 0)),
+                     int(j["tasks"].get("total", 0))) for j in doc["jobs"]]
+    return sorted(views, key=lambda v: v.start_ms, reverse=True)
+
+
+def last_exception(base: str, jid: str) -> str:
+    """The first line of the newest failure in the job's exception history ('' if none)."""
+    doc = _get(base, f"/jobs/{jid}/exceptions")
+    try:
+        entry = doc["exceptionHistory"]["entries"][0]
+    except (TypeError, KeyError, IndexError):
+        return ""
+    lines = (entry.get("stacktrace") or entry.get("exceptionName") or "").strip().splitlines()
+    if not lines:
+        return ""
+    reason = _short(lines[0])
+    tracebacks = [i for i, line in enumerate(lines) if "Traceback (most recent call last)" in line]
+    python = [line.strip() for line in lines[tracebacks[-1]:] if _PYTHON_ERROR.match(line.strip())] if tracebacks else []
+    return reason + (f" ({_short(python[0])})" if python else "")
+
+
+# The error line ending the last Python traceback that a Python worker's failure carries inside the Java one
+_PYTHON_ERROR = re.compile(r"^(?!java\.|org\.|Caused by)[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)(: |$)")
+
+
+def _short(line: str, limit: int = 200) -> str:
+    return line if len(line) <= limit else line[:limit - 3] + "..."
+
+
+def last_checkpoint_ms(base: str, jid: str) -> int | None:
+    """When the newest completed checkpoint was acknowledged (epoch ms); 0 if none yet."""
+    doc = _get(base, f"/jobs/{jid}/checkpoints")
+    if not isinstance(doc, dict):
+        return None
+    completed = (doc.get("latest") or {}).get("completed") or {}
+    return int(completed.get("latest_ack_timestamp") or 0)

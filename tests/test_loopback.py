@@ -1,0 +1,53 @@
+"""Loopback means loopback, and each stack logs under its own home: through the real stack.
+
+Every process `pushpipe up` started (pid files under run_dir, and everything below them: the job
+JVMs, the dispatch Python worker, Elasticsearch's JVM) listens on loopback only, and every Flink JVM
+writes its log under PUSHPIPE_HOME, never into the installed pyflink package shared by all stacks."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from infra import beamloopback, process, sockets
+from infra.jobs import all_jobs
+from pushpipe.config import Settings
+
+pytestmark = pytest.mark.stack
+
+
+def stack_pids(settings: Settings) -> dict[int, str]:
+    """pid -> component folder, for every process of the stack."""
+    pids = {}
+    for pid_file in settings.run_dir.glob("*/*.pid"):
+        leader = process.read_pid(settings, pid_file.stem)
+        if leader is not None:
+            pids.update(dict.fromkeys([leader, *process.descendants(leader)], pid_file.stem))
+    return pids
+
+
+def test_every_listening_socket_of_the_stack_is_on_loopback(pipeline: Settings) -> None:
+    pids = stack_pids(pipeline)
+    assert {f"job-{j}" for j in ("fanout", "dispatch", "analytics")} <= set(pids.values())
+    listening = [(name, pid, address, port) for pid, name in pids.items() for address, port in sockets.listening(pid)]
+    assert len(listening) > 10, listening
+    open_wide = [entry for entry in listening if not sockets.is_loopback(entry[2])]
+    assert not open_wide, f"listening beyond loopback (component, pid, address, port): {open_wide}"
+
+
+def pyflink_logs() -> dict[str, tuple[int, float]]:
+    log_dir = beamloopback.pyflink_home() / "log"
+    return {p.name: (p.stat().st_size, p.stat().st_mtime) for p in log_dir.iterdir() if p.is_file()}
+
+
+def test_each_job_logs_under_its_own_home(pipeline: Settings) -> None:
+    before = pyflink_logs()
+    for job in all_jobs():
+        jvms = [p for p in process.descendants(process.read_pid(pipeline, job.name)) if "-Dlog.file=" in process.cmdline(p)]
+        assert jvms, f"{job.name}: no Flink JVM"
+        log_file = Path(next(a for a in process.cmdline(jvms[0]).split() if a.startswith("-Dlog.file=")).split("=", 1)[1])
+        assert log_file.is_relative_to(pipeline.home), f"{job.name} logs to {log_file}"
+        assert log_file.stat().st_size > 0
+    time.sleep(12)  # two checkpoints of every job: each JVM logs something
+    assert pyflink_logs() == before, "a job wrote into the pyflink package's log dir"

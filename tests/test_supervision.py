@@ -1,0 +1,221 @@
+"""Supervision through the real stack: a killed job, simulator or ClickHouse owner comes back on its own
+within 30 s and nothing is lost (issue 10 item 8); the dispatch Python worker killed again and again under
+load, sending resumes within 30 s each time (issue 19); a failing job's status says why.
+
+Each test produces to the real Kafka and checks what the vendor simulator accepted and ClickHouse
+counted; the supervisor (`pushpipe up` starts it) does the restarts, counted in restarts.json."""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import statistics
+import threading
+import time
+
+import pytest
+
+from infra import flinkrest, process, restarts, stack
+from infra.clickhouse import ClickHouse
+from infra.jobs import FlinkJob
+from infra.simulators import SimulatorAdmin, Simulators
+from pushpipe import observe
+from pushpipe.config import Settings
+from pushpipe.producer import PushProducer, device_event, push_request
+from sinks import clickhouse
+
+pytestmark = pytest.mark.stack
+
+# Issue 19's bound. Under a load average of ~25 on 2 cores (another stack's benchmarks) a Python worker's
+# start alone took 10-30 s; PUSHPIPE_TEST_BACK_WITHIN_S lets such a machine measure without failing.
+BACK_WITHIN_S = float(os.environ.get("PUSHPIPE_TEST_BACK_WITHIN_S", "30"))
+IDLE_BACK_WITHIN_S = BACK_WITHIN_S + 15  # detection, then a whole job restart
+
+
+def tok(run_id: str, wave: int, user: int) -> str:
+    return f"{run_id}{wave:02x}{user:05x}".ljust(64, "c")
+
+
+def register(producer: PushProducer, settings: Settings, app: str, run_id: str, waves: int, users: int) -> None:
+    for w in range(waves):
+        for u in range(users):
+            producer.device_event(device_event(app, f"{run_id}-{w}-{u}", tok(run_id, w, u)))
+    producer.flush()
+    observe.wait_fanout_read(settings, timeout_s=120)
+
+
+def push_wave(producer: PushProducer, app: str, run_id: str, wave: int, users: int) -> None:
+    for u in range(users):
+        producer.request(push_request(app, [f"{run_id}-{wave}-{u}"], "t", "b"))
+    producer.flush()
+
+
+def restart_count(settings: Settings, name: str) -> int:
+    return int(restarts.load(settings).get(name, {}).get("count", 0))
+
+
+@pytest.fixture
+def admin(pipeline: Settings) -> SimulatorAdmin:
+    return SimulatorAdmin(pipeline.simulator_admin_url)
+
+
+KILLED = [(FlinkJob("fanout"), "job-fanout"), (FlinkJob("dispatch"), "job-dispatch"), (FlinkJob("analytics"), "job-analytics"),
+          (Simulators(), "simulators"), (ClickHouse(), "clickhouse")]
+
+
+def running(component: object, settings: Settings) -> bool:
+    """A job whose mini-cluster runs it again (its tasks may still be restoring), or a healthy service."""
+    if isinstance(component, FlinkJob):
+        views = flinkrest.jobs(component.address(settings))
+        return bool(views) and views[0].state == "RUNNING"
+    return component.health(settings).ok
+
+
+def test_killed_components_come_back_and_nothing_is_lost(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
+    app, users = f"supervise-{run_id}", 60
+    register(producer, pipeline, app, run_id, waves=2 * len(KILLED), users=users)
+    times: dict[str, tuple[float, float]] = {}
+    repeats: dict[str, int] = {}
+    for i, (component, pid_name) in enumerate(KILLED):
+        before, after = 2 * i, 2 * i + 1
+        push_wave(producer, app, run_id, before, users)
+        observe.wait_for(lambda: admin.accepted(f"{run_id}{before:02x}")["unique"] == users, 120, f"wave {before}")
+        count = restart_count(pipeline, component.name)
+        leader = process.read_pid(pipeline, pid_name)
+        os.kill(leader, signal.SIGKILL)
+        killed_at = time.monotonic()
+        if pid_name != "simulators":  # produced while it is down (a vendor down for longer than the
+            push_wave(producer, app, run_id, after, users)  # retry policy's ~8 s would fail them by policy)
+        observe.wait_for(lambda: process.read_pid(pipeline, pid_name) not in (None, leader) and running(component, pipeline),
+                         BACK_WITHIN_S, f"{component.name} back")
+        back = time.monotonic() - killed_at
+        if pid_name == "simulators":
+            push_wave(producer, app, run_id, after, users)
+        assert restart_count(pipeline, component.name) == count + 1
+        observe.wait_for(lambda: admin.accepted(f"{run_id}{after:02x}")["unique"] == users, 120, f"wave {after} after {component.name} came back")
+        times[component.name] = (back, time.monotonic() - killed_at)
+        if pid_name != "simulators":
+            time.sleep(3)  # replays arrive
+            repeats[component.name] = sum(admin.accepted(f"{run_id}{w:02x}")["count"] - users for w in (before, after))
+    print("\nkill -9, then back (job RUNNING / service healthy) and the wave produced meanwhile all accepted: "
+          + ", ".join(f"{name} {b:.1f}s/{a:.1f}s" for name, (b, a) in times.items())
+          + f"; tokens sent twice, per component killed: {repeats}")
+    assert repeats["job-dispatch"] <= 20, "a dispatch crash repeats only the calls in flight"
+    ch = clickhouse.connect(pipeline, create=False)
+    sql = f"SELECT sum(accepted) AS a FROM {pipeline.clickhouse_database}.dispatch_results FINAL WHERE app_id = '{app}'"
+    total = 2 * len(KILLED) * users
+    # >=: a fan-out crash re-expands the requests it took after its last checkpoint into batches with new
+    # ids, which dispatch sends again and ClickHouse counts again (a pipeline issue, printed above)
+    counted = observe.wait_for(lambda: (a := int(ch.rows(sql)[0]["a"] or 0)) >= total and a, 120, f"ClickHouse to count all {total} accepted")
+    print(f"ClickHouse counted {counted} accepted for {total} tokens")
+    rows = {row[0]: row for row in stack.status_rows(pipeline)}
+    assert rows["job-dispatch"][4].startswith(str(restart_count(pipeline, "job-dispatch")) + " (last ")
+    assert rows["supervisor"][3].startswith("up")
+
+
+def dispatch_worker(settings: Settings) -> int | None:
+    workers = FlinkJob("dispatch").workers(settings)
+    return workers[0] if len(workers) == 1 else None
+
+
+class Load:
+    """Single-pin pushes at a steady rate from a thread, each to a user of its own."""
+
+    def __init__(self, settings: Settings, app: str, run_id: str, users: int, rate: float) -> None:
+        self.producer, self.app, self.run_id, self.users, self.rate = PushProducer(settings), app, run_id, users, rate
+        self.sent, self.stop = 0, threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        began = time.monotonic()
+        while not self.stop.is_set() and self.sent < self.users:
+            self.producer.request(push_request(self.app, [f"{self.run_id}-0-{self.sent}"], "t", "b"))
+            self.sent += 1
+            time.sleep(max(0.0, began + self.sent / self.rate - time.monotonic()))
+        self.producer.flush()
+
+
+def test_a_dead_worker_of_an_idle_job_is_replaced_at_once(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
+    """With no data flowing Flink never notices a dead Python worker (issue 19): the supervisor does, after
+    5 s, and restarts the job process, which takes ~20-26 s here (JVM, mini-cluster, state, a new worker):
+    hence IDLE_BACK_WITHIN_S. Under load Flink's own restart is the faster path (the next test)."""
+    app = f"idle-{run_id}"
+    register(producer, pipeline, app, run_id, waves=1, users=1)
+    worker = observe.wait_for(lambda: dispatch_worker(pipeline), 60, "a dispatch worker")
+    count = restart_count(pipeline, "job-dispatch")
+    os.kill(worker, signal.SIGKILL)
+    killed_at = time.monotonic()
+    observe.wait_for(lambda: dispatch_worker(pipeline) not in (None, worker) and FlinkJob("dispatch").health(pipeline).ok,
+                     IDLE_BACK_WITHIN_S + 30, "a new dispatch worker", interval_s=0.2)
+    replaced = time.monotonic() - killed_at
+    assert restart_count(pipeline, "job-dispatch") == count + 1
+    assert "Python worker gone" in restarts.load(pipeline)["job-dispatch"]["reason"]
+    push_wave(producer, app, run_id, 0, 1)
+    observe.wait_for(lambda: admin.accepted(tok(run_id, 0, 0))["count"] == 1, 60, "a push through the new worker")
+    print(f"\nidle dispatch worker killed: a new one running {replaced:.1f}s later")
+    assert replaced < IDLE_BACK_WITHIN_S
+
+
+def test_the_dispatch_worker_killed_ten_times_under_load(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
+    app, kills, users, rate = f"rekill-{run_id}", 10, 8000, 25.0
+    register(producer, pipeline, app, run_id, waves=1, users=users)
+    prefix = f"{run_id}00"
+    load = Load(pipeline, app, run_id, users, rate)
+    load.thread.start()
+    observe.wait_for(lambda: admin.accepted(prefix, tokens=False)["count"] >= 50, 120, "sends to flow")
+    restarts_before = restart_count(pipeline, "job-dispatch")
+    killed, rng, seen_failure = [], random.Random(run_id), ""
+    try:
+        for _ in range(kills):
+            time.sleep(rng.uniform(1, 8))
+            worker = observe.wait_for(lambda: dispatch_worker(pipeline), 60, "a dispatch worker")
+            os.kill(worker, signal.SIGKILL)
+            at = time.time()
+            killed.append(at)
+
+            def resumed() -> bool:
+                nonlocal seen_failure
+                health = FlinkJob("dispatch").health(pipeline)
+                if not health.ok and ":" in health.detail:
+                    seen_failure = health.detail
+                return admin.accepted(prefix, tokens=False)["last_at"] > at + 1.0
+
+            observe.wait_for(resumed, 60, "sending to resume", )
+    finally:
+        load.stop.set()
+        load.thread.join()
+    sent = load.sent
+    final = observe.wait_for(lambda: (a := admin.accepted(prefix)) and a["unique"] >= sent and a, 300, f"all {sent} accepted")
+    ats = sorted(r["at"] for r in admin.accepted(prefix, payloads=True)["records"])
+    recovery = [next(a for a in ats if a > k + 1.0) - k for k in killed]
+    via_supervisor = restart_count(pipeline, "job-dispatch") - restarts_before
+    duplicates = final["count"] - final["unique"]
+    print(f"\n{kills} kills of the dispatch worker under {rate:.0f} pushes/s: first send after the kill in "
+          f"min {min(recovery):.1f}s, median {statistics.median(recovery):.1f}s, max {max(recovery):.1f}s "
+          f"({', '.join(f'{r:.1f}' for r in recovery)}); {via_supervisor} recovered by the supervisor restarting the job, "
+          f"the rest by Flink; {sent} pushes, lost {sent - final['unique']}, duplicates {duplicates}; "
+          f"a failure as status showed it: {seen_failure[:160]!r}")
+    assert final["unique"] == sent
+    assert max(recovery) < BACK_WITHIN_S
+    assert duplicates <= 200 * kills, "only calls in flight at a kill may repeat"
+
+
+def test_a_failing_job_is_named_with_flinks_reason(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
+    """Dispatch cannot open (its policy file is broken): status says RESTARTING and why, and up's check names it."""
+    app, policy = f"failing-{run_id}", pipeline.dispatch_file
+    register(producer, pipeline, app, run_id, waves=1, users=1)
+    saved = policy.read_text()
+    job = FlinkJob("dispatch")
+    try:
+        policy.write_text("{not json")
+        os.kill(observe.wait_for(lambda: dispatch_worker(pipeline), 60, "a dispatch worker"), signal.SIGKILL)
+        push_wave(producer, app, run_id, 0, 1)  # Flink notices the dead worker when data reaches it
+        health = observe.wait_for(lambda: (h := job.health(pipeline)) and "JSONDecodeError" in h.detail and h, 60,
+                                  "status to show the failure", interval_s=0.2)
+        assert not health.ok
+        print(f"\nstatus of the failing job: {health.detail}")
+        named = stack.not_up([(job.name, health)])
+        assert named[0].startswith("job-dispatch: ") and "JSONDecodeError" in named[0]
+    finally:
+        policy.write_text(saved)
+    observe.wait_for(lambda: admin.accepted(tok(run_id, 0, 0))["count"] == 1, 180, "the push once dispatch opens again")

@@ -1,0 +1,60 @@
+"""`pushpipe up` never says "up" while something is down, restarts are counted, the supervisor waits out
+each problem's grace: the logic, without services."""
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from infra import restarts, stack
+from infra.service import Health
+from pushpipe import cli
+
+
+def test_not_up_names_each_unhealthy_component_and_why() -> None:
+    healths = [("kafka", Health(True, "1 broker(s)")), ("job-dispatch", Health(False, "RESTARTING: java.lang.RuntimeException: boom")),
+               ("supervisor", Health(False, ""))]
+    assert stack.not_up(healths) == ["job-dispatch: RESTARTING: java.lang.RuntimeException: boom", "supervisor: DOWN"]
+    assert stack.not_up([("kafka", Health(True))]) == []
+
+
+def test_up_exits_non_zero_naming_the_component(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(stack, "up", lambda settings, with_jobs: ["job-dispatch: RESTARTING: boom"])
+    monkeypatch.setattr(cli, "cmd_status", lambda args: None)
+    with pytest.raises(SystemExit) as exit_:
+        cli.cmd_up(argparse.Namespace(services_only=False))
+    assert exit_.value.code == 1
+    assert "not healthy: job-dispatch: RESTARTING: boom" in capsys.readouterr().err
+
+
+def test_up_exits_zero_when_all_is_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stack, "up", lambda settings, with_jobs: [])
+    monkeypatch.setattr(cli, "cmd_status", lambda args: None)
+    cli.cmd_up(argparse.Namespace(services_only=False))
+
+
+def test_restarts_are_counted_with_the_last_reason(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PUSHPIPE_HOME", str(tmp_path))
+    from pushpipe.config import load
+
+    settings = load()
+    assert restarts.describe(restarts.load(settings).get("job-dispatch")) == "0"
+    restarts.record(settings, "job-dispatch", "process died")
+    entry = restarts.record(settings, "job-dispatch", "Python worker gone (0 of 1 running)")
+    assert entry["count"] == 2 and restarts.load(settings)["job-dispatch"]["reason"].startswith("Python worker gone")
+    assert restarts.describe(entry).startswith("2 (last ") and "Python worker gone" in restarts.describe(entry)
+
+
+def test_a_problem_is_acted_on_once_one_kind_of_it_has_lasted_its_grace() -> None:
+    from infra.service import Problem
+    from infra.supervisor import Watch, due
+
+    watch = Watch()
+    assert not due(watch, Problem("worker", "Python worker gone", 8.0), now=100.0)
+    assert not due(watch, Problem("worker", "Python worker gone", 8.0), now=107.0)
+    assert not due(watch, Problem("state", "job RESTARTING", 45.0), now=109.0), "another kind starts its own clock"
+    assert due(watch, Problem("state", "job RESTARTING", 45.0), now=154.0)
+    assert not due(watch, None, now=155.0) and watch.kind is None
+    assert due(watch, Problem("died", "process died", 0.0), now=156.0)
+    watch.not_before = 200.0  # backing off after failed restarts
+    assert not due(watch, Problem("died", "process died", 0.0), now=199.0)
