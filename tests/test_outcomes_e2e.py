@@ -3,7 +3,7 @@
 - a broadcast or segment that matches no device ends as "no_devices_matched"; devices a broadcast skips
   (switched off, the other environment) are counted per shard and reason; a deliver_at beyond the TTL and a
   device without a token are refused with their reason;
-- kill -9 of each job in turn in the middle of a broadcast: afterwards the simulator, ClickHouse and
+- kill -9 of each job in turn in the middle of a broadcast (the supervisor brings it back): afterwards the simulator, ClickHouse and
   Elasticsearch hold exactly one accepted push per device (batch ids are derived, not random).
 
 Every test takes the `pipeline` fixture: infra/ starts the real Kafka broker, the three Flink jobs,
@@ -80,7 +80,8 @@ def kill_job(settings: Settings, job: str) -> None:
     pid = process.read_pid(settings, f"job-{job}")
     assert pid is not None, f"{job} is running"
     os.killpg(pid, signal.SIGKILL)
-    observe.wait_for(lambda: not process.is_running(settings, f"job-{job}"), 30, f"{job} to be gone", interval_s=0.1)
+    observe.wait_for(lambda: process.read_pid(settings, f"job-{job}") != pid or not process.is_running(settings, f"job-{job}"),
+                     30, f"{job} to be gone", interval_s=0.1)
 
 
 def test_kill_9_of_each_job_mid_broadcast_leaves_exact_counts_everywhere(pipeline: Settings, producer: PushProducer,
@@ -99,7 +100,7 @@ def test_kill_9_of_each_job_mid_broadcast_leaves_exact_counts_everywhere(pipelin
         observe.wait_for(lambda: admin.accepted(run_id, vendor="hms", tokens=False)["count"] >= devices // 10, 120,
                          "a tenth of the broadcast", interval_s=0.2)
         kill_job(pipeline, job)
-        FlinkJob(job).start(pipeline)
+        observe.wait_for(lambda: FlinkJob(job).health(pipeline).ok, 120, f"the supervisor to bring {job} back")
         observe.wait_for(lambda: admin.accepted(run_id, vendor="hms")["unique"] >= devices, 300,
                          f"every device after the kill of {job}", interval_s=2)
         observe.wait_campaign_counted(pipeline, campaign, devices, 300)
