@@ -92,6 +92,19 @@ def priority_of_bundle(key: str) -> str:
     return key.split(SEP, 1)[0]
 
 
+def preference_key(event: dict) -> str:
+    """The Kafka key of a PreferenceEvent: the app, the pin and what the event sets, so that compaction of
+    user.preferences keeps the latest event of each setting (an opt-out survives a later time zone change)."""
+    kind = event["kind"]
+    if kind in ("opt_out", "opt_in"):
+        setting = f"category:{event['category']}" if event.get("category") else f"channel:{event.get('channel') or 'push'}"
+    elif kind in ("unsubscribe", "resubscribe"):
+        setting = "subscription"
+    else:  # set_timezone, set_quiet_hours
+        setting = kind.removeprefix("set_")
+    return SEP.join((event["app_id"], event["pin"], setting))
+
+
 # Sink ids: readable where they fit, a digest where they would not.
 
 def message_doc_id(app_id: str, msg_id: str) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from jobs import keys
 from pushpipe.config import Settings
 from schemas import codec
 
@@ -61,8 +62,9 @@ class PushProducer:
         self._produce(self.topics.device_events, f"{record['app_id']}|{record['token']}", codec.encode("DeviceEvent", record))
 
     def preference(self, record: dict[str, Any]) -> None:
-        """A PreferenceEvent, keyed app_id|pin: user.preferences is compacted, and compaction keeps the latest per key."""
-        self._produce(self.topics.preferences, f"{record['app_id']}|{record['pin']}", codec.encode("PreferenceEvent", record))
+        """A PreferenceEvent, keyed app_id|pin|<setting> (keys.preference_key): user.preferences is compacted,
+        and compaction keeps the latest event per key, so each setting keeps its latest value."""
+        self._produce(self.topics.preferences, keys.preference_key(record), codec.encode("PreferenceEvent", record))
 
     def raw(self, topic: str, key: str, value: bytes) -> None:
         self._produce(topic, key, value)

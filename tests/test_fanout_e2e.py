@@ -14,6 +14,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from infra.simulators import SimulatorAdmin
+from jobs import keys
 from pushpipe import observe
 from pushpipe.config import Settings
 from pushpipe.producer import PushProducer, device_event, now_ms, push_request
@@ -43,7 +44,7 @@ def prefer(settings: Settings, *events: dict) -> None:
     """Produce PreferenceEvents and wait until fan-out has read them."""
     raw = Producer({"bootstrap.servers": settings.kafka_bootstrap})
     for event in events:
-        raw.produce(settings.topics.preferences, codec.encode("PreferenceEvent", event), key=f"{event['app_id']}|{event['pin']}")
+        raw.produce(settings.topics.preferences, codec.encode("PreferenceEvent", event), key=keys.preference_key(event))
     raw.flush()
     observe.wait_fanout_read(settings, settings.topics.preferences, timeout_s=60)
 

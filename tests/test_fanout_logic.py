@@ -155,3 +155,12 @@ def test_a_pin_lists_pins_without_devices_are_one_outcome() -> None:
     kept = requests.without_unknown_pins(outcomes)
     assert kept[:2] == outcomes[5:] and kept[2] == requests.Unsent("", "suppressed", "no_devices", count=5)
     assert requests.without_unknown_pins(outcomes[5:]) == outcomes[5:]
+
+
+def test_each_preference_setting_has_its_own_compaction_key() -> None:
+    event = lambda kind, **f: {"app_id": "a", "pin": "u", "kind": kind, **f}  # noqa: E731
+    found = {keys.preference_key(event("opt_out", category="marketing")), keys.preference_key(event("opt_out", channel="hms")),
+             keys.preference_key(event("unsubscribe")), keys.preference_key(event("set_timezone", timezone="Asia/Shanghai")),
+             keys.preference_key(event("set_quiet_hours"))}
+    assert found == {"a|u|category:marketing", "a|u|channel:hms", "a|u|subscription", "a|u|timezone", "a|u|quiet_hours"}
+    assert keys.preference_key(event("opt_in", category="marketing")) == "a|u|category:marketing"

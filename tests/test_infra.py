@@ -87,8 +87,9 @@ def test_an_installation_with_expiring_preferences_is_fixed_in_place(kafka: Kafk
         admin.delete_topics([topic])
 
 
-def test_the_reference_producer_keys_preferences_by_app_and_pin(kafka: Kafka, settings: Settings) -> None:
-    """Compaction keeps the latest record per key: an unkeyed preference would be dropped."""
+def test_the_reference_producer_keys_preferences_by_app_pin_and_setting(kafka: Kafka, settings: Settings) -> None:
+    """Compaction keeps the latest record per key: an unkeyed preference would be dropped, and one keyed by pin alone
+    would be lost behind the pin's next change of another setting."""
     app, topic = f"prefs-{uuid.uuid4().hex[:8]}", settings.topics.preferences
     producer = PushProducer(settings)
     producer.preference(preference_event(app, "user-1", "opt_out", category="marketing"))
@@ -101,7 +102,7 @@ def test_the_reference_producer_keys_preferences_by_app_and_pin(kafka: Kafka, se
         while time.monotonic() < deadline:
             msg = consumer.poll(1.0)
             if msg is not None and msg.error() is None and app.encode() in msg.value():
-                assert msg.key() == f"{app}|user-1".encode()
+                assert msg.key() == f"{app}|user-1|category:marketing".encode()
                 return
         pytest.fail(f"the preference of {app} was not consumed from {topic}")
     finally:
