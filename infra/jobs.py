@@ -123,11 +123,13 @@ class FlinkJob:
         return Health(False, job.state + (f": {failure}" if failure else ""))
 
     def workers(self, settings: Settings) -> list[int]:
-        """pids of the job's Python worker processes (process mode), from the process tree."""
+        """pids of the job's live Python worker processes (process mode), from the process tree: a stopped
+        (hung) or zombie worker counts as gone, so the supervisor replaces it within seconds."""
         leader = process.read_pid(settings, self.name)
         if leader is None:
             return []
-        return [p for p in process.descendants(leader) if "pyflink.fn_execution.beam.beam_boot" in process.cmdline(p)]
+        return [p for p in process.descendants(leader)
+                if "pyflink.fn_execution.beam.beam_boot" in process.cmdline(p) and process.is_live(p)]
 
     def problem(self, settings: Settings) -> Problem | None:
         """What keeps the running job from working, for the supervisor (None when it works)."""
@@ -143,7 +145,8 @@ class FlinkJob:
             return Problem("tasks", f"{job.tasks_running} of {job.tasks_total} tasks running", TASKS_STARTING_GRACE_S)
         wanted = python_workers(settings, self.job)
         if len(self.workers(settings)) < wanted:
-            return Problem("worker", f"Python worker gone ({len(self.workers(settings))} of {wanted} running)", WORKER_GONE_GRACE_S)
+            return Problem("worker", f"Python worker gone or hung ({len(self.workers(settings))} of {wanted} running)",
+                           WORKER_GONE_GRACE_S)
         acked = flinkrest.last_checkpoint_ms(base, job.jid)
         if acked is not None:
             age = time.time() - max(acked, job.start_ms) / 1000

@@ -156,6 +156,36 @@ def test_a_dead_worker_of_an_idle_job_is_replaced_at_once(pipeline: Settings, pr
     assert replaced < IDLE_BACK_WITHIN_S
 
 
+def test_a_hung_dispatch_worker_is_replaced_and_nothing_is_lost(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
+    """A worker that stops answering (SIGSTOP: alive, but never runs again) hangs its job silently; the supervisor
+    sees the stopped worker and restarts the job from its checkpoint."""
+    app, users = f"hung-{run_id}", 400
+    register(producer, pipeline, app, run_id, waves=1, users=users)
+    push_wave(producer, app, run_id, 0, users // 2)
+    observe.wait_for(lambda: admin.accepted(f"{run_id}00", tokens=False)["count"] >= users // 2, 120, "the first half")
+    worker = observe.wait_for(lambda: dispatch_worker(pipeline), 60, "a dispatch worker")
+    count = restart_count(pipeline, "job-dispatch")
+    os.kill(worker, signal.SIGSTOP)
+    stopped_at = time.time()
+    try:
+        push_wave_from(producer, app, run_id, users // 2, users)
+        observe.wait_for(lambda: admin.accepted(f"{run_id}00")["unique"] >= users, IDLE_BACK_WITHIN_S + 60, "the second half")
+    finally:
+        os.kill(worker, signal.SIGKILL)  # the stopped process, if the restart left it behind
+    ats = sorted(r["at"] for r in admin.accepted(f"{run_id}00", payloads=True)["records"])
+    resumed = next(a for a in ats if a > stopped_at) - stopped_at
+    print(f"\nhung dispatch worker: sending resumed {resumed:.1f}s after it stopped")
+    assert restart_count(pipeline, "job-dispatch") == count + 1
+    assert "hung" in restarts.load(pipeline)["job-dispatch"]["reason"]
+    assert resumed < IDLE_BACK_WITHIN_S
+
+
+def push_wave_from(producer: PushProducer, app: str, run_id: str, first: int, end: int) -> None:
+    for u in range(first, end):
+        producer.request(push_request(app, [f"{run_id}-0-{u}"], "t", "b"))
+    producer.flush()
+
+
 def test_the_dispatch_worker_killed_ten_times_under_load(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
     app, kills, users, rate = f"rekill-{run_id}", 10, 8000, 25.0
     register(producer, pipeline, app, run_id, waves=1, users=users)

@@ -3,10 +3,13 @@ each problem's grace: the logic, without services."""
 from __future__ import annotations
 
 import argparse
+import signal
+import subprocess
+import time
 
 import pytest
 
-from infra import restarts, stack
+from infra import process, restarts, stack
 from infra.service import Health
 from pushpipe import cli
 
@@ -58,3 +61,18 @@ def test_a_problem_is_acted_on_once_one_kind_of_it_has_lasted_its_grace() -> Non
     assert due(watch, Problem("died", "process died", 0.0), now=156.0)
     watch.not_before = 200.0  # backing off after failed restarts
     assert not due(watch, Problem("died", "process died", 0.0), now=199.0)
+
+
+def test_a_stopped_or_finished_process_is_not_live() -> None:
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert process.is_live(child.pid)
+        child.send_signal(signal.SIGSTOP)
+        deadline = time.monotonic() + 5
+        while process.is_live(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not process.is_live(child.pid), "a stopped (hung) process is not live"
+    finally:
+        child.kill()
+        child.wait()
+    assert not process.is_live(child.pid)
