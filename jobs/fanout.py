@@ -306,7 +306,8 @@ class PinDirectory(Directory):
         if outcomes and request["target"] == "pin":
             yield from not_sent(request, f"pin:{pin}", outcomes, pin)
         elif outcomes:  # a pin list's outcomes are gathered into few results, however many of its pins have none
-            gathered = [requests.Unsent(*o, pin=pin) for o in outcomes]
+            unknown = not result.state["devices"]  # a pin the app never registered a device for: counted, not named
+            gathered = [requests.Unsent(*o, pin="" if unknown else pin) for o in outcomes]
             yield PARTIAL, (keys.group_key(request["app_id"], request["msg_id"], requests.NO_VENDOR, ""), requests.NO_VENDOR, request, gathered)
         for (vendor, text), (rendered_request, targets) in result.groups.items():
             if request["target"] == "pin":

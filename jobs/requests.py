@@ -104,10 +104,11 @@ class Unsent(NamedTuple):
 
 
 def without_unknown_pins(outcomes: list[Unsent]) -> list[Unsent]:
-    """A pin list's outcomes with its pins that have no device at all counted in one outcome, not one each:
-    a request to 100,000 pins, most of them unknown, makes a few records downstream, not 100,000."""
-    unknown = sum(1 for o in outcomes if not o.token and o.reason == NO_DEVICES)
-    kept = [o for o in outcomes if o.token or o.reason != NO_DEVICES]
+    """A pin list's outcomes with its unknown pins (no device ever registered: outcomes without token or pin)
+    counted in one outcome, not one each: a request to 100,000 pins, most of them unknown, makes a few
+    records downstream, not 100,000. Known pins keep their own outcome, for whoever asks why."""
+    unknown = sum(1 for o in outcomes if not o.token and not o.pin and o.reason == NO_DEVICES)
+    kept = [o for o in outcomes if o.token or o.pin or o.reason != NO_DEVICES]
     return kept + [Unsent("", "suppressed", NO_DEVICES, count=unknown)] if unknown else kept
 
 

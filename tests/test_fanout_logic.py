@@ -149,11 +149,12 @@ def test_device_events_with_bad_ids_have_reasons() -> None:
     assert "no pin" in devices.event_problem(device_event("a", "", "tok"))
 
 
-def test_a_pin_lists_pins_without_devices_are_one_outcome() -> None:
-    outcomes = [requests.Unsent("", "suppressed", "no_devices", pin=f"u{i}") for i in range(5)]
-    outcomes += [requests.Unsent("", "suppressed", "cap:marketing", pin="capped"), requests.Unsent("t1", "rejected", "oversize", pin="v")]
+def test_a_pin_lists_unknown_pins_are_one_outcome() -> None:
+    outcomes = [requests.Unsent("", "suppressed", "no_devices") for _ in range(5)]  # pins never registered
+    outcomes += [requests.Unsent("", "suppressed", "no_devices", pin="switched-off"),
+                 requests.Unsent("", "suppressed", "cap:marketing", pin="capped"), requests.Unsent("t1", "rejected", "oversize", pin="v")]
     kept = requests.without_unknown_pins(outcomes)
-    assert kept[:2] == outcomes[5:] and kept[2] == requests.Unsent("", "suppressed", "no_devices", count=5)
+    assert kept[:3] == outcomes[5:] and kept[3] == requests.Unsent("", "suppressed", "no_devices", count=5)
     assert requests.without_unknown_pins(outcomes[5:]) == outcomes[5:]
 
 
