@@ -6,6 +6,7 @@ Each test produces to the real Kafka and checks what the vendor simulator accept
 counted; the supervisor (`pushpipe up` starts it) does the restarts, counted in restarts.json."""
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -171,7 +172,8 @@ def test_a_hung_dispatch_worker_is_replaced_and_nothing_is_lost(pipeline: Settin
         push_wave_from(producer, app, run_id, users // 2, users)
         observe.wait_for(lambda: admin.accepted(f"{run_id}00")["unique"] >= users, IDLE_BACK_WITHIN_S + 60, "the second half")
     finally:
-        os.kill(worker, signal.SIGKILL)  # the stopped process, if the restart left it behind
+        with contextlib.suppress(ProcessLookupError):  # the stopped process, if the restart left it behind
+            os.kill(worker, signal.SIGKILL)
     ats = sorted(r["at"] for r in admin.accepted(f"{run_id}00", payloads=True)["records"])
     resumed = next(a for a in ats if a > stopped_at) - stopped_at
     print(f"\nhung dispatch worker: sending resumed {resumed:.1f}s after it stopped")
