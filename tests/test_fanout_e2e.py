@@ -101,7 +101,7 @@ def test_deliver_at_holds_and_ttl_expires(pipeline: Settings, producer: PushProd
 def test_recurring_schedule_fires_each_minute(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
     app = f"cron-{run_id}"
     loaded(producer, pipeline, device_event(app, "u", tok(run_id, 0)))
-    send(producer, push_request(app, ["u"], "digest", "b", recurrence="* * * * *"))
+    send(producer, push_request(app, ["u"], "digest", "b", recurrence="* * * * *", recurrence_until=now_ms() + 150_000))  # no perpetual schedule left behind
     observe.wait_for(lambda: accepted(admin, run_id)[tok(run_id, 0)] >= 1, 90, "the first occurrence")
 
 
