@@ -6,6 +6,7 @@ import asyncio
 import json
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -174,13 +175,14 @@ def test_umeng_rejects_a_stale_timestamp(simulators: Settings, admin: SimulatorA
 # ---- batching and local checks -------------------------------------------------------------------
 
 def test_tokens_beyond_max_batch_go_in_several_requests_in_order(simulators: Settings, admin: SimulatorAdmin) -> None:
-    tokens = [MEIZU.valid_token("c4a") for _ in range(250)]
+    prefix = f"c4a{uuid.uuid4().hex[:8]}"  # "c4a" alone: a random token of another test may start with it
+    tokens = [MEIZU.valid_token(prefix) for _ in range(250)]
     admin.configure(vendor="meizu", unregistered_tokens=tokens[150:151])
     results = send(simulators, MEIZU, tokens)
     assert [r.token for r in results] == tokens
     assert [i for i, r in enumerate(results) if r.outcome is not Outcome.ACCEPTED] == [150]
     assert len({r.vendor_msg_id for r in results if r.outcome is Outcome.ACCEPTED}) == 3  # 100 + 100 + 50
-    assert admin.stats("c4a")["received"] == 250
+    assert admin.stats(prefix)["received"] == 250
 
 
 def test_a_token_holding_the_list_separator_is_invalid_and_never_sent(simulators: Settings,
