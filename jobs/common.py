@@ -172,7 +172,8 @@ def dead_letter(job: str, topic: str, payload: bytes | None, error: str, reason:
 
 def decode_or_dlq(job: str, topic: str, name: str, payload: bytes) -> Iterator[Any]:
     """Yield the decoded record, or a DLQ side output with the reason."""
-    if payload is None:  # a tombstone: the compacted topics' deletions are events (unbind, deregister) instead
+    # A tombstone. PyFlink's value-only Kafka source drops them today; this guards a source that passes them on.
+    if payload is None:
         yield dead_letter(job, topic, None, "tombstone", f"a null value (tombstone) on {topic}: send a {name} record instead")
         return
     try:

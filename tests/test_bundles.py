@@ -5,7 +5,6 @@ stack runs it in tests/test_fanout_e2e.py (single-pin requests sharing lane reco
 """
 from __future__ import annotations
 
-from typing import Any
 
 from flink_fakes import Context, Listed, Value
 from jobs import common, requests
