@@ -11,7 +11,7 @@ Devices = dict[str, Device]  # token -> device
 REMOVING = {"unbind", "deregister", "invalid_token"}
 SWITCH_HISTORY = 10  # notification switch changes kept per device, for diagnosis
 DEVICE_FIELDS = ("vendor", "platform", "environment", "brand", "model", "os_version", "app_version", "locale", "timezone",
-                 "fallback_token")
+                 "fallback_token", "tags")
 Target = tuple[str, str, str]  # (token, pin, fallback token or "")
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Collection
 
 from jobs.devices import Target
 from jobs.policy.decide import Defer, PolicyConfig, Send, Suppress, decide, filter_devices
@@ -33,26 +33,34 @@ def new_pin_state() -> Record:
 
 
 def expand_for_pin(request: Record, pin: str, state: Record, now_ms: int, config: PolicyConfig,
-                   templates: TemplateStore) -> Expansion:
-    devices = state["devices"]
+                   templates: TemplateStore, only: Collection[str] | None = None) -> Expansion:
+    """With `only`, the request reaches those of the pin's devices alone (a broadcast's audience), and what
+    suppresses the pin is an outcome of each of them; policy counts (caps, vendor quotas) are the pin's whole
+    history either way."""
+    devices = state["devices"] if only is None else {t: d for t, d in state["devices"].items() if t in only}
     result = Expansion(state)
     if request["environment"] == "test":  # test apps reach whitelisted (test) devices only
         result.not_sent += [(t, "suppressed", TEST_TO_PRODUCTION) for t, d in sorted(devices.items())
                             if d["environment"] != "test"]
-    decision = decide(request, state, now_ms, config)
+    decision = decide(request, {**state, "devices": devices}, now_ms, config)
     if isinstance(decision, Defer):
         result.defer_until = decision.until_ms
         return result
     if isinstance(decision, Suppress):
-        result.suppressed = decision.reason
+        if only is None or not devices:
+            result.suppressed = decision.reason
+        else:  # a broadcast addresses devices: each of the pin's in its audience has the outcome
+            result.not_sent += [(t, "suppressed", decision.reason) for t in sorted(devices)]
         return result
     assert isinstance(decision, Send)
-    allowed, blocked, quota = filter_devices(request, devices, state["vendor_quota"], now_ms, config, prefs=state["prefs"])
+    allowed, blocked, quota = filter_devices(request, state["devices"], state["vendor_quota"], now_ms, config,
+                                             prefs=state["prefs"], only=only)
     result.not_sent += [(t, "suppressed", reason) for t, reason in sorted(blocked.items())]
     if not allowed:
-        result.suppressed = "all devices suppressed" if blocked else "no_devices"
+        if only is None or not blocked:
+            result.suppressed = "all devices suppressed" if blocked else "no_devices"
         return result
-    result.state = {**decision.new_state, "vendor_quota": quota}
+    result.state = {**state, "caps": decision.new_state["caps"], "vendor_quota": quota}
     for token in allowed:
         _place(result, request, token, pin, devices[token], templates)
     return result

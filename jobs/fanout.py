@@ -6,8 +6,10 @@
         └─ tokens, broadcast, ─> key app|shard: ShardDirectory (devices by token hash, the opt-outs
            segment                 of their users) ─> batches
     device.events + device.feedback, user.preferences ─ parse ─> both directories
-Broadcasts, segments and tokens honour opt-outs and unsubscribe; quiet hours and caps, which need a
-user's whole history, apply to pin-addressed requests.
+Broadcasts, segments and tokens honour opt-outs and unsubscribe. A broadcast or segment that quiet hours,
+daily caps or vendor quotas can touch goes from the shards to each matching pin (TO_PIN), whose directory
+holds the user's whole history and applies the same policy as to a pin push; one none of them can touch
+(urgent, uncapped) is expanded by the shards alone.
 Batches go to push.dispatch.<priority>: a big one alone, small ones (a single pin's) through the
 Bundler, which packs those of one (lane, app, vendor) into one record. Everything not sent becomes a
 result with its reason; bad input goes to push.dlq.
@@ -26,7 +28,7 @@ from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, St
 from jobs import common, devices, keys, requests, shards
 from jobs.expand import Expansion, expand_for_pin, new_pin_state, rendered, variant
 from jobs.policy.caps import CapConfig
-from jobs.policy.decide import PolicyConfig
+from jobs.policy.decide import PolicyConfig, per_user_policy_applies
 from jobs.policy.limits import payload_problems
 from jobs.policy.preferences import InvalidPreference, apply_preference, blocked_reason
 from jobs.policy.schedule import next_fire
@@ -40,6 +42,7 @@ PARTIAL = OutputTag("partial", PICKLED)
 SHARD = OutputTag("shard", PICKLED)
 BUNDLE = OutputTag("bundle", PICKLED)
 TALLY = OutputTag("tally", PICKLED)
+TO_PIN = OutputTag("to-pin", PICKLED)
 RESULTS = OutputTag("results", common.BYTES)
 FEEDBACK = OutputTag("feedback", common.BYTES)
 LANES = {priority: OutputTag(f"lane-{priority}", common.BYTES) for priority in PRIORITIES}
@@ -271,6 +274,10 @@ class PinDirectory(Directory):
         super().open(runtime_context)
         self.state = runtime_context.get_state(ValueStateDescriptor("pin", PICKLED))
         self.deferred = runtime_context.get_map_state(MapStateDescriptor("deferred", Types.STRING(), PICKLED))
+        # broadcasts this pin has taken: each shard holding one of its devices sends the pin the broadcast once
+        reached = MapStateDescriptor("broadcasts", Types.STRING(), Types.BOOLEAN())
+        reached.enable_time_to_live(StateTtlConfig.new_builder(GROUP_TTL).build())
+        self.broadcasts = runtime_context.get_map_state(reached)
 
     def process_element(self, value: tuple, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         key, kind, record = value
@@ -282,7 +289,11 @@ class PinDirectory(Directory):
                 self.state.update({**state, "prefs": apply_preference(state["prefs"], record)})
             except InvalidPreference as bad:
                 yield common.dead_letter(JOB, self.settings.topics.preferences, b"", "invalid_preference", str(bad), app_id=record["app_id"])
+        elif kind == "bcast" and self.broadcasts.get(record["msg_id"]):
+            return  # taken already, from another shard of the pin's devices
         else:
+            if kind == "bcast":
+                self.broadcasts.put(record["msg_id"], True)
             yield from self.expand(record, keys.pin_of(key), state, ctx)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
@@ -293,7 +304,10 @@ class PinDirectory(Directory):
             yield from self.expand(request, pin, self.state.value() or new_pin_state(), ctx)
 
     def expand(self, request: dict, pin: str, state: dict, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
-        result = expand_for_pin(request, pin, state, common.now_ms(), self.policy, self.templates)
+        only = None
+        if request["target"] in ("broadcast", "segment"):  # the pin's devices in the audience
+            only = {token for token, _ in shards.select(state["devices"].items(), request)[0]}
+        result = expand_for_pin(request, pin, state, common.now_ms(), self.policy, self.templates, only)
         self.state.update(result.state)
         if result.defer_until is not None:
             self.deferred.put(request["msg_id"], {**request, "_defer_until": result.defer_until})
@@ -381,7 +395,11 @@ class ShardDirectory(Directory):
         if skipped:
             yield from not_sent(request, f"{position}:skipped", [("", "suppressed", reason, "", n) for reason, n in sorted(skipped.items())])
         yield TALLY, (keys.message_key(request["app_id"], request["msg_id"]), request, len(chosen))
-        yield from self.grouped(request, chosen, position, batcher=False)
+        if per_user_policy_applies(request, self.policy):
+            for pin in sorted({device["pin"] for _, device in chosen}):
+                yield TO_PIN, (keys.pin_key(request["app_id"], pin), "bcast", request)
+        else:
+            yield from self.grouped(request, chosen, position, batcher=False)
 
     def allowed(self, request: dict, chosen: list[tuple[str, dict]]) -> tuple[list[tuple[str, dict]], list[tuple[str, str, str]]]:
         """The devices whose user's preferences allow this message, and the others with the reason."""
@@ -576,11 +594,11 @@ def build(settings: Settings) -> Any:
     prefs = common.kafka_source(env, settings, topics.preferences, group).process(ParsePreferences(topics.preferences)).name("parse-preferences").uid("parse-preferences")
     intake = (reqs.key_by(message_key, key_type=Types.STRING())
               .process(Intake(settings.dedup_window_s)).name("intake").uid("intake"))
-    pins = (intake.union(events, prefs).key_by(first, key_type=Types.STRING())
-            .process(PinDirectory(settings), output_type=common.BYTES).name("pin-directory").uid("pin-directory"))
     by_shard = (intake.get_side_output(SHARD).union(events.get_side_output(SHARD), prefs.get_side_output(SHARD))
                 .key_by(first, key_type=Types.STRING())
                 .process(ShardDirectory(settings), output_type=common.BYTES).name("shard-directory").uid("shard-directory"))
+    pins = (intake.union(events, prefs, by_shard.get_side_output(TO_PIN)).key_by(first, key_type=Types.STRING())
+            .process(PinDirectory(settings), output_type=common.BYTES).name("pin-directory").uid("pin-directory"))
     batched = (pins.get_side_output(PARTIAL).union(by_shard.get_side_output(PARTIAL)).key_by(first, key_type=Types.STRING())
                .process(Batcher(settings.batch_size), output_type=common.BYTES).name("batcher").uid("batcher"))
     small = pins.get_side_output(BUNDLE).union(by_shard.get_side_output(BUNDLE), batched.get_side_output(BUNDLE))

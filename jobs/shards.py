@@ -76,7 +76,7 @@ def matches(segment: dict[str, str], device: Record) -> bool:
     """Segment filters: platform, brand, vendor, app_version (minimum, dotted), tag."""
     for key, wanted in segment.items():
         if key == "tag":
-            if wanted not in device["tags"]:
+            if wanted not in device.get("tags", ()):  # a pin's device reported before tags were kept has none
                 return False
         elif key == "app_version":
             if _version(device["app_version"]) < _version(wanted):

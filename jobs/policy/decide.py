@@ -17,11 +17,11 @@ sent, and the caps state must not count it). On Defer, call decide() again at un
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Union
+from typing import Any, Collection, Mapping, Union
 
 from jobs.policy import zones
 from jobs.policy.caps import CapConfig, check_and_count
-from jobs.policy.classify import (DEFAULT_CLASSES, MessageClass, VendorQuota, class_map, message_class,
+from jobs.policy.classify import (DEFAULT_CLASSES, MARKETING, MessageClass, VendorQuota, class_map, message_class,
                                   normalise_category, vendor_quota_check)
 from jobs.policy.counters import prune_days
 from jobs.policy.preferences import blocked_reason
@@ -119,10 +119,21 @@ def decide(request: Mapping[str, Any], pin_state: Mapping[str, Any], now_ms: int
     return Send(state) if allowed else Suppress(f"frequency_cap:{category}", state)
 
 
+def per_user_policy_applies(request: Mapping[str, Any], config: PolicyConfig) -> bool:
+    """Whether quiet hours, a daily cap or a vendor quota can hold `request` back from some user: a broadcast
+    none of them can touch (urgent, uncapped, not counted by any vendor) needs no user's history."""
+    if not is_urgent(request, config.classes) or config.caps.limit(request.get("category")) is not None:
+        return True
+    quota = config.vendor_quota
+    return bool(quota.unclassified_vendors) or (message_class(request.get("category"), config.classes) == MARKETING
+                                                and bool(quota.marketing_per_day))
+
+
 def filter_devices(request: Mapping[str, Any], devices: Devices, vendor_state: Mapping[str, int], now_ms: int,
-                   config: PolicyConfig, *, prefs: Mapping[str, Any] | None = None,
+                   config: PolicyConfig, *, prefs: Mapping[str, Any] | None = None, only: Collection[str] | None = None,
                    ) -> tuple[list[str], dict[str, str], dict[str, int]]:
-    """(allowed tokens, {token: reason} suppressed, new vendor state) for the pin's eligible devices.
+    """(allowed tokens, {token: reason} suppressed, new vendor state) for the pin's eligible devices (those in
+    `only`, when given: a broadcast's segment).
 
     With `prefs`, per-vendor channel opt-outs apply first ("opted_out:channel:<v>"); then the vendor's
     per-device daily quota ("vendor_quota:<vendor>:<marketing|service|unclassified>"), counted per
@@ -134,6 +145,8 @@ def filter_devices(request: Mapping[str, Any], devices: Devices, vendor_state: M
     state = {key: n for key, n in prune_days(vendor_state, day).items() if key.partition("|")[2] in devices}
     allowed, suppressed = [], {}
     for token, device in sorted(eligible_devices(devices, request.get("environment", "production")).items()):
+        if only is not None and token not in only:
+            continue
         vendor = str(device.get("vendor", "")).lower()
         reason = blocked_reason(prefs, category, vendor, config.classes) if prefs is not None else None
         if reason is None:

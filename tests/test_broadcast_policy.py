@@ -1,0 +1,68 @@
+"""Broadcasts follow the pin policy: which go through the pins, and what a pin does with one (fakes of Flink's
+state, tests/flink_fakes.py); tests/test_broadcast_policy_e2e.py runs it through the real stack."""
+from __future__ import annotations
+
+from flink_fakes import Context, Mapped, Value
+from jobs import fanout, keys, requests
+from jobs.devices import apply_event
+from jobs.expand import expand_for_pin, new_pin_state
+from jobs.policy.caps import CapConfig
+from jobs.policy.classify import VendorQuota
+from jobs.policy.decide import PolicyConfig, per_user_policy_applies
+from jobs.policy.templates import TemplateStore
+from pushpipe.producer import device_event, push_request
+from schemas import codec
+
+NOON = 1_795_348_800_000  # 2026-11-22 12:00 UTC
+CAPS = PolicyConfig(caps=CapConfig(per_day={"marketing": 3}))
+
+
+def broadcast(category: str, **fields) -> dict:
+    return push_request("a", [], "t", "b", target=fields.pop("target", "broadcast"), category=category, **fields)
+
+
+def test_only_urgent_uncapped_unquota_broadcasts_skip_the_pins() -> None:
+    assert not per_user_policy_applies(broadcast("transactional"), CAPS)
+    assert per_user_policy_applies(broadcast("marketing"), CAPS), "quiet hours, caps and vendor quotas"
+    assert per_user_policy_applies(broadcast("news", priority="high"), CAPS), "urgent, but a vendor counts marketing"
+    assert per_user_policy_applies(broadcast("transactional"), PolicyConfig(caps=CapConfig(per_day={"transactional": 9})))
+    unclassified = PolicyConfig(vendor_quota=VendorQuota(unclassified_vendors=frozenset({"xiaomi"})))
+    assert per_user_policy_applies(broadcast("transactional"), unclassified), "Xiaomi counts every message"
+    assert not per_user_policy_applies(broadcast("news", priority="high"), PolicyConfig(vendor_quota=VendorQuota(marketing_per_day={})))
+
+
+def test_a_segment_reaches_only_its_devices_and_counts_the_pin_once() -> None:
+    state = new_pin_state()
+    for event in (device_event("a", "u", "hms1", vendor="hms", brand="huawei"), device_event("a", "u", "ios1")):
+        state["devices"] = apply_event(state["devices"], event)
+    segment = broadcast("marketing", target="segment", segment={"brand": "huawei"})
+    result = expand_for_pin(segment, "u", state, NOON, CAPS, TemplateStore.from_dict({"templates": {}}), only={"hms1"})
+    assert [t for _, targets in result.groups.values() for t, _, _ in targets] == ["hms1"]
+    assert sum(result.state["caps"].values()) == 1 and list(result.state["vendor_quota"]) == ["2026-11-22|hms1"]
+    assert result.state["devices"] == state["devices"], "the pin keeps all its devices"
+
+
+def pin_directory() -> fanout.PinDirectory:
+    directory = fanout.PinDirectory(None)  # type: ignore[arg-type]
+    directory.batch_size, directory.policy = 500, CAPS
+    directory.templates = TemplateStore.from_dict({"templates": {}})
+    directory.state, directory.deferred, directory.broadcasts = Value(), Mapped(), Mapped()
+    return directory
+
+
+def test_a_pin_takes_a_broadcast_once_however_many_shards_send_it_and_caps_it_like_a_pin_push() -> None:
+    directory, key = pin_directory(), keys.pin_key("a", "u")
+    for token in ("ios1", "ios2"):  # two devices, in two shards: both shards send the pin each broadcast
+        list(directory.process_element((key, "dev", device_event("a", "u", token)), Context(key)))
+    sales = [broadcast("marketing") for _ in range(3)]
+    taken = [out for sale in sales for _ in range(2) for out in directory.process_element((key, "bcast", sale), Context(key))]
+    partials = [payload for tag, payload in taken if tag is fanout.PARTIAL]
+    assert [(p[1], sorted(t for t, _, _ in p[3])) for p in partials] == [("apns", ["ios1", "ios2"])] * 3
+    assert sum(directory.state.value()["caps"].values()) == 3, "each broadcast counted once"
+    [(tag, (_, vendor, _, capped))] = list(directory.process_element((key, "bcast", broadcast("marketing")), Context(key)))
+    assert tag is fanout.PARTIAL and vendor == requests.NO_VENDOR, "a broadcast's outcomes are gathered"
+    assert [(o.token, o.reason) for o in capped] == [("ios1", "frequency_cap:marketing"), ("ios2", "frequency_cap:marketing")]
+    pin_push = push_request("a", ["u"], "t", "b", category="marketing")
+    [(tag, result)] = list(directory.process_element((key, "req", pin_push), Context(key)))
+    assert tag is fanout.RESULTS
+    assert [o["reason"] for o in codec.decode("DispatchResult", result)["outcomes"]] == ["frequency_cap:marketing"]
