@@ -10,7 +10,7 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
-	@command -v java >/dev/null || (apt-get update && apt-get install -y openjdk-17-jre-headless)
+	@command -v javac >/dev/null || (apt-get update && apt-get install -y openjdk-17-jdk-headless)
 	@command -v mvn >/dev/null || (apt-get update && apt-get install -y maven)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip

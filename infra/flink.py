@@ -1,7 +1,15 @@
-"""Jars that PyFlink jobs add to their classpath (pipeline.jars), cached from Maven Central."""
+"""Jars that PyFlink jobs add to their classpath (pipeline.jars): connectors cached from Maven Central, and
+the project's own Java (infra/java), compiled once per source version."""
 from __future__ import annotations
 
+import hashlib
+import shutil
+import subprocess
+import tempfile
+import zipfile
 from pathlib import Path
+
+import pyflink
 
 from infra.download import fetch, maven_url
 from pushpipe.config import Settings
@@ -27,6 +35,35 @@ def connector_jars(settings: Settings) -> list[Path]:
     ]
 
 
+JAVA_SOURCES = Path(__file__).parent / "java"
+
+
+def project_jar(settings: Settings) -> Path:
+    """The project's Java classes (the Kafka deserializer that keeps tombstones), compiled against the
+    connector and Flink jars into a jar named after the sources' digest, so a changed source is rebuilt."""
+    sources = sorted(JAVA_SOURCES.rglob("*.java"))
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:12]
+    jar = jar_dir(settings) / f"pushpipe-java-{digest}.jar"
+    if jar.exists():
+        return jar
+    javac = shutil.which("javac")
+    if javac is None:
+        raise RuntimeError("javac is needed to build infra/java: apt-get install -y openjdk-17-jdk-headless")
+    flink_lib = Path(pyflink.__file__).parent / "lib"
+    classpath = ":".join(str(p) for p in [*connector_jars(settings), *sorted(flink_lib.glob("flink-dist-*.jar"))])
+    with tempfile.TemporaryDirectory() as classes:
+        built = subprocess.run([javac, "--release", "11", "-nowarn", "-cp", classpath, "-d", classes, *map(str, sources)],
+                               capture_output=True, text=True)
+        if built.returncode:
+            raise RuntimeError(f"javac failed on infra/java:\n{built.stderr}")
+        partial = jar.with_suffix(".part")
+        with zipfile.ZipFile(partial, "w") as out:
+            for path in sorted(Path(classes).rglob("*.class")):
+                out.write(path, path.relative_to(classes).as_posix())
+        partial.rename(jar)
+    return jar
+
+
 def pipeline_jars(settings: Settings) -> str:
-    """The connector jars as a `pipeline.jars` value (semicolon-separated file:// URLs)."""
-    return ";".join(path.resolve().as_uri() for path in connector_jars(settings))
+    """The connector jars and the project's jar as a `pipeline.jars` value (semicolon-separated file:// URLs)."""
+    return ";".join(path.resolve().as_uri() for path in [*connector_jars(settings), project_jar(settings)])

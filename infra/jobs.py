@@ -57,9 +57,9 @@ class FlinkJob:
         return f"http://127.0.0.1:{settings.flink_rest_port(self.job)}"
 
     def install(self, settings: Settings) -> None:
-        from infra.flink import connector_jars
+        from infra.flink import project_jar
 
-        connector_jars(settings)
+        project_jar(settings)  # and the connector jars it is compiled against
         beamloopback.lib_dir(settings)
 
     def start(self, settings: Settings) -> None:

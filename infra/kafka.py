@@ -258,7 +258,7 @@ def _config_changes(wanted: dict[str, str], current: dict[str, ConfigEntry]) -> 
 def topic_config(settings: Settings, name: str) -> dict[str, str]:
     """Per-topic configs: compacted device state and preferences (the latest per key is kept for
     ever), 30-day DLQ, 7 days for the rest."""
-    if name in (settings.topics.device_events, settings.topics.preferences):
+    if name in settings.topics.compacted:
         return {"cleanup.policy": "compact"}
     retention = DLQ_RETENTION_MS if name == settings.topics.dlq else RETENTION_MS
     return {"cleanup.policy": "delete", "retention.ms": str(retention)}

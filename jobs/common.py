@@ -1,7 +1,9 @@
 """What every PyFlink job shares: the environment, Kafka sources and sinks, the DLQ.
 
-Kafka values cross into Python as raw bytes (ByteArraySchema) and are decoded by the one
-codec (`schemas.codec`), so a malformed record becomes a DeadLetter instead of a failure.
+Kafka values cross into Python as raw bytes and are decoded by the one codec (`schemas.codec`), so a
+malformed record becomes a DeadLetter instead of a failure. A tombstone (null value) arrives as a marked
+value (infra/java/pushpipe/TombstoneMarkingSchema.java): a deletion of its key where the topic is compacted,
+a dead letter elsewhere.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import os
 import site
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -120,17 +123,17 @@ def environment(settings: Settings, job: str, overrides: dict[str, str] | None =
 def kafka_source(env: StreamExecutionEnvironment, settings: Settings, topics: str | list[str], group: str) -> DataStream:
     """Raw values of the topics, from the group's committed offsets (earliest the first time)."""
     names = [topics] if isinstance(topics, str) else topics
-    source = (
+    builder = (
         KafkaSource.builder()
         .set_bootstrap_servers(settings.kafka_bootstrap)
         .set_topics(*names)
         .set_group_id(group)
         .set_starting_offsets(KafkaOffsetsInitializer.committed_offsets(KafkaOffsetResetStrategy.EARLIEST))
-        .set_value_only_deserializer(ByteArraySchema())
         .set_property("partition.discovery.interval.ms", "10000")
         .set_property("commit.offsets.on.checkpoint", "true")
-        .build()
     )
+    builder._j_builder.setDeserializer(get_gateway().jvm.pushpipe.TombstoneMarkingSchema())  # bytes, tombstones marked
+    source = builder.build()
     name = f"kafka:{','.join(names)}"
     return env.from_source(source, WatermarkStrategy.no_watermarks(), name).uid(name)
 
@@ -170,11 +173,41 @@ def dead_letter(job: str, topic: str, payload: bytes | None, error: str, reason:
     return DLQ, codec.encode("DeadLetter", record)
 
 
+TOMBSTONE_MARK = b"\xfe\xffpushpipe:tombstone:"  # as in TombstoneMarkingSchema.MARK
+
+
+@dataclass(frozen=True)
+class Tombstone:
+    """A record with a null value: on a compacted topic, the deletion of its key. (Not a tuple: parsers pass
+    tuples, the dead letters, through as side outputs.)"""
+    topic: str
+    key: str
+
+
+def tombstone(payload: bytes) -> Tombstone | None:
+    """The tombstone a source value stands for (MARK + topic + NUL + key), or None for a value."""
+    if not payload.startswith(TOMBSTONE_MARK):
+        return None
+    topic, _, key = bytes(payload[len(TOMBSTONE_MARK):]).partition(b"\0")
+    return Tombstone(topic.decode(errors="replace"), key.decode(errors="replace"))
+
+
+def tombstone_letter(job: str, dead: Tombstone, name: str, why: str = "") -> tuple:
+    reason = why or f"a null value (tombstone) on {dead.topic}, which is not compacted: send a {name} record instead"
+    return dead_letter(job, dead.topic, dead.key.encode(), "tombstone", f"{reason} (key {dead.key[:200]!r})")
+
+
 def decode_or_dlq(job: str, topic: str, name: str, payload: bytes) -> Iterator[Any]:
-    """Yield the decoded record, or a DLQ side output with the reason."""
-    # A tombstone. PyFlink's value-only Kafka source drops them today; this guards a source that passes them on.
-    if payload is None:
-        yield dead_letter(job, topic, None, "tombstone", f"a null value (tombstone) on {topic}: send a {name} record instead")
+    """Yield the decoded record, or a DLQ side output with the reason (a tombstone's: see decode_or_tombstone)."""
+    for item in decode_or_tombstone(job, topic, name, payload):
+        yield tombstone_letter(job, item, name) if isinstance(item, Tombstone) else item
+
+
+def decode_or_tombstone(job: str, topic: str, name: str, payload: bytes) -> Iterator[Any]:
+    """Yield the decoded record, a Tombstone (for a compacted topic's parser to delete), or a DLQ side output."""
+    dead = tombstone(payload)
+    if dead is not None:
+        yield dead
         return
     try:
         yield codec.decode(name, bytes(payload))

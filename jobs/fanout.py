@@ -30,7 +30,7 @@ from jobs.expand import Expansion, expand_for_pin, new_pin_state, rendered, vari
 from jobs.policy.caps import CapConfig
 from jobs.policy.decide import PolicyConfig, per_user_policy_applies
 from jobs.policy.limits import payload_problems
-from jobs.policy.preferences import InvalidPreference, apply_preference, blocked_reason
+from jobs.policy.preferences import InvalidPreference, apply_preference, blocked_reason, reset_event
 from jobs.policy.schedule import next_fire
 from jobs.policy.templates import TemplateError, TemplateStore
 from pushpipe.config import PRIORITIES, Settings
@@ -104,14 +104,17 @@ class ParseRequests(ProcessFunction):
 
 
 class ParseDeviceEvents(ProcessFunction):
-    """Each event goes to its pin (main output) and to its token's shard (side output)."""
+    """Each event goes to its pin (main output) and to its token's shard (side output). A tombstone on the
+    compacted device.events (key app|token) deletes the token: its shard forgets it and tells its pin."""
 
-    def __init__(self, topic: str) -> None:
-        self.topic = topic
+    def __init__(self, topic: str, compacted: tuple[str, ...]) -> None:
+        self.topic, self.compacted = topic, compacted
 
     def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterator[Any]:
-        for item in common.decode_or_dlq(JOB, self.topic, "DeviceEvent", value):
-            if isinstance(item, tuple):
+        for item in common.decode_or_tombstone(JOB, self.topic, "DeviceEvent", value):
+            if isinstance(item, common.Tombstone):
+                yield from self.forget(item)
+            elif isinstance(item, tuple):
                 yield item
             elif problem := devices.event_problem(item):
                 yield common.dead_letter(JOB, self.topic, value, "invalid_device_event", problem, app_id=item["app_id"])
@@ -119,27 +122,48 @@ class ParseDeviceEvents(ProcessFunction):
                 yield keys.pin_key(item["app_id"], item["pin"]), "dev", item
                 yield SHARD, (shards.shard_key(item["app_id"], item["token"]), "dev", item)
 
+    def forget(self, dead: common.Tombstone) -> Iterator[Any]:
+        if dead.topic not in self.compacted:
+            yield common.tombstone_letter(JOB, dead, "DeviceEvent")
+            return
+        app_id, _, token = dead.key.partition(keys.SEP)
+        try:
+            keys.check_app_id(app_id)
+            keys.check_token(token)
+        except keys.InvalidId as bad:
+            yield common.tombstone_letter(JOB, dead, "DeviceEvent", f"a tombstone on {dead.topic} whose key is not app|token: {bad}")
+            return
+        yield SHARD, (shards.shard_key(app_id, token), "forget", token)
+
 
 class ParsePreferences(ProcessFunction):
-    """Each preference goes to its pin, and to every shard of its app (a pin's devices are in any of them)."""
+    """Each preference goes to its pin, and to every shard of its app (a pin's devices are in any of them).
+    A tombstone (key app|pin|setting, see keys.preference_key) returns that setting to its default."""
 
     def __init__(self, topic: str) -> None:
         self.topic = topic
 
     def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterator[Any]:
-        for item in common.decode_or_dlq(JOB, self.topic, "PreferenceEvent", value):
+        for item in common.decode_or_tombstone(JOB, self.topic, "PreferenceEvent", value):
             if isinstance(item, tuple):
                 yield item
                 continue
+            app_id = keys.app_of(item.key) if isinstance(item, common.Tombstone) else item["app_id"]
             try:
-                keys.check_app_id(item["app_id"])
-                keys.check_pin(item["pin"])
-            except keys.InvalidId as bad:
-                yield common.dead_letter(JOB, self.topic, value, "invalid_preference", str(bad), app_id=item["app_id"])
+                event = self.reset(item) if isinstance(item, common.Tombstone) else item
+                keys.check_app_id(event["app_id"])
+                keys.check_pin(event["pin"])
+            except (keys.InvalidId, InvalidPreference) as bad:
+                yield common.dead_letter(JOB, self.topic, value, "invalid_preference", str(bad), app_id=app_id)
                 continue
-            yield keys.pin_key(item["app_id"], item["pin"]), "pref", item
-            for key in shards.all_shard_keys(item["app_id"]):
-                yield SHARD, (key, "pref", item)
+            yield keys.pin_key(event["app_id"], event["pin"]), "pref", event
+            for key in shards.all_shard_keys(event["app_id"]):
+                yield SHARD, (key, "pref", event)
+
+    @staticmethod
+    def reset(dead: common.Tombstone) -> dict:
+        app_id, pin, setting = (dead.key.split(keys.SEP, 2) + ["", ""])[:3]
+        return codec.new_record("PreferenceEvent", app_id=app_id, pin=pin, ts=common.now_ms(), **reset_event(setting))
 
 
 class Intake(KeyedProcessFunction):
@@ -348,6 +372,8 @@ class ShardDirectory(Directory):
             self.prefer(record)
         elif kind == "tok":
             yield from self.explicit(record)
+        elif kind == "forget":
+            yield from self.forget(keys.app_of(key), record)
         else:
             yield from self.everyone(record, key)
 
@@ -365,6 +391,16 @@ class ShardDirectory(Directory):
             self.devices.put(event["token"], after)
         elif known is not None:
             self.devices.remove(event["token"])
+
+    def forget(self, app_id: str, token: str) -> Iterator[Any]:
+        """A token deleted by a tombstone: gone from the shard, and its pin told through device.feedback."""
+        known = self.devices.get(token)
+        if known is None:
+            return
+        self.devices.remove(token)
+        gone = codec.new_record("DeviceEvent", app_id=app_id, pin=known["pin"], token=token, kind="deregister",
+                                vendor=known["vendor"], platform=known["platform"], reason="tombstone", ts=common.now_ms())
+        yield FEEDBACK, codec.encode("DeviceEvent", gone)
 
     def prefer(self, event: dict) -> None:
         known = self.blocking.get(event["pin"])
@@ -590,7 +626,7 @@ def build(settings: Settings) -> Any:
     reqs = common.kafka_source(env, settings, topics.requests, group).process(ParseRequests(topics.requests)).name("parse-requests").uid("parse-requests")
     device_topics = [topics.device_events, topics.device_feedback]  # upstream's events + dead tokens from dispatch
     events = (common.kafka_source(env, settings, device_topics, group)
-              .process(ParseDeviceEvents(",".join(device_topics))).name("parse-device-events").uid("parse-device-events"))
+              .process(ParseDeviceEvents(",".join(device_topics), topics.compacted)).name("parse-device-events").uid("parse-device-events"))
     prefs = common.kafka_source(env, settings, topics.preferences, group).process(ParsePreferences(topics.preferences)).name("parse-preferences").uid("parse-preferences")
     intake = (reqs.key_by(message_key, key_type=Types.STRING())
               .process(Intake(settings.dedup_window_s)).name("intake").uid("intake"))

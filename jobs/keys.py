@@ -70,6 +70,11 @@ def pin_key(app_id: str, pin: str) -> str:
     return f"{app_id}{SEP}{pin}"
 
 
+def app_of(key: str) -> str:
+    """The app of any key built here (each starts with the app id and SEP)."""
+    return key.split(SEP, 1)[0]
+
+
 def pin_of(key: str) -> str:
     return key.split(SEP, 1)[1]
 

@@ -49,6 +49,11 @@ class Topics:
     def lanes(self) -> list[str]:
         return [self.lane(p) for p in PRIORITIES]
 
+    @property
+    def compacted(self) -> tuple[str, str]:
+        """The topics that hold the latest record per key (a tombstone deletes the key); the rest are logs."""
+        return (self.device_events, self.preferences)
+
     def all(self) -> list[str]:
         return [self.requests, self.device_events, self.preferences, *self.lanes, self.retry, self.results,
                 self.receipts, self.device_feedback, self.dlq]

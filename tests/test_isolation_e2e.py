@@ -4,7 +4,8 @@
 - ids and pins with separators, control characters or too many bytes are refused with a reason or kept
   inside their app, and one app's request naming another app's pins or tokens never reaches them;
 - records at and around Kafka's size limit on every topic a job reads are dead-lettered with a bounded
-  excerpt, and tombstones pass, while good traffic keeps flowing;
+  excerpt, and tombstones never stop a job (tests/test_outcomes_e2e.py checks what becomes of them), while good
+  traffic keeps flowing;
 - one request to 100,000 mostly unknown pins does not hold back other apps' counts.
 
 Every test takes the `pipeline` fixture: infra/ starts the real Kafka broker, the three Flink jobs,
@@ -137,8 +138,7 @@ def test_separators_control_characters_and_long_ids_never_cross_apps(pipeline: S
 
 
 def near_limit_values(topic: str, run_id: str) -> Iterator[tuple[str, bytes | None]]:
-    """Values at and around the record limit that no job can take, and a tombstone (which PyFlink's value-only
-    Kafka source skips before any job code sees it)."""
+    """Values at and around the record limit that no job can take, and a tombstone."""
     marker = f"poison-{run_id}-{topic}".encode()
     unknown_schema = codec.MAGIC + b"\x00" * 8  # Avro single-object framing with a fingerprint no schema has
     for size in (BROKER_RECORD_LIMIT - 4096, BROKER_RECORD_LIMIT - 1024, 1_000_000):

@@ -3,6 +3,8 @@
 - a broadcast or segment that matches no device ends as "no_devices_matched"; devices a broadcast skips
   (switched off, the other environment) are counted per shard and reason; a deliver_at beyond the TTL and a
   device without a token are refused with their reason;
+- tombstones (null values) as each topic's semantics say: on compacted device.events the token is deleted, on
+  compacted user.preferences the setting returns to its default, on every other input topic a dead letter;
 - kill -9 of each job in turn in the middle of a broadcast (the supervisor brings it back): afterwards the simulator, ClickHouse and
   Elasticsearch hold exactly one accepted push per device (batch ids are derived, not random).
 
@@ -17,14 +19,16 @@ import time
 from collections import Counter
 
 import pytest
+from confluent_kafka import Producer
 
 from infra import process
 from infra.jobs import FlinkJob
 from infra.simulators import SimulatorAdmin
 from pushpipe import observe
 from pushpipe.config import JOBS, Settings
-from pushpipe.producer import PushProducer, device_event, now_ms, push_request
+from pushpipe.producer import PushProducer, device_event, now_ms, preference_event, push_request
 from sinks import clickhouse, elastic
+from test_fanout_e2e import prefer
 from test_isolation_e2e import counted, dead_letters, message_counts, registered, sent, tok
 
 pytestmark = pytest.mark.stack
@@ -64,6 +68,32 @@ def test_a_broadcast_that_matches_nobody_and_the_devices_it_skips_have_outcomes(
     reasons = sorted(d["reason"] for d in letters)
     assert any("beyond the request's TTL of 60 s" in r for r in reasons), reasons
     assert "device event has no pin" in reasons and "token is empty" in reasons, reasons
+
+
+def test_tombstones_delete_on_compacted_topics_and_are_dead_lettered_elsewhere(pipeline: Settings, producer: PushProducer,
+                                                                               admin: SimulatorAdmin, run_id: str) -> None:
+    app, gone, kept = f"tomb-{run_id}", tok(run_id, 1), tok(run_id, 2)
+    registered(producer, pipeline, device_event(app, "leaver", gone), device_event(app, "stayer", kept))
+    prefer(pipeline, preference_event(app, "stayer", "opt_out", category="marketing"))
+    raw = Producer({"bootstrap.servers": pipeline.kafka_bootstrap})
+    raw.produce(pipeline.topics.device_events, value=None, key=f"{app}|{gone}".encode())
+    raw.produce(pipeline.topics.preferences, value=None, key=f"{app}|stayer|category:marketing".encode())
+    logs = [pipeline.topics.requests, pipeline.topics.device_feedback, pipeline.topics.results, *pipeline.topics.lanes]
+    for topic in logs:
+        raw.produce(topic, value=None, key=f"{app}|{topic}".encode())
+    assert raw.flush(30) == 0
+    observe.wait_fanout_read(pipeline, timeout_s=60)
+    letters = dead_letters(pipeline, len(logs), lambda d: d["error"] == "tombstone" and f"'{app}|" in d["reason"])
+    assert sorted(d["source_topic"] for d in letters) == sorted(logs)
+    assert all("not compacted" in d["reason"] for d in letters), [d["reason"] for d in letters]
+    sale = push_request(app, [], "sale", "b", target="broadcast", category="marketing")
+    direct = push_request(app, ["leaver"], "t", "b")
+    sent(producer, sale, direct)
+    observe.wait_for(lambda: admin.accepted(run_id)["unique"] == 1, 60, "the marketing broadcast to the user who opted in again")
+    assert admin.accepted(kept)["count"] == 1 and admin.accepted(gone)["count"] == 0
+    es = elastic.connect(pipeline)
+    found = observe.wait_for(lambda: elastic.deliveries(es, pipeline, app, direct["msg_id"]), 60, "the deleted pin's outcome")
+    assert [d["reason"] for d in found.values()] == ["no_devices"], "the tombstoned token is gone from its pin too"
 
 
 def skipped_devices(es, settings: Settings, request: dict) -> Counter | None:

@@ -81,6 +81,23 @@ def _quiet_hours(prefs: Preferences, event: Mapping[str, Any]) -> tuple[dict[str
     return change, change
 
 
+# What a setting (keys.preference_key) returns to when a tombstone deletes it: the event that undoes it.
+_RESETS: dict[str, dict[str, Any]] = {
+    "category": {"kind": "opt_in"}, "channel": {"kind": "opt_in"}, "subscription": {"kind": "resubscribe"},
+    "timezone": {"kind": "set_timezone", "timezone": None},
+    "quiet_hours": {"kind": "set_quiet_hours", "quiet_start": None, "quiet_end": None},
+}
+
+
+def reset_event(setting: str) -> dict[str, Any]:
+    """The fields of the PreferenceEvent that returns `setting` ("category:<c>", "channel:<v>", "subscription",
+    "timezone", "quiet_hours") to its default; InvalidPreference for any other."""
+    name, _, value = setting.partition(":")
+    if name not in _RESETS or bool(value) != (name in ("category", "channel")):
+        raise InvalidPreference(f"no preference setting {setting!r} (keys are app|pin|<setting>, see keys.preference_key)")
+    return {**_RESETS[name], **({name: value} if value else {})}
+
+
 _CHANGES: dict[str, Callable[[Preferences, Mapping[str, Any]], tuple[dict[str, Any], dict[str, Any]]]] = {
     "opt_out": _opt, "opt_in": _opt, "unsubscribe": _subscription, "resubscribe": _subscription,
     "set_timezone": _timezone, "set_quiet_hours": _quiet_hours,
