@@ -14,6 +14,7 @@ from pathlib import Path
 
 from infra import beamloopback, flinkrest, process
 from infra.service import Health, Problem
+from pushpipe import liveness
 from pushpipe.config import JOBS, Settings
 
 STOP_TIMEOUT_S = 30.0
@@ -69,7 +70,8 @@ class FlinkJob:
     def launch(self, settings: Settings) -> None:
         """Start the job's process unless it runs; returns at once."""
         if not process.is_running(settings, self.name):
-            shutil.rmtree(self.tmp_dir(settings), ignore_errors=True)  # a killed run's leftovers
+            for leftover in (self.tmp_dir(settings), liveness.liveness_dir(settings.run_dir, self.job)):  # a killed run's
+                shutil.rmtree(leftover, ignore_errors=True)
             self.tmp_dir(settings).mkdir(parents=True)
             process.start(settings, self.name, [sys.executable, "-m", f"jobs.{self.job}"], env=self.env(settings))
 
@@ -91,7 +93,7 @@ class FlinkJob:
         FLINK_LIB_DIR: pyflink's lib plus Beam's gRPC servers bound to loopback (infra/beamloopback.py);
         PyFlink keeps it only with FLINK_HOME set.
         """
-        return {"FLINK_LOG_DIR": str(self.log_dir(settings)), "_python_worker_execution_mode": "process",
+        return {"PUSHPIPE_JOB": self.job, "FLINK_LOG_DIR": str(self.log_dir(settings)), "_python_worker_execution_mode": "process",
                 "FLINK_HOME": str(beamloopback.pyflink_home()), "FLINK_LIB_DIR": str(beamloopback.lib_dir(settings))}
 
     def wait_ready(self, settings: Settings) -> None:
@@ -147,6 +149,9 @@ class FlinkJob:
         if len(self.workers(settings)) < wanted:
             return Problem("worker", f"Python worker gone or hung ({len(self.workers(settings))} of {wanted} running)",
                            WORKER_GONE_GRACE_S)
+        hung = liveness.stuck(settings.run_dir, self.job, process.alive)
+        if hung:
+            return Problem("hung", hung, 0)
         acked = flinkrest.last_checkpoint_ms(base, job.jid)
         if acked is not None:
             age = time.time() - max(acked, job.start_ms) / 1000

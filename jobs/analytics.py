@@ -20,6 +20,7 @@ from pyflink.datastream.window import TumblingProcessingTimeWindows
 
 from jobs import common, keys
 from jobs.requests import NO_VENDOR
+from pushpipe import liveness
 from pushpipe.config import Settings
 from schemas import results
 from sinks import clickhouse, elastic
@@ -31,6 +32,7 @@ SUMMARY_TTL = Time.days(7)  # results of a message arriving later than this star
 Summary = dict[str, Any]
 
 
+@liveness.watched
 class ParseResults(ProcessFunction):
     def __init__(self, topic: str) -> None:
         self.topic = topic
@@ -64,6 +66,7 @@ def counted_key(result: dict[str, Any]) -> str:
     return f"{result['batch_id']}/{result['attempt']}"
 
 
+@liveness.watched
 class MessageTotals(KeyedProcessFunction):
     """Per (app, message): counts by outcome and vendors, so each ES write carries absolute totals.
 
@@ -94,6 +97,7 @@ def message_key(result: dict) -> str:
     return keys.message_key(result["app_id"], result["msg_id"])
 
 
+@liveness.watched
 class WriteWindow(ProcessWindowFunction):
     """Writes one window of results to ClickHouse and Elasticsearch; raising makes Flink replay."""
 

@@ -27,6 +27,7 @@ from connectors.config import vendor_configs
 from jobs import common, dispatch_policy, metrics
 from jobs.ledger import SendLedger
 from jobs.sender import Sender, now_ms, subset
+from pushpipe import liveness
 from pushpipe.config import Settings
 from schemas import codec
 
@@ -42,6 +43,7 @@ FEEDBACK = OutputTag("feedback", common.BYTES)
 log = logging.getLogger("pushpipe.dispatch")
 
 
+@liveness.watched
 class ParseBatches(ProcessFunction):
     def __init__(self, topic: str) -> None:
         self.topic = topic
@@ -50,6 +52,7 @@ class ParseBatches(ProcessFunction):
         yield from common.decode_or_dlq(JOB, self.topic, "DispatchBatch", value)
 
 
+@liveness.watched
 class ParseBundles(ProcessFunction):
     """A lane's DispatchBundle, or one DispatchBatch (a due retry, or a lane record from before bundles), as a list."""
 
@@ -69,6 +72,7 @@ class ParseBundles(ProcessFunction):
                 yield common.dead_letter(JOB, self.topic, value, "empty_bundle", "a DispatchBundle without batches")
 
 
+@liveness.watched
 class HoldUntilDue(KeyedProcessFunction):
     """Keeps a retry batch in state until its not_before time (a Flink timer, so it survives restarts)."""
 
@@ -139,6 +143,7 @@ class SendBundle(AsyncFunction):
                 log.warning("closing adapters: %s", exc)
 
 
+@liveness.watched
 class Route(ProcessFunction):
     """Results to the main output; retries and device feedback to their side outputs."""
 

@@ -33,6 +33,7 @@ from jobs.policy.limits import payload_problems
 from jobs.policy.preferences import InvalidPreference, apply_preference, blocked_reason, reset_event
 from jobs.policy.schedule import next_fire
 from jobs.policy.templates import TemplateError, TemplateStore
+from pushpipe import liveness
 from pushpipe.config import PRIORITIES, Settings
 from schemas import codec
 
@@ -86,6 +87,7 @@ def not_sent(request: dict, key: str, outcomes: list[tuple], pin: str = "") -> I
         yield RESULTS, codec.encode("DispatchResult", result)
 
 
+@liveness.watched
 class ParseRequests(ProcessFunction):
     def __init__(self, topic: str) -> None:
         self.topic = topic
@@ -103,6 +105,7 @@ class ParseRequests(ProcessFunction):
             yield item
 
 
+@liveness.watched
 class ParseDeviceEvents(ProcessFunction):
     """Each event goes to its pin (main output) and to its token's shard (side output). A tombstone on the
     compacted device.events (key app|token) deletes the token: its shard forgets it and tells its pin."""
@@ -136,6 +139,7 @@ class ParseDeviceEvents(ProcessFunction):
         yield SHARD, (shards.shard_key(app_id, token), "forget", token)
 
 
+@liveness.watched
 class ParsePreferences(ProcessFunction):
     """Each preference goes to its pin, and to every shard of its app (a pin's devices are in any of them).
     A tombstone (key app|pin|setting, see keys.preference_key) returns that setting to its default."""
@@ -166,6 +170,7 @@ class ParsePreferences(ProcessFunction):
         return codec.new_record("PreferenceEvent", app_id=app_id, pin=pin, ts=common.now_ms(), **reset_event(setting))
 
 
+@liveness.watched
 class Intake(KeyedProcessFunction):
     """Per (app, msg_id): drops duplicates within the window, holds deliver_at and cron schedules in timers,
     expires requests past their TTL, and routes the rest to pins or shards.
@@ -278,6 +283,7 @@ def pin_routes(carried: dict, pins: list[str]) -> Iterator[tuple[str, str, dict]
         yield keys.pin_key(carried["app_id"], pin), "req", carried
 
 
+@liveness.watched
 class Directory(KeyedProcessFunction):
     """Shared set-up: the policy and templates, read once per worker."""
 
@@ -291,6 +297,7 @@ class Directory(KeyedProcessFunction):
         self.templates = TemplateStore.from_dict(json.loads(path.read_text()) if path.exists() else {"templates": {}})
 
 
+@liveness.watched
 class PinDirectory(Directory):
     """Per (app, pin): devices, preferences, caps; expands requests addressed to the pin."""
 
@@ -355,6 +362,7 @@ class PinDirectory(Directory):
                 yield PARTIAL, (keys.group_key(request["app_id"], request["msg_id"], vendor, text), vendor, rendered_request, targets)
 
 
+@liveness.watched
 class ShardDirectory(Directory):
     """Per (app, token shard): the shard's devices; expands broadcasts, segments and explicit tokens."""
 
@@ -488,6 +496,7 @@ class ShardDirectory(Directory):
         return key
 
 
+@liveness.watched
 class Batcher(KeyedProcessFunction):
     """Gathers the tokens of one (app, message, vendor, text) from many pins or shards into full batches, and
     the not-sent outcomes of a pin list's pins into few results (vendor NO_VENDOR).
@@ -545,6 +554,7 @@ class Batcher(KeyedProcessFunction):
             yield lane_batch(request, vendor, items, self.batch_size, f"gather:{n}")
 
 
+@liveness.watched
 class BroadcastTally(KeyedProcessFunction):
     """Per (app, message) of a broadcast or segment: adds up the shards' reports of matching devices, and
     when every shard has reported and none matched, ends the message with "no_devices_matched"."""
@@ -566,6 +576,7 @@ class BroadcastTally(KeyedProcessFunction):
             yield from not_sent(request, "no_devices", [("", "suppressed", "no_devices_matched")])
 
 
+@liveness.watched
 class Bundler(KeyedProcessFunction):
     """Packs the small batches of one (lane, app, vendor) into one DispatchBundle.
 

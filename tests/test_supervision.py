@@ -1,12 +1,14 @@
 """Supervision through the real stack: a killed job, simulator or ClickHouse owner comes back on its own
 within 30 s and nothing is lost (issue 10 item 8); the dispatch Python worker killed again and again under
-load, sending resumes within 30 s each time (issue 19); a failing job's status says why.
+load, sending resumes within 30 s each time, and an operator that hangs in a running worker is caught (issue 19);
+a failing job's status says why.
 
 Each test produces to the real Kafka and checks what the vendor simulator accepted and ClickHouse
 counted; the supervisor (`pushpipe up` starts it) does the restarts, counted in restarts.json."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import signal
@@ -20,7 +22,7 @@ from infra import flinkrest, process, restarts, stack
 from infra.clickhouse import ClickHouse
 from infra.jobs import FlinkJob
 from infra.simulators import SimulatorAdmin, Simulators
-from pushpipe import observe
+from pushpipe import liveness, observe
 from pushpipe.config import Settings
 from pushpipe.producer import PushProducer, device_event, push_request
 from sinks import clickhouse
@@ -183,6 +185,39 @@ def test_a_hung_dispatch_worker_is_replaced_and_nothing_is_lost(pipeline: Settin
     assert restart_count(pipeline, "job-dispatch") == count + 1
     assert "hung" in restarts.load(pipeline)["job-dispatch"]["reason"]
     assert resumed < IDLE_BACK_WITHIN_S
+
+
+@pytest.mark.parametrize("job, operator", [("dispatch", "ParseBundles"), ("fanout", "PinDirectory")])
+def test_an_operator_that_hangs_in_a_running_worker_is_caught_and_nothing_is_lost(
+        pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str, job: str, operator: str) -> None:
+    """A deadlocked operator call (a failpoint: the process runs, its worker answers nothing) in a process-mode
+    worker (dispatch) and in a thread-mode one (fan-out, Python inside the JVM): the liveness beat shows the
+    call busy, the supervisor restarts the job from its checkpoint, and every push arrives."""
+    app, users = f"stuck-{job}-{run_id}", 200
+    register(producer, pipeline, app, run_id, waves=1, users=users)
+    push_wave(producer, app, run_id, 0, users // 2)
+    observe.wait_for(lambda: admin.accepted(f"{run_id}00", tokens=False)["count"] >= users // 2, 120, "the first half")
+    count, failpoints = restart_count(pipeline, f"job-{job}"), liveness.failpoints_file(pipeline.run_dir)
+    failpoints.write_text(json.dumps({"hang": f"{job}/{operator}"}))
+    try:
+        push_wave_from(producer, app, run_id, users // 2, users)
+        observe.wait_for(lambda: busy_s(pipeline, job) > 1, 60, f"a {operator} call to hang", interval_s=0.2)
+        hung_at = time.time() - busy_s(pipeline, job)
+    finally:
+        failpoints.unlink(missing_ok=True)  # the restarted job runs normally
+    observe.wait_for(lambda: admin.accepted(f"{run_id}00")["unique"] >= users, 120 + liveness.STUCK_S, "the second half")
+    ats = sorted(r["at"] for r in admin.accepted(f"{run_id}00", payloads=True)["records"])
+    resumed = next(a for a in ats if a > hung_at) - hung_at
+    print(f"\n{job}/{operator} hung: caught after {liveness.STUCK_S:.0f}s busy, sending resumed {resumed:.1f}s after the hang")
+    assert restart_count(pipeline, f"job-{job}") == count + 1
+    assert "has been running for" in restarts.load(pipeline)[f"job-{job}"]["reason"]
+    assert resumed < liveness.STUCK_S + BACK_WITHIN_S
+
+
+def busy_s(settings: Settings, job: str) -> float:
+    """The longest operator call in progress in the job's workers, from their liveness beats."""
+    beats = [json.loads(p.read_text()) for p in liveness.liveness_dir(settings.run_dir, job).glob("*.json")]
+    return max((b["busy_ms"] / 1000 for b in beats), default=0.0)
 
 
 def push_wave_from(producer: PushProducer, app: str, run_id: str, first: int, end: int) -> None:

@@ -1,0 +1,142 @@
+"""Liveness of a job's Python workers, for the supervisor: is an operator call stuck, is a worker frozen.
+
+Every operator class is decorated with `watched`: each call of its process_element or on_timer notes, per
+thread, when it began. A daemon thread of the worker writes, every BEAT_S, run_dir/job-<job>/liveness/<pid>.json
+= {"at": wall ms, "busy_ms": the longest call in progress, in ms}. The supervisor (infra/jobs.py, through `stuck`) restarts the
+job when a live worker's file is older than FROZEN_S (no Python runs in it) or a call has been busy for longer
+than STUCK_S (an operator hangs): Flink itself notices neither for minutes.
+
+Failpoints, for tests: while run_dir/failpoints.json holds {"hang": "<job>/<OperatorClass>"}, the next call of
+that operator hangs for good (the fault the supervisor must catch). Without the file nothing is checked but
+its absence, once a second.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
+
+BEAT_S = 1.0
+FROZEN_S = 10.0  # no beat for this long: the worker runs no Python (GIL held by native code, a stopped thread)
+STUCK_S = 15.0  # one call busy for this long: far beyond any element's work (a 31,000-device shard takes ~2 s)
+WATCHED = ("process_element", "on_timer")
+
+T = TypeVar("T")
+_busy: dict[int, list[float]] = {}  # thread ident -> [calls in progress (nested: chained operators), since]
+_started = threading.Lock()
+_watchdog: threading.Thread | None = None
+_failpoints: dict[str, Any] = {"checked": 0.0, "hang": None}
+
+
+def liveness_dir(run_dir: Path, job: str) -> Path:
+    return run_dir / f"job-{job}" / "liveness"
+
+
+def failpoints_file(run_dir: Path) -> Path:
+    return run_dir / "failpoints.json"
+
+
+def watched(cls: type[T]) -> type[T]:
+    """Class decorator: the operator's calls are timed for the watchdog (and can hang at a failpoint)."""
+    for name in WATCHED:
+        method = cls.__dict__.get(name)
+        if method is not None:
+            setattr(cls, name, _timed(method, f"{cls.__name__}"))
+    return cls
+
+
+def _timed(method: Callable[..., Any], operator: str) -> Callable[..., Iterator[Any]]:
+    @functools.wraps(method)
+    def call(self: Any, *args: Any) -> Iterator[Any]:
+        entry = _enter(operator)
+        try:
+            result = method(self, *args)
+            if result is not None:
+                yield from result
+        finally:
+            entry[0] -= 1
+
+    return call
+
+
+def _enter(operator: str) -> list[float]:
+    _start_watchdog()
+    entry = _busy.setdefault(threading.get_ident(), [0, 0.0])
+    if not entry[0]:
+        entry[1] = time.monotonic()
+    entry[0] += 1
+    if _hang_wanted(operator):
+        threading.Event().wait()  # the failpoint: this call never ends
+    return entry
+
+
+def busy_s(now: float) -> float:
+    """The longest time any thread has been inside a watched call."""
+    return max((now - since for depth, since in list(_busy.values()) if depth), default=0.0)
+
+
+def _hang_wanted(operator: str) -> bool:
+    now = time.monotonic()
+    if now - _failpoints["checked"] >= 1.0:
+        _failpoints["checked"] = now
+        _failpoints["hang"] = _read_failpoints().get("hang")
+    return _failpoints["hang"] == f"{os.environ.get('PUSHPIPE_JOB', '')}/{operator}"
+
+
+def _read_failpoints() -> dict[str, Any]:
+    from pushpipe.config import load
+
+    try:
+        return json.loads(failpoints_file(load().run_dir).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _start_watchdog() -> None:
+    global _watchdog
+    if _watchdog is not None or not os.environ.get("PUSHPIPE_JOB"):
+        return
+    with _started:
+        if _watchdog is None:
+            from pushpipe.config import load
+
+            directory = liveness_dir(load().run_dir, os.environ["PUSHPIPE_JOB"])
+            _watchdog = threading.Thread(target=_beat, args=(directory,), name="pushpipe-liveness", daemon=True)
+            _watchdog.start()
+
+
+def stuck(run_dir: Path, job: str, alive: Callable[[int], bool]) -> str | None:
+    """Why one of the job's live workers is frozen or stuck, from their beats, or None. Beats of workers that
+    are gone are removed."""
+    now_ms = time.time() * 1000
+    directory = liveness_dir(run_dir, job)
+    for path in sorted(directory.glob("*.json")) if directory.exists() else []:
+        pid = int(path.stem)
+        if not alive(pid):
+            path.unlink(missing_ok=True)
+            continue
+        try:
+            beat = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # being replaced
+        silent_s, busy = (now_ms - beat["at"]) / 1000, beat["busy_ms"] / 1000
+        if silent_s > FROZEN_S:
+            return f"Python worker {pid} frozen: no liveness beat for {silent_s:.0f}s"
+        if busy > STUCK_S:
+            return f"an operator call in Python worker {pid} has been running for {busy:.0f}s"
+    return None
+
+
+def _beat(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{os.getpid()}.json"
+    while True:
+        beat = {"at": int(time.time() * 1000), "busy_ms": int(busy_s(time.monotonic()) * 1000)}
+        partial = path.with_suffix(".part")
+        partial.write_text(json.dumps(beat))
+        partial.replace(path)
+        time.sleep(BEAT_S)

@@ -1,0 +1,49 @@
+"""The liveness beat of a job's Python workers, without services: what a watched call records, and how the
+supervisor reads beats (tests/test_supervision.py hangs real workers)."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from pushpipe import liveness
+
+
+@liveness.watched
+class Operator:
+    def __init__(self) -> None:
+        self.seen: list[float] = []
+
+    def process_element(self, value: int, ctx: object):
+        self.seen.append(liveness.busy_s(time.monotonic()))
+        yield value * 2
+
+    def on_timer(self, timestamp: int, ctx: object) -> None:  # returns nothing: still a watched call
+        self.seen.append(liveness.busy_s(time.monotonic()))
+
+
+def test_a_watched_call_is_busy_while_it_runs_and_not_after() -> None:
+    op = Operator()
+    assert list(op.process_element(21, None)) == [42]
+    assert list(op.on_timer(1, None) or []) == []
+    assert len(op.seen) == 2 and all(0 <= s < 1 for s in op.seen)
+    assert liveness.busy_s(time.monotonic() + 100) == 0, "nothing is in progress afterwards"
+
+
+def beat(directory: Path, pid: int, age_s: float, busy_s: float) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{pid}.json").write_text(json.dumps({"at": int((time.time() - age_s) * 1000), "busy_ms": int(busy_s * 1000)}))
+
+
+def test_a_frozen_or_stuck_live_worker_is_named_and_beats_of_gone_workers_are_dropped(tmp_path: Path) -> None:
+    directory = liveness.liveness_dir(tmp_path, "dispatch")
+    beat(directory, os.getpid(), 0.5, 2)
+    assert liveness.stuck(tmp_path, "dispatch", lambda pid: True) is None
+    beat(directory, 999_999, 100, 100)
+    assert liveness.stuck(tmp_path, "dispatch", lambda pid: pid == os.getpid()) is None
+    assert not (directory / "999999.json").exists(), "a gone worker's beat is removed"
+    beat(directory, os.getpid(), 0.5, liveness.STUCK_S + 1)
+    assert "has been running for" in liveness.stuck(tmp_path, "dispatch", lambda pid: True)
+    beat(directory, os.getpid(), liveness.FROZEN_S + 1, 0)
+    assert "frozen" in liveness.stuck(tmp_path, "dispatch", lambda pid: True)
