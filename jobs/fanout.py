@@ -27,8 +27,7 @@ from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, St
 
 from jobs import common, devices, keys, requests, shards
 from jobs.expand import Expansion, expand_for_pin, new_pin_state, rendered, variant
-from jobs.policy.caps import CapConfig
-from jobs.policy.decide import PolicyConfig, per_user_policy_applies
+from jobs.policy.decide import per_user_policy_applies, policy_config
 from jobs.policy.limits import payload_problems
 from jobs.policy.preferences import InvalidPreference, apply_preference, blocked_reason, reset_event
 from jobs.policy.schedule import next_fire
@@ -292,7 +291,7 @@ class Directory(KeyedProcessFunction):
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.batch_size = self.settings.batch_size
-        self.policy = PolicyConfig(caps=CapConfig(per_day=self.settings.daily_caps))
+        self.policy = policy_config(self.settings)
         path = self.settings.templates_file
         self.templates = TemplateStore.from_dict(json.loads(path.read_text()) if path.exists() else {"templates": {}})
 

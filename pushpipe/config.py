@@ -80,6 +80,11 @@ class Settings:
     templates_file: Path = field(default_factory=lambda: _run_file("templates_file", "templates.json"))
     # per user per day per category, e.g. PUSHPIPE_DAILY_CAPS="marketing=3,news=5"
     daily_caps: dict[str, int] = field(default_factory=lambda: _caps(_env("daily_caps", "marketing=3")))
+    # marketing messages per device per day by vendor, e.g. "hms=2,xiaomi=5"; empty: the vendors' defaults
+    # (jobs/policy/classify.py), for pin pushes and broadcasts alike
+    vendor_quotas: dict[str, int] = field(default_factory=lambda: _caps(_env("vendor_quotas", "")))
+    # the app's quiet hours in each user's own time zone, e.g. "22:00-08:00"; empty: only those users set
+    quiet_hours: str = field(default_factory=lambda: _env("quiet_hours", ""))
     dedup_window_s: int = field(default_factory=lambda: int(_env("dedup_window_s", str(24 * 3600))))
     dispatch_metrics_port: int = field(default_factory=lambda: int(_env("dispatch_metrics_port", "19250")))  # + subtask index
     # dispatch subtasks, each with a Python worker (and GIL) of its own; lanes have kafka_partitions partitions

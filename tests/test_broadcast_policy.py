@@ -2,14 +2,17 @@
 state, tests/flink_fakes.py); tests/test_broadcast_policy_e2e.py runs it through the real stack."""
 from __future__ import annotations
 
+import pytest
+
 from flink_fakes import Context, Mapped, Value
 from jobs import fanout, keys, requests
 from jobs.devices import apply_event
 from jobs.expand import expand_for_pin, new_pin_state
 from jobs.policy.caps import CapConfig
 from jobs.policy.classify import VendorQuota
-from jobs.policy.decide import PolicyConfig, per_user_policy_applies
+from jobs.policy.decide import PolicyConfig, per_user_policy_applies, policy_config
 from jobs.policy.templates import TemplateStore
+from pushpipe.config import load
 from pushpipe.producer import device_event, push_request
 from schemas import codec
 
@@ -66,3 +69,14 @@ def test_a_pin_takes_a_broadcast_once_however_many_shards_send_it_and_caps_it_li
     [(tag, result)] = list(directory.process_element((key, "req", pin_push), Context(key)))
     assert tag is fanout.RESULTS
     assert [o["reason"] for o in codec.decode("DispatchResult", result)["outcomes"]] == ["frequency_cap:marketing"]
+
+
+def test_quotas_and_quiet_hours_are_settings(monkeypatch) -> None:
+    monkeypatch.setenv("PUSHPIPE_VENDOR_QUOTAS", "hms=5")
+    monkeypatch.setenv("PUSHPIPE_QUIET_HOURS", "22:00-08:00")
+    policy = policy_config(load())
+    assert policy.vendor_quota.cap("hms", "marketing") == 5 and policy.vendor_quota.cap("vivo", "marketing") == 2
+    assert policy.default_quiet == ("22:00", "08:00") and policy.caps.limit("marketing") == 3
+    monkeypatch.setenv("PUSHPIPE_QUIET_HOURS", "22:00")
+    with pytest.raises(ValueError):
+        policy_config(load())
