@@ -17,7 +17,8 @@ from infra.service import Health, Service
 from infra.simulators import Simulators
 from infra.supervisor import Supervisor
 from jobs import dispatch_policy
-from pushpipe.config import Settings
+from jobs.policy import policyfile
+from pushpipe.config import Settings, masked_url
 
 
 def services() -> list[Service]:
@@ -45,6 +46,7 @@ def up(settings: Settings, with_jobs: bool = True) -> list[str]:
     The supervisor is stopped meanwhile, so that nothing is started twice, and started last.
     """
     started = time.monotonic()
+    policyfile.policy_config(settings)  # a bad policy file stops here, naming what is wrong, not in a job
     Supervisor().stop(settings)
     for component in services():
         say(f"{component.name}: install")
@@ -112,8 +114,8 @@ def status_rows(settings: Settings) -> list[tuple[str, str, str, str, str]]:
     counts = restarts.load(settings)
     for component in components():
         health = component.health(settings)
-        state = ("up" if health.ok else "DOWN") + (f" ({health.detail})" if health.detail else "")
-        rows.append((component.name, component.version, component.address(settings), state,
+        state = ("up" if health.ok else "DOWN") + (f" ({masked_url(health.detail)})" if health.detail else "")
+        rows.append((component.name, component.version, masked_url(component.address(settings)), state,
                      restarts.describe(counts.get(component.name))))
     return rows
 

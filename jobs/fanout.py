@@ -27,7 +27,8 @@ from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, St
 
 from jobs import common, devices, keys, requests, shards
 from jobs.expand import Expansion, expand_for_pin, new_pin_state, rendered, variant
-from jobs.policy.decide import per_user_policy_applies, policy_config
+from jobs.policy.decide import per_user_policy_applies
+from jobs.policy.policyfile import policy_config
 from jobs.policy.limits import payload_problems
 from jobs.policy.preferences import InvalidPreference, apply_preference, blocked_reason, reset_event
 from jobs.policy.schedule import next_fire

@@ -1,29 +1,26 @@
-"""Settings for every component, read once from PUSHPIPE_* environment variables.
+"""Settings for every component, read once from PUSHPIPE_* environment variables and validated
+(pydantic-settings): a bad value stops `load()` with the variable's name and what it expects.
 
 Defaults describe the embedded stack that `pushpipe up` starts on loopback.
 """
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field, fields
+import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "PUSHPIPE_"
+SECRET_WORDS = ("password", "secret", "private_key", "api_key")
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(f"PUSHPIPE_{name.upper()}", default)
-
-
-def _home() -> Path:
-    return Path(_env("home", str(Path.home() / ".pushpipe")))
-
-
-def _caps(text: str) -> dict[str, int]:
-    return {k.strip(): int(v) for k, v in (item.split("=") for item in text.split(",") if item.strip())}
-
-
-def _run_file(name: str, filename: str) -> Path:
-    """PUSHPIPE_<NAME> if set, else a file in the run directory."""
-    return Path(_env(name, str(_home() / "run" / filename)))
+class SettingsError(SystemExit):
+    """Bad settings: the message names each PUSHPIPE_* variable and what it expects. Uncaught, Python prints
+    the message (no traceback) and exits with status 1."""
 
 
 JOBS = ("fanout", "dispatch", "analytics")
@@ -59,40 +56,78 @@ class Topics:
                 self.receipts, self.device_feedback, self.dlq]
 
 
-@dataclass(frozen=True)
-class Settings:
-    home: Path = field(default_factory=_home)
-    kafka_bootstrap: str = field(default_factory=lambda: _env("kafka_bootstrap", "127.0.0.1:19092"))
-    kafka_partitions: int = field(default_factory=lambda: int(_env("kafka_partitions", "4")))
-    es_url: str = field(default_factory=lambda: _env("es_url", "http://127.0.0.1:19200"))
-    es_index: str = field(default_factory=lambda: _env("es_index", "pushpipe-messages"))
-    es_deliveries_index: str = field(default_factory=lambda: _env("es_deliveries_index", "pushpipe-deliveries"))
+Port = Annotated[int, Field(ge=1, le=65535)]
+Counts = Annotated[dict[str, Annotated[int, Field(ge=0)]], NoDecode]  # "name=n,name=n" in the environment
+
+
+class Settings(BaseSettings):
+    """Every setting is PUSHPIPE_<NAME> (e.g. PUSHPIPE_KAFKA_BOOTSTRAP); files default to the run directory."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, validate_default=True)
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".pushpipe")
+    kafka_bootstrap: str = Field("127.0.0.1:19092", pattern=r"^[^\s,]+:\d+(,[^\s,]+:\d+)*$")  # host:port[,host:port]
+    kafka_partitions: int = Field(4, ge=1)
+    es_url: str = "http://127.0.0.1:19200"
+    es_index: str = Field("pushpipe-messages", min_length=1)
+    es_deliveries_index: str = Field("pushpipe-deliveries", min_length=1)
     # "embedded" (chDB owned by the chstore process) or "server" (clickhouse-connect)
-    clickhouse_mode: str = field(default_factory=lambda: _env("clickhouse_mode", "embedded"))
-    clickhouse_url: str = field(default_factory=lambda: _env("clickhouse_url", "http://127.0.0.1:18123"))
-    clickhouse_database: str = field(default_factory=lambda: _env("clickhouse_database", "pushpipe"))
-    simulator_url: str = field(default_factory=lambda: _env("simulator_url", "https://127.0.0.1:18443"))
-    simulator_admin_url: str = field(default_factory=lambda: _env("simulator_admin_url", "http://127.0.0.1:18444"))
+    clickhouse_mode: Literal["embedded", "server"] = "embedded"
+    clickhouse_url: str = "http://127.0.0.1:18123"  # may hold user:password@ (masked wherever it is shown)
+    clickhouse_database: str = Field("pushpipe", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    simulator_url: str = "https://127.0.0.1:18443"
+    simulator_admin_url: str = "http://127.0.0.1:18444"
     # JSON: {"apns": {ApnsConfig fields}, ...}; `pushpipe up` writes one for the simulators here
-    vendors_file: Path = field(default_factory=lambda: _run_file("vendors_file", "vendors.json"))
+    vendors_file: Path = Path()  # default: run/vendors.json
     # JSON dispatch policy: rate limits, exits, fallback, retry, breaker (jobs/dispatch_policy.py)
-    dispatch_file: Path = field(default_factory=lambda: _run_file("dispatch_file", "dispatch.json"))
-    templates_file: Path = field(default_factory=lambda: _run_file("templates_file", "templates.json"))
+    dispatch_file: Path = Path()  # default: run/dispatch.json
+    templates_file: Path = Path()  # default: run/templates.json
+    # JSON delivery policy: caps, vendor quotas, quiet hours, classes (jobs/policy/policyfile.py); optional
+    policy_file: Path = Path()  # default: run/policy.json
     # per user per day per category, e.g. PUSHPIPE_DAILY_CAPS="marketing=3,news=5"
-    daily_caps: dict[str, int] = field(default_factory=lambda: _caps(_env("daily_caps", "marketing=3")))
+    daily_caps: Counts = Field(default_factory=lambda: {"marketing": 3})
     # marketing messages per device per day by vendor, e.g. "hms=2,xiaomi=5"; empty: the vendors' defaults
     # (jobs/policy/classify.py), for pin pushes and broadcasts alike
-    vendor_quotas: dict[str, int] = field(default_factory=lambda: _caps(_env("vendor_quotas", "")))
+    vendor_quotas: Counts = Field(default_factory=dict)
     # the app's quiet hours in each user's own time zone, e.g. "22:00-08:00"; empty: only those users set
-    quiet_hours: str = field(default_factory=lambda: _env("quiet_hours", ""))
-    dedup_window_s: int = field(default_factory=lambda: int(_env("dedup_window_s", str(24 * 3600))))
-    dispatch_metrics_port: int = field(default_factory=lambda: int(_env("dispatch_metrics_port", "19250")))  # + subtask index
+    quiet_hours: str = Field("", pattern=r"^(([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d)?$")
+    dedup_window_s: int = Field(24 * 3600, ge=1)
+    dispatch_metrics_port: Port = 19250  # + subtask index
     # dispatch subtasks, each with a Python worker (and GIL) of its own; lanes have kafka_partitions partitions
-    dispatch_parallelism: int = field(default_factory=lambda: int(_env("dispatch_parallelism", "1")))
-    batch_size: int = field(default_factory=lambda: int(_env("batch_size", "1000")))  # tokens per DispatchBatch (HMS takes 1000 per call)
-    flink_rest_port_base: int = field(default_factory=lambda: int(_env("flink_rest_port_base", "18081")))
-    checkpoint_interval_ms: int = field(default_factory=lambda: int(_env("checkpoint_interval_ms", "5000")))
-    topics: Topics = field(default_factory=Topics)
+    dispatch_parallelism: int = Field(1, ge=1)
+    batch_size: int = Field(1000, ge=1, le=1000)  # tokens per DispatchBatch (HMS takes 1000 per call)
+    flink_rest_port_base: Port = 18081
+    checkpoint_interval_ms: int = Field(5000, ge=100)
+    topics: Topics = Field(default_factory=lambda: Topics())
+
+    @field_validator("daily_caps", "vendor_quotas", mode="before")
+    @classmethod
+    def _counts(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        counts = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            name, sep, number = item.partition("=")
+            if not sep or not name.strip() or not number.strip().isdigit():
+                raise ValueError(f"expected name=count pairs separated by commas, e.g. marketing=3; {item!r} is not one")
+            counts[name.strip()] = int(number)
+        return counts
+
+    @field_validator("es_url", "clickhouse_url", "simulator_url", "simulator_admin_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected an http:// or https:// URL with a host")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _run_files(self) -> Settings:
+        for name, filename in (("vendors_file", "vendors.json"), ("dispatch_file", "dispatch.json"),
+                               ("templates_file", "templates.json"), ("policy_file", "policy.json")):
+            if getattr(self, name) == Path():
+                object.__setattr__(self, name, self.run_dir / filename)
+        return self
 
     @property
     def cache_dir(self) -> Path:
@@ -109,8 +144,32 @@ class Settings:
         return self.flink_rest_port_base + JOBS.index(job)
 
     def masked(self) -> dict[str, str]:
-        return {f.name: str(getattr(self, f.name)) for f in fields(self)}
+        """Every setting as text, passwords in URLs and secret-named settings replaced by ***."""
+        shown = {}
+        for name in type(self).model_fields:
+            value = str(getattr(self, name))
+            shown[name] = "***" if any(w in name for w in SECRET_WORDS) and value else masked_url(value)
+        return shown
 
 
-def load() -> Settings:
-    return Settings()
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@/]*@", re.IGNORECASE)
+
+
+def masked_url(text: str) -> str:
+    """`text` with the password of every URL's user:password@ in it replaced by ***."""
+    return _URL_PASSWORD.sub(r"\1***@", text)
+
+
+def load(**overrides: Any) -> Settings:
+    """The settings from the environment (and `overrides`); SettingsError naming each bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as bad:
+        raise SettingsError("pushpipe: bad settings:\n  " + "\n  ".join(map(_problem, bad.errors()))) from None
+
+
+def _problem(error: Any) -> str:
+    name = str(error["loc"][0]) if error["loc"] else "settings"
+    got = error["input"]
+    shown = "***" if any(w in name for w in SECRET_WORDS) else masked_url(str(got))
+    return f"{ENV_PREFIX}{name.upper()}: {error['msg']}" + ("" if isinstance(got, dict) else f" (got {shown!r})")

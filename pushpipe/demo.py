@@ -8,7 +8,7 @@ import uuid
 
 from infra import stack
 from pushpipe import observe
-from pushpipe.config import Settings
+from pushpipe.config import Settings, masked_url
 from pushpipe.producer import PushProducer, device_event, push_request
 from sinks import clickhouse, elastic
 
@@ -135,6 +135,6 @@ def print_next_steps(settings: Settings) -> None:
 The stack is still running. Next:
   pushpipe status                                   # components and health
   pushpipe sql "SELECT * FROM {db}.delivery_per_minute ORDER BY minute DESC LIMIT 10"
-  curl '{settings.clickhouse_url}/?query=SELECT+count()+FROM+{db}.dispatch_results'
-  curl '{settings.es_url}/{settings.es_index}/_search?q=app_id:{DEMO_APP}&size=1&pretty'
+  curl '{masked_url(settings.clickhouse_url)}/?query=SELECT+count()+FROM+{db}.dispatch_results'
+  curl '{masked_url(settings.es_url)}/{settings.es_index}/_search?q=app_id:{DEMO_APP}&size=1&pretty'
   pushpipe down                                     # stop everything""")

@@ -2,6 +2,8 @@
 state, tests/flink_fakes.py); tests/test_broadcast_policy_e2e.py runs it through the real stack."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from flink_fakes import Context, Mapped, Value
@@ -10,9 +12,10 @@ from jobs.devices import apply_event
 from jobs.expand import expand_for_pin, new_pin_state
 from jobs.policy.caps import CapConfig
 from jobs.policy.classify import VendorQuota
-from jobs.policy.decide import PolicyConfig, per_user_policy_applies, policy_config
+from jobs.policy.decide import PolicyConfig, per_user_policy_applies
+from jobs.policy.policyfile import PolicyFileError, policy_config
 from jobs.policy.templates import TemplateStore
-from pushpipe.config import load
+from pushpipe.config import SettingsError, load
 from pushpipe.producer import device_event, push_request
 from schemas import codec
 
@@ -71,12 +74,32 @@ def test_a_pin_takes_a_broadcast_once_however_many_shards_send_it_and_caps_it_li
     assert [o["reason"] for o in codec.decode("DispatchResult", result)["outcomes"]] == ["frequency_cap:marketing"]
 
 
-def test_quotas_and_quiet_hours_are_settings(monkeypatch) -> None:
+def test_quotas_and_quiet_hours_are_settings(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("PUSHPIPE_HOME", str(tmp_path))
     monkeypatch.setenv("PUSHPIPE_VENDOR_QUOTAS", "hms=5")
     monkeypatch.setenv("PUSHPIPE_QUIET_HOURS", "22:00-08:00")
     policy = policy_config(load())
     assert policy.vendor_quota.cap("hms", "marketing") == 5 and policy.vendor_quota.cap("vivo", "marketing") == 2
     assert policy.default_quiet == ("22:00", "08:00") and policy.caps.limit("marketing") == 3
     monkeypatch.setenv("PUSHPIPE_QUIET_HOURS", "22:00")
-    with pytest.raises(ValueError):
-        policy_config(load())
+    with pytest.raises(SettingsError, match="PUSHPIPE_QUIET_HOURS"):
+        load()
+
+
+def test_the_policy_file_overrides_the_settings_and_a_bad_one_names_what_is_wrong(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("PUSHPIPE_HOME", str(tmp_path))
+    settings = load()
+    settings.policy_file.parent.mkdir(parents=True)
+    settings.policy_file.write_text(json.dumps({"daily_caps": {"news": 1}, "vendor_quotas": {"vivo": 4}, "app_kind": "news",
+                                                "quiet_hours": "23:00-07:00", "classes": {"orders": "service"}}))
+    policy = policy_config(settings)
+    assert policy.caps.per_day == {"news": 1} and policy.default_quiet == ("23:00", "07:00")
+    assert (policy.vendor_quota.cap("vivo", "marketing"), policy.vendor_quota.cap("hms", "marketing")) == (4, 5)
+    assert policy.classes["orders"] == "service" and policy.classes["transactional"] == "service"
+    settings.policy_file.write_text(json.dumps({"daily_caps": {"news": -1}, "quiet": "x", "default_tz": "Mars/Base"}))
+    with pytest.raises(PolicyFileError) as bad:
+        policy_config(settings)
+    assert "daily_caps.news" in str(bad.value) and "quiet: Extra inputs are not permitted" in str(bad.value)
+    settings.policy_file.write_text(json.dumps({"default_tz": "Mars/Base"}))
+    with pytest.raises(PolicyFileError, match="Mars/Base"):
+        policy_config(settings)

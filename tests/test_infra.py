@@ -69,7 +69,7 @@ def test_topics_exist_with_partitions_and_configs(kafka: Kafka, settings: Settin
 def test_an_installation_with_expiring_preferences_is_fixed_in_place(kafka: Kafka, settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     """user.preferences from before it was compacted (7-day delete): ensure_topics compacts it and says so."""
     topic = f"user.preferences.old-{uuid.uuid4().hex[:8]}"
-    old = dataclasses.replace(settings, topics=Topics(preferences=topic))
+    old = settings.model_copy(update={"topics": Topics(preferences=topic)})
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     old_config = {"cleanup.policy": "delete", "retention.ms": str(RETENTION_MS)}
     admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1, config=old_config)])[topic].result()

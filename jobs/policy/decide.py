@@ -21,12 +21,11 @@ from typing import Any, Collection, Mapping, Union
 
 from jobs.policy import zones
 from jobs.policy.caps import CapConfig, check_and_count
-from jobs.policy.classify import (DEFAULT_CLASSES, MARKETING, MARKETING_PER_DAY, MessageClass, VendorQuota, class_map,
+from jobs.policy.classify import (DEFAULT_CLASSES, MARKETING, MessageClass, VendorQuota, class_map,
                                   message_class, normalise_category, vendor_quota_check)
 from jobs.policy.counters import prune_days
 from jobs.policy.preferences import blocked_reason
 from jobs.policy.quiet import defer_until, is_urgent, parse_hhmm
-from pushpipe.config import Settings
 
 State = dict[str, Any]
 Devices = Mapping[str, Mapping[str, Any]]
@@ -51,15 +50,6 @@ class PolicyConfig:
             for value in self.default_quiet:
                 parse_hhmm(value)
         object.__setattr__(self, "classes", class_map(self.classes))
-
-
-def policy_config(settings: Settings) -> PolicyConfig:
-    """The policy the settings ask for: daily caps, vendor quotas (the vendors' defaults where not given) and
-    the app's default quiet hours ("HH:MM-HH:MM")."""
-    start, _, end = settings.quiet_hours.partition("-")
-    quota = VendorQuota(marketing_per_day={**MARKETING_PER_DAY["other"], **settings.vendor_quotas})
-    return PolicyConfig(caps=CapConfig(per_day=settings.daily_caps), default_quiet=(start, end) if settings.quiet_hours else None,
-                        vendor_quota=quota)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,66 @@
+"""Settings are validated at start, with the variable's name and what it expects; secrets never shown."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from infra import stack
+from infra.service import Health
+from pushpipe.config import SettingsError, load, masked_url
+
+PASSWORD = "hunter2-s3cret"
+
+
+def test_defaults_describe_the_embedded_stack(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("PUSHPIPE_HOME", str(tmp_path))
+    settings = load()
+    assert settings.kafka_bootstrap == "127.0.0.1:19092" and settings.daily_caps == {"marketing": 3}
+    assert settings.vendors_file == tmp_path / "run" / "vendors.json" and settings.policy_file == tmp_path / "run" / "policy.json"
+
+
+@pytest.mark.parametrize("name, value, expected", [
+    ("KAFKA_PARTITIONS", "four", "valid integer"),
+    ("KAFKA_PARTITIONS", "0", "greater than or equal to 1"),
+    ("CLICKHOUSE_MODE", "cloud", "'embedded' or 'server'"),
+    ("ES_URL", "localhost:9200", "http:// or https:// URL"),
+    ("DAILY_CAPS", "marketing:3", "name=count pairs"),
+    ("QUIET_HOURS", "10pm-7am", "should match pattern"),
+    ("BATCH_SIZE", "5000", "less than or equal to 1000"),
+])
+def test_a_bad_value_names_its_variable_and_what_it_expects(monkeypatch, name: str, value: str, expected: str) -> None:
+    monkeypatch.setenv(f"PUSHPIPE_{name}", value)
+    with pytest.raises(SettingsError) as bad:
+        load()
+    assert f"PUSHPIPE_{name}:" in str(bad.value) and expected in str(bad.value)
+
+
+def test_the_cli_says_what_is_wrong_without_a_traceback_or_the_password() -> None:
+    env = {**os.environ, "PUSHPIPE_KAFKA_PARTITIONS": "x", "PUSHPIPE_CLICKHOUSE_URL": f"ftp://default:{PASSWORD}@db:8123"}
+    done = subprocess.run([sys.executable, "-m", "pushpipe.cli", "status"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "PUSHPIPE_KAFKA_PARTITIONS" in done.stderr and "PUSHPIPE_CLICKHOUSE_URL" in done.stderr
+    assert "Traceback" not in done.stderr and PASSWORD not in done.stderr + done.stdout
+
+
+def test_masked_settings_and_status_hide_passwords(monkeypatch) -> None:
+    settings = load(clickhouse_url=f"http://default:{PASSWORD}@127.0.0.1:18123")
+    assert settings.masked()["clickhouse_url"] == "http://default:***@127.0.0.1:18123"
+    assert PASSWORD not in str(settings.masked())
+    assert masked_url(f"connect to https://u:{PASSWORD}@h/x failed") == "connect to https://u:***@h/x failed"
+
+    class Component:
+        name, version = "clickhouse", "server"
+
+        def address(self, s) -> str:
+            return s.clickhouse_url
+
+        def health(self, s) -> Health:
+            return Health(False, f"no answer from {s.clickhouse_url}")
+
+    monkeypatch.setattr(stack, "components", lambda: [Component()])
+    monkeypatch.setattr(stack.restarts, "load", lambda s: {})
+    table = stack.format_table(stack.STATUS_HEADER, stack.status_rows(settings))
+    assert "default:***@127.0.0.1" in table and PASSWORD not in table
