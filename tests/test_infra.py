@@ -1,7 +1,6 @@
 """Real Kafka and Elasticsearch, started through infra's Service classes (left running)."""
 from __future__ import annotations
 
-import dataclasses
 import time
 import uuid
 
