@@ -16,8 +16,8 @@ import time
 import uuid
 
 from bench.cpu import CpuMeter
-from infra import stack
-from infra.simulators import SimulatorAdmin
+from pushpipe.infra import stack
+from pushpipe.infra.simulators import SimulatorAdmin
 from pushpipe import observe
 from pushpipe.config import Settings, load
 from pushpipe.producer import PushProducer, device_event, push_request

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from types import TracebackType
 
-from infra import process, stack
+from pushpipe.infra import process, stack
 from pushpipe.config import Settings
 
 TICKS = os.sysconf("SC_CLK_TCK")

@@ -16,8 +16,8 @@ import uuid
 import httpx
 
 from bench.e2e import percentile
-from infra import stack
-from infra.simulators import SimulatorAdmin
+from pushpipe.infra import stack
+from pushpipe.infra.simulators import SimulatorAdmin
 from pushpipe import observe
 from pushpipe.config import Settings, load
 from pushpipe.producer import PushProducer, device_event, push_request

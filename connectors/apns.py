@@ -19,9 +19,9 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
-from connectors.h2client import H2Client, H2Error
-from connectors.http import parse_retry_after, ssl_context, transport_failure
+from pushpipe.connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
+from pushpipe.connectors.h2client import H2Client, H2Error
+from pushpipe.connectors.http import parse_retry_after, ssl_context, transport_failure
 
 PRODUCTION_URL = "https://api.push.apple.com"
 SANDBOX_URL = "https://api.sandbox.push.apple.com"

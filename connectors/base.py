@@ -117,7 +117,7 @@ AdapterFactory = Callable[[Any], VendorAdapter]
 
 
 def _apns(config: VendorConfig) -> VendorAdapter:
-    from connectors.apns import ApnsAdapter, ApnsConfig  # lazy: apns imports this module
+    from pushpipe.connectors.apns import ApnsAdapter, ApnsConfig  # lazy: apns imports this module
 
     if not isinstance(config, ApnsConfig):
         raise TypeError(f"APNs needs an ApnsConfig, got {type(config).__name__}")
@@ -125,7 +125,7 @@ def _apns(config: VendorConfig) -> VendorAdapter:
 
 
 def _fcm(config: VendorConfig) -> VendorAdapter:
-    from connectors.fcm import FcmAdapter, FcmConfig
+    from pushpipe.connectors.fcm import FcmAdapter, FcmConfig
 
     if not isinstance(config, FcmConfig):
         raise TypeError(f"FCM needs an FcmConfig, got {type(config).__name__}")
@@ -133,7 +133,7 @@ def _fcm(config: VendorConfig) -> VendorAdapter:
 
 
 def _hms(config: VendorConfig) -> VendorAdapter:
-    from connectors.hms import HmsAdapter, HmsConfig
+    from pushpipe.connectors.hms import HmsAdapter, HmsConfig
 
     if not isinstance(config, HmsConfig):
         raise TypeError(f"HMS needs an HmsConfig, got {type(config).__name__}")
@@ -141,7 +141,7 @@ def _hms(config: VendorConfig) -> VendorAdapter:
 
 
 def _honor(config: VendorConfig) -> VendorAdapter:
-    from connectors.honor import HonorAdapter, HonorConfig
+    from pushpipe.connectors.honor import HonorAdapter, HonorConfig
 
     if not isinstance(config, HonorConfig):
         raise TypeError(f"Honor needs a HonorConfig, got {type(config).__name__}")
@@ -166,11 +166,11 @@ ADAPTERS: dict[Vendor, AdapterFactory] = {
     Vendor.FCM: _fcm,
     Vendor.HMS: _hms,
     Vendor.HONOR: _honor,
-    Vendor.XIAOMI: _batch("connectors.xiaomi", "XiaomiAdapter", "XiaomiConfig"),
-    Vendor.OPPO: _batch("connectors.oppo", "OppoAdapter", "OppoConfig"),
-    Vendor.VIVO: _batch("connectors.vivo", "VivoAdapter", "VivoConfig"),
-    Vendor.MEIZU: _batch("connectors.meizu", "MeizuAdapter", "MeizuConfig"),
-    Vendor.UMENG: _batch("connectors.umeng", "UmengAdapter", "UmengConfig"),
+    Vendor.XIAOMI: _batch("pushpipe.connectors.xiaomi", "XiaomiAdapter", "XiaomiConfig"),
+    Vendor.OPPO: _batch("pushpipe.connectors.oppo", "OppoAdapter", "OppoConfig"),
+    Vendor.VIVO: _batch("pushpipe.connectors.vivo", "VivoAdapter", "VivoConfig"),
+    Vendor.MEIZU: _batch("pushpipe.connectors.meizu", "MeizuAdapter", "MeizuConfig"),
+    Vendor.UMENG: _batch("pushpipe.connectors.umeng", "UmengAdapter", "UmengConfig"),
 }
 
 

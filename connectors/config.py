@@ -16,16 +16,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from connectors.apns import ApnsConfig
-from connectors.base import Vendor, VendorConfig
-from connectors.fcm import FcmConfig
-from connectors.hms import HmsConfig
-from connectors.honor import HonorConfig
-from connectors.meizu import MeizuConfig
-from connectors.oppo import OppoConfig
-from connectors.umeng import UmengConfig
-from connectors.vivo import VivoConfig
-from connectors.xiaomi import XiaomiConfig
+from pushpipe.connectors.apns import ApnsConfig
+from pushpipe.connectors.base import Vendor, VendorConfig
+from pushpipe.connectors.fcm import FcmConfig
+from pushpipe.connectors.hms import HmsConfig
+from pushpipe.connectors.honor import HonorConfig
+from pushpipe.connectors.meizu import MeizuConfig
+from pushpipe.connectors.oppo import OppoConfig
+from pushpipe.connectors.umeng import UmengConfig
+from pushpipe.connectors.vivo import VivoConfig
+from pushpipe.connectors.xiaomi import XiaomiConfig
 from pushpipe.config import Settings
 
 CONFIG_TYPES: dict[Vendor, type] = {Vendor.APNS: ApnsConfig, Vendor.FCM: FcmConfig, Vendor.HMS: HmsConfig,

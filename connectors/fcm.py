@@ -37,12 +37,12 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from connectors.apns import PRIORITY as APNS_PRIORITY
-from connectors.apns import InvalidNotification, is_alert
-from connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
-from connectors.h2client import H2Client, H2Error
-from connectors.http import json_object, new_client, parse_retry_after, ssl_context, transport_failure
-from connectors.oauth import AccessToken, Clock, TokenCache, TokenError, request_token
+from pushpipe.connectors.apns import PRIORITY as APNS_PRIORITY
+from pushpipe.connectors.apns import InvalidNotification, is_alert
+from pushpipe.connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
+from pushpipe.connectors.h2client import H2Client, H2Error
+from pushpipe.connectors.http import json_object, new_client, parse_retry_after, ssl_context, transport_failure
+from pushpipe.connectors.oauth import AccessToken, Clock, TokenCache, TokenError, request_token
 
 PRODUCTION_URL = "https://fcm.googleapis.com"
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"

@@ -40,10 +40,10 @@ from urllib.parse import quote
 
 import httpx
 
-from connectors.apns import InvalidNotification, is_alert
-from connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
-from connectors.http import failure_code, failure_reason, json_object, new_client, parse_retry_after
-from connectors.oauth import Clock, TokenCache, TokenError, client_credentials
+from pushpipe.connectors.apns import InvalidNotification, is_alert
+from pushpipe.connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
+from pushpipe.connectors.http import failure_code, failure_reason, json_object, new_client, parse_retry_after
+from pushpipe.connectors.oauth import Clock, TokenCache, TokenError, client_credentials
 
 PRODUCTION_URL = "https://push-api.cloud.huawei.com"
 AUTH_URL = "https://oauth-login.cloud.huawei.com"

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from connectors.base import Outcome, TokenResult
+from pushpipe.connectors.base import Outcome, TokenResult
 
 
 def ssl_context(verify: str | bool) -> ssl.SSLContext:

@@ -27,8 +27,8 @@ from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import httpx
 
-from connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
-from connectors.http import parse_retry_after, ssl_verify, transport_failure
+from pushpipe.connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
+from pushpipe.connectors.http import parse_retry_after, ssl_verify, transport_failure
 
 CHINA_TZ = dt.timezone(dt.timedelta(hours=8), "CST")
 Clock = Callable[[], float]

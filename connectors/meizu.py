@@ -35,12 +35,12 @@ from typing import Any, ClassVar
 
 import httpx
 
-from connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
-from connectors.http import json_object
-from connectors.httpbatch import (BatchAdapter, BatchHttpConfig, Failure, InvalidNotification, VendorError,
+from pushpipe.connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
+from pushpipe.connectors.http import json_object
+from pushpipe.connectors.httpbatch import (BatchAdapter, BatchHttpConfig, Failure, InvalidNotification, VendorError,
                                   bad_response, check_max, custom_data, http_failure, per_token,
                                   require_title, reveal, seconds_until_china_hour)
-from connectors.signing import compact_json, form_body, md5_hex, sorted_params
+from pushpipe.connectors.signing import compact_json, form_body, md5_hex, sorted_params
 
 PRODUCTION_URL = "https://server-api-push.meizu.com"
 SEND_PATH = "/garcia/api/server/push/varnished/pushByPushId"

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from connectors.base import Outcome, TokenResult
-from connectors.http import failure_code, failure_reason, json_object, parse_retry_after
+from pushpipe.connectors.base import Outcome, TokenResult
+from pushpipe.connectors.http import failure_code, failure_reason, json_object, parse_retry_after
 
 Clock = Callable[[], float]
 CLIENT_CREDENTIALS = "client_credentials"

@@ -30,12 +30,12 @@ from typing import Any, ClassVar, NamedTuple
 
 import httpx
 
-from connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
-from connectors.http import json_object
-from connectors.httpbatch import (BatchAdapter, BatchHttpConfig, CachedToken, Failure, VendorError, bad_response,
+from pushpipe.connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
+from pushpipe.connectors.http import json_object
+from pushpipe.connectors.httpbatch import (BatchAdapter, BatchHttpConfig, CachedToken, Failure, VendorError, bad_response,
                                   check_max, custom_data, http_failure, per_token, require_title, reveal,
                                   seconds_until_china_hour)
-from connectors.signing import compact_json, form_body, sha256_hex
+from pushpipe.connectors.signing import compact_json, form_body, sha256_hex
 
 PRODUCTION_URL = "https://api.push.oppomobile.com"
 AUTH_PATH = "/server/v1/auth"

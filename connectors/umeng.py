@@ -28,11 +28,11 @@ from typing import Any, ClassVar
 
 import httpx
 
-from connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
-from connectors.http import json_object
-from connectors.httpbatch import (CHINA_TZ, BatchAdapter, BatchHttpConfig, bad_response, check_max, custom_data,
+from pushpipe.connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
+from pushpipe.connectors.http import json_object
+from pushpipe.connectors.httpbatch import (CHINA_TZ, BatchAdapter, BatchHttpConfig, bad_response, check_max, custom_data,
                                   http_failure, require_title, results, reveal)
-from connectors.signing import compact_json, md5_hex
+from pushpipe.connectors.signing import compact_json, md5_hex
 
 PRODUCTION_URL = "https://msgapi.umeng.com"
 SEND_PATH = "/api/send"

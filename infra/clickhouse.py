@@ -6,8 +6,8 @@ from urllib.parse import urlparse
 
 import httpx
 
-from infra import process
-from infra.service import Health
+from pushpipe.infra import process
+from pushpipe.infra.service import Health
 from pushpipe.config import Settings
 
 NAME = "clickhouse"
@@ -33,7 +33,7 @@ class ClickHouse:
             return
         url = urlparse(settings.clickhouse_url)
         data = process.service_dir(settings, NAME) / "data"
-        argv = [sys.executable, "-m", "sinks.chstore", "--path", str(data), "--host", url.hostname or "127.0.0.1", "--port", str(url.port)]
+        argv = [sys.executable, "-m", "pushpipe.sinks.chstore", "--path", str(data), "--host", url.hostname or "127.0.0.1", "--port", str(url.port)]
         process.start(settings, NAME, argv)
         process.wait_until(lambda: self.health(settings).ok, 60, "ClickHouse (chstore)", settings=settings, name=NAME)
 

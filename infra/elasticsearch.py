@@ -26,9 +26,9 @@ from functools import cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from infra import process
-from infra.download import fetch, maven_url
-from infra.service import Health
+from pushpipe.infra import process
+from pushpipe.infra.download import fetch, maven_url
+from pushpipe.infra.service import Health
 from pushpipe.config import Settings
 
 ES_VERSION = "8.19.21"

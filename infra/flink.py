@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pyflink
 
-from infra.download import fetch, maven_url
+from pushpipe.infra.download import fetch, maven_url
 from pushpipe.config import Settings
 
 FLINK_VERSION = "2.2.1"  # must match the apache-flink package from PyPI

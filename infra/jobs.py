@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra import beamloopback, flinkrest, process
-from infra.service import Health, Problem
+from pushpipe.infra import beamloopback, flinkrest, process
+from pushpipe.infra.service import Health, Problem
 from pushpipe import liveness
 from pushpipe.config import JOBS, Settings
 
@@ -50,7 +50,7 @@ class FlinkJob:
 
     @property
     def version(self) -> str:
-        from infra.flink import FLINK_VERSION
+        from pushpipe.infra.flink import FLINK_VERSION
 
         return f"PyFlink {FLINK_VERSION}"
 
@@ -58,7 +58,7 @@ class FlinkJob:
         return f"http://127.0.0.1:{settings.flink_rest_port(self.job)}"
 
     def install(self, settings: Settings) -> None:
-        from infra.flink import project_jar
+        from pushpipe.infra.flink import project_jar
 
         project_jar(settings)  # and the connector jars it is compiled against
         beamloopback.lib_dir(settings)
@@ -73,7 +73,7 @@ class FlinkJob:
             for leftover in (self.tmp_dir(settings), liveness.liveness_dir(settings.run_dir, self.job)):  # a killed run's
                 shutil.rmtree(leftover, ignore_errors=True)
             self.tmp_dir(settings).mkdir(parents=True)
-            process.start(settings, self.name, [sys.executable, "-m", f"jobs.{self.job}"], env=self.env(settings))
+            process.start(settings, self.name, [sys.executable, "-m", f"pushpipe.jobs.{self.job}"], env=self.env(settings))
 
     def log_dir(self, settings: Settings) -> Path:
         """The Flink JVM's log (and RocksDB's LOG files): run_dir/job-<job>/flink-log."""

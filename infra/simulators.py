@@ -1,4 +1,4 @@
-"""The vendor simulators (`python -m simulators.server`) as a managed background service.
+"""The vendor simulators (`python -m pushpipe.simulators.server`) as a managed background service.
 
 run_dir/simulators/ holds simulators.pid, simulators.log and the simulator state: tls/ca.pem,
 apns/AuthKey_<kid>.p8 + apns/credentials.json, fcm/service-account.json + fcm/credentials.json,
@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from connectors.apns import ApnsConfig
-from infra import process
-from infra.service import Health
+from pushpipe.connectors.apns import ApnsConfig
+from pushpipe.infra import process
+from pushpipe.infra.service import Health
 from pushpipe.config import Settings
 
 NAME = "simulators"
@@ -41,8 +41,8 @@ def apns_config(settings: Settings, **overrides: Any) -> ApnsConfig:
 
 def simulator_config(settings: Settings, vendor: str, **overrides: Any) -> Any:
     """Any vendor's config pointing at the running simulator: its vendors.json entry plus overrides."""
-    from connectors.base import Vendor
-    from connectors.config import CONFIG_TYPES, simulator_vendors
+    from pushpipe.connectors.base import Vendor
+    from pushpipe.connectors.config import CONFIG_TYPES, simulator_vendors
 
     parsed = Vendor(vendor)
     entry = simulator_vendors(state_dir(settings))[parsed.value]
@@ -122,14 +122,14 @@ class SimulatorAdmin:
 
 def _argv(settings: Settings, directory: Path) -> list[str]:
     api, admin = urlsplit(settings.simulator_url), urlsplit(settings.simulator_admin_url)
-    return [sys.executable, "-m", "simulators.server", "--state-dir", str(directory),
+    return [sys.executable, "-m", "pushpipe.simulators.server", "--state-dir", str(directory),
             "--host", api.hostname or "127.0.0.1", "--port", str(api.port or 18443),
             "--admin-port", str(admin.port or 18444)]
 
 
 def _write_vendors_file(settings: Settings) -> None:
     """Point the pipeline at the simulators, unless the vendors file is a user's own elsewhere."""
-    from connectors.config import write_simulator_vendors
+    from pushpipe.connectors.config import write_simulator_vendors
 
     target = settings.vendors_file
     if target.exists() and not target.resolve().is_relative_to(settings.run_dir.resolve()):

@@ -7,17 +7,17 @@ import sys
 import time
 from pathlib import Path
 
-from infra import restarts
-from infra.clickhouse import ClickHouse
-from infra.elasticsearch import Elasticsearch
-from infra.jobs import all_jobs
-from infra.kafka import Kafka, ensure_topics
-from infra.process import ServiceFailed
-from infra.service import Health, Service
-from infra.simulators import Simulators
-from infra.supervisor import Supervisor
-from jobs import dispatch_policy
-from jobs.policy import policyfile
+from pushpipe.infra import restarts
+from pushpipe.infra.clickhouse import ClickHouse
+from pushpipe.infra.elasticsearch import Elasticsearch
+from pushpipe.infra.jobs import all_jobs
+from pushpipe.infra.kafka import Kafka, ensure_topics
+from pushpipe.infra.process import ServiceFailed
+from pushpipe.infra.service import Health, Service
+from pushpipe.infra.simulators import Simulators
+from pushpipe.infra.supervisor import Supervisor
+from pushpipe.jobs import dispatch_policy
+from pushpipe.jobs.policy import policyfile
 from pushpipe.config import Settings, masked_url
 
 

@@ -1,4 +1,4 @@
-"""The stack's supervisor: `python -m infra.supervisor`, started last by `pushpipe up`, stopped first
+"""The stack's supervisor: `python -m pushpipe.infra.supervisor`, started last by `pushpipe up`, stopped first
 by `pushpipe down`, shown by `pushpipe status`.
 
 Every POLL_S it looks at each component pushpipe started (one with a pid file under run_dir: a
@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra import process, restarts
-from infra.service import Health, Problem, Service
+from pushpipe.infra import process, restarts
+from pushpipe.infra.service import Health, Problem, Service
 from pushpipe.config import Settings, load
 
 NAME = "supervisor"
@@ -54,7 +54,7 @@ class Supervisor:
             return
         self.stop(settings)
         heartbeat_file(settings).unlink(missing_ok=True)
-        process.start(settings, NAME, [sys.executable, "-m", "infra.supervisor"])
+        process.start(settings, NAME, [sys.executable, "-m", "pushpipe.infra.supervisor"])
         process.wait_until(lambda: self.health(settings).ok, START_TIMEOUT_S, "supervisor", settings=settings, name=NAME)
 
     def stop(self, settings: Settings) -> None:
@@ -158,7 +158,7 @@ def say(message: str) -> None:
 
 
 def run(settings: Settings) -> None:
-    from infra import stack  # stack lists the supervisor among its components
+    from pushpipe.infra import stack  # stack lists the supervisor among its components
 
     components = stack.supervised()
     watches: dict[str, Watch] = {}

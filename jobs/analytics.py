@@ -6,7 +6,7 @@ results are written in one-second processing-time windows, and both sinks are id
 (ReplacingMergeTree rows; absolute message totals and deliveries versioned by attempt), so replays
 do not double count.
 
-Run: python -m jobs.analytics
+Run: python -m pushpipe.jobs.analytics
 """
 from __future__ import annotations
 
@@ -18,12 +18,12 @@ from pyflink.datastream.functions import ProcessWindowFunction
 from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 from pyflink.datastream.window import TumblingProcessingTimeWindows
 
-from jobs import common, keys
-from jobs.requests import NO_VENDOR
+from pushpipe.jobs import common, keys
+from pushpipe.jobs.requests import NO_VENDOR
 from pushpipe import liveness
 from pushpipe.config import Settings
-from schemas import results
-from sinks import clickhouse, elastic
+from pushpipe.schemas import results
+from pushpipe.sinks import clickhouse, elastic
 
 JOB = "analytics"
 WINDOW = Time.seconds(1)
@@ -141,6 +141,6 @@ def build(settings: Settings) -> Any:
 
 if __name__ == "__main__":
     # through the imported module, so Flink pickles this module's functions by reference, not by value
-    from jobs import analytics
+    from pushpipe.jobs import analytics
 
     common.run(analytics.build, JOB)

@@ -30,9 +30,9 @@ from pyflink.datastream.connectors.kafka import (
     KafkaSource,
 )
 
-from infra.flink import pipeline_jars
+from pushpipe.infra.flink import pipeline_jars
 from pushpipe.config import Settings, load
-from schemas import codec
+from pushpipe.schemas import codec
 
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
 DLQ = OutputTag("dlq", BYTES)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs import keys
+from pushpipe.jobs import keys
 
 Device = dict[str, Any]
 Devices = dict[str, Device]  # token -> device

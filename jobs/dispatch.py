@@ -10,7 +10,7 @@ rate limiters serve high priority first, so a low-priority flood cannot starve h
 A lane record is a DispatchBundle (fan-out packs single-pin batches together): one async I/O
 element sends all its batches at once.
 
-Run: python -m jobs.dispatch
+Run: python -m pushpipe.jobs.dispatch
 """
 from __future__ import annotations
 
@@ -23,13 +23,13 @@ from pyflink.common import Time, Types
 from pyflink.datastream import AsyncDataStream, AsyncFunction, KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
-from connectors.config import vendor_configs
-from jobs import common, dispatch_policy, metrics
-from jobs.ledger import SendLedger
-from jobs.sender import Sender, now_ms, subset
+from pushpipe.connectors.config import vendor_configs
+from pushpipe.jobs import common, dispatch_policy, metrics
+from pushpipe.jobs.ledger import SendLedger
+from pushpipe.jobs.sender import Sender, now_ms, subset
 from pushpipe import liveness
 from pushpipe.config import Settings
-from schemas import codec
+from pushpipe.schemas import codec
 
 JOB = "dispatch"
 CAPACITY = 200  # lane records in flight
@@ -183,6 +183,6 @@ def build(settings: Settings) -> Any:
 
 if __name__ == "__main__":
     # through the imported module, so Flink pickles this module's functions by reference, not by value
-    from jobs import dispatch
+    from pushpipe.jobs import dispatch
 
     common.run(dispatch.build, JOB)

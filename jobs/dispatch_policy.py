@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobs.retry import RetryPolicy
+from pushpipe.jobs.retry import RetryPolicy
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,10 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Collection
 
-from jobs.devices import Target
-from jobs.policy.decide import Defer, PolicyConfig, Send, Suppress, decide, filter_devices
-from jobs.policy.limits import payload_problems
-from jobs.policy.templates import TemplateError, TemplateStore, render
+from pushpipe.jobs.devices import Target
+from pushpipe.jobs.policy.decide import Defer, PolicyConfig, Send, Suppress, decide, filter_devices
+from pushpipe.jobs.policy.limits import payload_problems
+from pushpipe.jobs.policy.templates import TemplateError, TemplateStore, render
 
 Record = dict[str, Any]
 TEST_TO_PRODUCTION = "test_push_to_production_device"

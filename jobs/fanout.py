@@ -14,7 +14,7 @@ Batches go to push.dispatch.<priority>: a big one alone, small ones (a single pi
 Bundler, which packs those of one (lane, app, vendor) into one record. Everything not sent becomes a
 result with its reason; bad input goes to push.dlq.
 
-Run: python -m jobs.fanout
+Run: python -m pushpipe.jobs.fanout
 """
 from __future__ import annotations
 
@@ -25,17 +25,17 @@ from pyflink.common import Time, Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
-from jobs import common, devices, keys, requests, shards
-from jobs.expand import Expansion, expand_for_pin, new_pin_state, rendered, variant
-from jobs.policy.decide import per_user_policy_applies
-from jobs.policy.policyfile import policy_config
-from jobs.policy.limits import payload_problems
-from jobs.policy.preferences import InvalidPreference, apply_preference, blocked_reason, reset_event
-from jobs.policy.schedule import next_fire
-from jobs.policy.templates import TemplateError, TemplateStore
+from pushpipe.jobs import common, devices, keys, requests, shards
+from pushpipe.jobs.expand import Expansion, expand_for_pin, new_pin_state, rendered, variant
+from pushpipe.jobs.policy.decide import per_user_policy_applies
+from pushpipe.jobs.policy.policyfile import policy_config
+from pushpipe.jobs.policy.limits import payload_problems
+from pushpipe.jobs.policy.preferences import InvalidPreference, apply_preference, blocked_reason, reset_event
+from pushpipe.jobs.policy.schedule import next_fire
+from pushpipe.jobs.policy.templates import TemplateError, TemplateStore
 from pushpipe import liveness
 from pushpipe.config import PRIORITIES, Settings
-from schemas import codec
+from pushpipe.schemas import codec
 
 JOB = "fanout"
 PICKLED = Types.PICKLED_BYTE_ARRAY()
@@ -666,6 +666,6 @@ def build(settings: Settings) -> Any:
 
 if __name__ == "__main__":
     # through the imported module, so Flink pickles this module's functions by reference, not by value
-    from jobs import fanout
+    from pushpipe.jobs import fanout
 
     common.run(fanout.build, JOB)

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from typing import Any, Iterator, NamedTuple
 
-from jobs import keys
-from jobs.devices import Target
-from jobs.expand import variant
-from jobs.policy.schedule import next_fire
-from schemas import codec
+from pushpipe.jobs import keys
+from pushpipe.jobs.devices import Target
+from pushpipe.jobs.expand import variant
+from pushpipe.jobs.policy.schedule import next_fire
+from pushpipe.schemas import codec
 
 Record = dict[str, Any]
 SEGMENT_KEYS = ("platform", "brand", "vendor", "app_version", "tag")

@@ -15,14 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.base import Notification, TokenResult, VendorAdapter, VendorConfig, create_adapter
-from jobs import metrics
-from jobs.breaker import CircuitBreaker
-from jobs.dispatch_policy import DispatchPolicy, ExitSpec
-from jobs.ledger import SendLedger
-from jobs.ratelimit import AdaptiveRateLimiter
-from schemas import codec
-from schemas.results import Outcomes
+from pushpipe.connectors.base import Notification, TokenResult, VendorAdapter, VendorConfig, create_adapter
+from pushpipe.jobs import metrics
+from pushpipe.jobs.breaker import CircuitBreaker
+from pushpipe.jobs.dispatch_policy import DispatchPolicy, ExitSpec
+from pushpipe.jobs.ledger import SendLedger
+from pushpipe.jobs.ratelimit import AdaptiveRateLimiter
+from pushpipe.schemas import codec
+from pushpipe.schemas.results import Outcomes
 
 Record = dict[str, Any]
 Output = tuple[str, bytes]

@@ -9,8 +9,8 @@ import zlib
 from collections import Counter
 from typing import Any, Iterable
 
-from jobs.devices import REMOVING
-from jobs.keys import SEP
+from pushpipe.jobs.devices import REMOVING
+from pushpipe.jobs.keys import SEP
 
 Record = dict[str, Any]
 SHARDS = 32

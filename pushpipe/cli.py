@@ -9,7 +9,7 @@ from pushpipe.config import load
 
 def cmd_up(args: argparse.Namespace) -> None:
     """Exits 1, naming each component, when anything is not healthy once up has finished."""
-    from infra import stack
+    from pushpipe.infra import stack
 
     down = stack.up(load(), with_jobs=not args.services_only)
     cmd_status(args)
@@ -19,13 +19,13 @@ def cmd_up(args: argparse.Namespace) -> None:
 
 
 def cmd_down(args: argparse.Namespace) -> None:
-    from infra import stack
+    from pushpipe.infra import stack
 
     stack.down(load())
 
 
 def cmd_status(args: argparse.Namespace) -> None:
-    from infra import stack
+    from pushpipe.infra import stack
 
     rows = stack.status_rows(load())
     print(stack.format_table(stack.STATUS_HEADER, rows))
@@ -38,8 +38,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_sql(args: argparse.Namespace) -> None:
-    from infra import stack
-    from sinks import clickhouse
+    from pushpipe.infra import stack
+    from pushpipe.sinks import clickhouse
 
     rows = clickhouse.connect(load(), create=False).rows(args.query)
     if rows:

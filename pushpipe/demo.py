@@ -6,11 +6,11 @@ import sys
 import time
 import uuid
 
-from infra import stack
+from pushpipe.infra import stack
 from pushpipe import observe
 from pushpipe.config import Settings, masked_url
 from pushpipe.producer import PushProducer, device_event, push_request
-from sinks import clickhouse, elastic
+from pushpipe.sinks import clickhouse, elastic
 
 DEMO_APP = "demo-app"
 VENDORS = ("apns", "fcm", "hms", "honor", "xiaomi", "oppo", "vivo", "meizu")

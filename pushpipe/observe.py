@@ -8,7 +8,7 @@ import httpx
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from pushpipe.config import Settings
-from sinks import clickhouse
+from pushpipe.sinks import clickhouse
 
 
 def group_lag(settings: Settings, group: str, topic: str) -> int | None:

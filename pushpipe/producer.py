@@ -11,9 +11,9 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from jobs import keys
+from pushpipe.jobs import keys
 from pushpipe.config import Settings
-from schemas import codec
+from pushpipe.schemas import codec
 
 
 def now_ms() -> int:

@@ -19,8 +19,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from connectors.keys import generate_p8, new_key_id, public_pem
-from simulators.server import Accepted, Receive, Scope, Send, SimState, header_map, read_body, respond
+from pushpipe.connectors.keys import generate_p8, new_key_id, public_pem
+from pushpipe.simulators.server import Accepted, Receive, Scope, Send, SimState, header_map, read_body, respond
 
 TOKEN_MAX_AGE_S = 3600
 PATH_PREFIX = "/3/device/"

@@ -24,8 +24,8 @@ from urllib.parse import parse_qsl
 
 import httpx
 
-from simulators.oauth import write_private
-from simulators.server import Accepted, Receive, Scope, Send, SimState, header_map, read_body, respond
+from pushpipe.simulators.oauth import write_private
+from pushpipe.simulators.server import Accepted, Receive, Scope, Send, SimState, header_map, read_body, respond
 
 Fault = Literal["unavailable", "throttled", "daily"]
 _MAX_TOKENS = 10_000

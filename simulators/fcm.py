@@ -31,8 +31,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from simulators.oauth import AccessTokens, parse_form, write_private
-from simulators.server import Accepted, Receive, Scope, Send, SimState, header_map, read_body, respond
+from pushpipe.simulators.oauth import AccessTokens, parse_form, write_private
+from pushpipe.simulators.server import Accepted, Receive, Scope, Send, SimState, header_map, read_body, respond
 
 API_PATH = "/fcm"
 TOKEN_PATH = API_PATH + "/token"

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simulators.oauth import AccessTokens, new_numeric_id, new_secret, parse_form, write_private
-from simulators.batchsim import ReceiptOutbox
-from simulators.receipts import encode_statuses, receipt
-from simulators.server import Accepted, Receive, Scope, Send, SimState, header_map, read_body, respond
+from pushpipe.simulators.oauth import AccessTokens, new_numeric_id, new_secret, parse_form, write_private
+from pushpipe.simulators.batchsim import ReceiptOutbox
+from pushpipe.simulators.receipts import encode_statuses, receipt
+from pushpipe.simulators.server import Accepted, Receive, Scope, Send, SimState, header_map, read_body, respond
 
 API_PATH = "/hms"
 MAX_TOKENS = 1000

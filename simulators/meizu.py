@@ -23,9 +23,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from connectors.http import json_object
-from connectors.signing import form_body, md5_hex, parse_form, sorted_params
-from simulators.batchsim import (BatchVendorSim, Encoded, Receipt, Reply, Request, Route, group_receipts,
+from pushpipe.connectors.http import json_object
+from pushpipe.connectors.signing import form_body, md5_hex, parse_form, sorted_params
+from pushpipe.simulators.batchsim import (BatchVendorSim, Encoded, Receipt, Reply, Request, Route, group_receipts,
                                  json_reply, new_id, unavailable)
 
 PATH = "/garcia/api/server/push/varnished/pushByPushId"

@@ -30,8 +30,8 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.signing import parse_form, sha256_hex
-from simulators.batchsim import (AuthTokens, BatchVendorSim, Encoded, Receipt, Reply, Request, Route, json_reply,
+from pushpipe.connectors.signing import parse_form, sha256_hex
+from pushpipe.simulators.batchsim import (AuthTokens, BatchVendorSim, Encoded, Receipt, Reply, Request, Route, json_reply,
                                  unavailable)
 
 PREFIX = "/server/v1/"

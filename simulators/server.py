@@ -1,6 +1,6 @@
 """Vendor simulators in one process: the vendor APIs over HTTP/2 + TLS, and a plain HTTP admin API.
 
-    python -m simulators.server --state-dir DIR [--host 127.0.0.1 --port 18443 --admin-port 18444]
+    python -m pushpipe.simulators.server --state-dir DIR [--host 127.0.0.1 --port 18443 --admin-port 18444]
 
 Each vendor simulator is an ASGI app that claims URL path prefixes on the API port (APNs:
 `/3/device/`) and keeps its own `SimState` (fault config + record of what it received). Adding a
@@ -381,7 +381,7 @@ def _settings_ports() -> tuple[str, int, int]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     host, port, admin_port = _settings_ports()
-    p = argparse.ArgumentParser(prog="python -m simulators.server", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m pushpipe.simulators.server", description=__doc__.split("\n")[0])
     p.add_argument("--state-dir", type=Path, required=True, help="TLS files and dev credentials go here")
     p.add_argument("--host", default=host)
     p.add_argument("--port", type=int, default=port, help="vendor APIs, HTTP/2 over TLS")
@@ -391,8 +391,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def build_vendors(state_dir: Path) -> dict[str, VendorSim]:
     """Create every vendor simulator with its dev credentials registered."""
-    from simulators import fcm, hms, honor, meizu, oppo, umeng, vivo, xiaomi
-    from simulators.apns import ApnsSimulator, ensure_credentials
+    from pushpipe.simulators import fcm, hms, honor, meizu, oppo, umeng, vivo, xiaomi
+    from pushpipe.simulators.apns import ApnsSimulator, ensure_credentials
 
     apns = ApnsSimulator()
     apns.register_credentials(ensure_credentials(state_dir / "apns"))
@@ -425,7 +425,7 @@ async def serve(args: argparse.Namespace) -> None:
     from hypercorn.asyncio import serve as hypercorn_serve
     from hypercorn.typing import ASGIFramework
 
-    from simulators.tls import ensure_tls
+    from pushpipe.simulators.tls import ensure_tls
 
     tls = ensure_tls(args.state_dir / "tls", hosts=(args.host, "localhost"))
     vendors = build_vendors(args.state_dir)
@@ -461,6 +461,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from simulators import server as _canonical  # run the importable module, not a __main__ copy
+    from pushpipe.simulators import server as _canonical  # run the importable module, not a __main__ copy
 
     raise SystemExit(_canonical.main())

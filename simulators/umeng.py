@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from connectors.http import json_object
-from connectors.signing import md5_hex
-from simulators.batchsim import (BatchVendorSim, Reply, Request, Route, json_reply, new_id, too_many_requests,
+from pushpipe.connectors.http import json_object
+from pushpipe.connectors.signing import md5_hex
+from pushpipe.simulators.batchsim import (BatchVendorSim, Reply, Request, Route, json_reply, new_id, too_many_requests,
                                  unavailable)
 
 PATH = "/api/send"

@@ -32,10 +32,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from connectors.http import json_object
-from connectors.signing import md5_hex
-from connectors.vivo import width
-from simulators.batchsim import (AuthTokens, BatchVendorSim, Encoded, Receipt, Reply, Request, Route,
+from pushpipe.connectors.http import json_object
+from pushpipe.connectors.signing import md5_hex
+from pushpipe.connectors.vivo import width
+from pushpipe.simulators.batchsim import (AuthTokens, BatchVendorSim, Encoded, Receipt, Reply, Request, Route,
                                  group_receipts, json_reply, too_many_requests, unavailable)
 
 PREFIX = "/message/"

@@ -25,8 +25,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from connectors.signing import form_body, parse_form
-from simulators.batchsim import (BatchVendorSim, Encoded, Receipt, Reply, Request, Route, group_receipts, json_reply,
+from pushpipe.connectors.signing import form_body, parse_form
+from pushpipe.simulators.batchsim import (BatchVendorSim, Encoded, Receipt, Reply, Request, Route, group_receipts, json_reply,
                                  new_id)
 
 PATH = "/v3/message/regid"

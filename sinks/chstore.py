@@ -7,7 +7,7 @@ in the body, data for INSERT in the body after the query, output in the query's 
 (TabSeparated by default), errors as HTTP 500 with ClickHouse's message. So
 `curl 'http://127.0.0.1:18123/?query=SELECT+1'` works as it would against a server.
 
-Run: python -m sinks.chstore --path DIR --port 18123
+Run: python -m pushpipe.sinks.chstore --path DIR --port 18123
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import httpx
 
 from pushpipe.config import Settings
-from schemas import results
+from pushpipe.schemas import results
 
 Row = dict[str, Any]
 

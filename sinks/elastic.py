@@ -18,9 +18,9 @@ import orjson
 from elasticsearch import Elasticsearch, helpers
 from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
 
-from jobs import keys
+from pushpipe.jobs import keys
 from pushpipe.config import Settings
-from schemas import results
+from pushpipe.schemas import results
 
 Action = dict[str, Any]
 CHUNK_SIZE = 2000  # actions per bulk request: a window can hold 100k+ deliveries

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 
-from connectors.base import Notification, Outcome, TokenResult, Vendor, VendorAdapter, VendorConfig, create_adapter
-from infra.simulators import SimulatorAdmin, apns_config, simulator_config
+from pushpipe.connectors.base import Notification, Outcome, TokenResult, Vendor, VendorAdapter, VendorConfig, create_adapter
+from pushpipe.infra.simulators import SimulatorAdmin, apns_config, simulator_config
 from pushpipe.config import Settings
 
 TokenKind = Literal["valid", "unregistered", "malformed"]
@@ -179,7 +179,7 @@ def huawei_token(prefix: str) -> str:
 
 def _rogue_service_account() -> str:
     """A well-formed service-account key the simulator has never seen (FCM answers invalid_grant)."""
-    from simulators.fcm import new_service_account
+    from pushpipe.simulators.fcm import new_service_account
 
     return json.dumps(new_service_account("pushpipe-demo"))
 

@@ -2,10 +2,10 @@
 import pytest
 from elasticsearch import helpers
 
-from jobs import analytics
+from pushpipe.jobs import analytics
 from pushpipe.config import Settings
-from schemas import codec, results
-from sinks import clickhouse, elastic
+from pushpipe.schemas import codec, results
+from pushpipe.sinks import clickhouse, elastic
 
 
 def result(outcomes: list[tuple[str, str]], final: bool = True) -> dict:

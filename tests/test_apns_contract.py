@@ -10,11 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from connectors.apns import ApnsAdapter
-from connectors.base import Outcome
-from connectors.keys import generate_p8, new_key_id
+from pushpipe.connectors.apns import ApnsAdapter
+from pushpipe.connectors.base import Outcome
+from pushpipe.connectors.keys import generate_p8, new_key_id
 from contract_cases import HARNESSES, Case, VendorHarness, apns_token, notification, run_case, send_once
-from infra.simulators import SimulatorAdmin, apns_config
+from pushpipe.infra.simulators import SimulatorAdmin, apns_config
 from pushpipe.config import Settings
 
 CASES = [pytest.param(h, c, id=f"{h.vendor.value}-{c.name}") for h in HARNESSES for c in h.cases]

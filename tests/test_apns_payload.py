@@ -9,10 +9,10 @@ from pathlib import Path
 import jwt
 import pytest
 
-from connectors.apns import (ApnsAdapter, ApnsConfig, InvalidNotification, ProviderToken, apns_id,
+from pushpipe.connectors.apns import (ApnsAdapter, ApnsConfig, InvalidNotification, ProviderToken, apns_id,
                              build_apns_request, build_payload, classify_response, parse_retry_after)
-from connectors.base import ADAPTERS, Notification, Outcome, Vendor, create_adapter
-from connectors.keys import generate_p8, new_key_id
+from pushpipe.connectors.base import ADAPTERS, Notification, Outcome, Vendor, create_adapter
+from pushpipe.connectors.keys import generate_p8, new_key_id
 
 NOW = 1_700_000_000.0
 TOKEN = "ab" * 32

@@ -7,17 +7,17 @@ import json
 import pytest
 
 from flink_fakes import Context, Mapped, Value
-from jobs import fanout, keys, requests
-from jobs.devices import apply_event
-from jobs.expand import expand_for_pin, new_pin_state
-from jobs.policy.caps import CapConfig
-from jobs.policy.classify import VendorQuota
-from jobs.policy.decide import PolicyConfig, per_user_policy_applies
-from jobs.policy.policyfile import PolicyFileError, policy_config
-from jobs.policy.templates import TemplateStore
+from pushpipe.jobs import fanout, keys, requests
+from pushpipe.jobs.devices import apply_event
+from pushpipe.jobs.expand import expand_for_pin, new_pin_state
+from pushpipe.jobs.policy.caps import CapConfig
+from pushpipe.jobs.policy.classify import VendorQuota
+from pushpipe.jobs.policy.decide import PolicyConfig, per_user_policy_applies
+from pushpipe.jobs.policy.policyfile import PolicyFileError, policy_config
+from pushpipe.jobs.policy.templates import TemplateStore
 from pushpipe.config import SettingsError, load
 from pushpipe.producer import device_event, push_request
-from schemas import codec
+from pushpipe.schemas import codec
 
 NOON = 1_795_348_800_000  # 2026-11-22 12:00 UTC
 CAPS = PolicyConfig(caps=CapConfig(per_day={"marketing": 3}))

@@ -14,11 +14,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from infra.simulators import SimulatorAdmin
+from pushpipe.infra.simulators import SimulatorAdmin
 from pushpipe import observe
 from pushpipe.config import Settings
 from pushpipe.producer import PushProducer, device_event, preference_event, push_request
-from sinks import elastic
+from pushpipe.sinks import elastic
 from test_fanout_e2e import prefer
 from test_isolation_e2e import registered, sent, tok
 

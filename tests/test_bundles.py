@@ -7,12 +7,12 @@ from __future__ import annotations
 
 
 from flink_fakes import Context, Listed, Value
-from jobs import common, requests
-from jobs.dispatch import ParseBundles, SendBundle
-from jobs.fanout import BUNDLE, BUNDLE_LINGER_MS, LANE_RECORD_BYTES, LANES, Bundler, lane_batch
+from pushpipe.jobs import common, requests
+from pushpipe.jobs.dispatch import ParseBundles, SendBundle
+from pushpipe.jobs.fanout import BUNDLE, BUNDLE_LINGER_MS, LANE_RECORD_BYTES, LANES, Bundler, lane_batch
 from pushpipe.config import load
 from pushpipe.producer import push_request
-from schemas import codec
+from pushpipe.schemas import codec
 
 
 def request(priority: str = "normal") -> dict:

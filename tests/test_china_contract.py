@@ -15,11 +15,11 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from connectors.base import Outcome, TokenResult, Vendor, VendorAdapter, create_adapter
-from connectors.httpbatch import seconds_until_china_hour
-from connectors.umeng import UmengAdapter
+from pushpipe.connectors.base import Outcome, TokenResult, Vendor, VendorAdapter, create_adapter
+from pushpipe.connectors.httpbatch import seconds_until_china_hour
+from pushpipe.connectors.umeng import UmengAdapter
 from contract_cases import MEIZU, OPPO, UMENG, VIVO, XIAOMI, VendorHarness, notification, send_once
-from infra.simulators import SimulatorAdmin, simulator_config
+from pushpipe.infra.simulators import SimulatorAdmin, simulator_config
 from pushpipe.config import Settings
 
 

@@ -6,9 +6,9 @@ import fastavro
 import pytest
 from fastavro.schema import parse_schema
 
-from jobs import requests
+from pushpipe.jobs import requests
 from pushpipe.producer import device_event, push_request
-from schemas import codec, results
+from pushpipe.schemas import codec, results
 
 
 def test_round_trip_every_record_type() -> None:

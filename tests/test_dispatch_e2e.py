@@ -18,15 +18,15 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from contract_cases import HARNESSES, UMENG
-from infra import process
-from infra.jobs import FlinkJob
-from infra.simulators import SimulatorAdmin
-from jobs import requests
+from pushpipe.infra import process
+from pushpipe.infra.jobs import FlinkJob
+from pushpipe.infra.simulators import SimulatorAdmin
+from pushpipe.jobs import requests
 from pushpipe import observe
 from pushpipe.config import Settings
 from pushpipe.producer import PushProducer, device_event, now_ms, push_request
-from schemas import codec
-from sinks import clickhouse
+from pushpipe.schemas import codec
+from pushpipe.sinks import clickhouse
 
 pytestmark = pytest.mark.stack
 

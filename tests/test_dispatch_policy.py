@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from jobs import dispatch_policy
-from jobs.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
-from jobs.ledger import SendLedger
-from jobs.ratelimit import AdaptiveRateLimiter
-from jobs.retry import RetryPolicy
+from pushpipe.jobs import dispatch_policy
+from pushpipe.jobs.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from pushpipe.jobs.ledger import SendLedger
+from pushpipe.jobs.ratelimit import AdaptiveRateLimiter
+from pushpipe.jobs.retry import RetryPolicy
 
 
 def test_retry_only_transient_outcomes_and_only_so_often() -> None:

@@ -1,11 +1,11 @@
 """Pure per-pin expansion and device shards: policy, isolation, templates, limits, segments."""
-from jobs import shards
-from jobs.devices import apply_event
-from jobs.expand import TEST_TO_PRODUCTION, expand_for_pin, new_pin_state
-from jobs.policy.caps import CapConfig
-from jobs.policy.decide import PolicyConfig
-from jobs.policy.preferences import apply_preference
-from jobs.policy.templates import TemplateStore
+from pushpipe.jobs import shards
+from pushpipe.jobs.devices import apply_event
+from pushpipe.jobs.expand import TEST_TO_PRODUCTION, expand_for_pin, new_pin_state
+from pushpipe.jobs.policy.caps import CapConfig
+from pushpipe.jobs.policy.decide import PolicyConfig
+from pushpipe.jobs.policy.preferences import apply_preference
+from pushpipe.jobs.policy.templates import TemplateStore
 from pushpipe.producer import device_event, push_request
 
 NOON = 1_795_348_800_000  # 2026-11-22 12:00 UTC

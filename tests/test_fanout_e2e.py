@@ -13,13 +13,13 @@ from collections import Counter
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from infra.simulators import SimulatorAdmin
-from jobs import keys
+from pushpipe.infra.simulators import SimulatorAdmin
+from pushpipe.jobs import keys
 from pushpipe import observe
 from pushpipe.config import Settings
 from pushpipe.producer import PushProducer, device_event, now_ms, push_request
-from schemas import codec
-from sinks import elastic
+from pushpipe.schemas import codec
+from pushpipe.sinks import elastic
 
 pytestmark = pytest.mark.stack
 

@@ -1,10 +1,10 @@
 """Pure fan-out logic: the device directory and request expansion."""
 import pytest
 
-from jobs import devices, keys, requests, shards
-from jobs.policy.preferences import apply_preference
+from pushpipe.jobs import devices, keys, requests, shards
+from pushpipe.jobs.policy.preferences import apply_preference
 from pushpipe.producer import device_event, push_request
-from schemas import codec
+from pushpipe.schemas import codec
 
 
 def test_bind_report_switch_and_unbind() -> None:

@@ -10,11 +10,11 @@ import httpx
 import jwt
 import pytest
 
-from connectors.base import Outcome
-from connectors.fcm import SCOPE, FcmAdapter, FcmConfig, service_account_assertion
-from connectors.http import ssl_verify
+from pushpipe.connectors.base import Outcome
+from pushpipe.connectors.fcm import SCOPE, FcmAdapter, FcmConfig, service_account_assertion
+from pushpipe.connectors.http import ssl_verify
 from contract_cases import fcm_token, notification
-from infra.simulators import SimulatorAdmin, simulator_config
+from pushpipe.infra.simulators import SimulatorAdmin, simulator_config
 from pushpipe.config import Settings
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import jwt
 import pytest
 
-from connectors.apns import InvalidNotification
-from connectors.base import Notification, Outcome, Vendor, create_adapter
-from connectors.fcm import (SCOPE, FcmAdapter, FcmConfig, build_message, check_size, classify_response,
+from pushpipe.connectors.apns import InvalidNotification
+from pushpipe.connectors.base import Notification, Outcome, Vendor, create_adapter
+from pushpipe.connectors.fcm import (SCOPE, FcmAdapter, FcmConfig, build_message, check_size, classify_response,
                             encode_request, payload_size, service_account_assertion)
-from simulators.fcm import key_from_service_account, new_service_account
+from pushpipe.simulators.fcm import key_from_service_account, new_service_account
 
 NOW = 1_700_000_000.0
 TOKEN = "abc:APA91b" + "x" * 140

@@ -17,9 +17,9 @@ import h2.errors
 import pytest
 from hpack import NeverIndexedHeaderTuple
 
-from connectors.h2client import H2Client, H2Error, H2Timeout
-from connectors.http import ssl_context
-from simulators.tls import ensure_tls
+from pushpipe.connectors.h2client import H2Client, H2Error, H2Timeout
+from pushpipe.connectors.http import ssl_context
+from pushpipe.simulators.tls import ensure_tls
 
 
 class ScriptedServer(asyncio.Protocol):

@@ -15,11 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
-from connectors.base import Outcome, TokenResult, VendorAdapter, create_adapter
-from connectors.honor import KEYCLOAK_TOKEN_PATH
-from connectors.http import ssl_verify
+from pushpipe.connectors.base import Outcome, TokenResult, VendorAdapter, create_adapter
+from pushpipe.connectors.honor import KEYCLOAK_TOKEN_PATH
+from pushpipe.connectors.http import ssl_verify
 from contract_cases import huawei_token, notification
-from infra.simulators import SimulatorAdmin, simulator_config
+from pushpipe.infra.simulators import SimulatorAdmin, simulator_config
 from pushpipe.config import Settings
 
 HUAWEI_LIKE = ("hms", "honor")

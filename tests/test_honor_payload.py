@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from connectors.apns import InvalidNotification
-from connectors.base import Notification, Outcome, Vendor, create_adapter
-from connectors.honor import (KEYCLOAK_TOKEN_PATH, HonorAdapter, HonorConfig, build_request, classify_response,
+from pushpipe.connectors.apns import InvalidNotification
+from pushpipe.connectors.base import Notification, Outcome, Vendor, create_adapter
+from pushpipe.connectors.honor import (KEYCLOAK_TOKEN_PATH, HonorAdapter, HonorConfig, build_request, classify_response,
                               encode_request, timestamp_header)
 
 NOW = 1_700_000_000.123

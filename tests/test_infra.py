@@ -9,9 +9,9 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 from elasticsearch import Elasticsearch as EsClient
 
-from infra import process
-from infra.elasticsearch import Elasticsearch
-from infra.kafka import DLQ_RETENTION_MS, RETENTION_MS, Kafka, ensure_topics
+from pushpipe.infra import process
+from pushpipe.infra.elasticsearch import Elasticsearch
+from pushpipe.infra.kafka import DLQ_RETENTION_MS, RETENTION_MS, Kafka, ensure_topics
 from pushpipe.config import Settings, Topics, load
 from pushpipe.producer import PushProducer, preference_event
 
@@ -145,7 +145,7 @@ def test_index_and_get_one_document(elasticsearch: Elasticsearch, settings: Sett
 
 
 def test_kafka_cluster_ids_never_look_like_an_option() -> None:
-    from infra.kafka import new_cluster_id
+    from pushpipe.infra.kafka import new_cluster_id
 
     ids = [new_cluster_id() for _ in range(2000)]  # ~1 in 64 random ids would start with "-"
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)

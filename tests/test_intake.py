@@ -3,9 +3,9 @@ the real stack runs them in tests/test_fanout_e2e.py and tests/test_isolation_e2
 from __future__ import annotations
 
 from flink_fakes import Context, Listed, Mapped, Value
-from jobs import fanout, keys, shards
+from pushpipe.jobs import fanout, keys, shards
 from pushpipe.producer import now_ms, push_request
-from schemas import codec
+from pushpipe.schemas import codec
 
 
 def intake() -> fanout.Intake:

@@ -22,13 +22,13 @@ from collections.abc import Iterator
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from infra.simulators import SimulatorAdmin
-from jobs import keys
+from pushpipe.infra.simulators import SimulatorAdmin
+from pushpipe.jobs import keys
 from pushpipe import observe
 from pushpipe.config import Settings
 from pushpipe.producer import PushProducer, device_event, push_request
-from schemas import codec
-from sinks import clickhouse, elastic
+from pushpipe.schemas import codec
+from pushpipe.sinks import clickhouse, elastic
 
 pytestmark = pytest.mark.stack
 BROKER_RECORD_LIMIT = 1_048_588  # Kafka's message.max.bytes default, which the embedded broker keeps

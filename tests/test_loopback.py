@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from infra import beamloopback, process, sockets
-from infra.jobs import all_jobs
+from pushpipe.infra import beamloopback, process, sockets
+from pushpipe.infra.jobs import all_jobs
 from pushpipe.config import Settings
 
 pytestmark = pytest.mark.stack

@@ -13,11 +13,11 @@ import time
 
 import pytest
 
-from infra.simulators import SimulatorAdmin
+from pushpipe.infra.simulators import SimulatorAdmin
 from pushpipe import observe
 from pushpipe.config import Settings
 from pushpipe.producer import PushProducer, device_event, push_request
-from sinks import clickhouse
+from pushpipe.sinks import clickhouse
 from test_isolation_e2e import registered, sent, tok
 
 pytestmark = pytest.mark.stack

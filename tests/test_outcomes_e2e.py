@@ -21,13 +21,13 @@ from collections import Counter
 import pytest
 from confluent_kafka import Producer
 
-from infra import process
-from infra.jobs import FlinkJob
-from infra.simulators import SimulatorAdmin
+from pushpipe.infra import process
+from pushpipe.infra.jobs import FlinkJob
+from pushpipe.infra.simulators import SimulatorAdmin
 from pushpipe import observe
 from pushpipe.config import JOBS, Settings
 from pushpipe.producer import PushProducer, device_event, now_ms, preference_event, push_request
-from sinks import clickhouse, elastic
+from pushpipe.sinks import clickhouse, elastic
 from test_fanout_e2e import prefer
 from test_isolation_e2e import counted, dead_letters, message_counts, registered, sent, tok
 

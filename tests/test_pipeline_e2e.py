@@ -10,12 +10,12 @@ import httpx
 import pytest
 from confluent_kafka import Consumer
 
-from jobs import keys
+from pushpipe.jobs import keys
 from pushpipe import observe
 from pushpipe.config import Settings
 from pushpipe.producer import PushProducer, device_event, push_request
-from schemas import codec
-from sinks import clickhouse, elastic
+from pushpipe.schemas import codec
+from pushpipe.sinks import clickhouse, elastic
 
 pytestmark = pytest.mark.stack
 USERS = 40

@@ -4,7 +4,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from jobs.policy.caps import CapConfig, check_and_count, local_day
+from pushpipe.jobs.policy.caps import CapConfig, check_and_count, local_day
 
 MARKETING_3 = CapConfig({"Marketing": 3, "news": 0})
 

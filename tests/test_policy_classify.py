@@ -1,7 +1,7 @@
 """Pure policy: service vs marketing classes and per-device daily vendor quotas (VENDORS.md section 7)."""
 import pytest
 
-from jobs.policy.classify import VendorQuota, message_class, vendor_quota_check
+from pushpipe.jobs.policy.classify import VendorQuota, message_class, vendor_quota_check
 
 DAY = "2026-05-01"
 

@@ -5,11 +5,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from jobs.policy.caps import CapConfig
-from jobs.policy.classify import VendorQuota
-from jobs.policy.decide import (Defer, PolicyConfig, Send, Suppress, decide, effective_timezone,
+from pushpipe.jobs.policy.caps import CapConfig
+from pushpipe.jobs.policy.classify import VendorQuota
+from pushpipe.jobs.policy.decide import (Defer, PolicyConfig, Send, Suppress, decide, effective_timezone,
                                 filter_devices)
-from jobs.policy.preferences import apply_preference, new_preferences
+from pushpipe.jobs.policy.preferences import apply_preference, new_preferences
 
 SHANGHAI = "Asia/Shanghai"
 CONFIG = PolicyConfig(caps=CapConfig({"marketing": 2}), default_quiet=("22:00", "08:00"))

@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from connectors import apns, fcm, hms, honor, meizu, oppo, umeng, vivo, xiaomi
-from connectors.base import Notification
-from jobs.policy.limits import PAYLOAD_LIMITS, PayloadLimit, estimated_bytes, payload_problems, width
+from pushpipe.connectors import apns, fcm, hms, honor, meizu, oppo, umeng, vivo, xiaomi
+from pushpipe.connectors.base import Notification
+from pushpipe.jobs.policy.limits import PAYLOAD_LIMITS, PayloadLimit, estimated_bytes, payload_problems, width
 
 
 def note(title: str = "Hi", body: str = "Hello", data: dict | None = None) -> dict:

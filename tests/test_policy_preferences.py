@@ -1,7 +1,7 @@
 """Pure policy: user preferences, their bounded history and what they block."""
 import pytest
 
-from jobs.policy.preferences import (HISTORY_LIMIT, InvalidPreference, apply_preference, blocked_reason,
+from pushpipe.jobs.policy.preferences import (HISTORY_LIMIT, InvalidPreference, apply_preference, blocked_reason,
                                      new_preferences)
 
 

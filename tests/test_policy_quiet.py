@@ -4,7 +4,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from jobs.policy.quiet import defer_until, is_urgent, parse_hhmm
+from pushpipe.jobs.policy.quiet import defer_until, is_urgent, parse_hhmm
 
 NY = "America/New_York"
 

@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from jobs.policy.schedule import next_fire, parse
+from pushpipe.jobs.policy.schedule import next_fire, parse
 
 NY = "America/New_York"
 

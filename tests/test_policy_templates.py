@@ -1,7 +1,7 @@
 """Pure policy: templates with variables, per-locale variants and locale fallback."""
 import pytest
 
-from jobs.policy.templates import Template, TemplateError, TemplateStore, locale_chain, render
+from pushpipe.jobs.policy.templates import Template, TemplateError, TemplateStore, locale_chain, render
 
 DOC = {"templates": {
     "order_shipped": {"default_locale": "en", "variants": {

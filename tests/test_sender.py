@@ -9,17 +9,17 @@ from typing import ClassVar
 
 import pytest
 
-from connectors import base
-from connectors.base import Notification, Outcome, TokenResult, Vendor
-from jobs.breaker import CircuitBreaker
-from jobs.dispatch_policy import DispatchPolicy, ExitSpec
-from jobs.ledger import SendLedger
-from jobs.retry import RetryPolicy
-from jobs.sender import Exit, Sender, choose_exit, now_ms
+from pushpipe.connectors import base
+from pushpipe.connectors.base import Notification, Outcome, TokenResult, Vendor
+from pushpipe.jobs.breaker import CircuitBreaker
+from pushpipe.jobs.dispatch_policy import DispatchPolicy, ExitSpec
+from pushpipe.jobs.ledger import SendLedger
+from pushpipe.jobs.retry import RetryPolicy
+from pushpipe.jobs.sender import Exit, Sender, choose_exit, now_ms
 from pushpipe.producer import push_request
-from jobs import requests
-from schemas import codec
-from schemas.results import token_outcomes
+from pushpipe.jobs import requests
+from pushpipe.schemas import codec
+from pushpipe.schemas.results import token_outcomes
 
 
 @dataclass(frozen=True)

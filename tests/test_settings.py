@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from infra import stack
-from infra.service import Health
+from pushpipe.infra import stack
+from pushpipe.infra.service import Health
 from pushpipe.config import SettingsError, load, masked_url
 
 PASSWORD = "hunter2-s3cret"

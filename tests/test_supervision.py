@@ -18,14 +18,14 @@ import time
 
 import pytest
 
-from infra import flinkrest, process, restarts, stack
-from infra.clickhouse import ClickHouse
-from infra.jobs import FlinkJob
-from infra.simulators import SimulatorAdmin, Simulators
+from pushpipe.infra import flinkrest, process, restarts, stack
+from pushpipe.infra.clickhouse import ClickHouse
+from pushpipe.infra.jobs import FlinkJob
+from pushpipe.infra.simulators import SimulatorAdmin, Simulators
 from pushpipe import liveness, observe
 from pushpipe.config import Settings
 from pushpipe.producer import PushProducer, device_event, push_request
-from sinks import clickhouse
+from pushpipe.sinks import clickhouse
 
 pytestmark = pytest.mark.stack
 

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from infra import process, restarts, stack
-from infra.service import Health
+from pushpipe.infra import process, restarts, stack
+from pushpipe.infra.service import Health
 from pushpipe import cli
 
 
@@ -49,8 +49,8 @@ def test_restarts_are_counted_with_the_last_reason(tmp_path, monkeypatch: pytest
 
 
 def test_a_problem_is_acted_on_once_one_kind_of_it_has_lasted_its_grace() -> None:
-    from infra.service import Problem
-    from infra.supervisor import Watch, due
+    from pushpipe.infra.service import Problem
+    from pushpipe.infra.supervisor import Watch, due
 
     watch = Watch()
     assert not due(watch, Problem("worker", "Python worker gone", 8.0), now=100.0)

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from jobs.policy.classify import normalise_category
-from jobs.policy.counters import parse_day, take
-from jobs.policy.zones import local_day
+from pushpipe.jobs.policy.classify import normalise_category
+from pushpipe.jobs.policy.counters import parse_day, take
+from pushpipe.jobs.policy.zones import local_day
 
 __all__ = ["CapConfig", "check_and_count", "local_day"]
 

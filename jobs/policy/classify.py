@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal, Mapping
 
-from jobs.policy import zones
-from jobs.policy.counters import take
+from pushpipe.jobs.policy import zones
+from pushpipe.jobs.policy.counters import take
 
 MessageClass = Literal["service", "marketing"]
 SERVICE: MessageClass = "service"

@@ -19,13 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Collection, Mapping, Union
 
-from jobs.policy import zones
-from jobs.policy.caps import CapConfig, check_and_count
-from jobs.policy.classify import (DEFAULT_CLASSES, MARKETING, MessageClass, VendorQuota, class_map,
+from pushpipe.jobs.policy import zones
+from pushpipe.jobs.policy.caps import CapConfig, check_and_count
+from pushpipe.jobs.policy.classify import (DEFAULT_CLASSES, MARKETING, MessageClass, VendorQuota, class_map,
                                   message_class, normalise_category, vendor_quota_check)
-from jobs.policy.counters import prune_days
-from jobs.policy.preferences import blocked_reason
-from jobs.policy.quiet import defer_until, is_urgent, parse_hhmm
+from pushpipe.jobs.policy.counters import prune_days
+from pushpipe.jobs.policy.preferences import blocked_reason
+from pushpipe.jobs.policy.quiet import defer_until, is_urgent, parse_hhmm
 
 State = dict[str, Any]
 Devices = Mapping[str, Mapping[str, Any]]

@@ -21,10 +21,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from jobs.policy import zones
-from jobs.policy.caps import CapConfig
-from jobs.policy.classify import DEFAULT_CLASSES, MARKETING_PER_DAY, VendorQuota
-from jobs.policy.decide import PolicyConfig
+from pushpipe.jobs.policy import zones
+from pushpipe.jobs.policy.caps import CapConfig
+from pushpipe.jobs.policy.classify import DEFAULT_CLASSES, MARKETING_PER_DAY, VendorQuota
+from pushpipe.jobs.policy.decide import PolicyConfig
 from pushpipe.config import Settings
 
 Count = Annotated[int, Field(ge=0)]

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-from jobs.policy import zones
-from jobs.policy.classify import DEFAULT_CLASSES, MARKETING, message_class, normalise_category
-from jobs.policy.quiet import parse_hhmm
+from pushpipe.jobs.policy import zones
+from pushpipe.jobs.policy.classify import DEFAULT_CLASSES, MARKETING, message_class, normalise_category
+from pushpipe.jobs.policy.quiet import parse_hhmm
 
 Preferences = dict[str, Any]
 HISTORY_LIMIT = 20

@@ -13,8 +13,8 @@ import datetime as dt
 import re
 from typing import Any, Mapping
 
-from jobs.policy import zones
-from jobs.policy.classify import DEFAULT_CLASSES, SERVICE, message_class
+from pushpipe.jobs.policy import zones
+from pushpipe.jobs.policy.classify import DEFAULT_CLASSES, SERVICE, message_class
 
 _HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 

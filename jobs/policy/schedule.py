@@ -20,7 +20,7 @@ import datetime as dt
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from jobs.policy import zones
+from pushpipe.jobs.policy import zones
 
 _EPOCH = dt.datetime(1970, 1, 1)
 SEARCH_YEARS = 400  # the Gregorian calendar repeats after 400 years: nothing found by then never fires
