@@ -30,6 +30,7 @@ from pyflink.datastream.connectors.kafka import (
     KafkaSource,
 )
 
+import pushpipe
 from pushpipe.infra.flink import pipeline_jars
 from pushpipe.config import Settings, load
 from pushpipe.schemas import codec
@@ -110,7 +111,7 @@ def environment(settings: Settings, job: str, overrides: dict[str, str] | None =
     PyFlink's async I/O needs "process": Python workers of their own, as on a cluster.
     """
     if mode == "thread":  # the embedded interpreter imports pemja, pyflink and our packages from here
-        paths = [str(Path(site.getsitepackages()[0])), str(Path(__file__).resolve().parents[1])]
+        paths = [str(Path(site.getsitepackages()[0])), str(Path(pushpipe.__file__).resolve().parents[1])]
         os.environ["PYTHONPATH"] = os.pathsep.join(paths + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
     else:  # PyFlink's local default would run them inside this client process, sharing one GIL
         os.environ["_python_worker_execution_mode"] = "process"
