@@ -34,8 +34,8 @@ demo: setup ## README command 1: the whole pipeline on embedded defaults, with r
 test: setup ## README command 2 (what CI runs): unit tests, then the end-to-end tests through the real stack
 	$(BIN)/python -m pytest -v --durations=15
 
-unit: setup ## only the tests that need no services
-	$(BIN)/python -m pytest -v -m "not stack"
+unit: setup ## only the tests that need no services (none is started, none is touched)
+	$(BIN)/python -m pytest -v -m "not stack and not simulator"
 
 ci: test ## exactly what CI runs
 

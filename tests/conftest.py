@@ -13,6 +13,14 @@ from pushpipe.config import Settings, load
 from pushpipe.producer import PushProducer
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that use the vendor simulator are marked `simulator`: `make unit` leaves them out, so it starts no
+    service and never wipes the records of a simulator that a running stack's tests are reading."""
+    for item in items:
+        if "simulators" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.simulator)
+
+
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     return load()
