@@ -45,11 +45,10 @@ def targets_by_vendor(devices: Devices, pin: str, environment: str) -> dict[str,
 
 def event_problem(event: dict[str, Any]) -> str | None:
     """Why a DeviceEvent cannot be taken (the reason for the DLQ), or None."""
-    if not event["pin"]:
-        return "device event has no pin"
     try:
         keys.check_app_id(event["app_id"])
-        keys.check_pin(event["pin"])
+        if event["pin"]:  # none: an anonymous install, reached by broadcasts, segments and its token
+            keys.check_pin(event["pin"])
         keys.check_token(event["token"])
         for field in ("previous_token", "fallback_token"):
             if event[field]:

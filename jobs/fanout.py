@@ -122,7 +122,7 @@ class ParseDeviceEvents(ProcessFunction):
             elif problem := devices.event_problem(item):
                 yield common.dead_letter(JOB, self.topic, value, "invalid_device_event", problem, app_id=item["app_id"])
             else:
-                yield keys.pin_key(item["app_id"], item["pin"]), "dev", item
+                yield keys.user_key(item["app_id"], item["pin"], item["token"]), "dev", item
                 yield SHARD, (shards.shard_key(item["app_id"], item["token"]), "dev", item)
 
     def forget(self, dead: common.Tombstone) -> Iterator[Any]:
@@ -391,7 +391,7 @@ class ShardDirectory(Directory):
             self.devices.remove(event["previous_token"])
         known = self.devices.get(event["token"])
         moved = shards.moved_from(known, event)
-        if moved:  # the token changed pin: its old pin stops targeting it
+        if moved is not None:  # the token changed pin (or left or gained one): its old user stops targeting it
             unbind = codec.new_record("DeviceEvent", **{**event, "kind": "unbind", "pin": moved, "reason": "moved"})
             yield FEEDBACK, codec.encode("DeviceEvent", unbind)
         after = shards.summary_after(known, event)
@@ -440,8 +440,8 @@ class ShardDirectory(Directory):
             yield from not_sent(request, f"{position}:skipped", [("", "suppressed", reason, "", n) for reason, n in sorted(skipped.items())])
         yield TALLY, (keys.message_key(request["app_id"], request["msg_id"]), request, len(chosen))
         if per_user_policy_applies(request, self.policy):
-            for pin in sorted({device["pin"] for _, device in chosen}):
-                yield TO_PIN, (keys.pin_key(request["app_id"], pin), "bcast", request)
+            for user in sorted({keys.user_key(request["app_id"], device["pin"], token) for token, device in chosen}):
+                yield TO_PIN, (user, "bcast", request)
         else:
             yield from self.grouped(request, chosen, position, batcher=False)
 

@@ -66,8 +66,17 @@ def _shown(value: str) -> str:
 
 # Flink keys: the app first, then what is unique within the app.
 
+ANONYMOUS = "\x1f"  # starts the user key of a device without a pin: no pin can (control characters are refused)
+
+
 def pin_key(app_id: str, pin: str) -> str:
     return f"{app_id}{SEP}{pin}"
+
+
+def user_key(app_id: str, pin: str, token: str) -> str:
+    """The pin directory's key of a device's user: its pin's, or for a device without a pin (an anonymous
+    install) one of its own, so its policy (caps, quiet hours, quotas) is kept per device."""
+    return pin_key(app_id, pin) if pin else f"{app_id}{SEP}{ANONYMOUS}{token}"
 
 
 def app_of(key: str) -> str:
@@ -76,7 +85,9 @@ def app_of(key: str) -> str:
 
 
 def pin_of(key: str) -> str:
-    return key.split(SEP, 1)[1]
+    """The pin of a user key ("" for an anonymous device's)."""
+    rest = key.split(SEP, 1)[1]
+    return "" if rest.startswith(ANONYMOUS) else rest
 
 
 def message_key(app_id: str, msg_id: str) -> str:

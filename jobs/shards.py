@@ -50,18 +50,19 @@ def select(devices: Iterable[tuple[str, Record]], request: Record) -> tuple[list
 def summary_after(known: Record | None, event: Record) -> Record | None:
     """The shard's entry for the event's token afterwards; None removes it.
 
-    A removal naming another pin than the token's current one is stale (the token moved) and ignored.
+    A removal naming another pin than the token's current one (or none, for a token now bound to one) is
+    stale (the token moved) and ignored.
     """
     if event["kind"] in REMOVING:
-        return known if known and event["pin"] and known["pin"] != event["pin"] else None
+        return known if known and known["pin"] != (event["pin"] or "") else None
     if event["kind"] in ("switch_on", "switch_off"):
         return {**known, "enabled": event["kind"] == "switch_on"} if known else None
-    return {**(known or {"enabled": True}), **{f: event[f] for f in SUMMARY_FIELDS}}
+    return {**(known or {"enabled": True}), **{f: event[f] or "" if f == "pin" else event[f] for f in SUMMARY_FIELDS}}
 
 
 def moved_from(known: Record | None, event: Record) -> str | None:
-    """The pin a bind takes the token away from, if the token was bound to another pin."""
-    if event["kind"] in ("bind", "report") and known and event["pin"] and known["pin"] != event["pin"]:
+    """The pin a bind takes the token away from ("" from being anonymous), if it was bound to another."""
+    if event["kind"] in ("bind", "report") and known and known["pin"] != (event["pin"] or ""):
         return known["pin"]
     return None
 

@@ -1,5 +1,5 @@
 """Pure per-pin expansion and device shards: policy, isolation, templates, limits, segments."""
-from pushpipe.jobs import shards
+from pushpipe.jobs import devices, keys, shards
 from pushpipe.jobs.devices import apply_event
 from pushpipe.jobs.expand import TEST_TO_PRODUCTION, expand_for_pin, new_pin_state
 from pushpipe.jobs.policy.caps import CapConfig
@@ -77,3 +77,16 @@ def test_shards_spread_tokens_and_follow_moves() -> None:
     assert shards.summary_after({**bound, "pin": "u2"}, stale_unbind)["pin"] == "u2"
     assert shards.matches({"tag": "vip", "app_version": "2.1", "platform": "IOS"}, bound)
     assert not shards.matches({"app_version": "2.10"}, bound)
+
+
+def test_a_device_without_a_pin_is_a_user_of_its_own_until_it_is_bound() -> None:
+    anonymous = shards.summary_after(None, device_event("a", "", "t1"))
+    assert anonymous["pin"] == "" and keys.pin_of(keys.user_key("a", "", "t1")) == ""
+    assert keys.user_key("a", "", "t1") != keys.user_key("a", "", "t2") != keys.pin_key("a", "t2")
+    assert not {keys.user_key("a", "", "t1")} & {keys.pin_key("a", pin) for pin in ("t1", "|t1", "\x1ft1".strip("\x1f"))}
+    assert shards.moved_from(anonymous, device_event("a", "u1", "t1")) == "", "bound: its anonymous user lets go"
+    bound = shards.summary_after(anonymous, device_event("a", "u1", "t1"))
+    assert shards.moved_from(bound, device_event("a", "", "t1")) == "u1", "signed out: its user lets go"
+    assert shards.summary_after(bound, device_event("a", "", "t1", kind="unbind")) == bound, "a stale anonymous unbind"
+    assert shards.summary_after(anonymous, device_event("a", "", "t1", kind="invalid_token")) is None
+    assert devices.event_problem(device_event("a", "", "t1")) is None
