@@ -332,7 +332,8 @@ class PinDirectory(Directory):
         for msg_id, request in due:
             self.deferred.remove(msg_id)
             pin = keys.pin_of(ctx.get_current_key())
-            yield from self.expand(request, pin, self.state.value() or new_pin_state(), ctx)
+            held = {**request, "due_at": request["_defer_until"]}  # due when the user's quiet hours end
+            yield from self.expand(held, pin, self.state.value() or new_pin_state(), ctx)
 
     def expand(self, request: dict, pin: str, state: dict, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         only = None

@@ -88,6 +88,7 @@ def batch(request: Record, vendor: str, targets: list[Target], now_ms: int, posi
         fallback_tokens={t: f for t, _, f in targets if f},
         attempt=0,
         requested_at=request["created_at"],
+        due_at=due_at(request),
         expires_at=request["created_at"] + request["ttl_s"] * 1000,
         batched_at=now_ms,
     )
@@ -133,9 +134,16 @@ def unsent_results(request: Record, key: str, outcomes: list[tuple], pin: str, n
                        "vendor_msg_id": "", "pin": o.pin or pin, "exit": "fanout", "final": True, "count": o.count}
                       for o in part],
             requested_at=request["created_at"],
+            due_at=due_at(request),
             sent_at=now_ms,
             completed_at=now_ms,
         )
+
+
+def due_at(request: Record) -> int:
+    """When the request became due: the end of the user's quiet hours once they held it, else its deliver_at,
+    else its creation (an occurrence of a recurring request is created when it fires)."""
+    return request.get("due_at") or max(request["created_at"], request.get("deliver_at") or 0)
 
 
 def occurrence(request: Record, fire_ms: int) -> Record:

@@ -82,7 +82,7 @@ def notification_of(batch: Record) -> Notification:
 
 
 def result_record(batch: Record, outcomes: Outcomes, sent_at: int) -> Record:
-    keys = ("batch_id", "msg_id", "app_id", "vendor", "priority", "category", "campaign", "attempt", "requested_at")
+    keys = ("batch_id", "msg_id", "app_id", "vendor", "priority", "category", "campaign", "attempt", "requested_at", "due_at")
     return codec.new_record("DispatchResult", **{k: batch[k] for k in keys}, outcomes=outcomes.single,
                             accepted=outcomes.accepted, sent_at=sent_at, completed_at=now_ms())
 

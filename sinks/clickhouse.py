@@ -43,9 +43,13 @@ def ddl(db: str) -> list[str]:
             retried UInt32,
             failed UInt32,
             latency_ms UInt32,
-            completed_at DateTime64(3)
+            completed_at DateTime64(3),
+            hold_ms UInt32 DEFAULT 0
         ) ENGINE = ReplacingMergeTree
         ORDER BY (app_id, vendor, batch_id, attempt)""",
+        # tables made before the hold was counted apart
+        f"ALTER TABLE {db}.dispatch_results ADD COLUMN IF NOT EXISTS hold_ms UInt32 DEFAULT 0",
+        f"DROP VIEW IF EXISTS {db}.delivery_per_minute",  # recreated below: latency per token, from due
         f"""CREATE VIEW IF NOT EXISTS {db}.delivery_per_minute AS
         SELECT minute, app_id, vendor,
                uniqExact(msg_id) AS messages,
@@ -54,8 +58,9 @@ def ddl(db: str) -> list[str]:
                sum(invalid_token) AS invalid_token, sum(throttled) AS throttled,
                sum(unavailable) AS unavailable, sum(rejected) AS rejected,
                sum(expired) AS expired, sum(suppressed) AS suppressed, sum(retried) AS retried,
-               quantileExact(0.5)(latency_ms) AS p50_latency_ms,
-               quantileExact(0.99)(latency_ms) AS p99_latency_ms
+               quantileExactWeighted(0.5)(latency_ms, accepted) AS p50_latency_ms,
+               quantileExactWeighted(0.99)(latency_ms, accepted) AS p99_latency_ms,
+               quantileExactWeighted(0.99)(hold_ms, requested) AS p99_hold_ms
         FROM {db}.dispatch_results FINAL
         GROUP BY minute, app_id, vendor""",
     ]
@@ -155,6 +160,7 @@ def result_row(result: Row) -> Row:
     requested = grouped + sum(1 for o in final if o["token"])
     sent = grouped + sum(1 for o in final if o["token"] and o["outcome"] not in NOT_SENT and o["exit"] != "fanout")
     minute = result["completed_at"] // 60_000 * 60
+    due = result["due_at"] or result["requested_at"]
     return {
         "minute": minute,
         "app_id": result["app_id"],
@@ -168,7 +174,8 @@ def result_row(result: Row) -> Row:
         "requested": requested,
         "sent": sent,
         "failed": sent - counts["accepted"],
-        "latency_ms": max(0, result["completed_at"] - result["requested_at"]),  # request -> vendor answer
+        "latency_ms": max(0, result["completed_at"] - due),  # due -> the vendor's answer, for each token of the row
+        "hold_ms": max(0, due - result["requested_at"]),  # deliver_at, occurrence or quiet hours: waited on purpose
         "completed_at": result["completed_at"] / 1000,
         "retried": len(result["outcomes"]) - len(final),
         **counts,

@@ -2,8 +2,9 @@
 import pytest
 from elasticsearch import helpers
 
-from pushpipe.jobs import analytics
+from pushpipe.jobs import analytics, requests
 from pushpipe.config import Settings
+from pushpipe.producer import push_request
 from pushpipe.schemas import codec, results
 from pushpipe.sinks import clickhouse, elastic
 
@@ -21,6 +22,17 @@ def test_counts_per_outcome() -> None:
     row = clickhouse.result_row(result([("t1", "accepted"), ("t2", "invalid_token"), ("t3", "expired"), ("t4", "accepted")]))
     assert (row["requested"], row["sent"], row["accepted"], row["failed"], row["expired"]) == (4, 3, 2, 1, 1)
     assert row["minute"] == 120 and row["latency_ms"] == 120_000
+
+
+def test_latency_counts_from_when_the_message_became_due_and_the_hold_apart() -> None:
+    held = {**result([("t1", "accepted")]), "due_at": 61_000}  # a deliver_at, an occurrence or quiet hours
+    row = clickhouse.result_row(held)
+    assert (row["latency_ms"], row["hold_ms"]) == (60_000, 60_000)
+    assert clickhouse.result_row(result([("t1", "accepted")]))["hold_ms"] == 0, "an old result: due when requested"
+    request = {**push_request("a", ["u"], "t", "b", deliver_at=90_000), "created_at": 1_000}
+    assert [requests.due_at(r) for r in ({**request, "created_at": 1_000}, {**request, "deliver_at": None, "created_at": 1_000},
+                                         {**request, "due_at": 120_000})] == [90_000, 1_000, 120_000]
+    assert requests.batch(request, "apns", [("t1", "u", "")], 2_000, "pin:u:0")["due_at"] == 90_000
 
 
 def grouped(accepted: list[str], failed: list[tuple[str, str]], attempt: int = 0) -> dict:

@@ -19,7 +19,7 @@ from pushpipe import observe
 from pushpipe.config import Settings
 from pushpipe.producer import PushProducer, device_event, now_ms, push_request
 from pushpipe.schemas import codec
-from pushpipe.sinks import elastic
+from pushpipe.sinks import clickhouse, elastic
 
 pytestmark = pytest.mark.stack
 
@@ -96,6 +96,13 @@ def test_deliver_at_holds_and_ttl_expires(pipeline: Settings, producer: PushProd
     assert time.time() * 1000 >= later["deliver_at"]
     expired = outcomes(pipeline, stale, 1)
     assert [o["outcome"] for o in expired.values()] == ["expired"]
+    ch = clickhouse.connect(pipeline, create=False)
+    try:  # latency counts from deliver_at; the 8 s it waited on purpose are the hold
+        rows = observe.wait_for(lambda: ch.rows(f"SELECT latency_ms, hold_ms FROM {pipeline.clickhouse_database}.dispatch_results"
+                                                f" FINAL WHERE msg_id = '{later['msg_id']}' AND accepted > 0"), 60, "the row")
+    finally:
+        ch.close()
+    assert 7_500 <= rows[0]["hold_ms"] <= 8_500 and rows[0]["latency_ms"] < 5_000, rows
 
 
 def test_recurring_schedule_fires_each_minute(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
