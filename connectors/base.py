@@ -63,6 +63,7 @@ class Notification:
     data: Mapping[str, str] = field(default_factory=dict)
     priority: Priority = "high"
     category: str = ""
+    message_class: str = ""  # "service" or "marketing" as the policy classes the category; "": not classed
     collapse_id: str = ""
     ttl_s: int = 86_400  # 0 = deliver now or drop
     environment: Environment = "production"

@@ -134,11 +134,27 @@ def data_string(n: Notification) -> str:
                       separators=(",", ":"), ensure_ascii=False)
 
 
+# Huawei's self-classification values (android.category): service and communication ones, applied for per app,
+# and MARKETING. A service category named like one of them is sent as it; others are left to Huawei's own
+# classification (no field).
+SERVICE_CATEGORIES = frozenset({"IM", "VOIP", "SUBSCRIPTION", "TRAVEL", "HEALTH", "WORK", "ACCOUNT", "EXPRESS", "FINANCE",
+                                "DEVICE_REMINDER", "SYSTEM_REMINDER", "MAIL", "PLAY_VOICE"})
+
+
+def hms_category(n: Notification) -> str:
+    """android.category by the policy's class: MARKETING for marketing, Huawei's own name for a service category."""
+    if n.message_class == "marketing":
+        return "MARKETING"
+    name = n.category.strip().upper()
+    return name if n.message_class == "service" and name in SERVICE_CATEGORIES else ""
+
+
 def android_config(n: Notification) -> dict[str, Any]:
     android: dict[str, Any] = {"urgency": "HIGH" if n.priority == "high" else "NORMAL",
                                "ttl": f"{min(n.ttl_s, MAX_TTL_S)}s", "bi_tag": n.msg_id}
-    if n.category:
-        android["category"] = n.category
+    category = hms_category(n)
+    if category:
+        android["category"] = category
     if is_alert(n):
         android["notification"] = {"title": n.title, "body": n.body, "click_action": dict(CLICK_OPEN_APP)}
     return android

@@ -91,11 +91,18 @@ class HonorConfig:
 
 # ---- pure builders -------------------------------------------------------------------------------
 
+
+def importance(n: Notification) -> str:
+    """Honor's class of the message: LOW for marketing (资讯营销), NORMAL for service; unclassed, by priority."""
+    if n.message_class:
+        return "LOW" if n.message_class == "marketing" else "NORMAL"
+    return "LOW" if n.priority == "low" else "NORMAL"
+
 def android_config(n: Notification) -> dict[str, Any]:
     android: dict[str, Any] = {"ttl": f"{n.ttl_s}s", "biTag": n.msg_id}
     if is_alert(n):
         android["notification"] = {"title": n.title, "body": n.body, "clickAction": dict(CLICK_OPEN_APP),
-                                   "importance": "LOW" if n.priority == "low" else "NORMAL"}
+                                   "importance": importance(n)}
     return android
 
 

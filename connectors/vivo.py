@@ -16,8 +16,8 @@ Send, per chunk of regIds:
 Limits checked locally: title ≤40 and content ≤100 "width" (a CJK character counts 2) → REJECTED
 "TitleTooLong"/"BodyTooLong"; clientCustomMap ({**data, msg_id}) ≤1024 characters of JSON →
 "PayloadTooLarge" (UNCONFIRMED how vivo counts it); timeToLive clamped to [900 s, 7 days].
-classification: 1 (system) for category "system", 0 (operation) for "operation"/"marketing",
-otherwise the configured default (0: system messages need vivo's approval).
+classification: 1 (system) for the policy's service class, 0 (operation) for marketing (fan-out classes each
+category: Notification.message_class), otherwise the configured default (0: system messages need vivo's approval).
 
 Codes (HTTP 200 JSON {result, desc, …}; 0 and 10070/10252/10254 are documented, the rest UNCONFIRMED):
   0 accepted; invalidUsers (status 1 unknown, 2 unsubscribed, 3 long offline, …) → INVALID_TOKEN
@@ -61,7 +61,7 @@ INVALID_REGID = 10302
 DAILY_CODES = frozenset({10070, 10252, 10254})
 OFF_HOURS = 10071
 OPERATION_START_HOUR = 7
-CLASSIFICATION = {"system": 1, "operation": 0, "marketing": 0}
+CLASSIFICATION = {"service": 1, "marketing": 0}  # vivo's 1 system (service), 0 operation (marketing)
 _REQUEST_NS = uuid.UUID("2b0f4d8e-6a1c-4f39-9d57-0c6b9a3e7f21")
 
 Classification = Literal[0, 1]
@@ -93,6 +93,11 @@ class VivoConfig(BatchHttpConfig):
 
 # ---- pure builders ---------------------------------------------------------------------------------
 
+def classification(n: Notification, c: VivoConfig) -> int:
+    """vivo's class of the message: the policy's (Notification.message_class), else the configured default."""
+    return CLASSIFICATION.get(n.message_class, c.classification)
+
+
 def auth_sign(app_id: str, app_key: str, timestamp_ms: str, app_secret: str) -> str:
     return md5_hex(app_id + app_key + timestamp_ms + app_secret)
 
@@ -123,7 +128,7 @@ def build_message(n: Notification, c: VivoConfig) -> dict[str, Any]:
     check_max("clientCustomMap characters", len(compact_json(data)), CUSTOM_MAP_MAX_CHARS, "PayloadTooLarge")
     return {"appId": c.app_id, "notifyType": 4, "title": n.title, "content": n.body,
             "timeToLive": min(max(n.ttl_s, TTL_MIN_S), TTL_MAX_S), "skipType": 1, "networkType": -1,
-            "classification": CLASSIFICATION.get(n.category, c.classification), "clientCustomMap": data,
+            "classification": classification(n, c), "clientCustomMap": data,
             "requestId": request_id(n.msg_id)}
 
 

@@ -27,6 +27,7 @@ from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, St
 
 from pushpipe.jobs import common, devices, keys, requests, shards
 from pushpipe.jobs.expand import Expansion, expand_for_pin, new_pin_state, rendered, variant
+from pushpipe.jobs.policy.classify import message_class
 from pushpipe.jobs.policy.decide import per_user_policy_applies
 from pushpipe.jobs.policy.policyfile import policy_config
 from pushpipe.jobs.policy.limits import payload_problems
@@ -293,6 +294,10 @@ class Directory(KeyedProcessFunction):
     def open(self, runtime_context: RuntimeContext) -> None:
         self.batch_size = self.settings.batch_size
         self.policy = policy_config(self.settings)
+
+    def classed(self, request: dict) -> dict:
+        """The request with its message class by the policy: the one mapping dispatch's adapters follow."""
+        return {**request, "message_class": message_class(request["category"], self.policy.classes)}
         path = self.settings.templates_file
         self.templates = TemplateStore.from_dict(json.loads(path.read_text()) if path.exists() else {"templates": {}})
 
@@ -339,6 +344,7 @@ class PinDirectory(Directory):
         only = None
         if request["target"] in ("broadcast", "segment"):  # the pin's devices in the audience
             only = {token for token, _ in shards.select(state["devices"].items(), request)[0]}
+        request = self.classed(request)
         result = expand_for_pin(request, pin, state, common.now_ms(), self.policy, self.templates, only)
         self.state.update(result.state)
         if result.defer_until is not None:
@@ -380,11 +386,11 @@ class ShardDirectory(Directory):
         elif kind == "pref":
             self.prefer(record)
         elif kind == "tok":
-            yield from self.explicit(record)
+            yield from self.explicit(self.classed(record))
         elif kind == "forget":
             yield from self.forget(keys.app_of(key), record)
         else:
-            yield from self.everyone(record, key)
+            yield from self.everyone(self.classed(record), key)
 
     def update(self, event: dict) -> Iterator[Any]:
         # thread mode: MapState.get answers None for a missing key, and remove of one is a no-op

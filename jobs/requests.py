@@ -81,6 +81,7 @@ def batch(request: Record, vendor: str, targets: list[Target], now_ms: int, posi
         vendor=vendor,
         priority=request["priority"],
         category=request["category"],
+        message_class=request.get("message_class", ""),
         campaign=request["campaign"],
         notification=request["notification"],
         tokens=[t for t, _, _ in targets],

@@ -21,6 +21,7 @@ from pushpipe.jobs.breaker import CircuitBreaker
 from pushpipe.jobs.dispatch_policy import DispatchPolicy, ExitSpec
 from pushpipe.jobs.ledger import SendLedger
 from pushpipe.jobs.ratelimit import AdaptiveRateLimiter
+from pushpipe.jobs.policy.classify import message_class
 from pushpipe.schemas import codec
 from pushpipe.schemas.results import Outcomes
 
@@ -76,6 +77,7 @@ def notification_of(batch: Record) -> Notification:
     return Notification(
         msg_id=batch["msg_id"], app_id=batch["app_id"], title=note["title"], body=note["body"], data=note["data"],
         priority=batch["priority"], category=batch["category"], collapse_id=note["collapse_id"] or "",
+        message_class=batch["message_class"] or message_class(batch["category"]),  # "": a batch from before classes
         ttl_s=max(0, (batch["expires_at"] - now_ms()) // 1000),
         environment="sandbox" if batch["environment"] == "test" else "production",
     )

@@ -242,11 +242,18 @@ class HuaweiStyleSimulator:
             return "message.android.ttl must look like '86400s'"
         if "data" in message and not isinstance(message["data"], str):
             return "message.data must be a string"
+        if "category" in android and android["category"] not in CATEGORIES:
+            return f"message.android.category must be one of Huawei's classification values, got {android['category']!r}"
         return check_click_action(android.get("notification"), "click_action")
 
     def bi_tag(self, message: Mapping[str, Any]) -> str:
         android = message.get("android")
         return str(android.get("bi_tag", "")) if isinstance(android, dict) else ""
+
+
+# android.category: the self-classification values (service and communication ones, and MARKETING)
+CATEGORIES = frozenset({"IM", "VOIP", "SUBSCRIPTION", "TRAVEL", "HEALTH", "WORK", "ACCOUNT", "EXPRESS", "FINANCE",
+                        "DEVICE_REMINDER", "SYSTEM_REMINDER", "MAIL", "PLAY_VOICE", "MARKETING"})
 
 
 def check_click_action(notification: Any, key: str) -> str:

@@ -11,11 +11,16 @@ from typing import Any
 
 import pytest
 
-from pushpipe.connectors import meizu, oppo, umeng, vivo, xiaomi
+from pushpipe.connectors import hms, honor, meizu, oppo, umeng, vivo, xiaomi
 from pushpipe.connectors.base import Notification, Outcome, TokenResult, Vendor, create_adapter
 from pushpipe.connectors.config import parse
 from pushpipe.connectors.httpbatch import (CachedToken, InvalidNotification, VendorError, chunks, merge_malformed,
                                   reveal, seconds_until_china_hour)
+from pushpipe.jobs import requests
+from pushpipe.jobs.policy.classify import message_class
+from pushpipe.jobs.policy.decide import PolicyConfig
+from pushpipe.jobs.sender import notification_of
+from pushpipe.producer import push_request
 from pushpipe.connectors.signing import form_body, md5_hex, parse_form, sha256_hex, sorted_params
 
 NOW = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC = 2023-11-15 06:13:20 UTC+8
@@ -397,11 +402,32 @@ def test_vivo_message_single_and_list_bodies() -> None:
     assert "extra" not in listed and len(listed["requestId"]) <= 64
 
 
-@pytest.mark.parametrize(("category", "default", "expected"), [("system", 0, 1), ("marketing", 1, 0),
-                                                               ("operation", 1, 0), ("", 1, 1), ("news", 0, 0)])
-def test_vivo_classification(category: str, default: int, expected: int) -> None:
+@pytest.mark.parametrize(("message_class", "default", "expected"), [("service", 0, 1), ("marketing", 1, 0), ("", 1, 1), ("", 0, 0)])
+def test_vivo_classification_follows_the_policys_class(message_class: str, default: int, expected: int) -> None:
     config = vivo.VivoConfig(app_id="1", app_key="k", app_secret="s", classification=default)  # type: ignore[arg-type]
-    assert vivo.build_message(note(category=category), config)["classification"] == expected
+    assert vivo.build_message(note(category="whatever", message_class=message_class), config)["classification"] == expected
+
+
+@pytest.mark.parametrize(("category", "message_class", "expected"), [
+    ("im", "service", "IM"), ("transactional", "service", None), ("news", "marketing", "MARKETING"), ("IM", "", None)])
+def test_hms_category_follows_the_policys_class(category: str, message_class: str, expected: str | None) -> None:
+    android = hms.build_message(note(category=category, message_class=message_class), ["t"])["android"]
+    assert android.get("category") == expected
+
+
+@pytest.mark.parametrize(("message_class", "priority", "expected"), [("marketing", "high", "LOW"), ("service", "low", "NORMAL"),
+                                                                      ("", "low", "LOW")])
+def test_honor_importance_follows_the_policys_class(message_class: str, priority: str, expected: str) -> None:
+    assert honor.importance(note(message_class=message_class, priority=priority)) == expected
+
+
+def test_one_class_from_fan_out_to_the_adapters() -> None:
+    """The policy's classes (a policy file can add "orders": "service") decide what dispatch tells the vendors."""
+    policy = PolicyConfig(classes={"orders": "service"})
+    request = {**push_request("a", ["u"], "t", "b", category="orders"), "message_class": message_class("orders", policy.classes)}
+    batch = requests.batch(request, "vivo", [("t1", "u", "")], 1, "pin:u:0")
+    assert batch["message_class"] == "service" and notification_of(batch).message_class == "service"
+    assert notification_of({**batch, "message_class": ""}).message_class == "marketing", "an old batch: the default classes"
 
 
 def test_vivo_ttl_is_clamped_and_limits_checked() -> None:

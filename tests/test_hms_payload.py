@@ -33,7 +33,7 @@ def reply(code: str, msg: str = "", request_id: str = "r-1") -> bytes:
 # ---- request -------------------------------------------------------------------------------------
 
 def test_notification_request_shape() -> None:
-    assert build_request(note(category="IM"), TOKENS[:2]) == {
+    assert build_request(note(category="IM", message_class="service"), TOKENS[:2]) == {
         "validate_only": False,
         "message": {
             "android": {"urgency": "HIGH", "ttl": "86400s", "bi_tag": "m-1", "category": "IM",
