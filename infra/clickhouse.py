@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import sys
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import httpx
 
@@ -34,7 +34,9 @@ class ClickHouse:
         url = urlparse(settings.clickhouse_url)
         data = process.service_dir(settings, NAME) / "data"
         argv = [sys.executable, "-m", "pushpipe.sinks.chstore", "--path", str(data), "--host", url.hostname or "127.0.0.1", "--port", str(url.port)]
-        process.start(settings, NAME, argv)
+        if url.username:  # the store asks for the URL's user and password (the password through the environment)
+            argv += ["--user", url.username]
+        process.start(settings, NAME, argv, env={"CHSTORE_PASSWORD": unquote(url.password or "")})
         process.wait_until(lambda: self.health(settings).ok, 60, "ClickHouse (chstore)", settings=settings, name=NAME)
 
     def stop(self, settings: Settings) -> None:

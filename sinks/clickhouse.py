@@ -1,14 +1,12 @@
-"""ClickHouse access for writers and readers: one DDL, two transports.
+"""ClickHouse access for writers and readers: one DDL, one client (clickhouse-connect).
 
-- embedded (default): HTTP to the chstore process that owns the chDB directory;
-- server: a ClickHouse server through clickhouse-connect.
+The embedded store (default: the chstore process that owns the chDB directory, sinks/chstore.py) and a
+ClickHouse server are reached the same way, by URL.
 """
 from __future__ import annotations
 
-import json
-from typing import Any, Protocol
-
-import httpx
+import datetime as dt
+from typing import Any
 
 from pushpipe.config import Settings
 from pushpipe.schemas import results
@@ -58,58 +56,17 @@ def ddl(db: str) -> list[str]:
                sum(invalid_token) AS invalid_token, sum(throttled) AS throttled,
                sum(unavailable) AS unavailable, sum(rejected) AS rejected,
                sum(expired) AS expired, sum(suppressed) AS suppressed, sum(retried) AS retried,
-               quantileExactWeighted(0.5)(latency_ms, accepted) AS p50_latency_ms,
-               quantileExactWeighted(0.99)(latency_ms, accepted) AS p99_latency_ms,
-               quantileExactWeighted(0.99)(hold_ms, requested) AS p99_hold_ms
-        FROM {db}.dispatch_results FINAL
+               quantileExactWeighted(0.5)(latency_ms, r.accepted) AS p50_latency_ms,
+               quantileExactWeighted(0.99)(latency_ms, r.accepted) AS p99_latency_ms,
+               quantileExactWeighted(0.99)(hold_ms, r.requested) AS p99_hold_ms
+        FROM {db}.dispatch_results AS r FINAL
         GROUP BY minute, app_id, vendor""",
     ]
 
 
-class ClickHouse(Protocol):
-    def command(self, sql: str) -> None: ...
-
-    def insert(self, table: str, rows: list[Row]) -> None: ...
-
-    def rows(self, sql: str) -> list[Row]: ...
-
-    def close(self) -> None: ...
-
-
-class EmbeddedClickHouse:
-    """Talks to the chstore process (sinks.chstore) over its ClickHouse-style HTTP API."""
-
-    def __init__(self, url: str, timeout_s: float = 30.0) -> None:
-        self._http = httpx.Client(base_url=url, timeout=timeout_s)
-
-    def _post(self, sql: str, body: str = "") -> str:
-        """ClickHouse HTTP: the query in the URL and INSERT data in the body, or the query as the body."""
-        if body:
-            response = self._http.post("/", params={"query": sql}, content=body.encode())
-        else:
-            response = self._http.post("/", content=sql.encode())
-        if response.status_code != 200:
-            raise RuntimeError(f"ClickHouse error for {sql[:80]!r}: {response.text.strip()}")
-        return response.text
-
-    def command(self, sql: str) -> None:
-        self._post(sql)
-
-    def insert(self, table: str, rows: list[Row]) -> None:
-        if rows:
-            body = "\n".join(json.dumps(row, separators=(",", ":")) for row in rows)
-            self._post(f"INSERT INTO {table} FORMAT JSONEachRow", body)
-
-    def rows(self, sql: str) -> list[Row]:
-        text = self._post(f"{sql} FORMAT JSONEachRow")
-        return [json.loads(line) for line in text.splitlines() if line]
-
-    def close(self) -> None:
-        self._http.close()
-
-
-class ServerClickHouse:
-    """A ClickHouse server through clickhouse-connect, with the same DDL."""
+class ClickHouseClient:
+    """ClickHouse through clickhouse-connect, the one client path: the embedded store (sinks/chstore.py) and a
+    server are both just a URL (`PUSHPIPE_CLICKHOUSE_URL`, user and password in it when needed)."""
 
     def __init__(self, url: str) -> None:
         import clickhouse_connect
@@ -120,6 +77,7 @@ class ServerClickHouse:
         self._client.command(sql)
 
     def insert(self, table: str, rows: list[Row]) -> None:
+        """Rows as dicts with the same keys, sent as one binary (Native, compressed) insert."""
         if rows:
             columns = list(rows[0])
             self._client.insert(table, [[row[c] for c in columns] for row in rows], column_names=columns)
@@ -131,14 +89,8 @@ class ServerClickHouse:
         self._client.close()
 
 
-def connect(settings: Settings, create: bool = True) -> ClickHouse:
-    client: ClickHouse
-    if settings.clickhouse_mode == "server":
-        client = ServerClickHouse(settings.clickhouse_url)
-    elif settings.clickhouse_mode == "embedded":
-        client = EmbeddedClickHouse(settings.clickhouse_url)
-    else:
-        raise ValueError(f"PUSHPIPE_CLICKHOUSE_MODE must be embedded or server, not {settings.clickhouse_mode!r}")
+def connect(settings: Settings, create: bool = True) -> ClickHouseClient:
+    client = ClickHouseClient(settings.clickhouse_url)
     if create:
         for statement in ddl(settings.clickhouse_database):
             client.command(statement)
@@ -176,7 +128,7 @@ def result_row(result: Row) -> Row:
         "failed": sent - counts["accepted"],
         "latency_ms": max(0, result["completed_at"] - due),  # due -> the vendor's answer, for each token of the row
         "hold_ms": max(0, due - result["requested_at"]),  # deliver_at, occurrence or quiet hours: waited on purpose
-        "completed_at": result["completed_at"] / 1000,
+        "completed_at": dt.datetime.fromtimestamp(result["completed_at"] / 1000, dt.timezone.utc),
         "retried": len(result["outcomes"]) - len(final),
         **counts,
     }
