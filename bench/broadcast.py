@@ -8,10 +8,15 @@ Apps named bench-* have no rate limit in the embedded dispatch policy, so this m
 
     .venv/bin/python -m bench.broadcast --devices 1000000 --broadcasts 2
     .venv/bin/python -m bench.broadcast --devices 1000000 --app bench-broadcast-1a2b3c4d   # reuse its devices
+    .venv/bin/python -m bench.broadcast --devices 100000 --broadcasts 2 --analyst-query-s 20
+
+With --analyst-query-s, an analyst's query of about that many seconds runs on ClickHouse from the moment
+each even-numbered broadcast is sent: compare its seconds from last accept to counted with the odd ones'.
 """
 from __future__ import annotations
 
 import argparse
+import threading
 import time
 import uuid
 
@@ -21,6 +26,7 @@ from pushpipe.infra.simulators import SimulatorAdmin
 from pushpipe import observe
 from pushpipe.config import Settings, load
 from pushpipe.producer import PushProducer, device_event, push_request
+from pushpipe.sinks import clickhouse
 
 
 def register(settings: Settings, producer: PushProducer, app: str, run: str, devices: int) -> list[tuple[str, str]]:
@@ -43,8 +49,30 @@ def all_accepted(admin: SimulatorAdmin, prefix: str, expected: int) -> dict | No
     return summary if summary["count"] >= expected else None
 
 
+def analyst_rows(settings: Settings, seconds: float) -> int:
+    """How many rows of numbers() an analyst's query hashes in about `seconds` (measured on a sample)."""
+    ch = clickhouse.connect(settings, create=False)
+    started = time.monotonic()
+    ch.rows("SELECT sum(cityHash64(number)) AS s FROM numbers(200000000)")
+    ch.close()
+    return int(200_000_000 * seconds / max(time.monotonic() - started, 0.01))
+
+
+def analyst_query(settings: Settings, rows: int, took: dict[str, float]) -> threading.Thread:
+    def run() -> None:
+        ch = clickhouse.connect(settings, create=False)
+        started = time.monotonic()
+        ch.rows(f"SELECT sum(cityHash64(number)) AS s FROM numbers({rows})")
+        took["s"] = time.monotonic() - started
+        ch.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
 def broadcast(settings: Settings, producer: PushProducer, admin: SimulatorAdmin, app: str, run: str, devices: int,
-              n: int) -> list[tuple[str, str]]:
+              n: int, analyst_rows: int = 0) -> list[tuple[str, str]]:
     """Send broadcast number n; the figures once every device has it and once ClickHouse counts it all."""
     # The simulator's record of earlier runs is dropped: each progress poll scans it, which at millions
     # of tokens would charge the bench's own bookkeeping to the pipeline.
@@ -55,6 +83,8 @@ def broadcast(settings: Settings, producer: PushProducer, admin: SimulatorAdmin,
             sent_at = time.time()
             producer.request(push_request(app, [], "Big news", f"to everyone, #{n}", target="broadcast", campaign=campaign))
             producer.flush()
+            took: dict[str, float] = {}
+            analyst = analyst_query(settings, analyst_rows, took) if analyst_rows else None
             # polled every 2 s: the figure is the simulator's own time of the last accept, not the poll's
             done = observe.wait_for(lambda: all_accepted(admin, run, devices), 3600, f"broadcast {n} to every device",
                                     interval_s=2.0)
@@ -63,9 +93,13 @@ def broadcast(settings: Settings, producer: PushProducer, admin: SimulatorAdmin,
     print(f"\nCPU spent from broadcast {n} until its last token was accepted:\n{delivery.table(devices, 'token')}")
     print(f"\nCPU spent from broadcast {n} until ClickHouse counted every token:\n{whole.table(devices, 'token')}")
     seconds = done["last_at"] - sent_at  # the simulator's clock: when it accepted the last token
+    if analyst:
+        analyst.join()
     return [(f"broadcast {n}: seconds to all accepted", f"{seconds:.1f} s"),
             (f"broadcast {n}: tokens/s accepted", f"{devices / seconds:,.0f}"),
-            (f"broadcast {n}: seconds until ClickHouse counts every token", f"{counted_s:.1f} s")]
+            (f"broadcast {n}: seconds until ClickHouse counts every token", f"{counted_s:.1f} s"),
+            (f"broadcast {n}: seconds from last accept to counted", f"{counted_s - seconds:.1f} s")] + (
+            [(f"broadcast {n}: analyst's query beside it", f"{took.get('s', 0):.1f} s")] if analyst else [])
 
 
 def main() -> None:
@@ -73,6 +107,7 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=100_000)
     parser.add_argument("--broadcasts", type=int, default=1, help="broadcasts sent one after another")
     parser.add_argument("--app", help="an app registered by an earlier run (bench-broadcast-<run>): skip registering")
+    parser.add_argument("--analyst-query-s", type=float, default=0, help="a ClickHouse query this long beside even broadcasts")
     args = parser.parse_args()
     settings = load()
     stack.up(settings)
@@ -81,8 +116,9 @@ def main() -> None:
     producer = PushProducer(settings)
     admin = SimulatorAdmin(settings.simulator_admin_url, timeout_s=120)
     rows = [("app", app)] + ([] if args.app else register(settings, producer, app, run, args.devices))
+    slow = analyst_rows(settings, args.analyst_query_s) if args.analyst_query_s else 0
     for n in range(1, args.broadcasts + 1):
-        rows += broadcast(settings, producer, admin, app, run, args.devices, n)
+        rows += broadcast(settings, producer, admin, app, run, args.devices, n, slow if n % 2 == 0 else 0)
     print(f"\nbench/broadcast.py: {args.broadcasts} broadcast(s) to {args.devices:,} HMS devices")
     print(stack.format_table(("figure", "value"), rows))
 
