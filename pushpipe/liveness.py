@@ -1,7 +1,7 @@
 """Liveness of a job's Python workers, for the supervisor: is an operator call stuck, is a worker frozen.
 
 Every operator class is decorated with `watched`: each call of its process_element or on_timer notes, per
-thread, when it began. A daemon thread of the worker writes, every BEAT_S, run_dir/job-<job>/liveness/<pid>.json
+thread, when it began. A daemon thread of the worker writes, every BEAT_S, run_dir/job-<job>/liveness/<pid>-<interpreter>.json
 = {"at": wall ms, "busy_ms": the longest call in progress, in ms}. The supervisor (infra/jobs.py, through `stuck`) restarts the
 job when a live worker's file is older than FROZEN_S (no Python runs in it) or a call has been busy for longer
 than STUCK_S (an operator hangs): Flink itself notices neither for minutes.
@@ -17,6 +17,7 @@ import json
 import os
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
@@ -110,12 +111,17 @@ def _start_watchdog() -> None:
 
 
 def stuck(run_dir: Path, job: str, alive: Callable[[int], bool]) -> str | None:
-    """Why one of the job's live workers is frozen or stuck, from their beats, or None. Beats of workers that
-    are gone are removed."""
+    """Why one of the job's live workers is frozen or stuck, from their beats, or None.
+
+    A worker process may hold several Python interpreters (thread mode: one per operator), each beating in a
+    file of its own, "<pid>-<interpreter>.json": a process is frozen when none of its files has beaten for
+    FROZEN_S, and a silent file beside beating ones (an interpreter closed by a failover) is dropped. Beats of
+    processes that are gone are removed."""
     now_ms = time.time() * 1000
     directory = liveness_dir(run_dir, job)
+    beats: dict[int, list[tuple[Path, float, float]]] = {}
     for path in sorted(directory.glob("*.json")) if directory.exists() else []:
-        pid = int(path.stem)
+        pid = int(path.stem.split("-")[0])
         if not alive(pid):
             path.unlink(missing_ok=True)
             continue
@@ -123,17 +129,21 @@ def stuck(run_dir: Path, job: str, alive: Callable[[int], bool]) -> str | None:
             beat = json.loads(path.read_text())
         except (OSError, ValueError):
             continue  # being replaced
-        silent_s, busy = (now_ms - beat["at"]) / 1000, beat["busy_ms"] / 1000
-        if silent_s > FROZEN_S:
-            return f"Python worker {pid} frozen: no liveness beat for {silent_s:.0f}s"
-        if busy > STUCK_S:
-            return f"an operator call in Python worker {pid} has been running for {busy:.0f}s"
+        beats.setdefault(pid, []).append((path, (now_ms - beat["at"]) / 1000, beat["busy_ms"] / 1000))
+    for pid, found in beats.items():
+        if all(silent_s > FROZEN_S for _, silent_s, _ in found):
+            return f"Python worker {pid} frozen: no liveness beat for {min(s for _, s, _ in found):.0f}s"
+        for path, silent_s, busy in found:
+            if silent_s > FROZEN_S:
+                path.unlink(missing_ok=True)
+            elif busy > STUCK_S:
+                return f"an operator call in Python worker {pid} has been running for {busy:.0f}s"
     return None
 
 
 def _beat(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{os.getpid()}.json"
+    path = directory / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.json"  # this interpreter's
     while True:
         beat = {"at": int(time.time() * 1000), "busy_ms": int(busy_s(time.monotonic()) * 1000)}
         partial = path.with_suffix(".part")

@@ -187,11 +187,12 @@ def test_tokens_beyond_max_batch_go_in_several_requests_in_order(simulators: Set
 
 def test_a_token_holding_the_list_separator_is_invalid_and_never_sent(simulators: Settings,
                                                                        admin: SimulatorAdmin) -> None:
-    good = XIAOMI.valid_token("5e9")
-    results = send(simulators, XIAOMI, [good, "5e9a,5e9b"])
+    prefix = uuid.uuid4().hex[:12]  # its own: random tokens of other tests never share it
+    good = XIAOMI.valid_token(prefix)
+    results = send(simulators, XIAOMI, [good, f"{prefix}a,{prefix}b"])
     assert [(r.outcome, r.reason) for r in results] == [(Outcome.ACCEPTED, ""),
                                                        (Outcome.INVALID_TOKEN, "MalformedToken")]
-    assert admin.stats("5e9")["received"] == 1
+    assert admin.stats(prefix)["received"] == 1
 
 
 def test_simulator_records_the_vendor_message_id_and_payload(simulators: Settings, admin: SimulatorAdmin) -> None:

@@ -31,19 +31,32 @@ def test_a_watched_call_is_busy_while_it_runs_and_not_after() -> None:
     assert liveness.busy_s(time.monotonic() + 100) == 0, "nothing is in progress afterwards"
 
 
-def beat(directory: Path, pid: int, age_s: float, busy_s: float) -> None:
+def beat(directory: Path, pid: int, age_s: float, busy_s: float, interpreter: str = "a") -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / f"{pid}.json").write_text(json.dumps({"at": int((time.time() - age_s) * 1000), "busy_ms": int(busy_s * 1000)}))
+    path = directory / f"{pid}-{interpreter}.json"
+    path.write_text(json.dumps({"at": int((time.time() - age_s) * 1000), "busy_ms": int(busy_s * 1000)}))
+    return path
 
 
 def test_a_frozen_or_stuck_live_worker_is_named_and_beats_of_gone_workers_are_dropped(tmp_path: Path) -> None:
     directory = liveness.liveness_dir(tmp_path, "dispatch")
     beat(directory, os.getpid(), 0.5, 2)
     assert liveness.stuck(tmp_path, "dispatch", lambda pid: True) is None
-    beat(directory, 999_999, 100, 100)
+    gone = beat(directory, 999_999, 100, 100)
     assert liveness.stuck(tmp_path, "dispatch", lambda pid: pid == os.getpid()) is None
-    assert not (directory / "999999.json").exists(), "a gone worker's beat is removed"
+    assert not gone.exists(), "a gone worker's beat is removed"
     beat(directory, os.getpid(), 0.5, liveness.STUCK_S + 1)
     assert "has been running for" in liveness.stuck(tmp_path, "dispatch", lambda pid: True)
     beat(directory, os.getpid(), liveness.FROZEN_S + 1, 0)
     assert "frozen" in liveness.stuck(tmp_path, "dispatch", lambda pid: True)
+
+
+def test_each_interpreter_of_a_process_beats_apart(tmp_path: Path) -> None:
+    """Thread mode: one interpreter per operator in the JVM; one of them stuck is enough, one closed is not frozen."""
+    directory = liveness.liveness_dir(tmp_path, "fanout")
+    beat(directory, os.getpid(), 0.5, 0, "idle")
+    beat(directory, os.getpid(), 0.5, liveness.STUCK_S + 1, "stuck")
+    assert "has been running for" in liveness.stuck(tmp_path, "fanout", lambda pid: True)
+    beat(directory, os.getpid(), 0.5, 0, "stuck")
+    closed = beat(directory, os.getpid(), liveness.FROZEN_S + 5, 0, "closed")
+    assert liveness.stuck(tmp_path, "fanout", lambda pid: True) is None and not closed.exists()
