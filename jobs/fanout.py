@@ -294,12 +294,12 @@ class Directory(KeyedProcessFunction):
     def open(self, runtime_context: RuntimeContext) -> None:
         self.batch_size = self.settings.batch_size
         self.policy = policy_config(self.settings)
+        path = self.settings.templates_file
+        self.templates = TemplateStore.from_dict(json.loads(path.read_text()) if path.exists() else {"templates": {}})
 
     def classed(self, request: dict) -> dict:
         """The request with its message class by the policy: the one mapping dispatch's adapters follow."""
         return {**request, "message_class": message_class(request["category"], self.policy.classes)}
-        path = self.settings.templates_file
-        self.templates = TemplateStore.from_dict(json.loads(path.read_text()) if path.exists() else {"templates": {}})
 
 
 @liveness.watched

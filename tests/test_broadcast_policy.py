@@ -103,3 +103,18 @@ def test_the_policy_file_overrides_the_settings_and_a_bad_one_names_what_is_wron
     settings.policy_file.write_text(json.dumps({"default_tz": "Mars/Base"}))
     with pytest.raises(PolicyFileError, match="Mars/Base"):
         policy_config(settings)
+
+
+def test_a_directory_opens_with_the_policy_and_the_templates(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("PUSHPIPE_HOME", str(tmp_path))
+
+    class Context:
+        def get_state(self, descriptor):
+            return Value()
+
+        def get_map_state(self, descriptor):
+            return Mapped()
+
+    for directory in (fanout.PinDirectory(load()), fanout.ShardDirectory(load())):
+        directory.open(Context())
+        assert directory.policy.caps.limit("marketing") == 3 and directory.templates is not None
