@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import threading
 import time
@@ -27,6 +28,7 @@ STUCK_S = 15.0  # one call busy for this long: far beyond any element's work (a 
 WATCHED = ("process_element", "on_timer")
 
 T = TypeVar("T")
+log = logging.getLogger("pushpipe.liveness")
 _busy: dict[int, list[float]] = {}  # thread ident -> [calls in progress (nested: chained operators), since]
 _started = threading.Lock()
 _watchdog: threading.Thread | None = None
@@ -142,11 +144,14 @@ def stuck(run_dir: Path, job: str, alive: Callable[[int], bool]) -> str | None:
 
 
 def _beat(directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.json"  # this interpreter's
     while True:
         beat = {"at": int(time.time() * 1000), "busy_ms": int(busy_s(time.monotonic()) * 1000)}
-        partial = path.with_suffix(".part")
-        partial.write_text(json.dumps(beat))
-        partial.replace(path)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)  # again: a restart of the job clears the directory
+            partial = path.with_suffix(".part")
+            partial.write_text(json.dumps(beat))
+            partial.replace(path)
+        except OSError as bad:  # a full disk: the beat goes silent, and the supervisor sees a frozen worker
+            log.warning("liveness beat not written: %s", bad)
         time.sleep(BEAT_S)
