@@ -92,7 +92,8 @@ def test_an_analysts_slow_query_does_not_hold_back_the_pipelines_inserts(store: 
 
     def analyse() -> None:
         started = time.monotonic()
-        analyst.rows("SELECT sum(cityHash64(number)) AS s FROM numbers(1500000000)")
+        analyst.rows("SELECT sum(cityHash64(number)) AS s FROM numbers(1000000000000)"  # stopped after 4 s, however fast
+                     " SETTINGS max_execution_time = 4, timeout_overflow_mode = 'break'")
         slow["s"] = time.monotonic() - started
 
     thread = threading.Thread(target=analyse)
@@ -108,5 +109,5 @@ def test_an_analysts_slow_query_does_not_hold_back_the_pipelines_inserts(store: 
     thread.join()
     print(f"\nanalyst query {slow['s']:.1f}s; {len(lags)} inserts beside it, slowest {max(lags) * 1000:.0f} ms,"
           f" median {sorted(lags)[len(lags) // 2] * 1000:.0f} ms")
-    assert slow["s"] > 2 and len(lags) >= 5, "the query ran long enough to measure"
+    assert slow["s"] > 3 and len(lags) >= 5, "the query ran long enough to measure"
     assert max(lags) < slow["s"] / 2, "inserts went on while the query ran (one lock made them wait it out)"

@@ -104,7 +104,7 @@ def test_a_device_without_a_pin_is_registered_reached_bound_and_cleaned_up(pipel
         registered(producer, pipeline, device_event(app, "", kept, timezone="Europe/Berlin"), device_event(app, "", dead))
         first = push_request(app, [], "hello", "b", target="broadcast")
         sent(producer, first)
-        observe.wait_for(lambda: message_counts(pipeline, app, first["msg_id"]) == {"accepted": 1, "failed": 1}, 60,
+        observe.wait_for(lambda: message_counts(pipeline, app, first["msg_id"]) == {"accepted": 1, "invalid_token": 1}, 60,
                          "the broadcast to both anonymous installs")
     finally:
         admin.configure(vendor="apns", unregistered_tokens=[])
