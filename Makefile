@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup up down status demo test unit ci bench clean
+.PHONY: help setup up down status demo test lint unit ci bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -31,8 +31,11 @@ status: setup ## component, version, address, health
 demo: setup ## README command 1: the whole pipeline on embedded defaults, with real pushes and analytics
 	$(BIN)/pushpipe demo
 
-test: setup ## README command 2 (what CI runs): unit tests, then the end-to-end tests through the real stack
+test: setup lint ## README command 2 (what CI runs): lint, unit tests, then the end-to-end tests through the real stack
 	$(BIN)/python -m pytest -v --durations=15
+
+lint: setup ## ruff (lint and import order), configured in pyproject.toml
+	$(BIN)/ruff check .
 
 unit: setup ## only the tests that need no services (none is started, none is touched)
 	$(BIN)/python -m pytest -v -m "not stack and not simulator"

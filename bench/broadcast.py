@@ -21,10 +21,10 @@ import time
 import uuid
 
 from bench.cpu import CpuMeter
-from pushpipe.infra import stack
-from pushpipe.infra.simulators import SimulatorAdmin
 from pushpipe import observe
 from pushpipe.config import Settings, load
+from pushpipe.infra import stack
+from pushpipe.infra.simulators import SimulatorAdmin
 from pushpipe.producer import PushProducer, device_event, push_request
 from pushpipe.sinks import clickhouse
 

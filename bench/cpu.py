@@ -10,8 +10,8 @@ import os
 from pathlib import Path
 from types import TracebackType
 
-from pushpipe.infra import process, stack
 from pushpipe.config import Settings
+from pushpipe.infra import process, stack
 
 TICKS = os.sysconf("SC_CLK_TCK")
 

@@ -16,10 +16,10 @@ import uuid
 import httpx
 
 from bench.e2e import percentile
-from pushpipe.infra import stack
-from pushpipe.infra.simulators import SimulatorAdmin
 from pushpipe import observe
 from pushpipe.config import Settings, load
+from pushpipe.infra import stack
+from pushpipe.infra.simulators import SimulatorAdmin
 from pushpipe.producer import PushProducer, device_event, push_request
 
 VENDORS = ("apns", "hms")
@@ -93,7 +93,7 @@ def report(admin: SimulatorAdmin, run: str, args: argparse.Namespace, created: d
            before: str, after: str) -> None:
     records = {v: admin.accepted(run, payloads=True, vendor=v) for v in (*VENDORS, "umeng")}
     latencies, last = [], t0
-    for vendor, rec in records.items():
+    for rec in records.values():
         for r in rec.get("records", []):
             user = int(re.search(rf"{run}[hm]?([0-9a-f]{{7}})", r["token"]).group(1), 16)
             latencies.append(r["at"] * 1000 - created[user])

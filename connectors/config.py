@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pushpipe.config import Settings
 from pushpipe.connectors.apns import ApnsConfig
 from pushpipe.connectors.base import Vendor, VendorConfig
 from pushpipe.connectors.fcm import FcmConfig
@@ -26,7 +27,6 @@ from pushpipe.connectors.oppo import OppoConfig
 from pushpipe.connectors.umeng import UmengConfig
 from pushpipe.connectors.vivo import VivoConfig
 from pushpipe.connectors.xiaomi import XiaomiConfig
-from pushpipe.config import Settings
 
 CONFIG_TYPES: dict[Vendor, type] = {Vendor.APNS: ApnsConfig, Vendor.FCM: FcmConfig, Vendor.HMS: HmsConfig,
                                     Vendor.HONOR: HonorConfig,

@@ -206,7 +206,7 @@ class H2Client:
         fields += [NeverIndexedHeaderTuple(k, v) if k in self.volatile else (k, v) for k, v in headers.items()]
         try:
             return await asyncio.wait_for(self._post(fields, body), self.timeout_s)
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise H2Timeout(f"no answer within {self.timeout_s:g} s") from exc
 
     async def _post(self, headers: list[tuple[str, str]], body: bytes) -> H2Response:

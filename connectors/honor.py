@@ -35,9 +35,8 @@ from urllib.parse import quote
 
 from pushpipe.connectors.apns import is_alert
 from pushpipe.connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
-from pushpipe.connectors.hms import CLICK_OPEN_APP, PARTIAL, HuaweiStyleAdapter, check_size, data_string, encode
+from pushpipe.connectors.hms import CLICK_OPEN_APP, PARTIAL, HuaweiStyleAdapter, check_size, data_string, encode, validate_client_config
 from pushpipe.connectors.hms import classify_response as hms_classify
-from pushpipe.connectors.hms import validate_client_config
 from pushpipe.connectors.http import json_object
 
 PRODUCTION_URL = "https://push-api.cloud.hihonor.com"

@@ -37,9 +37,21 @@ import httpx
 
 from pushpipe.connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
 from pushpipe.connectors.http import json_object
-from pushpipe.connectors.httpbatch import (BatchAdapter, BatchHttpConfig, Failure, InvalidNotification, VendorError,
-                                  bad_response, check_max, custom_data, http_failure, per_token,
-                                  require_title, reveal, seconds_until_china_hour)
+from pushpipe.connectors.httpbatch import (
+    BatchAdapter,
+    BatchHttpConfig,
+    Failure,
+    InvalidNotification,
+    VendorError,
+    bad_response,
+    check_max,
+    custom_data,
+    http_failure,
+    per_token,
+    require_title,
+    reveal,
+    seconds_until_china_hour,
+)
 from pushpipe.connectors.signing import compact_json, form_body, md5_hex, sorted_params
 
 PRODUCTION_URL = "https://server-api-push.meizu.com"

@@ -30,8 +30,18 @@ import httpx
 
 from pushpipe.connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
 from pushpipe.connectors.http import json_object
-from pushpipe.connectors.httpbatch import (CHINA_TZ, BatchAdapter, BatchHttpConfig, bad_response, check_max, custom_data,
-                                  http_failure, require_title, results, reveal)
+from pushpipe.connectors.httpbatch import (
+    CHINA_TZ,
+    BatchAdapter,
+    BatchHttpConfig,
+    bad_response,
+    check_max,
+    custom_data,
+    http_failure,
+    require_title,
+    results,
+    reveal,
+)
 from pushpipe.connectors.signing import compact_json, md5_hex
 
 PRODUCTION_URL = "https://msgapi.umeng.com"

@@ -41,9 +41,21 @@ import httpx
 
 from pushpipe.connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
 from pushpipe.connectors.http import json_object
-from pushpipe.connectors.httpbatch import (BatchAdapter, BatchHttpConfig, CachedToken, Failure, VendorError, bad_response,
-                                  check_max, custom_data, http_failure, per_token, require_title, reveal,
-                                  seconds_until_china_hour)
+from pushpipe.connectors.httpbatch import (
+    BatchAdapter,
+    BatchHttpConfig,
+    CachedToken,
+    Failure,
+    VendorError,
+    bad_response,
+    check_max,
+    custom_data,
+    http_failure,
+    per_token,
+    require_title,
+    reveal,
+    seconds_until_china_hour,
+)
 from pushpipe.connectors.signing import compact_json, md5_hex
 
 PRODUCTION_URL = "https://api-push.vivo.com.cn"

@@ -36,8 +36,18 @@ import httpx
 
 from pushpipe.connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
 from pushpipe.connectors.http import json_object
-from pushpipe.connectors.httpbatch import (BatchAdapter, BatchHttpConfig, InvalidNotification, bad_response,
-                                  check_max, custom_data, http_failure, per_token, results, reveal)
+from pushpipe.connectors.httpbatch import (
+    BatchAdapter,
+    BatchHttpConfig,
+    InvalidNotification,
+    bad_response,
+    check_max,
+    custom_data,
+    http_failure,
+    per_token,
+    results,
+    reveal,
+)
 from pushpipe.connectors.signing import compact_json, form_body, md5_hex
 
 PRODUCTION_URL = "https://api.xmpush.xiaomi.com"

@@ -6,9 +6,9 @@ from urllib.parse import unquote, urlparse
 
 import httpx
 
+from pushpipe.config import Settings
 from pushpipe.infra import process
 from pushpipe.infra.service import Health
-from pushpipe.config import Settings
 
 NAME = "clickhouse"
 

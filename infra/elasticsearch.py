@@ -26,10 +26,10 @@ from functools import cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from pushpipe.config import Settings
 from pushpipe.infra import process
 from pushpipe.infra.download import fetch, maven_url
 from pushpipe.infra.service import Health
-from pushpipe.config import Settings
 
 ES_VERSION = "8.19.21"
 JAVA_HOME_DEFAULT = "/usr/lib/jvm/java-17-openjdk-amd64"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pyflink
 
-from pushpipe.infra.download import fetch, maven_url
 from pushpipe.config import Settings
+from pushpipe.infra.download import fetch, maven_url
 
 FLINK_VERSION = "2.2.1"  # must match the apache-flink package from PyPI
 KAFKA_CONNECTOR_VERSION = "5.0.0-2.2"

@@ -12,10 +12,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pushpipe.infra import beamloopback, flinkrest, process
-from pushpipe.infra.service import Health, Problem
 from pushpipe import liveness
 from pushpipe.config import JOBS, Settings
+from pushpipe.infra import beamloopback, flinkrest, process
+from pushpipe.infra.service import Health, Problem
 
 STOP_TIMEOUT_S = 30.0
 KILL_AFTER_S = 1.0  # a supervisor restart: state comes back from the checkpoint, no clean stop needed

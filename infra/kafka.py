@@ -17,9 +17,9 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource, NewTopic
 
+from pushpipe.config import Settings
 from pushpipe.infra import process
 from pushpipe.infra.service import Health
-from pushpipe.config import Settings
 
 KAFKA_VERSION = "4.1.1"
 SCALA_VERSION = "2.13"

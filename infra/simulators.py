@@ -13,10 +13,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from pushpipe.config import Settings
 from pushpipe.connectors.apns import ApnsConfig
 from pushpipe.infra import process
 from pushpipe.infra.service import Health
-from pushpipe.config import Settings
 
 NAME = "simulators"
 START_TIMEOUT_S = 30.0

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from pushpipe.config import Settings, masked_url
 from pushpipe.infra import restarts
 from pushpipe.infra.clickhouse import ClickHouse
 from pushpipe.infra.elasticsearch import Elasticsearch
@@ -18,7 +19,6 @@ from pushpipe.infra.simulators import Simulators
 from pushpipe.infra.supervisor import Supervisor
 from pushpipe.jobs import dispatch_policy
 from pushpipe.jobs.policy import policyfile
-from pushpipe.config import Settings, masked_url
 
 
 def services() -> list[Service]:
@@ -122,5 +122,8 @@ def status_rows(settings: Settings) -> list[tuple[str, str, str, str, str]]:
 
 def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip()
+
+    def line(r: tuple) -> str:
+        return "  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
+
     return "\n".join([line(header), line(tuple("-" * w for w in widths)), *map(line, rows)])

@@ -17,9 +17,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pushpipe.config import Settings, load
 from pushpipe.infra import process, restarts
 from pushpipe.infra.service import Health, Problem, Service
-from pushpipe.config import Settings, load
 
 NAME = "supervisor"
 POLL_S = 1.0

@@ -10,7 +10,8 @@ Run: python -m pushpipe.jobs.analytics
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from pyflink.common import Time, Types
 from pyflink.datastream import KeyedProcessFunction, ProcessFunction, RuntimeContext
@@ -18,10 +19,10 @@ from pyflink.datastream.functions import ProcessWindowFunction
 from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 from pyflink.datastream.window import TumblingProcessingTimeWindows
 
-from pushpipe.jobs import common, keys
-from pushpipe.jobs.requests import NO_VENDOR
 from pushpipe import liveness
 from pushpipe.config import Settings
+from pushpipe.jobs import common, keys
+from pushpipe.jobs.requests import NO_VENDOR
 from pushpipe.schemas import results
 from pushpipe.sinks import clickhouse, elastic
 

@@ -13,15 +13,15 @@ import os
 import site
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from pyflink.common import Configuration, Types, WatermarkStrategy
 from pyflink.common.serialization import ByteArraySchema
 from pyflink.datastream import DataStream, OutputTag, StreamExecutionEnvironment
 from pyflink.datastream.connectors.base import DeliveryGuarantee, Sink
-from pyflink.java_gateway import get_gateway
 from pyflink.datastream.connectors.kafka import (
     KafkaOffsetResetStrategy,
     KafkaOffsetsInitializer,
@@ -29,10 +29,11 @@ from pyflink.datastream.connectors.kafka import (
     KafkaSink,
     KafkaSource,
 )
+from pyflink.java_gateway import get_gateway
 
 import pushpipe
-from pushpipe.infra.flink import pipeline_jars
 from pushpipe.config import Settings, load
+from pushpipe.infra.flink import pipeline_jars
 from pushpipe.schemas import codec
 
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())

@@ -17,18 +17,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from pyflink.common import Time, Types
 from pyflink.datastream import AsyncDataStream, AsyncFunction, KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
+from pushpipe import liveness
+from pushpipe.config import Settings
 from pushpipe.connectors.config import vendor_configs
 from pushpipe.jobs import common, dispatch_policy, metrics
 from pushpipe.jobs.ledger import SendLedger
 from pushpipe.jobs.sender import Sender, now_ms, subset
-from pushpipe import liveness
-from pushpipe.config import Settings
 from pushpipe.schemas import codec
 
 JOB = "dispatch"

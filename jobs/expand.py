@@ -7,8 +7,9 @@ plus the pin's new state, or a deferral time when quiet hours hold the request b
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any, Collection
+from typing import Any
 
 from pushpipe.jobs.devices import Target
 from pushpipe.jobs.policy.decide import Defer, PolicyConfig, Send, Suppress, decide, filter_devices

@@ -19,23 +19,24 @@ Run: python -m pushpipe.jobs.fanout
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from pyflink.common import Time, Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
+from pushpipe import liveness
+from pushpipe.config import PRIORITIES, Settings
 from pushpipe.jobs import common, devices, keys, requests, shards
 from pushpipe.jobs.expand import Expansion, expand_for_pin, new_pin_state, rendered, variant
 from pushpipe.jobs.policy.classify import message_class
 from pushpipe.jobs.policy.decide import per_user_policy_applies
-from pushpipe.jobs.policy.policyfile import policy_config
 from pushpipe.jobs.policy.limits import payload_problems
+from pushpipe.jobs.policy.policyfile import policy_config
 from pushpipe.jobs.policy.preferences import InvalidPreference, apply_preference, blocked_reason, reset_event
 from pushpipe.jobs.policy.schedule import next_fire
 from pushpipe.jobs.policy.templates import TemplateError, TemplateStore
-from pushpipe import liveness
-from pushpipe.config import PRIORITIES, Settings
 from pushpipe.schemas import codec
 
 JOB = "fanout"
@@ -641,11 +642,13 @@ def build(settings: Settings) -> Any:
     # what changed, where the heap backend would copy every device on every checkpoint.
     env = common.environment(settings, JOB, STATE_BACKEND, mode="thread")
     topics, group = settings.topics, f"pushpipe-{JOB}"
-    reqs = common.kafka_source(env, settings, topics.requests, group).process(ParseRequests(topics.requests)).name("parse-requests").uid("parse-requests")
+    reqs = (common.kafka_source(env, settings, topics.requests, group)
+            .process(ParseRequests(topics.requests)).name("parse-requests").uid("parse-requests"))
     device_topics = [topics.device_events, topics.device_feedback]  # upstream's events + dead tokens from dispatch
     events = (common.kafka_source(env, settings, device_topics, group)
               .process(ParseDeviceEvents(",".join(device_topics), topics.compacted)).name("parse-device-events").uid("parse-device-events"))
-    prefs = common.kafka_source(env, settings, topics.preferences, group).process(ParsePreferences(topics.preferences)).name("parse-preferences").uid("parse-preferences")
+    prefs = (common.kafka_source(env, settings, topics.preferences, group)
+             .process(ParsePreferences(topics.preferences)).name("parse-preferences").uid("parse-preferences"))
     intake = (reqs.key_by(message_key, key_type=Types.STRING())
               .process(Intake(settings.dedup_window_s)).name("intake").uid("intake"))
     by_shard = (intake.get_side_output(SHARD).union(events.get_side_output(SHARD), prefs.get_side_output(SHARD))

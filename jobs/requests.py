@@ -1,7 +1,8 @@
 """Pure request handling at fan-out: validation and building DispatchBatches."""
 from __future__ import annotations
 
-from typing import Any, Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 from pushpipe.jobs import keys
 from pushpipe.jobs.devices import Target

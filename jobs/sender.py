@@ -20,8 +20,8 @@ from pushpipe.jobs import metrics
 from pushpipe.jobs.breaker import CircuitBreaker
 from pushpipe.jobs.dispatch_policy import DispatchPolicy, ExitSpec
 from pushpipe.jobs.ledger import SendLedger
-from pushpipe.jobs.ratelimit import AdaptiveRateLimiter
 from pushpipe.jobs.policy.classify import message_class
+from pushpipe.jobs.ratelimit import AdaptiveRateLimiter
 from pushpipe.schemas import codec
 from pushpipe.schemas.results import Outcomes
 
@@ -91,7 +91,7 @@ def result_record(batch: Record, outcomes: Outcomes, sent_at: int) -> Record:
 
 def subset(batch: Record, tokens: list[str], attempt: int, not_before: int) -> Record:
     """The batch narrowed to `tokens`, as the next attempt."""
-    pins = dict(zip(batch["tokens"], batch["pins"]))
+    pins = dict(zip(batch["tokens"], batch["pins"], strict=False))  # no pins: a batch of explicit tokens
     kept = set(tokens)
     return {**batch, "tokens": tokens, "pins": [pins.get(t, "") for t in tokens] if batch["pins"] else [],
             "fallback_tokens": {t: f for t, f in batch["fallback_tokens"].items() if t in kept},
@@ -138,7 +138,7 @@ class Sender:
 
     async def dispatch(self, batch: Record) -> list[Output]:
         sent_at = now_ms()
-        pins = dict(zip(batch["tokens"], batch["pins"])) if batch["pins"] else {}
+        pins = dict(zip(batch["tokens"], batch["pins"], strict=True)) if batch["pins"] else {}
         outcomes = Outcomes()
         if sent_at > batch["expires_at"]:
             for t in batch["tokens"]:
@@ -229,7 +229,7 @@ class Sender:
         results = [r for part in await asyncio.gather(*(adapter.send(note, p) for p in parts)) for r in part]
         self._observe(exit_, batch["app_id"], results, time.monotonic() - started, limiter)
         name = label or exit_.spec.name
-        return {token: (result, name) for token, result in zip(tokens, results)}
+        return {token: (result, name) for token, result in zip(tokens, results, strict=False)}
 
     def _observe(self, exit_: Exit, app_id: str, results: list[TokenResult], seconds: float,
                  limiter: AdaptiveRateLimiter) -> None:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import zlib
 from collections import Counter
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from pushpipe.jobs.devices import REMOVING
 from pushpipe.jobs.keys import SEP

@@ -6,9 +6,9 @@ import sys
 import time
 import uuid
 
-from pushpipe.infra import stack
 from pushpipe import observe
 from pushpipe.config import Settings, masked_url
+from pushpipe.infra import stack
 from pushpipe.producer import PushProducer, device_event, push_request
 from pushpipe.sinks import clickhouse, elastic
 

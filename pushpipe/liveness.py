@@ -19,8 +19,9 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 BEAT_S = 1.0
 FROZEN_S = 10.0  # no beat for this long: the worker runs no Python (GIL held by native code, a stopped thread)

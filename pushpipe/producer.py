@@ -11,8 +11,8 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from pushpipe.jobs import keys
 from pushpipe.config import Settings
+from pushpipe.jobs import keys
 from pushpipe.schemas import codec
 
 

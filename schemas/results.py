@@ -46,7 +46,7 @@ class Outcomes:
 def token_outcomes(result: Record) -> list[Record]:
     """Every outcome of a DispatchResult as a TokenOutcome record, the accepted groups expanded."""
     expanded = [token_outcome(token, pin, "accepted", g["code"], g["reason"], g["exit"], g["vendor_msg_id"], True)
-                for g in result.get("accepted", ()) for token, pin in zip(g["tokens"], g["pins"])]
+                for g in result.get("accepted", ()) for token, pin in zip(g["tokens"], g["pins"], strict=False)]
     return [*result["outcomes"], *expanded]
 
 

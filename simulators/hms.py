@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pushpipe.simulators.oauth import AccessTokens, new_numeric_id, new_secret, parse_form, write_private
 from pushpipe.simulators.batchsim import ReceiptOutbox
+from pushpipe.simulators.oauth import AccessTokens, new_numeric_id, new_secret, parse_form, write_private
 from pushpipe.simulators.receipts import encode_statuses, receipt
 from pushpipe.simulators.server import Accepted, Receive, Scope, Send, SimState, header_map, read_body, respond
 

@@ -20,8 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pushpipe.simulators.hms import (TTL_RE, ClientCredentials, HuaweiStyleSimulator, Reply, check_click_action,
-                            ensure_client_credentials, json_reply)
+from pushpipe.simulators.hms import TTL_RE, ClientCredentials, HuaweiStyleSimulator, Reply, check_click_action, ensure_client_credentials, json_reply
 from pushpipe.simulators.oauth import new_numeric_id, new_secret
 
 API_PATH = "/honor"

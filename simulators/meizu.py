@@ -25,8 +25,7 @@ from typing import Any
 
 from pushpipe.connectors.http import json_object
 from pushpipe.connectors.signing import form_body, md5_hex, parse_form, sorted_params
-from pushpipe.simulators.batchsim import (BatchVendorSim, Encoded, Receipt, Reply, Request, Route, group_receipts,
-                                 json_reply, new_id, unavailable)
+from pushpipe.simulators.batchsim import BatchVendorSim, Encoded, Receipt, Reply, Request, Route, group_receipts, json_reply, new_id, unavailable
 
 PATH = "/garcia/api/server/push/varnished/pushByPushId"
 MAX_PUSH_IDS = 100

@@ -26,13 +26,12 @@ import json
 import re
 import secrets
 from collections.abc import Mapping
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pushpipe.connectors.signing import parse_form, sha256_hex
-from pushpipe.simulators.batchsim import (AuthTokens, BatchVendorSim, Encoded, Receipt, Reply, Request, Route, json_reply,
-                                 unavailable)
+from pushpipe.simulators.batchsim import AuthTokens, BatchVendorSim, Encoded, Receipt, Reply, Request, Route, json_reply, unavailable
 
 PREFIX = "/server/v1/"
 AUTH = PREFIX + "auth"

@@ -22,8 +22,7 @@ from typing import Any
 
 from pushpipe.connectors.http import json_object
 from pushpipe.connectors.signing import md5_hex
-from pushpipe.simulators.batchsim import (BatchVendorSim, Reply, Request, Route, json_reply, new_id, too_many_requests,
-                                 unavailable)
+from pushpipe.simulators.batchsim import BatchVendorSim, Reply, Request, Route, json_reply, new_id, too_many_requests, unavailable
 
 PATH = "/api/send"
 MAX_TOKENS = 500

@@ -35,8 +35,19 @@ from typing import Any
 from pushpipe.connectors.http import json_object
 from pushpipe.connectors.signing import md5_hex
 from pushpipe.connectors.vivo import width
-from pushpipe.simulators.batchsim import (AuthTokens, BatchVendorSim, Encoded, Receipt, Reply, Request, Route,
-                                 group_receipts, json_reply, too_many_requests, unavailable)
+from pushpipe.simulators.batchsim import (
+    AuthTokens,
+    BatchVendorSim,
+    Encoded,
+    Receipt,
+    Reply,
+    Request,
+    Route,
+    group_receipts,
+    json_reply,
+    too_many_requests,
+    unavailable,
+)
 
 PREFIX = "/message/"
 AUTH, SEND, SAVE_LIST, PUSH_LIST = (PREFIX + p for p in ("auth", "send", "saveListPayload", "pushToList"))

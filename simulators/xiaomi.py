@@ -26,8 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pushpipe.connectors.signing import form_body, parse_form
-from pushpipe.simulators.batchsim import (BatchVendorSim, Encoded, Receipt, Reply, Request, Route, group_receipts, json_reply,
-                                 new_id)
+from pushpipe.simulators.batchsim import BatchVendorSim, Encoded, Receipt, Reply, Request, Route, group_receipts, json_reply, new_id
 
 PATH = "/v3/message/regid"
 MAX_REGIDS = 1000

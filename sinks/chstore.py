@@ -219,7 +219,8 @@ def make_handler(store: Store, user: str = "", password: str = "") -> type[BaseH
                 return
             given_user, given_password = credentials(self.path, self.headers)
             if given_user != user or not hmac.compare_digest(given_password.encode(), password.encode()):
-                raise QueryError(401, f"Code: 516. DB::Exception: {given_user}: Authentication failed: password is incorrect, or there is no user with such name.")
+                raise QueryError(401, f"Code: 516. DB::Exception: {given_user}: Authentication failed: password is incorrect,"
+                                      " or there is no user with such name.")
 
         def _reply(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
             self.send_response(status)

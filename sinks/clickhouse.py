@@ -128,7 +128,7 @@ def result_row(result: Row) -> Row:
         "failed": sent - counts["accepted"],
         "latency_ms": max(0, result["completed_at"] - due),  # due -> the vendor's answer, for each token of the row
         "hold_ms": max(0, due - result["requested_at"]),  # deliver_at, occurrence or quiet hours: waited on purpose
-        "completed_at": dt.datetime.fromtimestamp(result["completed_at"] / 1000, dt.timezone.utc),
+        "completed_at": dt.datetime.fromtimestamp(result["completed_at"] / 1000, dt.UTC),
         "retried": len(result["outcomes"]) - len(final),
         **counts,
     }

@@ -12,14 +12,15 @@
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import orjson
 from elasticsearch import Elasticsearch, helpers
 from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
 
-from pushpipe.jobs import keys
 from pushpipe.config import Settings
+from pushpipe.jobs import keys
 from pushpipe.schemas import results
 
 Action = dict[str, Any]

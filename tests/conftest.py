@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import pytest
 from confluent_kafka import Consumer
 
+from pushpipe.config import Settings, load
 from pushpipe.infra import stack
 from pushpipe.infra.simulators import SimulatorAdmin, Simulators
-from pushpipe.config import Settings, load
 from pushpipe.producer import PushProducer
 
 

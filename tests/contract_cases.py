@@ -15,10 +15,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-
+from pushpipe.config import Settings
 from pushpipe.connectors.base import Notification, Outcome, TokenResult, Vendor, VendorAdapter, VendorConfig, create_adapter
 from pushpipe.infra.simulators import SimulatorAdmin, apns_config, simulator_config
-from pushpipe.config import Settings
 
 TokenKind = Literal["valid", "unregistered", "malformed"]
 A, INV, THR, UNA, REJ = (Outcome.ACCEPTED, Outcome.INVALID_TOKEN, Outcome.THROTTLED,

@@ -2,8 +2,8 @@
 import pytest
 from elasticsearch import helpers
 
-from pushpipe.jobs import analytics, requests
 from pushpipe.config import Settings
+from pushpipe.jobs import analytics, requests
 from pushpipe.producer import push_request
 from pushpipe.schemas import codec, results
 from pushpipe.sinks import clickhouse, elastic

@@ -10,12 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from contract_cases import HARNESSES, Case, VendorHarness, apns_token, notification, run_case, send_once
+from pushpipe.config import Settings
 from pushpipe.connectors.apns import ApnsAdapter
 from pushpipe.connectors.base import Outcome
 from pushpipe.connectors.keys import generate_p8, new_key_id
-from contract_cases import HARNESSES, Case, VendorHarness, apns_token, notification, run_case, send_once
 from pushpipe.infra.simulators import SimulatorAdmin, apns_config
-from pushpipe.config import Settings
 
 CASES = [pytest.param(h, c, id=f"{h.vendor.value}-{c.name}") for h in HARNESSES for c in h.cases]
 

@@ -9,8 +9,17 @@ from pathlib import Path
 import jwt
 import pytest
 
-from pushpipe.connectors.apns import (ApnsAdapter, ApnsConfig, InvalidNotification, ProviderToken, apns_id,
-                             build_apns_request, build_payload, classify_response, parse_retry_after)
+from pushpipe.connectors.apns import (
+    ApnsAdapter,
+    ApnsConfig,
+    InvalidNotification,
+    ProviderToken,
+    apns_id,
+    build_apns_request,
+    build_payload,
+    classify_response,
+    parse_retry_after,
+)
 from pushpipe.connectors.base import ADAPTERS, Notification, Outcome, Vendor, create_adapter
 from pushpipe.connectors.keys import generate_p8, new_key_id
 

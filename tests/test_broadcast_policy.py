@@ -7,6 +7,7 @@ import json
 import pytest
 
 from flink_fakes import Context, Mapped, Value
+from pushpipe.config import SettingsError, load
 from pushpipe.jobs import fanout, keys, requests
 from pushpipe.jobs.devices import apply_event
 from pushpipe.jobs.expand import expand_for_pin, new_pin_state
@@ -15,7 +16,6 @@ from pushpipe.jobs.policy.classify import VendorQuota
 from pushpipe.jobs.policy.decide import PolicyConfig, per_user_policy_applies
 from pushpipe.jobs.policy.policyfile import PolicyFileError, policy_config
 from pushpipe.jobs.policy.templates import TemplateStore
-from pushpipe.config import SettingsError, load
 from pushpipe.producer import device_event, push_request
 from pushpipe.schemas import codec
 

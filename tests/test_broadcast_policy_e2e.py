@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from pushpipe.infra.simulators import SimulatorAdmin
 from pushpipe import observe
 from pushpipe.config import Settings
+from pushpipe.infra.simulators import SimulatorAdmin
 from pushpipe.producer import PushProducer, device_event, preference_event, push_request
 from pushpipe.sinks import elastic
 from test_fanout_e2e import prefer

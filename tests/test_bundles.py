@@ -5,12 +5,11 @@ stack runs it in tests/test_fanout_e2e.py (single-pin requests sharing lane reco
 """
 from __future__ import annotations
 
-
 from flink_fakes import Context, Listed, Value
+from pushpipe.config import load
 from pushpipe.jobs import common, requests
 from pushpipe.jobs.dispatch import ParseBundles, SendBundle
 from pushpipe.jobs.fanout import BUNDLE, BUNDLE_LINGER_MS, LANE_RECORD_BYTES, LANES, Bundler, lane_batch
-from pushpipe.config import load
 from pushpipe.producer import push_request
 from pushpipe.schemas import codec
 

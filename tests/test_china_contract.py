@@ -15,12 +15,12 @@ from urllib.parse import parse_qs
 
 import pytest
 
+from contract_cases import MEIZU, OPPO, UMENG, VIVO, XIAOMI, VendorHarness, notification, send_once
+from pushpipe.config import Settings
 from pushpipe.connectors.base import Outcome, TokenResult, Vendor, VendorAdapter, create_adapter
 from pushpipe.connectors.httpbatch import seconds_until_china_hour
 from pushpipe.connectors.umeng import UmengAdapter
-from contract_cases import MEIZU, OPPO, UMENG, VIVO, XIAOMI, VendorHarness, notification, send_once
 from pushpipe.infra.simulators import SimulatorAdmin, simulator_config
-from pushpipe.config import Settings
 
 
 def send(settings: Settings, h: VendorHarness, tokens: list[str], **overrides: Any) -> list[TokenResult]:

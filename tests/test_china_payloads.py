@@ -14,14 +14,13 @@ import pytest
 from pushpipe.connectors import hms, honor, meizu, oppo, umeng, vivo, xiaomi
 from pushpipe.connectors.base import Notification, Outcome, TokenResult, Vendor, create_adapter
 from pushpipe.connectors.config import parse
-from pushpipe.connectors.httpbatch import (CachedToken, InvalidNotification, VendorError, chunks, merge_malformed,
-                                  reveal, seconds_until_china_hour)
+from pushpipe.connectors.httpbatch import CachedToken, InvalidNotification, VendorError, chunks, merge_malformed, reveal, seconds_until_china_hour
+from pushpipe.connectors.signing import form_body, md5_hex, parse_form, sha256_hex, sorted_params
 from pushpipe.jobs import requests
 from pushpipe.jobs.policy.classify import message_class
 from pushpipe.jobs.policy.decide import PolicyConfig
 from pushpipe.jobs.sender import notification_of
 from pushpipe.producer import push_request
-from pushpipe.connectors.signing import form_body, md5_hex, parse_form, sha256_hex, sorted_params
 
 NOW = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC = 2023-11-15 06:13:20 UTC+8
 TO_MIDNIGHT = 64_000.0  # until 2023-11-16 00:00 UTC+8

@@ -15,16 +15,16 @@ from collections import Counter
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from confluent_kafka import Consumer, Producer
+from prometheus_client.parser import text_string_to_metric_families
 
 from contract_cases import HARNESSES, UMENG
+from pushpipe import observe
+from pushpipe.config import Settings
 from pushpipe.infra import process
 from pushpipe.infra.jobs import FlinkJob
 from pushpipe.infra.simulators import SimulatorAdmin
 from pushpipe.jobs import requests
-from pushpipe import observe
-from pushpipe.config import Settings
 from pushpipe.producer import PushProducer, device_event, now_ms, push_request
 from pushpipe.schemas import codec
 from pushpipe.sinks import clickhouse
@@ -210,7 +210,8 @@ def test_every_vendor_end_to_end(pipeline: Settings, producer: PushProducer, adm
     assert {r["vendor"]: int(r["a"]) for r in rows} == dict.fromkeys(tokens, 1)
 
 
-def test_vendor_outage_opens_the_breaker_and_falls_back_to_umeng(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
+def test_vendor_outage_opens_the_breaker_and_falls_back_to_umeng(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin,
+                                                                 run_id: str) -> None:
     app = f"fallback-{run_id}"
     users = 12
     umeng = {u: UMENG.valid_token(f"{run_id}{u:02x}") for u in range(users)}

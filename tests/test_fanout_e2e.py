@@ -13,10 +13,10 @@ from collections import Counter
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from pushpipe.infra.simulators import SimulatorAdmin
-from pushpipe.jobs import keys
 from pushpipe import observe
 from pushpipe.config import Settings
+from pushpipe.infra.simulators import SimulatorAdmin
+from pushpipe.jobs import keys
 from pushpipe.producer import PushProducer, device_event, now_ms, push_request
 from pushpipe.schemas import codec
 from pushpipe.sinks import clickhouse, elastic

@@ -10,12 +10,12 @@ import httpx
 import jwt
 import pytest
 
+from contract_cases import fcm_token, notification
+from pushpipe.config import Settings
 from pushpipe.connectors.base import Outcome
 from pushpipe.connectors.fcm import SCOPE, FcmAdapter, FcmConfig, service_account_assertion
 from pushpipe.connectors.http import ssl_verify
-from contract_cases import fcm_token, notification
 from pushpipe.infra.simulators import SimulatorAdmin, simulator_config
-from pushpipe.config import Settings
 
 
 def fcm_config(settings: Settings, **overrides: Any) -> FcmConfig:

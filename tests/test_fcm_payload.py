@@ -10,8 +10,17 @@ import pytest
 
 from pushpipe.connectors.apns import InvalidNotification
 from pushpipe.connectors.base import Notification, Outcome, Vendor, create_adapter
-from pushpipe.connectors.fcm import (SCOPE, FcmAdapter, FcmConfig, build_message, check_size, classify_response,
-                            encode_request, payload_size, service_account_assertion)
+from pushpipe.connectors.fcm import (
+    SCOPE,
+    FcmAdapter,
+    FcmConfig,
+    build_message,
+    check_size,
+    classify_response,
+    encode_request,
+    payload_size,
+    service_account_assertion,
+)
 from pushpipe.simulators.fcm import key_from_service_account, new_service_account
 
 NOW = 1_700_000_000.0

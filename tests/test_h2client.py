@@ -12,8 +12,8 @@ from pathlib import Path
 
 import h2.config
 import h2.connection
-import h2.events
 import h2.errors
+import h2.events
 import pytest
 from hpack import NeverIndexedHeaderTuple
 

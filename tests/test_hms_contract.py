@@ -15,12 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
+from contract_cases import huawei_token, notification
+from pushpipe.config import Settings
 from pushpipe.connectors.base import Outcome, TokenResult, VendorAdapter, create_adapter
 from pushpipe.connectors.honor import KEYCLOAK_TOKEN_PATH
 from pushpipe.connectors.http import ssl_verify
-from contract_cases import huawei_token, notification
 from pushpipe.infra.simulators import SimulatorAdmin, simulator_config
-from pushpipe.config import Settings
 
 HUAWEI_LIKE = ("hms", "honor")
 

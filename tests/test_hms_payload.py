@@ -8,8 +8,17 @@ import pytest
 
 from pushpipe.connectors.apns import InvalidNotification
 from pushpipe.connectors.base import Notification, Outcome, Vendor, create_adapter
-from pushpipe.connectors.hms import (HmsAdapter, HmsConfig, build_request, check_size, classify_response, encode_request,
-                            illegal_tokens, outcome_for_code, payload_size)
+from pushpipe.connectors.hms import (
+    HmsAdapter,
+    HmsConfig,
+    build_request,
+    check_size,
+    classify_response,
+    encode_request,
+    illegal_tokens,
+    outcome_for_code,
+    payload_size,
+)
 
 NOW = 1_700_000_000.0
 TOKENS = ["t" * 40 + str(i) for i in range(4)]

@@ -7,8 +7,15 @@ import pytest
 
 from pushpipe.connectors.apns import InvalidNotification
 from pushpipe.connectors.base import Notification, Outcome, Vendor, create_adapter
-from pushpipe.connectors.honor import (KEYCLOAK_TOKEN_PATH, HonorAdapter, HonorConfig, build_request, classify_response,
-                              encode_request, timestamp_header)
+from pushpipe.connectors.honor import (
+    KEYCLOAK_TOKEN_PATH,
+    HonorAdapter,
+    HonorConfig,
+    build_request,
+    classify_response,
+    encode_request,
+    timestamp_header,
+)
 
 NOW = 1_700_000_000.123
 TOKENS = ["t" * 40 + str(i) for i in range(4)]

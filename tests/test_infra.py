@@ -9,10 +9,10 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 from elasticsearch import Elasticsearch as EsClient
 
+from pushpipe.config import Settings, Topics, load
 from pushpipe.infra import process
 from pushpipe.infra.elasticsearch import Elasticsearch
 from pushpipe.infra.kafka import DLQ_RETENTION_MS, RETENTION_MS, Kafka, ensure_topics
-from pushpipe.config import Settings, Topics, load
 from pushpipe.producer import PushProducer, preference_event
 
 pytestmark = pytest.mark.stack

@@ -22,10 +22,10 @@ from collections.abc import Iterator
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from pushpipe.infra.simulators import SimulatorAdmin
-from pushpipe.jobs import keys
 from pushpipe import observe
 from pushpipe.config import Settings
+from pushpipe.infra.simulators import SimulatorAdmin
+from pushpipe.jobs import keys
 from pushpipe.producer import PushProducer, device_event, push_request
 from pushpipe.schemas import codec
 from pushpipe.sinks import clickhouse, elastic

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from pushpipe.config import Settings
 from pushpipe.infra import beamloopback, process, sockets
 from pushpipe.infra.jobs import all_jobs
-from pushpipe.config import Settings
 
 pytestmark = pytest.mark.stack
 

@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from pushpipe.infra.simulators import SimulatorAdmin
 from pushpipe import observe
 from pushpipe.config import Settings
+from pushpipe.infra.simulators import SimulatorAdmin
 from pushpipe.producer import PushProducer, device_event, push_request
 from pushpipe.sinks import clickhouse
 from test_isolation_e2e import registered, sent, tok

@@ -21,11 +21,11 @@ from collections import Counter
 import pytest
 from confluent_kafka import Producer
 
+from pushpipe import observe
+from pushpipe.config import JOBS, Settings
 from pushpipe.infra import process
 from pushpipe.infra.jobs import FlinkJob
 from pushpipe.infra.simulators import SimulatorAdmin
-from pushpipe import observe
-from pushpipe.config import JOBS, Settings
 from pushpipe.producer import PushProducer, device_event, now_ms, preference_event, push_request
 from pushpipe.sinks import clickhouse, elastic
 from test_fanout_e2e import prefer

@@ -10,9 +10,9 @@ import httpx
 import pytest
 from confluent_kafka import Consumer
 
-from pushpipe.jobs import keys
 from pushpipe import observe
 from pushpipe.config import Settings
+from pushpipe.jobs import keys
 from pushpipe.producer import PushProducer, device_event, push_request
 from pushpipe.schemas import codec
 from pushpipe.sinks import clickhouse, elastic

@@ -7,8 +7,7 @@ import pytest
 
 from pushpipe.jobs.policy.caps import CapConfig
 from pushpipe.jobs.policy.classify import VendorQuota
-from pushpipe.jobs.policy.decide import (Defer, PolicyConfig, Send, Suppress, decide, effective_timezone,
-                                filter_devices)
+from pushpipe.jobs.policy.decide import Defer, PolicyConfig, Send, Suppress, decide, effective_timezone, filter_devices
 from pushpipe.jobs.policy.preferences import apply_preference, new_preferences
 
 SHANGHAI = "Asia/Shanghai"

@@ -1,8 +1,7 @@
 """Pure policy: user preferences, their bounded history and what they block."""
 import pytest
 
-from pushpipe.jobs.policy.preferences import (HISTORY_LIMIT, InvalidPreference, apply_preference, blocked_reason,
-                                     new_preferences)
+from pushpipe.jobs.policy.preferences import HISTORY_LIMIT, InvalidPreference, apply_preference, blocked_reason, new_preferences
 
 
 def event(kind: str, ts: int = 1, **fields) -> dict:

@@ -11,13 +11,13 @@ import pytest
 
 from pushpipe.connectors import base
 from pushpipe.connectors.base import Notification, Outcome, TokenResult, Vendor
+from pushpipe.jobs import requests
 from pushpipe.jobs.breaker import CircuitBreaker
 from pushpipe.jobs.dispatch_policy import DispatchPolicy, ExitSpec
 from pushpipe.jobs.ledger import SendLedger
 from pushpipe.jobs.retry import RetryPolicy
 from pushpipe.jobs.sender import Exit, Sender, choose_exit, now_ms
 from pushpipe.producer import push_request
-from pushpipe.jobs import requests
 from pushpipe.schemas import codec
 from pushpipe.schemas.results import token_outcomes
 

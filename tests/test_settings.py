@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
+from pushpipe.config import SettingsError, load, masked_url
 from pushpipe.infra import stack
 from pushpipe.infra.service import Health
-from pushpipe.config import SettingsError, load, masked_url
 
 PASSWORD = "hunter2-s3cret"
 

@@ -18,12 +18,12 @@ import time
 
 import pytest
 
+from pushpipe import liveness, observe
+from pushpipe.config import Settings
 from pushpipe.infra import flinkrest, process, restarts, stack
 from pushpipe.infra.clickhouse import ClickHouse
 from pushpipe.infra.jobs import FlinkJob
 from pushpipe.infra.simulators import SimulatorAdmin, Simulators
-from pushpipe import liveness, observe
-from pushpipe.config import Settings
 from pushpipe.producer import PushProducer, device_event, push_request
 from pushpipe.sinks import clickhouse
 
@@ -162,7 +162,8 @@ def test_a_dead_worker_of_an_idle_job_is_replaced_at_once(pipeline: Settings, pr
     assert replaced < IDLE_BACK_WITHIN_S
 
 
-def test_a_hung_dispatch_worker_is_replaced_and_nothing_is_lost(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
+def test_a_hung_dispatch_worker_is_replaced_and_nothing_is_lost(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin,
+                                                                run_id: str) -> None:
     """A worker that stops answering (SIGSTOP: alive, but never runs again) hangs its job silently; the supervisor
     sees the stopped worker and restarts the job from its checkpoint."""
     app, users = f"hung-{run_id}", 400
@@ -207,7 +208,7 @@ def test_an_operator_that_hangs_in_a_running_worker_is_caught_and_nothing_is_los
         failpoints.unlink(missing_ok=True)  # the restarted job runs normally
     observe.wait_for(lambda: admin.accepted(f"{run_id}00")["unique"] >= users, 120 + liveness.STUCK_S, "the second half")
     ats = [hung_at] + sorted(a for a in (r["at"] for r in admin.accepted(f"{run_id}00", payloads=True)["records"]) if a > hung_at)
-    resumed = max(zip(ats, ats[1:]), key=lambda gap: gap[1] - gap[0])[1] - hung_at  # the end of the longest pause
+    resumed = max(zip(ats, ats[1:], strict=False), key=lambda gap: gap[1] - gap[0])[1] - hung_at  # the end of the longest pause
     print(f"\n{job}/{operator} hung: caught after {liveness.STUCK_S:.0f}s busy, sending resumed {resumed:.1f}s after the hang")
     assert restart_count(pipeline, f"job-{job}") == count + 1
     assert "has been running for" in restarts.load(pipeline)[f"job-{job}"]["reason"]

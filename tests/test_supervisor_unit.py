@@ -9,9 +9,9 @@ import time
 
 import pytest
 
+from pushpipe import cli
 from pushpipe.infra import process, restarts, stack
 from pushpipe.infra.service import Health
-from pushpipe import cli
 
 
 def test_not_up_names_each_unhealthy_component_and_why() -> None:

@@ -6,8 +6,8 @@ Only categories listed in `CapConfig.per_day` are capped and counted; a cap of 0
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from pushpipe.jobs.policy.classify import normalise_category
 from pushpipe.jobs.policy.counters import parse_day, take

@@ -12,9 +12,10 @@ the vendor's day: caps reset at midnight in `VendorQuota.reset_tz` (China time; 
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal, Mapping
+from typing import Literal
 
 from pushpipe.jobs.policy import zones
 from pushpipe.jobs.policy.counters import take

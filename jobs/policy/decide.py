@@ -16,13 +16,22 @@ sent, and the caps state must not count it). On Defer, call decide() again at un
 """
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Collection, Mapping, Union
+from typing import Any
 
 from pushpipe.jobs.policy import zones
 from pushpipe.jobs.policy.caps import CapConfig, check_and_count
-from pushpipe.jobs.policy.classify import (DEFAULT_CLASSES, MARKETING, MessageClass, VendorQuota, class_map,
-                                  message_class, normalise_category, vendor_quota_check)
+from pushpipe.jobs.policy.classify import (
+    DEFAULT_CLASSES,
+    MARKETING,
+    MessageClass,
+    VendorQuota,
+    class_map,
+    message_class,
+    normalise_category,
+    vendor_quota_check,
+)
 from pushpipe.jobs.policy.counters import prune_days
 from pushpipe.jobs.policy.preferences import blocked_reason
 from pushpipe.jobs.policy.quiet import defer_until, is_urgent, parse_hhmm
@@ -69,7 +78,7 @@ class Defer:
     reason: str
 
 
-Decision = Union[Send, Suppress, Defer]
+Decision = Send | Suppress | Defer
 
 
 def eligible_devices(devices: Devices, environment: str) -> dict[str, Mapping[str, Any]]:

@@ -9,9 +9,10 @@ VENDORS.md (vivo, Honor, Umeng sizes) are defaults: pass your own table to paylo
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 Measure = Literal["chars", "width"]
 

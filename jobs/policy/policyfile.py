@@ -21,11 +21,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pushpipe.config import Settings
 from pushpipe.jobs.policy import zones
 from pushpipe.jobs.policy.caps import CapConfig
 from pushpipe.jobs.policy.classify import DEFAULT_CLASSES, MARKETING_PER_DAY, VendorQuota
 from pushpipe.jobs.policy.decide import PolicyConfig
-from pushpipe.config import Settings
 
 Count = Annotated[int, Field(ge=0)]
 QUIET = r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$"

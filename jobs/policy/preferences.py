@@ -15,7 +15,8 @@ Timezone and quiet hours set to None mean "use the device's zone / the app defau
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from pushpipe.jobs.policy import zones
 from pushpipe.jobs.policy.classify import DEFAULT_CLASSES, MARKETING, message_class, normalise_category

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from pushpipe.jobs.policy import zones
 from pushpipe.jobs.policy.classify import DEFAULT_CLASSES, SERVICE, message_class

@@ -90,7 +90,7 @@ def parse(expression: str) -> Cron:
     if len(parts) != 5:
         raise ValueError(f"cron expression needs 5 fields (minute hour day-of-month month day-of-week), "
                          f"got {len(parts)} in {expression!r}")
-    minutes, hours, days, months, weekdays = (_field(part, *spec) for part, spec in zip(parts, _FIELDS))
+    minutes, hours, days, months, weekdays = (_field(part, *spec) for part, spec in zip(parts, _FIELDS, strict=True))
     cron = Cron(tuple(sorted(minutes)), tuple(sorted(hours)), frozenset(days), tuple(sorted(months)),
                 frozenset(d % 7 for d in weekdays), parts[2].startswith("*"), parts[4].startswith("*"))
     if (cron.weekdays_star or cron.days_star) and all(min(days) > calendar.monthrange(2000, m)[1] for m in months):

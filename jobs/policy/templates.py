@@ -12,8 +12,9 @@ as "-" and matching is case-insensitive (BCP 47).
 from __future__ import annotations
 
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 _FORMATTER = string.Formatter()
 
@@ -128,7 +129,7 @@ def render(store: TemplateStore, template_id: str, vars: Mapping[str, Any],
     template = store.get(template_id)
     chosen = template.resolve_locale(locale)
     rendered = []
-    for part, text in zip(("title", "body"), template.variants[chosen]):
+    for part, text in zip(("title", "body"), template.variants[chosen], strict=True):
         where = f"template {template_id!r} ({chosen}) {part}"
         try:
             rendered.append(text.format_map(_Strict(vars, where)))
