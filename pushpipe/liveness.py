@@ -27,6 +27,7 @@ BEAT_S = 1.0
 FROZEN_S = 10.0  # no beat for this long: the worker runs no Python (GIL held by native code, a stopped thread)
 STUCK_S = 15.0  # one call busy for this long: far beyond any element's work (a 31,000-device shard takes ~2 s)
 WATCHED = ("process_element", "on_timer")
+FAILPOINTS_READ_S = 1.0  # how often a worker looks for the failpoints file
 
 T = TypeVar("T")
 log = logging.getLogger("pushpipe.liveness")
@@ -85,7 +86,7 @@ def busy_s(now: float) -> float:
 
 def _hang_wanted(operator: str) -> bool:
     now = time.monotonic()
-    if now - _failpoints["checked"] >= 1.0:
+    if now - _failpoints["checked"] >= FAILPOINTS_READ_S:
         _failpoints["checked"] = now
         _failpoints["hang"] = _read_failpoints().get("hang")
     return _failpoints["hang"] == f"{os.environ.get('PUSHPIPE_JOB', '')}/{operator}"

@@ -200,6 +200,7 @@ def test_an_operator_that_hangs_in_a_running_worker_is_caught_and_nothing_is_los
     observe.wait_for(lambda: admin.accepted(f"{run_id}00", tokens=False)["count"] >= users // 2, 120, "the first half")
     count, failpoints = restart_count(pipeline, f"job-{job}"), liveness.failpoints_file(pipeline.run_dir)
     failpoints.write_text(json.dumps({"hang": f"{job}/{operator}"}))
+    time.sleep(2 * liveness.FAILPOINTS_READ_S)  # read by the workers before the wave, not halfway through it
     try:
         push_wave_from(producer, app, run_id, users // 2, users)
         observe.wait_for(lambda: busy_s(pipeline, job) > 1, 60, f"a {operator} call to hang", interval_s=0.2)
