@@ -32,10 +32,6 @@ class Outcome(StrEnum):
     UNAVAILABLE = "unavailable"  # transient: vendor outage, 5xx, timeout, transport error
     REJECTED = "rejected"  # permanent: bad request, payload, credentials; do not retry
 
-    @property
-    def retryable(self) -> bool:
-        return self in (Outcome.THROTTLED, Outcome.UNAVAILABLE)
-
 
 class TokenResult(NamedTuple):
     """One token's result; a NamedTuple because a broadcast makes a million of them (4x cheaper than a dataclass)."""

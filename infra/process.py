@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import pwd
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -200,15 +199,6 @@ def _failure_message(what: str, reason: str, settings: Settings | None, name: st
     if settings is not None and name is not None:
         message += f"\n--- last lines of {log_file(settings, name)}:\n{log_tail(settings, name)}"
     return message
-
-
-def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
-    """True if a TCP connection to host:port succeeds."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def descendants(pid: int) -> list[int]:
