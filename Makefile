@@ -4,17 +4,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup up down status demo test lint unit ci bench clean
+.PHONY: help setup up down status demo test lint lock unit ci bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@command -v javac >/dev/null || (apt-get update && apt-get install -y openjdk-17-jdk-headless)
 	@command -v mvn >/dev/null || (apt-get update && apt-get install -y maven)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'  # every package at the version CI tested
 	touch $(STAMP)
 
 setup: $(STAMP) ## create .venv with pushpipe and its pinned dependencies
@@ -33,6 +33,9 @@ demo: setup ## README command 1: the whole pipeline on embedded defaults, with r
 
 test: setup lint ## README command 2 (what CI runs): lint, unit tests, then the end-to-end tests through the real stack
 	$(BIN)/python -m pytest -v --durations=15
+
+lock: setup ## write constraints.txt: the versions now installed, for every later install
+	$(BIN)/pip freeze --exclude-editable | grep -v '^pushpipe' > constraints.txt
 
 lint: setup ## ruff (lint and import order), configured in pyproject.toml
 	$(BIN)/ruff check .
