@@ -91,7 +91,7 @@ def result_record(batch: Record, outcomes: Outcomes, sent_at: int) -> Record:
 
 def subset(batch: Record, tokens: list[str], attempt: int, not_before: int) -> Record:
     """The batch narrowed to `tokens`, as the next attempt."""
-    pins = dict(zip(batch["tokens"], batch["pins"], strict=False))  # no pins: a batch of explicit tokens
+    pins = dict(zip(batch["tokens"], batch["pins"], strict=False))  # no pins: a batch written before they were carried
     kept = set(tokens)
     return {**batch, "tokens": tokens, "pins": [pins.get(t, "") for t in tokens] if batch["pins"] else [],
             "fallback_tokens": {t: f for t, f in batch["fallback_tokens"].items() if t in kept},
