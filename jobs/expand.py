@@ -43,7 +43,7 @@ def expand_for_pin(request: Record, pin: str, state: Record, now_ms: int, config
     if request["environment"] == "test":  # test apps reach whitelisted (test) devices only
         result.not_sent += [(t, "suppressed", TEST_TO_PRODUCTION) for t, d in sorted(devices.items())
                             if d["environment"] != "test"]
-    decision = decide(request, {**state, "devices": devices}, now_ms, config)
+    decision = decide(request, state if only is None else {**state, "devices": devices}, now_ms, config)
     if isinstance(decision, Defer):
         result.defer_until = decision.until_ms
         return result

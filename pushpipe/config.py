@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "PUSHPIPE_"
+QUIET_HOURS = r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d"  # "HH:MM-HH:MM"
 SECRET_WORDS = ("password", "secret", "private_key", "api_key")
 
 
@@ -90,7 +91,7 @@ class Settings(BaseSettings):
     # (jobs/policy/classify.py), for pin pushes and broadcasts alike
     vendor_quotas: Counts = Field(default_factory=dict)
     # the app's quiet hours in each user's own time zone, e.g. "22:00-08:00"; empty: only those users set
-    quiet_hours: str = Field("", pattern=r"^(([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d)?$")
+    quiet_hours: str = Field("", pattern=f"^({QUIET_HOURS})?$")
     dedup_window_s: int = Field(24 * 3600, ge=1)
     dispatch_metrics_port: Port = 19250  # + subtask index
     # dispatch subtasks, each with a Python worker (and GIL) of its own; lanes have kafka_partitions partitions

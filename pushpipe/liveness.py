@@ -34,7 +34,7 @@ log = logging.getLogger("pushpipe.liveness")
 _busy: dict[int, list[float]] = {}  # thread ident -> [calls in progress (nested: chained operators), since]
 _started = threading.Lock()
 _watchdog: threading.Thread | None = None
-_failpoints: dict[str, Any] = {"checked": 0.0, "hang": None}
+_failpoints: dict[str, Any] = {"checked": 0.0, "hang": None, "file": None}  # file: set when the watchdog starts
 
 
 def liveness_dir(run_dir: Path, job: str) -> Path:
@@ -93,10 +93,10 @@ def _hang_wanted(operator: str) -> bool:
 
 
 def _read_failpoints() -> dict[str, Any]:
-    from pushpipe.config import load
-
+    if _failpoints["file"] is None:
+        return {}
     try:
-        return json.loads(failpoints_file(load().run_dir).read_text())
+        return json.loads(_failpoints["file"].read_text())
     except (OSError, ValueError):
         return {}
 
@@ -109,7 +109,9 @@ def _start_watchdog() -> None:
         if _watchdog is None:
             from pushpipe.config import load
 
-            directory = liveness_dir(load().run_dir, os.environ["PUSHPIPE_JOB"])
+            run_dir = load().run_dir
+            _failpoints["file"] = failpoints_file(run_dir)
+            directory = liveness_dir(run_dir, os.environ["PUSHPIPE_JOB"])
             _watchdog = threading.Thread(target=_beat, args=(directory,), name="pushpipe-liveness", daemon=True)
             _watchdog.start()
 

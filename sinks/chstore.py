@@ -49,6 +49,7 @@ TRANSPORT = {"query", "database", "user", "password", "query_id", "session_id", 
 TRAILING_FORMAT = re.compile(r"\s+FORMAT\s+(\w+)\s*;?\s*\Z", re.IGNORECASE)
 INSERT_DATA = re.compile(r"\A(\s*INSERT\s+INTO\s+.+?)\s+FORMAT\s+(\w+)\s*\Z", re.IGNORECASE | re.DOTALL)
 BODY_INSERT = re.compile(rb"\A(\s*INSERT\s+INTO\s+.+?\s+FORMAT\s+\w+)[ \t]*\r?\n", re.IGNORECASE | re.DOTALL)
+SELECT = re.compile(r"\s*(SELECT|WITH)\b", re.IGNORECASE)
 SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -96,7 +97,7 @@ class Store:
                 sql, fmt = sql[: trailing.start()], trailing[1]
             if request.database:
                 conn.query(f"USE `{request.database.replace('`', '')}`")  # unqualified tables resolve there
-            if re.match(r"\s*(SELECT|WITH)\b", sql, re.IGNORECASE):  # where a SETTINGS clause may end the query
+            if SELECT.match(sql):  # where a SETTINGS clause may end the query
                 sql = _with_settings(sql, request.settings)
             result = conn.query(sql, fmt, params=request.params or None)
             if infile:

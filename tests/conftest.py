@@ -49,6 +49,12 @@ def simulators(settings: Settings) -> Iterator[Settings]:
 
 
 @pytest.fixture
+def admin(pipeline: Settings) -> SimulatorAdmin:
+    """The stack's simulator admin API (contract and dispatch tests override it with their own resets)."""
+    return SimulatorAdmin(pipeline.simulator_admin_url)
+
+
+@pytest.fixture
 def run_id() -> str:
     """A unique prefix for this test's apps, pins and tokens."""
     return uuid.uuid4().hex[:8]

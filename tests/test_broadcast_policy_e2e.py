@@ -25,11 +25,6 @@ from test_isolation_e2e import registered, sent, tok
 pytestmark = pytest.mark.stack
 
 
-@pytest.fixture
-def admin(pipeline: Settings) -> SimulatorAdmin:
-    return SimulatorAdmin(pipeline.simulator_admin_url)
-
-
 def reasons(settings: Settings, app: str, requests: list[dict]) -> Counter:
     """How many of the requests' outcomes in Elasticsearch give each reason (of those not sent)."""
     es = elastic.connect(settings)

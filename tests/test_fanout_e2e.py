@@ -28,11 +28,6 @@ def tok(run_id: str, user: int, device: int = 0) -> str:
     return f"{run_id}{user:05x}{device:x}".ljust(64, "e")
 
 
-@pytest.fixture
-def admin(pipeline: Settings) -> SimulatorAdmin:
-    return SimulatorAdmin(pipeline.simulator_admin_url)
-
-
 def loaded(producer: PushProducer, settings: Settings, *events: dict) -> None:
     for event in events:
         producer.device_event(event)

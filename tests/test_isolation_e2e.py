@@ -38,11 +38,6 @@ def tok(run_id: str, n: int) -> str:
     return f"{run_id}{n:05x}".ljust(64, "a")
 
 
-@pytest.fixture
-def admin(pipeline: Settings) -> SimulatorAdmin:
-    return SimulatorAdmin(pipeline.simulator_admin_url)
-
-
 def registered(producer: PushProducer, settings: Settings, *events: dict) -> None:
     for event in events:
         producer.device_event(event)

@@ -34,11 +34,6 @@ from test_isolation_e2e import counted, dead_letters, message_counts, registered
 pytestmark = pytest.mark.stack
 
 
-@pytest.fixture
-def admin(pipeline: Settings) -> SimulatorAdmin:
-    return SimulatorAdmin(pipeline.simulator_admin_url)
-
-
 def test_a_broadcast_that_matches_nobody_and_the_devices_it_skips_have_outcomes(pipeline: Settings, producer: PushProducer,
                                                                                  admin: SimulatorAdmin, run_id: str) -> None:
     empty, app = f"empty-{run_id}", f"skips-{run_id}"

@@ -57,11 +57,6 @@ def restart_count(settings: Settings, name: str) -> int:
     return int(restarts.load(settings).get(name, {}).get("count", 0))
 
 
-@pytest.fixture
-def admin(pipeline: Settings) -> SimulatorAdmin:
-    return SimulatorAdmin(pipeline.simulator_admin_url)
-
-
 KILLED = [(FlinkJob("fanout"), "job-fanout"), (FlinkJob("dispatch"), "job-dispatch"), (FlinkJob("analytics"), "job-analytics"),
           (Simulators(), "simulators"), (ClickHouse(), "clickhouse")]
 

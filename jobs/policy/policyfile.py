@@ -21,14 +21,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pushpipe.config import Settings
+from pushpipe.config import QUIET_HOURS, Settings
 from pushpipe.jobs.policy import zones
 from pushpipe.jobs.policy.caps import CapConfig
 from pushpipe.jobs.policy.classify import DEFAULT_CLASSES, MARKETING_PER_DAY, VendorQuota
 from pushpipe.jobs.policy.decide import PolicyConfig
 
 Count = Annotated[int, Field(ge=0)]
-QUIET = r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$"
 
 
 class PolicyFileError(SystemExit):
@@ -42,7 +41,7 @@ class PolicyFile(BaseModel):
     vendor_quotas: dict[str, Count] | None = None
     app_kind: Literal["other", "news"] = "other"
     unclassified_vendors: list[str] = []
-    quiet_hours: str | None = Field(None, pattern=QUIET)
+    quiet_hours: str | None = Field(None, pattern=f"^{QUIET_HOURS}$")
     default_tz: str = zones.UTC
     classes: dict[str, Literal["service", "marketing"]] = {}
 
