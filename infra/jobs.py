@@ -36,7 +36,7 @@ CHECKPOINT_STALE_S = 300.0  # well under Flink's checkpoint timeout (10 min), a 
 
 def python_workers(settings: Settings, job: str) -> int:
     """Python worker processes the job runs: dispatch is in process mode (one worker per subtask);
-    fan-out and analytics run their Python in thread mode, inside the JVM (jobs/common.py)."""
+    fan-out and analytics run their Python in thread mode, inside the JVM (jobs/runtime.py)."""
     return settings.dispatch_parallelism if job == "dispatch" else 0
 
 
@@ -58,7 +58,7 @@ class FlinkJob:
         return f"http://127.0.0.1:{settings.flink_rest_port(self.job)}"
 
     def install(self, settings: Settings) -> None:
-        from pushpipe.infra.flink import project_jar
+        from pushpipe.infra.flink import project_jar  # lazy: pyflink is slow to import, and `status` needs none
 
         project_jar(settings)  # and the connector jars it is compiled against
         beamloopback.lib_dir(settings)
@@ -80,7 +80,7 @@ class FlinkJob:
         return process.service_dir(settings, self.name) / "flink-log"
 
     def tmp_dir(self, settings: Settings) -> Path:
-        """Flink's io.tmp.dirs for this job (jobs/common.py flink_config sets the same path)."""
+        """Flink's io.tmp.dirs for this job (jobs/runtime.py flink_config sets the same path)."""
         return process.service_dir(settings, self.name) / "tmp"
 
     def env(self, settings: Settings) -> dict[str, str]:
@@ -90,10 +90,14 @@ class FlinkJob:
         package (one file shared by every stack, corrupted by concurrent writers). The worker mode
         "process": PyFlink would otherwise start a loopback worker pool, a gRPC server on every
         interface, in each job's client process (thread-mode jobs never use it; dispatch sets it too).
+        PUSHPIPE_PIPELINE_JARS: the connector jars and the project's Java, for the job's classpath.
         FLINK_LIB_DIR: pyflink's lib plus Beam's gRPC servers bound to loopback (infra/beamloopback.py);
         PyFlink keeps it only with FLINK_HOME set.
         """
-        return {"PUSHPIPE_JOB": self.job, "FLINK_LOG_DIR": str(self.log_dir(settings)), "_python_worker_execution_mode": "process",
+        from pushpipe.infra.flink import pipeline_jars
+
+        return {"PUSHPIPE_JOB": self.job, "PUSHPIPE_PIPELINE_JARS": pipeline_jars(settings),
+                "FLINK_LOG_DIR": str(self.log_dir(settings)), "_python_worker_execution_mode": "process",
                 "FLINK_HOME": str(beamloopback.pyflink_home()), "FLINK_LIB_DIR": str(beamloopback.lib_dir(settings))}
 
     def wait_ready(self, settings: Settings) -> None:
@@ -104,7 +108,7 @@ class FlinkJob:
 
     def restart(self, settings: Settings) -> None:
         """The supervisor's restart: kill what is left (SIGKILL after a few seconds), start again
-        from the latest checkpoint (jobs/common.py flink_config) and wait until RUNNING."""
+        from the latest checkpoint (jobs/runtime.py flink_config) and wait until RUNNING."""
         process.stop(settings, self.name, timeout=KILL_AFTER_S)
         self.start(settings)
 

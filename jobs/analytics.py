@@ -21,9 +21,8 @@ from pyflink.datastream.window import TumblingProcessingTimeWindows
 
 from pushpipe import liveness
 from pushpipe.config import Settings
-from pushpipe.jobs import common, keys
-from pushpipe.jobs.requests import NO_VENDOR
-from pushpipe.schemas import results
+from pushpipe.jobs import deadletters, runtime
+from pushpipe.schemas import keys, results
 from pushpipe.sinks import clickhouse, elastic
 
 JOB = "analytics"
@@ -39,7 +38,7 @@ class ParseResults(ProcessFunction):
         self.topic = topic
 
     def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterator[Any]:
-        yield from common.decode_or_dlq(JOB, self.topic, "DispatchResult", value)
+        yield from deadletters.decode_or_dlq(JOB, self.topic, "DispatchResult", value)
 
 
 def add_result(summary: Summary, result: dict[str, Any]) -> Summary:
@@ -54,7 +53,7 @@ def add_result(summary: Summary, result: dict[str, Any]) -> Summary:
     if result["attempt"] > 0:  # these tokens were counted as retrying by an earlier attempt
         counts["retrying"] = max(0, counts.get("retrying", 0) - len(result["outcomes"]) - grouped)
     vendors = summary["vendors"]
-    if result["vendor"] not in vendors and result["vendor"] != NO_VENDOR:
+    if result["vendor"] not in vendors and result["vendor"] != results.NO_VENDOR:
         vendors = sorted([*vendors, result["vendor"]])
     return {"counts": counts, "vendors": vendors, "last_completed_at": max(summary["last_completed_at"], result["completed_at"])}
 
@@ -123,10 +122,10 @@ class WriteWindow(ProcessWindowFunction):
 
 
 def build(settings: Settings) -> Any:
-    env = common.environment(settings, JOB, mode="thread")  # keyed totals over many messages: state calls stay in the JVM
+    env = runtime.environment(settings, JOB, mode="thread")  # keyed totals over many messages: state calls stay in the JVM
     topic = settings.topics.results
-    parsed = common.kafka_source(env, settings, topic, f"pushpipe-{JOB}").process(ParseResults(topic)).name("parse-results").uid("parse-results")
-    common.sink_dlq(parsed, settings)
+    parsed = runtime.kafka_source(env, settings, topic, f"pushpipe-{JOB}").process(ParseResults(topic)).name("parse-results").uid("parse-results")
+    runtime.sink_dlq(parsed, settings)
     written = (
         parsed.key_by(message_key, key_type=Types.STRING())
         .process(MessageTotals())
@@ -136,7 +135,7 @@ def build(settings: Settings) -> Any:
         .process(WriteWindow(settings), output_type=Types.INT())
         .name("write-clickhouse-elasticsearch").uid("write-clickhouse-elasticsearch")
     )
-    common.discard(written)
+    runtime.discard(written)
     return env
 
 
@@ -144,4 +143,4 @@ if __name__ == "__main__":
     # through the imported module, so Flink pickles this module's functions by reference, not by value
     from pushpipe.jobs import analytics
 
-    common.run(analytics.build, JOB)
+    runtime.run(analytics.build, JOB)

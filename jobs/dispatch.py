@@ -27,7 +27,8 @@ from pyflink.datastream.state import ValueStateDescriptor
 from pushpipe import liveness
 from pushpipe.config import Settings
 from pushpipe.connectors.config import vendor_configs
-from pushpipe.jobs import common, dispatch_policy, metrics
+from pushpipe.jobs import deadletters, dispatch_policy, metrics, runtime
+from pushpipe.jobs.lanes import LANE_RECORD_BATCHES
 from pushpipe.jobs.ledger import SendLedger
 from pushpipe.jobs.sender import Sender, now_ms, subset
 from pushpipe.schemas import codec
@@ -37,10 +38,10 @@ CAPACITY = 200  # lane records in flight
 # PyFlink ends each of its bundles by waiting for every call in flight, and hands over the next one
 # only then. Small bundles keep a new high-priority batch from waiting behind a low-priority crowd:
 # a PyFlink bundle holds at most 64 batches (4 lane records of up to 16).
-PYFLINK_BUNDLE = max(1, 64 // common.LANE_RECORD_BATCHES)
+PYFLINK_BUNDLE = max(1, 64 // LANE_RECORD_BATCHES)
 TIMEOUT = Time.minutes(10)  # a batch still waiting then (rate limit, outage) goes to push.retry
-RETRY = OutputTag("retry", common.BYTES)
-FEEDBACK = OutputTag("feedback", common.BYTES)
+RETRY = OutputTag("retry", runtime.BYTES)
+FEEDBACK = OutputTag("feedback", runtime.BYTES)
 log = logging.getLogger("pushpipe.dispatch")
 
 
@@ -50,7 +51,7 @@ class ParseBatches(ProcessFunction):
         self.topic = topic
 
     def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterator[Any]:
-        yield from common.decode_or_dlq(JOB, self.topic, "DispatchBatch", value)
+        yield from deadletters.decode_or_dlq(JOB, self.topic, "DispatchBatch", value)
 
 
 @liveness.watched
@@ -62,7 +63,7 @@ class ParseBundles(ProcessFunction):
 
     def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterator[Any]:
         single = codec.record_name(value) == "DispatchBatch"
-        for item in common.decode_or_dlq(JOB, self.topic, "DispatchBatch" if single else "DispatchBundle", value):
+        for item in deadletters.decode_or_dlq(JOB, self.topic, "DispatchBatch" if single else "DispatchBundle", value):
             if isinstance(item, tuple):  # dead letter
                 yield item
             elif single:
@@ -70,7 +71,7 @@ class ParseBundles(ProcessFunction):
             elif item["batches"]:
                 yield item["batches"]
             else:
-                yield common.dead_letter(JOB, self.topic, value, "empty_bundle", "a DispatchBundle without batches")
+                yield deadletters.dead_letter(JOB, self.topic, value, "empty_bundle", "a DispatchBundle without batches")
 
 
 @liveness.watched
@@ -160,25 +161,25 @@ def build(settings: Settings) -> Any:
     # validated here, so a bad file stops the job at once with its reason instead of failing every restart
     dispatch_policy.load(settings.dispatch_file)
     vendor_configs(settings)
-    env = common.environment(settings, JOB, {"python.fn-execution.bundle.size": str(PYFLINK_BUNDLE)})
+    env = runtime.environment(settings, JOB, {"python.fn-execution.bundle.size": str(PYFLINK_BUNDLE)})
     # Each subtask reads its own lane partitions, and retries are keyed by batch: a replayed batch comes
     # back to the subtask whose send ledger saw it.
     env.set_parallelism(settings.dispatch_parallelism)
     topics = settings.topics
     group = f"pushpipe-{JOB}"
     # One source per lane: the operator reads its inputs in turn, so a lane's backlog does not queue the others.
-    lanes = [common.kafka_source(env, settings, topic, group) for topic in topics.lanes]
-    retries = common.kafka_source(env, settings, topics.retry, group).process(ParseBatches(topics.retry)).name("parse-retries").uid("parse-retries")
+    lanes = [runtime.kafka_source(env, settings, topic, group) for topic in topics.lanes]
+    retries = runtime.kafka_source(env, settings, topics.retry, group).process(ParseBatches(topics.retry)).name("parse-retries").uid("parse-retries")
     due = (retries.key_by(lambda b: f"{b['batch_id']}/{b['attempt']}", key_type=Types.STRING())
-           .process(HoldUntilDue(), output_type=common.BYTES).name("hold-until-due").uid("hold-until-due"))
+           .process(HoldUntilDue(), output_type=runtime.BYTES).name("hold-until-due").uid("hold-until-due"))
     bundles = due.union(*lanes).process(ParseBundles("push.dispatch.*")).name("parse-bundles").uid("parse-bundles")
     for parsed in (bundles, retries):
-        common.sink_dlq(parsed, settings)
+        runtime.sink_dlq(parsed, settings)
     sent = AsyncDataStream.unordered_wait(bundles, SendBundle(settings), TIMEOUT, CAPACITY)
-    routed = sent.name("send").uid("send").process(Route(), output_type=common.BYTES).name("route").uid("route")
-    routed.sink_to(common.kafka_sink(settings, topics.results)).name("push.results")
-    routed.get_side_output(RETRY).sink_to(common.kafka_sink(settings, topics.retry)).name("push.retry")
-    routed.get_side_output(FEEDBACK).sink_to(common.kafka_sink(settings, topics.device_feedback)).name("device.feedback")
+    routed = sent.name("send").uid("send").process(Route(), output_type=runtime.BYTES).name("route").uid("route")
+    routed.sink_to(runtime.kafka_sink(settings, topics.results)).name("push.results")
+    routed.get_side_output(RETRY).sink_to(runtime.kafka_sink(settings, topics.retry)).name("push.retry")
+    routed.get_side_output(FEEDBACK).sink_to(runtime.kafka_sink(settings, topics.device_feedback)).name("device.feedback")
     return env
 
 
@@ -186,4 +187,4 @@ if __name__ == "__main__":
     # through the imported module, so Flink pickles this module's functions by reference, not by value
     from pushpipe.jobs import dispatch
 
-    common.run(dispatch.build, JOB)
+    runtime.run(dispatch.build, JOB)

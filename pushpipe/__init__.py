@@ -7,5 +7,5 @@ simulators/) and are imported as pushpipe.jobs, pushpipe.schemas, ...: a wheel p
 from pathlib import Path
 
 _checkout = Path(__file__).resolve().parent.parent
-if (_checkout / "jobs" / "fanout.py").is_file() and not (Path(__file__).parent / "jobs").is_dir():
+if (_checkout / "jobs" / "__init__.py").is_file() and not (Path(__file__).parent / "jobs").is_dir():
     __path__.append(str(_checkout))  # noqa: F821 (the package's own search path)

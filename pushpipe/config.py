@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     batch_size: int = Field(1000, ge=1, le=1000)  # tokens per DispatchBatch (HMS takes 1000 per call)
     flink_rest_port_base: Port = 18081
     checkpoint_interval_ms: int = Field(5000, ge=100)
+    # the jars a job adds to its classpath as a pipeline.jars value (";"-separated file:// URLs); the launcher
+    # (infra/jobs.py) builds them and sets it for each job
+    pipeline_jars: str = ""
     topics: Topics = Field(default_factory=lambda: Topics())
 
     @field_validator("daily_caps", "vendor_quotas", mode="before")

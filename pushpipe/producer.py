@@ -12,8 +12,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from pushpipe.config import Settings
-from pushpipe.jobs import keys
-from pushpipe.schemas import codec
+from pushpipe.schemas import codec, keys
 
 
 def now_ms() -> int:
@@ -59,7 +58,7 @@ class PushProducer:
         self._produce(self.topics.requests, record["msg_id"], codec.encode("PushRequest", record))
 
     def device_event(self, record: dict[str, Any]) -> None:
-        self._produce(self.topics.device_events, f"{record['app_id']}|{record['token']}", codec.encode("DeviceEvent", record))
+        self._produce(self.topics.device_events, keys.device_key(record["app_id"], record["token"]), codec.encode("DeviceEvent", record))
 
     def preference(self, record: dict[str, Any]) -> None:
         """A PreferenceEvent, keyed app_id|pin|<setting> (keys.preference_key): user.preferences is compacted,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 Record = dict[str, Any]
+NO_VENDOR = "none"  # the vendor of a result for what fan-out did not send to any vendor (a pin without devices)
 
 
 def token_outcome(token: str, pin: str, outcome: str, code: str, reason: str, exit_: str, vendor_msg_id: str,

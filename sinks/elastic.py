@@ -3,7 +3,7 @@
 - messages (`settings.es_index`), id = "<app_id>:<msg_id>": app, category, vendors and counts per outcome. Each
   result is a partial update (no scripts: the integ-test distribution has no painless) carrying
   absolute totals kept by the analytics job in Flink state, so a replay rewrites the same values.
-- deliveries (`settings.es_deliveries_index`), id = "<app_id>:<msg_id>|<key>" (jobs/keys.py), key = the
+- deliveries (`settings.es_deliveries_index`), id = "<app_id>:<msg_id>|<key>" (schemas/keys.py), key = the
   token, or "pin:<pin>" for a pin's outcome, "<batch id>:<code>" for an aggregated outcome (pins without devices,
   devices skipped in a broadcast shard),
   the batch id for the whole request: the latest outcome of that token.
@@ -20,8 +20,7 @@ from elasticsearch import Elasticsearch, helpers
 from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
 
 from pushpipe.config import Settings
-from pushpipe.jobs import keys
-from pushpipe.schemas import results
+from pushpipe.schemas import keys, results
 
 Action = dict[str, Any]
 CHUNK_SIZE = 2000  # actions per bulk request: a window can hold 100k+ deliveries

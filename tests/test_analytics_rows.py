@@ -3,7 +3,8 @@ import pytest
 from elasticsearch import helpers
 
 from pushpipe.config import Settings
-from pushpipe.jobs import analytics, requests
+from pushpipe.jobs import analytics
+from pushpipe.jobs.fanout import records
 from pushpipe.producer import push_request
 from pushpipe.schemas import codec, results
 from pushpipe.sinks import clickhouse, elastic
@@ -30,9 +31,9 @@ def test_latency_counts_from_when_the_message_became_due_and_the_hold_apart() ->
     assert (row["latency_ms"], row["hold_ms"]) == (60_000, 60_000)
     assert clickhouse.result_row(result([("t1", "accepted")]))["hold_ms"] == 0, "an old result: due when requested"
     request = {**push_request("a", ["u"], "t", "b", deliver_at=90_000), "created_at": 1_000}
-    assert [requests.due_at(r) for r in ({**request, "created_at": 1_000}, {**request, "deliver_at": None, "created_at": 1_000},
+    assert [records.due_at(r) for r in ({**request, "created_at": 1_000}, {**request, "deliver_at": None, "created_at": 1_000},
                                          {**request, "due_at": 120_000})] == [90_000, 1_000, 120_000]
-    assert requests.batch(request, "apns", [("t1", "u", "")], 2_000, "pin:u:0")["due_at"] == 90_000
+    assert records.batch(request, "apns", [("t1", "u", "")], 2_000, "pin:u:0")["due_at"] == 90_000
 
 
 def grouped(accepted: list[str], failed: list[tuple[str, str]], attempt: int = 0) -> dict:

@@ -6,18 +6,21 @@ import json
 
 import pytest
 
-from flink_fakes import Context, Mapped, Value
+from flink_fakes import Harness
 from pushpipe.config import SettingsError, load
-from pushpipe.jobs import fanout, keys, requests
-from pushpipe.jobs.devices import apply_event
-from pushpipe.jobs.expand import expand_for_pin, new_pin_state
+from pushpipe.jobs.fanout.devices import apply_event
+from pushpipe.jobs.fanout.expand import expand_for_pin, new_pin_state
+from pushpipe.jobs.fanout.messages import GATHER, RESULTS, PinInput, ToPin
+from pushpipe.jobs.fanout.pin_directory import PinDirectory
+from pushpipe.jobs.fanout.shard_directory import ShardDirectory
 from pushpipe.jobs.policy.caps import CapConfig
 from pushpipe.jobs.policy.classify import VendorQuota
 from pushpipe.jobs.policy.decide import PolicyConfig, per_user_policy_applies
 from pushpipe.jobs.policy.policyfile import PolicyFileError, policy_config
 from pushpipe.jobs.policy.templates import TemplateStore
 from pushpipe.producer import device_event, push_request
-from pushpipe.schemas import codec
+from pushpipe.schemas import codec, keys
+from pushpipe.schemas.results import NO_VENDOR
 
 NOON = 1_795_348_800_000  # 2026-11-22 12:00 UTC
 CAPS = PolicyConfig(caps=CapConfig(per_day={"marketing": 3}))
@@ -48,29 +51,21 @@ def test_a_segment_reaches_only_its_devices_and_counts_the_pin_once() -> None:
     assert result.state["devices"] == state["devices"], "the pin keeps all its devices"
 
 
-def pin_directory() -> fanout.PinDirectory:
-    directory = fanout.PinDirectory(None)  # type: ignore[arg-type]
-    directory.batch_size, directory.policy = 500, CAPS
-    directory.templates = TemplateStore.from_dict({"templates": {}})
-    directory.state, directory.deferred, directory.broadcasts = Value(), Mapped(), Mapped()
-    return directory
-
-
-def test_a_pin_takes_a_broadcast_once_however_many_shards_send_it_and_caps_it_like_a_pin_push() -> None:
-    directory, key = pin_directory(), keys.pin_key("a", "u")
+def test_a_pin_takes_a_broadcast_once_however_many_shards_send_it_and_caps_it_like_a_pin_push(tmp_path) -> None:
+    directory, key = Harness(PinDirectory(load(home=tmp_path))), keys.pin_key("a", "u")  # marketing: 3 a day
     for token in ("ios1", "ios2"):  # two devices, in two shards: both shards send the pin each broadcast
-        list(directory.process_element((key, "dev", device_event("a", "u", token)), Context(key)))
+        directory.process(ToPin(key, PinInput.DEVICE, device_event("a", "u", token)))
     sales = [broadcast("marketing") for _ in range(3)]
-    taken = [out for sale in sales for _ in range(2) for out in directory.process_element((key, "bcast", sale), Context(key))]
-    partials = [payload for tag, payload in taken if tag is fanout.PARTIAL]
-    assert [(p[1], sorted(t for t, _, _ in p[3])) for p in partials] == [("apns", ["ios1", "ios2"])] * 3
-    assert sum(directory.state.value()["caps"].values()) == 3, "each broadcast counted once"
-    [(tag, (_, vendor, _, capped))] = list(directory.process_element((key, "bcast", broadcast("marketing")), Context(key)))
-    assert tag is fanout.PARTIAL and vendor == requests.NO_VENDOR, "a broadcast's outcomes are gathered"
-    assert [(o.token, o.reason) for o in capped] == [("ios1", "frequency_cap:marketing"), ("ios2", "frequency_cap:marketing")]
+    taken = [out for sale in sales for _ in range(2) for out in directory.process(ToPin(key, PinInput.BROADCAST, sale))]
+    gathered = [payload for tag, payload in taken if tag is GATHER]
+    assert [(g.vendor, sorted(t.token for t in g.items)) for g in gathered] == [("apns", ["ios1", "ios2"])] * 3
+    assert sum(directory.state("pin", key).value()["caps"].values()) == 3, "each broadcast counted once"
+    [(tag, capped)] = directory.process(ToPin(key, PinInput.BROADCAST, broadcast("marketing")))
+    assert tag is GATHER and capped.vendor == NO_VENDOR, "a broadcast's outcomes are gathered"
+    assert [(o.token, o.reason) for o in capped.items] == [("ios1", "frequency_cap:marketing"), ("ios2", "frequency_cap:marketing")]
     pin_push = push_request("a", ["u"], "t", "b", category="marketing")
-    [(tag, result)] = list(directory.process_element((key, "req", pin_push), Context(key)))
-    assert tag is fanout.RESULTS
+    [(tag, result)] = directory.process(ToPin(key, PinInput.REQUEST, pin_push))
+    assert tag is RESULTS
     assert [o["reason"] for o in codec.decode("DispatchResult", result)["outcomes"]] == ["frequency_cap:marketing"]
 
 
@@ -105,16 +100,7 @@ def test_the_policy_file_overrides_the_settings_and_a_bad_one_names_what_is_wron
         policy_config(settings)
 
 
-def test_a_directory_opens_with_the_policy_and_the_templates(monkeypatch, tmp_path) -> None:
-    monkeypatch.setenv("PUSHPIPE_HOME", str(tmp_path))
-
-    class Context:
-        def get_state(self, descriptor):
-            return Value()
-
-        def get_map_state(self, descriptor):
-            return Mapped()
-
-    for directory in (fanout.PinDirectory(load()), fanout.ShardDirectory(load())):
-        directory.open(Context())
+def test_a_directory_opens_with_the_policy_and_the_templates(tmp_path) -> None:
+    for directory in (PinDirectory(load(home=tmp_path)), ShardDirectory(load(home=tmp_path))):
+        Harness(directory)
         assert directory.policy.caps.limit("marketing") == 3 and directory.templates is not None

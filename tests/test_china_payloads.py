@@ -16,7 +16,7 @@ from pushpipe.connectors.base import Notification, Outcome, TokenResult, Vendor,
 from pushpipe.connectors.config import parse
 from pushpipe.connectors.httpbatch import CachedToken, InvalidNotification, VendorError, chunks, merge_malformed, reveal, seconds_until_china_hour
 from pushpipe.connectors.signing import form_body, md5_hex, parse_form, sha256_hex, sorted_params
-from pushpipe.jobs import requests
+from pushpipe.jobs.fanout import records
 from pushpipe.jobs.policy.classify import message_class
 from pushpipe.jobs.policy.decide import PolicyConfig
 from pushpipe.jobs.sender import notification_of
@@ -424,7 +424,7 @@ def test_one_class_from_fan_out_to_the_adapters() -> None:
     """The policy's classes (a policy file can add "orders": "service") decide what dispatch tells the vendors."""
     policy = PolicyConfig(classes={"orders": "service"})
     request = {**push_request("a", ["u"], "t", "b", category="orders"), "message_class": message_class("orders", policy.classes)}
-    batch = requests.batch(request, "vivo", [("t1", "u", "")], 1, "pin:u:0")
+    batch = records.batch(request, "vivo", [("t1", "u", "")], 1, "pin:u:0")
     assert batch["message_class"] == "service" and notification_of(batch).message_class == "service"
     assert notification_of({**batch, "message_class": ""}).message_class == "marketing", "an old batch: the default classes"
 

@@ -6,7 +6,7 @@ import fastavro
 import pytest
 from fastavro.schema import parse_schema
 
-from pushpipe.jobs import requests
+from pushpipe.jobs.fanout import records
 from pushpipe.producer import device_event, push_request
 from pushpipe.schemas import codec, results
 
@@ -21,7 +21,7 @@ def test_round_trip_every_record_type() -> None:
 @pytest.mark.parametrize("count", [0, 1, 63, 64, 300])  # the array's count is a varint: 64 and up take two bytes
 def test_an_array_record_joined_from_item_bodies_is_the_same_bytes(count: int) -> None:
     request = push_request("app", ["u"], "t", "b")
-    batches = [requests.batch(request, "apns", [(f"t{i}", "u", "")], i, f"test:{i}") for i in range(count)]
+    batches = [records.batch(request, "apns", [(f"t{i}", "u", "")], i, f"test:{i}") for i in range(count)]
     joined = codec.encode_array("DispatchBundle", [codec.body("DispatchBatch", b) for b in batches])
     assert joined == codec.encode("DispatchBundle", {"batches": batches})
     assert codec.record_name(joined) == "DispatchBundle" and codec.decode("DispatchBundle", joined)["batches"] == batches

@@ -1,12 +1,14 @@
 """Pure per-pin expansion and device shards: policy, isolation, templates, limits, segments."""
-from pushpipe.jobs import devices, keys, shards
-from pushpipe.jobs.devices import apply_event
-from pushpipe.jobs.expand import TEST_TO_PRODUCTION, expand_for_pin, new_pin_state
+from pushpipe.jobs.fanout import devices, shards
+from pushpipe.jobs.fanout.devices import apply_event
+from pushpipe.jobs.fanout.expand import TEST_TO_PRODUCTION, expand_for_pin, new_pin_state
+from pushpipe.jobs.fanout.records import Unsent
 from pushpipe.jobs.policy.caps import CapConfig
 from pushpipe.jobs.policy.decide import PolicyConfig
 from pushpipe.jobs.policy.preferences import apply_preference
 from pushpipe.jobs.policy.templates import TemplateStore
 from pushpipe.producer import device_event, push_request
+from pushpipe.schemas import keys
 
 NOON = 1_795_348_800_000  # 2026-11-22 12:00 UTC
 TEMPLATES = TemplateStore.from_dict({"templates": {"shipped": {"default_locale": "en", "variants": {
@@ -41,7 +43,7 @@ def test_test_push_reaches_only_whitelisted_devices() -> None:
     state = pin_with(device_event("a", "u1", "prod"), device_event("a", "u1", "dev", environment="test"))
     result = expand_for_pin(push_request("a", ["u1"], "t", "b", environment="test"), "u1", state, NOON, PolicyConfig(), TEMPLATES)
     assert [t for _, (_, targets) in result.groups.items() for t, _, _ in targets] == ["dev"]
-    assert result.not_sent == [("prod", "suppressed", TEST_TO_PRODUCTION)]
+    assert result.not_sent == [Unsent("prod", "suppressed", TEST_TO_PRODUCTION)]
 
 
 def test_opt_out_quiet_hours_and_caps() -> None:
@@ -68,8 +70,8 @@ def test_oversize_payload_is_rejected_per_vendor() -> None:
 
 
 def test_shards_spread_tokens_and_follow_moves() -> None:
-    keys = {shards.shard_key("a", f"token-{i}") for i in range(1000)}
-    assert len(keys) == shards.SHARDS
+    spread = {keys.shard_key("a", f"token-{i}") for i in range(1000)}
+    assert len(spread) == keys.SHARDS
     bound = shards.summary_after(None, device_event("a", "u1", "t1", tags=["vip"], app_version="2.3.0"))
     moved = device_event("a", "u2", "t1")
     assert shards.moved_from(bound, moved) == "u1"

@@ -16,9 +16,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from pushpipe import observe
 from pushpipe.config import Settings
 from pushpipe.infra.simulators import SimulatorAdmin
-from pushpipe.jobs import keys
 from pushpipe.producer import PushProducer, device_event, now_ms, push_request
-from pushpipe.schemas import codec
+from pushpipe.schemas import codec, keys
 from pushpipe.sinks import clickhouse, elastic
 
 pytestmark = pytest.mark.stack

@@ -1,20 +1,26 @@
 """Pure fan-out logic: the device directory and request expansion."""
 import pytest
 
-from pushpipe.jobs import devices, keys, requests, shards
+from pushpipe.jobs.fanout import devices, records, shards, validate
+from pushpipe.jobs.fanout.records import Unsent
+from pushpipe.jobs.policy.decide import eligible_devices
 from pushpipe.jobs.policy.preferences import apply_preference
 from pushpipe.producer import device_event, push_request
-from pushpipe.schemas import codec
+from pushpipe.schemas import codec, keys, results
+
+
+def vendors(state: devices.Devices, environment: str) -> dict[str, str]:
+    return {token: device["vendor"] for token, device in eligible_devices(state, environment).items()}
 
 
 def test_bind_report_switch_and_unbind() -> None:
     state = devices.apply_event({}, device_event("a", "u1", "tok1"))
     state = devices.apply_event(state, device_event("a", "u1", "tok2", vendor="fcm"))
-    assert devices.targets_by_vendor(state, "u1", "production") == {"apns": [("tok1", "u1", "")], "fcm": [("tok2", "u1", "")]}
+    assert vendors(state, "production") == {"tok1": "apns", "tok2": "fcm"}
     state = devices.apply_event(state, device_event("a", "u1", "tok1", kind="switch_off"))
-    assert devices.targets_by_vendor(state, "u1", "production") == {"fcm": [("tok2", "u1", "")]}
+    assert vendors(state, "production") == {"tok2": "fcm"}
     state = devices.apply_event(state, device_event("a", "u1", "tok1", kind="switch_on", brand="Apple"))
-    assert ("tok1", "u1", "") in devices.targets_by_vendor(state, "u1", "production")["apns"]
+    assert vendors(state, "production")["tok1"] == "apns"
     assert [kind for _, kind, _ in state["tok1"]["switch_history"]] == ["switch_off", "switch_on"]
     state = devices.apply_event(state, device_event("a", "u1", "tok2", kind="invalid_token"))
     state = devices.apply_event(state, device_event("a", "u1", "tok1", kind="unbind"))
@@ -30,7 +36,7 @@ def test_token_refresh_replaces_the_old_token() -> None:
 def test_environment_is_respected() -> None:
     state = devices.apply_event({}, device_event("a", "u1", "prod"))
     state = devices.apply_event(state, device_event("a", "u1", "dev", environment="test"))
-    assert devices.targets_by_vendor(state, "u1", "test") == {"apns": [("dev", "u1", "")]}
+    assert vendors(state, "test") == {"dev": "apns"}
 
 
 @pytest.mark.parametrize(
@@ -62,30 +68,30 @@ def test_environment_is_respected() -> None:
 )
 def test_invalid_requests_have_reasons(change: dict, reason: str) -> None:
     request = {**push_request("a", ["u1"], "t", "b"), **change}
-    with pytest.raises(requests.InvalidRequest, match=reason):
-        requests.validate(request)
+    with pytest.raises(validate.InvalidRequest, match=reason):
+        validate.validate(request)
 
 
 def test_batches_carry_the_request_and_are_chunked() -> None:
     request = push_request("a", ["u1"], "t", "b", ttl_s=60)
-    parts = list(requests.chunks([(f"t{i}", f"u{i}", "um" if i == 1 else "") for i in range(7)], 3))
+    parts = list(records.chunks([(f"t{i}", f"u{i}", "um" if i == 1 else "") for i in range(7)], 3))
     assert [len(p) for p in parts] == [3, 3, 1]
-    batch = requests.batch(request, "apns", parts[0], now_ms=1, position="pins:0")
+    batch = records.batch(request, "apns", parts[0], now_ms=1, position="pins:0")
     assert batch["msg_id"] == request["msg_id"] and batch["tokens"] == ["t0", "t1", "t2"]
     assert batch["pins"] == ["u0", "u1", "u2"] and batch["fallback_tokens"] == {"t1": "um"}
     assert batch["expires_at"] == request["created_at"] + 60_000
 
 
 def test_what_is_not_sent_becomes_a_result_with_reasons() -> None:
-    [result] = requests.unsent_results(push_request("a", ["u1"], "t", "b"), "pin:u1", [("", "suppressed", "no_devices")], "u1", now_ms=1)
+    [result] = records.unsent_results(push_request("a", ["u1"], "t", "b"), "pin:u1", [Unsent("", "suppressed", "no_devices")], "u1", now_ms=1)
     assert result["outcomes"][0]["outcome"] == "suppressed" and result["outcomes"][0]["code"] == "no_devices"
-    assert result["batch_id"].endswith(":pin:u1") and result["vendor"] == requests.NO_VENDOR
+    assert result["batch_id"].endswith(":pin:u1") and result["vendor"] == results.NO_VENDOR
 
 
 def test_many_outcomes_are_split_into_results_that_fit_a_kafka_record() -> None:
     request = push_request("a", ["u1"], "t", "b")
-    outcomes = [(f"t{i}".ljust(250, "x"), "suppressed", "opted_out:marketing", f"u{i}".ljust(128, "p")) for i in range(2500)]
-    found = list(requests.unsent_results(request, "shard:3:unsent", outcomes, "", now_ms=1))
+    outcomes = [Unsent(f"t{i}".ljust(250, "x"), "suppressed", "opted_out:marketing", f"u{i}".ljust(128, "p")) for i in range(2500)]
+    found = list(records.unsent_results(request, "shard:3:unsent", outcomes, "", now_ms=1))
     assert [len(r["outcomes"]) for r in found] == [1000, 1000, 500]
     assert len({r["batch_id"] for r in found}) == 3
     assert max(len(codec.encode("DispatchResult", r)) for r in found) < 1_000_000 // 2
@@ -94,19 +100,19 @@ def test_many_outcomes_are_split_into_results_that_fit_a_kafka_record() -> None:
 
 def test_batch_ids_are_derived_from_app_message_vendor_text_and_position() -> None:
     request = push_request("a", ["u1"], "t", "b")
-    one = requests.batch(request, "apns", [("t1", "u1", "")], 1, "shard:3:0")
-    assert requests.batch(request, "apns", [("t1", "u1", "")], 2, "shard:3:0")["batch_id"] == one["batch_id"]
-    others = [requests.batch(request, "apns", [("t1", "u1", "")], 1, "shard:3:1"),
-              requests.batch({**request, "app_id": "b"}, "apns", [("t1", "u1", "")], 1, "shard:3:0"),
-              requests.batch(request, "fcm", [("t1", "u1", "")], 1, "shard:3:0"),
-              requests.batch({**request, "notification": {**request["notification"], "title": "other"}}, "apns",
+    one = records.batch(request, "apns", [("t1", "u1", "")], 1, "shard:3:0")
+    assert records.batch(request, "apns", [("t1", "u1", "")], 2, "shard:3:0")["batch_id"] == one["batch_id"]
+    others = [records.batch(request, "apns", [("t1", "u1", "")], 1, "shard:3:1"),
+              records.batch({**request, "app_id": "b"}, "apns", [("t1", "u1", "")], 1, "shard:3:0"),
+              records.batch(request, "fcm", [("t1", "u1", "")], 1, "shard:3:0"),
+              records.batch({**request, "notification": {**request["notification"], "title": "other"}}, "apns",
                              [("t1", "u1", "")], 1, "shard:3:0")]
     assert len({one["batch_id"], *(o["batch_id"] for o in others)}) == 5
 
 
 def test_occurrences_of_a_recurring_request_have_their_own_id_and_clock() -> None:
     request = push_request("a", ["u1"], "t", "b", recurrence="0 9 * * *")
-    fired = requests.occurrence(request, 5_000)
+    fired = records.occurrence(request, 5_000)
     assert fired["msg_id"] == f"{request['msg_id']}@5000" and fired["created_at"] == 5_000 and not fired["recurrence"]
 
 
@@ -150,12 +156,12 @@ def test_device_events_with_bad_ids_have_reasons() -> None:
 
 
 def test_a_pin_lists_unknown_pins_are_one_outcome() -> None:
-    outcomes = [requests.Unsent("", "suppressed", "no_devices") for _ in range(5)]  # pins never registered
-    outcomes += [requests.Unsent("", "suppressed", "no_devices", pin="switched-off"),
-                 requests.Unsent("", "suppressed", "cap:marketing", pin="capped"), requests.Unsent("t1", "rejected", "oversize", pin="v")]
-    kept = requests.without_unknown_pins(outcomes)
-    assert kept[:3] == outcomes[5:] and kept[3] == requests.Unsent("", "suppressed", "no_devices", count=5)
-    assert requests.without_unknown_pins(outcomes[5:]) == outcomes[5:]
+    outcomes = [records.Unsent("", "suppressed", "no_devices") for _ in range(5)]  # pins never registered
+    outcomes += [records.Unsent("", "suppressed", "no_devices", pin="switched-off"),
+                 records.Unsent("", "suppressed", "cap:marketing", pin="capped"), records.Unsent("t1", "rejected", "oversize", pin="v")]
+    kept = records.without_unknown_pins(outcomes)
+    assert kept[:3] == outcomes[5:] and kept[3] == records.Unsent("", "suppressed", "no_devices", count=5)
+    assert records.without_unknown_pins(outcomes[5:]) == outcomes[5:]
 
 
 def test_each_preference_setting_has_its_own_compaction_key() -> None:

@@ -12,9 +12,8 @@ from confluent_kafka import Consumer
 
 from pushpipe import observe
 from pushpipe.config import Settings
-from pushpipe.jobs import keys
 from pushpipe.producer import PushProducer, device_event, push_request
-from pushpipe.schemas import codec
+from pushpipe.schemas import codec, keys
 from pushpipe.sinks import clickhouse, elastic
 
 pytestmark = pytest.mark.stack

@@ -11,9 +11,9 @@ import pytest
 
 from pushpipe.connectors import base
 from pushpipe.connectors.base import Notification, Outcome, TokenResult, Vendor
-from pushpipe.jobs import requests
 from pushpipe.jobs.breaker import CircuitBreaker
 from pushpipe.jobs.dispatch_policy import DispatchPolicy, ExitSpec
+from pushpipe.jobs.fanout import records
 from pushpipe.jobs.ledger import SendLedger
 from pushpipe.jobs.retry import RetryPolicy
 from pushpipe.jobs.sender import Exit, Sender, choose_exit, now_ms
@@ -71,7 +71,7 @@ def sender(tmp_path: Path, policy: DispatchPolicy | None = None) -> Sender:
 
 def batch(tokens: list[str], fallback: dict[str, str] | None = None, attempt: int = 0) -> dict:
     request = push_request("app", ["u1"], "t", "b")
-    record = requests.batch(request, "apns", [(t, "u1", (fallback or {}).get(t, "")) for t in tokens], now_ms=1, position="pin:u1:0")
+    record = records.batch(request, "apns", [(t, "u1", (fallback or {}).get(t, "")) for t in tokens], now_ms=1, position="pin:u1:0")
     return {**record, "attempt": attempt}
 
 

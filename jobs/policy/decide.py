@@ -82,7 +82,7 @@ Decision = Send | Suppress | Defer
 
 
 def eligible_devices(devices: Devices, environment: str) -> dict[str, Mapping[str, Any]]:
-    """The enabled devices of `environment` (the same rule as jobs.devices.targets_by_vendor)."""
+    """The enabled devices of `environment`."""
     return {token: device for token, device in devices.items()
             if device.get("enabled", True) and device.get("environment", "production") == environment}
 

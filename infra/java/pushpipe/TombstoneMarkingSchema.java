@@ -12,7 +12,7 @@ import org.apache.flink.kafka.shaded.org.apache.kafka.clients.consumer.ConsumerR
 /**
  * Kafka record values as raw bytes, like a value-only ByteArraySchema, except that a tombstone (a null value)
  * is not dropped: it becomes MARK + topic + NUL + key, so the Python job can delete the key on a compacted
- * topic or dead-letter it elsewhere (jobs/common.py reads the marker; keep MARK the same there).
+ * topic or dead-letter it elsewhere (jobs/deadletters.py reads the marker; keep MARK the same there).
  */
 public final class TombstoneMarkingSchema implements KafkaRecordDeserializationSchema<byte[]> {
     private static final long serialVersionUID = 1L;

@@ -1,34 +1,19 @@
 """Pure logic of the device shards that serve broadcasts, segments and explicit tokens.
 
-Devices of an app are spread over SHARDS keys (app, crc32(token) % SHARDS), so a broadcast is
-one small record per shard, expanded in parallel, never one giant record or one hot key.
+Devices of an app are spread over keys.SHARDS keys (keys.shard_key), so a broadcast is one small record
+per shard, expanded in parallel, never one giant record or one hot key.
 """
 from __future__ import annotations
 
-import zlib
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from pushpipe.jobs.devices import REMOVING
-from pushpipe.jobs.keys import SEP
+from pushpipe.jobs.fanout.devices import REMOVING
 
 Record = dict[str, Any]
-SHARDS = 32
 BLOCKING_FIELDS = ("opted_out_categories", "opted_out_channels", "unsubscribed")
 SUMMARY_FIELDS = ("pin", "vendor", "platform", "environment", "brand", "app_version", "locale", "fallback_token", "tags")
-
-
-def shard_key(app_id: str, token: str) -> str:
-    return f"{app_id}{SEP}{zlib.crc32(token.encode()) % SHARDS}"
-
-
-def all_shard_keys(app_id: str) -> list[str]:
-    return [f"{app_id}{SEP}{n}" for n in range(SHARDS)]
-
-
-def shard_of(key: str) -> str:
-    return key.split(SEP, 1)[1]
 
 
 def select(devices: Iterable[tuple[str, Record]], request: Record) -> tuple[list[tuple[str, Record]], Counter[str]]:

@@ -1,63 +1,17 @@
-"""Pure request handling at fan-out: validation and building DispatchBatches."""
+"""What fan-out writes, built from a request: DispatchBatches, and results for what it did not send."""
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from pushpipe.jobs import keys
-from pushpipe.jobs.devices import Target
-from pushpipe.jobs.expand import variant
-from pushpipe.jobs.policy.schedule import next_fire
-from pushpipe.schemas import codec
+from pushpipe.jobs.fanout.devices import Target
+from pushpipe.jobs.fanout.placement import variant
+from pushpipe.schemas import codec, keys
+from pushpipe.schemas.results import NO_VENDOR
 
 Record = dict[str, Any]
-SEGMENT_KEYS = ("platform", "brand", "vendor", "app_version", "tag")
-NO_VENDOR = "none"  # vendor of a result for a pin with nothing to send to
 NO_DEVICES = "no_devices"  # the reason of a pin without any device
-
-
-class InvalidRequest(ValueError):
-    """A request that can never be sent; the message is the reason on the DLQ."""
-
-
-def validate(request: Record) -> None:
-    try:
-        _check_ids(request)
-    except keys.InvalidId as bad:
-        raise InvalidRequest(str(bad)) from None
-    target = request["target"]
-    if target in ("pin", "pins") and not request["pins"]:
-        raise InvalidRequest(f"target {target!r} needs at least one pin")
-    if target == "pin" and len(request["pins"]) != 1:
-        raise InvalidRequest(f"target 'pin' takes exactly one pin, got {len(request['pins'])}")
-    if target == "tokens" and not request["tokens"]:
-        raise InvalidRequest("target 'tokens' needs at least one token")
-    if target == "segment" and (not request["segment"] or set(request["segment"]) - set(SEGMENT_KEYS)):
-        raise InvalidRequest(f"target 'segment' needs filters among {SEGMENT_KEYS}, got {sorted(request['segment'])}")
-    if request["recurrence"]:
-        try:
-            next_fire(request["recurrence"], request["created_at"], request["recurrence_tz"])
-        except (ValueError, KeyError) as bad:
-            raise InvalidRequest(f"recurrence: {bad}") from None
-    if request["deliver_at"] and request["deliver_at"] > request["created_at"] + request["ttl_s"] * 1000:
-        raise InvalidRequest(f"deliver_at is {(request['deliver_at'] - request['created_at']) // 1000} s after created_at,"
-                             f" beyond the request's TTL of {request['ttl_s']} s: it would expire before it is due")
-    note = request["notification"]
-    if not (note["title"] or note["body"] or note["data"] or note["template_id"]):
-        raise InvalidRequest("notification has no title, body, data or template")
-
-
-def _check_ids(request: Record) -> None:
-    keys.check_app_id(request["app_id"])
-    keys.check_msg_id(request["msg_id"])
-    if len(request["pins"]) > keys.MAX_PINS:
-        raise keys.InvalidId(f"{len(request['pins'])} pins, at most {keys.MAX_PINS} are allowed in one request")
-    if len(request["tokens"]) > keys.MAX_TOKENS:
-        raise keys.InvalidId(f"{len(request['tokens'])} tokens, at most {keys.MAX_TOKENS} are allowed in one request")
-    for pin in request["pins"]:
-        keys.check_pin(pin, "a pin")
-    for token in request["tokens"]:
-        keys.check_token(token, "a token")
+MAX_OUTCOMES = 1000  # outcomes per result: a result stays far below Kafka's record limit
 
 
 def without_pins(request: Record) -> Record:
@@ -65,7 +19,7 @@ def without_pins(request: Record) -> Record:
     return {**request, "pins": []}
 
 
-def chunks(items: list, size: int) -> Iterator[list]:
+def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -115,14 +69,11 @@ def without_unknown_pins(outcomes: list[Unsent]) -> list[Unsent]:
     return kept + [Unsent("", "suppressed", NO_DEVICES, count=unknown)] if unknown else kept
 
 
-MAX_OUTCOMES = 1000  # outcomes per result: a result stays far below Kafka's record limit
-
-
-def unsent_results(request: Record, key: str, outcomes: list[tuple], pin: str, now_ms: int) -> Iterator[Record]:
+def unsent_results(request: Record, key: str, outcomes: list[Unsent], pin: str, now_ms: int) -> Iterator[Record]:
     """Results for what fan-out did not send, so nothing vanishes: MAX_OUTCOMES at most each, their batch ids
     "<msg_id>:<key>" (then ":<n>" for the second and later ones), the same on a replay. `pin` is the pin of
     outcomes that name none."""
-    for n, part in enumerate(chunks([Unsent(*o) for o in outcomes], MAX_OUTCOMES)):
+    for n, part in enumerate(chunks(outcomes, MAX_OUTCOMES)):
         yield codec.new_record(
             "DispatchResult",
             batch_id=f"{request['msg_id']}:{key}" + (f":{n}" if n else ""),

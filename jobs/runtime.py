@@ -1,26 +1,22 @@
-"""What every PyFlink job shares: the environment, Kafka sources and sinks, the DLQ.
+"""How a job runs on Flink: its environment and checkpoints, Kafka sources and sinks, its entry point.
 
-Kafka values cross into Python as raw bytes and are decoded by the one codec (`schemas.codec`), so a
-malformed record becomes a DeadLetter instead of a failure. A tombstone (null value) arrives as a marked
-value (infra/java/pushpipe/TombstoneMarkingSchema.java): a deletion of its key where the topic is compacted,
-a dead letter elsewhere.
+Kafka values cross into Python as raw bytes and are decoded by the one codec (`schemas.codec`, see
+jobs/deadletters.py), so a malformed record becomes a DeadLetter instead of a failure. The jars a job adds to
+its classpath come in with its settings (`pipeline_jars`, set by the launcher in infra/jobs.py).
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import site
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from pyflink.common import Configuration, Types, WatermarkStrategy
 from pyflink.common.serialization import ByteArraySchema
-from pyflink.datastream import DataStream, OutputTag, StreamExecutionEnvironment
+from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.datastream.connectors.base import DeliveryGuarantee, Sink
 from pyflink.datastream.connectors.kafka import (
     KafkaOffsetResetStrategy,
@@ -33,19 +29,9 @@ from pyflink.java_gateway import get_gateway
 
 import pushpipe
 from pushpipe.config import Settings, load
-from pushpipe.infra.flink import pipeline_jars
-from pushpipe.schemas import codec
+from pushpipe.jobs.deadletters import DLQ
 
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
-DLQ = OutputTag("dlq", BYTES)
-# The most batches a lane record (DispatchBundle) carries: fan-out's Bundler fills records up to it,
-# and dispatch sizes its PyFlink bundles by it (jobs/dispatch.py).
-LANE_RECORD_BATCHES = 16
-# A dead letter keeps this much of the bad value (with its size and SHA-256): a value near Kafka's 1 MiB
-# limit plus the dead letter's own fields would not fit on push.dlq, and failing there stops the job.
-DLQ_EXCERPT_BYTES = 4096
-MAX_REASON_CHARS = 2048
-MAX_ID_CHARS = 256  # msg and app ids as carried by a dead letter, cut to this (invalid ones may be huge)
 log = logging.getLogger("pushpipe.jobs")
 
 
@@ -162,60 +148,10 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def dead_letter(job: str, topic: str, payload: bytes | None, error: str, reason: str, **ids: Any) -> tuple:
-    """A side-output element carrying an encoded DeadLetter: the reason, and of the bad value an excerpt,
-    its size and hash, so a dead letter stays far below Kafka's record limit whatever it was sent."""
-    value = bytes(payload or b"")
-    record = codec.new_record(
-        "DeadLetter", job=job, source_topic=topic, reason=reason[:MAX_REASON_CHARS], error=error,
-        payload=value[:DLQ_EXCERPT_BYTES], payload_size=len(value), payload_sha256=hashlib.sha256(value).hexdigest(),
-        payload_truncated=len(value) > DLQ_EXCERPT_BYTES, ts=now_ms(),
-        **{k: v[:MAX_ID_CHARS] if isinstance(v, str) else v for k, v in ids.items()},
-    )
-    return DLQ, codec.encode("DeadLetter", record)
-
-
-TOMBSTONE_MARK = b"\xfe\xffpushpipe:tombstone:"  # as in TombstoneMarkingSchema.MARK
-
-
-@dataclass(frozen=True)
-class Tombstone:
-    """A record with a null value: on a compacted topic, the deletion of its key. (Not a tuple: parsers pass
-    tuples, the dead letters, through as side outputs.)"""
-    topic: str
-    key: str
-
-
-def tombstone(payload: bytes) -> Tombstone | None:
-    """The tombstone a source value stands for (MARK + topic + NUL + key), or None for a value."""
-    if not payload.startswith(TOMBSTONE_MARK):
-        return None
-    topic, _, key = bytes(payload[len(TOMBSTONE_MARK):]).partition(b"\0")
-    return Tombstone(topic.decode(errors="replace"), key.decode(errors="replace"))
-
-
-def tombstone_letter(job: str, dead: Tombstone, name: str, why: str = "") -> tuple:
-    reason = why or f"a null value (tombstone) on {dead.topic}, which is not compacted: send a {name} record instead"
-    return dead_letter(job, dead.topic, dead.key.encode(), "tombstone", f"{reason} (key {dead.key[:200]!r})")
-
-
-def decode_or_dlq(job: str, topic: str, name: str, payload: bytes) -> Iterator[Any]:
-    """Yield the decoded record, or a DLQ side output with the reason (a tombstone's: see decode_or_tombstone)."""
-    for item in decode_or_tombstone(job, topic, name, payload):
-        yield tombstone_letter(job, item, name) if isinstance(item, Tombstone) else item
-
-
-def decode_or_tombstone(job: str, topic: str, name: str, payload: bytes) -> Iterator[Any]:
-    """Yield the decoded record, a Tombstone (for a compacted topic's parser to delete), or a DLQ side output."""
-    dead = tombstone(payload)
-    if dead is not None:
-        yield dead
-        return
-    try:
-        yield codec.decode(name, bytes(payload))
-    except codec.BadRecord as bad:
-        log.warning("%s: dead-lettered a %s record: %s", job, topic, bad.reason)
-        yield dead_letter(job, topic, payload, bad.error, bad.reason)
+def pipeline_jars(settings: Settings) -> str:
+    if not settings.pipeline_jars:
+        raise RuntimeError("PUSHPIPE_PIPELINE_JARS is not set: start jobs with `pushpipe up`, which builds the jars and sets it")
+    return settings.pipeline_jars
 
 
 def sink_dlq(stream: DataStream, settings: Settings) -> None:

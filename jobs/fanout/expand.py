@@ -6,15 +6,15 @@ plus the pin's new state, or a deferral time when quiet hours hold the request b
 """
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from pushpipe.jobs.devices import Target
+from pushpipe.jobs.fanout.devices import Target
+from pushpipe.jobs.fanout.placement import GroupKey, Placement
+from pushpipe.jobs.fanout.records import Unsent
 from pushpipe.jobs.policy.decide import Defer, PolicyConfig, Send, Suppress, decide, filter_devices
-from pushpipe.jobs.policy.limits import payload_problems
-from pushpipe.jobs.policy.templates import TemplateError, TemplateStore, render
+from pushpipe.jobs.policy.templates import TemplateStore
 
 Record = dict[str, Any]
 TEST_TO_PRODUCTION = "test_push_to_production_device"
@@ -23,8 +23,8 @@ TEST_TO_PRODUCTION = "test_push_to_production_device"
 @dataclass
 class Expansion:
     state: Record  # the pin's state after this request
-    groups: dict[tuple[str, str], tuple[Record, list[Target]]] = field(default_factory=dict)  # (vendor, variant)
-    not_sent: list[tuple[str, str, str]] = field(default_factory=list)  # (token, outcome, reason)
+    groups: dict[GroupKey, tuple[Record, list[Target]]] = field(default_factory=dict)  # see Placement
+    not_sent: list[Unsent] = field(default_factory=list)
     defer_until: int | None = None
     suppressed: str | None = None  # the whole request for this pin, with this reason
 
@@ -41,7 +41,7 @@ def expand_for_pin(request: Record, pin: str, state: Record, now_ms: int, config
     devices = state["devices"] if only is None else {t: d for t, d in state["devices"].items() if t in only}
     result = Expansion(state)
     if request["environment"] == "test":  # test apps reach whitelisted (test) devices only
-        result.not_sent += [(t, "suppressed", TEST_TO_PRODUCTION) for t, d in sorted(devices.items())
+        result.not_sent += [Unsent(t, "suppressed", TEST_TO_PRODUCTION) for t, d in sorted(devices.items())
                             if d["environment"] != "test"]
     decision = decide(request, state if only is None else {**state, "devices": devices}, now_ms, config)
     if isinstance(decision, Defer):
@@ -51,47 +51,22 @@ def expand_for_pin(request: Record, pin: str, state: Record, now_ms: int, config
         if only is None or not devices:
             result.suppressed = decision.reason
         else:  # a broadcast addresses devices: each of the pin's in its audience has the outcome
-            result.not_sent += [(t, "suppressed", decision.reason) for t in sorted(devices)]
+            result.not_sent += [Unsent(t, "suppressed", decision.reason) for t in sorted(devices)]
         return result
     assert isinstance(decision, Send)
     allowed, blocked, quota = filter_devices(request, state["devices"], state["vendor_quota"], now_ms, config,
                                              prefs=state["prefs"], only=only)
-    result.not_sent += [(t, "suppressed", reason) for t, reason in sorted(blocked.items())]
+    result.not_sent += [Unsent(t, "suppressed", reason) for t, reason in sorted(blocked.items())]
     if not allowed:
         if only is None or not blocked:
             result.suppressed = "all devices suppressed" if blocked else "no_devices"
         return result
     result.state = {**state, "caps": decision.new_state["caps"], "vendor_quota": quota}
+    placement = Placement(request, templates)
     for token in allowed:
-        _place(result, request, token, pin, devices[token], templates)
+        device = devices[token]
+        why_not = placement.place(Target(token, pin, device.get("fallback_token") or ""), device["vendor"], device.get("locale") or "")
+        if why_not:
+            result.not_sent.append(Unsent(token, "rejected", why_not))
+    result.groups = placement.groups
     return result
-
-
-def _place(result: Expansion, request: Record, token: str, pin: str, device: Record, templates: TemplateStore) -> None:
-    """Put one device into the group of its vendor and rendered notification, or record why it is not sent."""
-    try:
-        notification = rendered(request["notification"], device.get("locale") or "", templates)
-    except TemplateError as bad:
-        result.not_sent.append((token, "rejected", f"template: {bad}"))
-        return
-    problems = payload_problems(notification, device["vendor"])
-    if problems:
-        result.not_sent.append((token, "rejected", "; ".join(problems)))
-        return
-    key = (device["vendor"], variant(notification))
-    if key not in result.groups:
-        result.groups[key] = ({**request, "notification": notification}, [])
-    result.groups[key][1].append((token, pin, device.get("fallback_token") or ""))
-
-
-def rendered(notification: Record, locale: str, templates: TemplateStore) -> Record:
-    """The notification with its template (if any) rendered for the device's locale."""
-    if not notification.get("template_id"):
-        return notification
-    title, body = render(templates, notification["template_id"], notification["template_vars"], locale)
-    return {**notification, "title": title, "body": body}
-
-
-def variant(notification: Record) -> str:
-    """A short key for what the user will see, so one batch carries one text."""
-    return hashlib.blake2s(f"{notification['title']}\0{notification['body']}".encode(), digest_size=6).hexdigest()

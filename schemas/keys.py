@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+import zlib
 
 SEP = "|"
 APP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
@@ -108,6 +109,36 @@ def priority_of_bundle(key: str) -> str:
     return key.split(SEP, 1)[0]
 
 
+SHARDS = 32  # an app's devices are spread over this many shard keys (see jobs/fanout/shards.py)
+
+
+def shard_key(app_id: str, token: str) -> str:
+    """The device shard of a token: (app, crc32(token) % SHARDS)."""
+    return f"{app_id}{SEP}{zlib.crc32(token.encode()) % SHARDS}"
+
+
+def all_shard_keys(app_id: str) -> list[str]:
+    return [f"{app_id}{SEP}{n}" for n in range(SHARDS)]
+
+
+def shard_of(key: str) -> str:
+    """The shard number of a shard key, as text."""
+    return key.split(SEP, 1)[1]
+
+
+def device_key(app_id: str, token: str) -> str:
+    """The Kafka key of a DeviceEvent on the compacted device.events: a tombstone on it deletes the token."""
+    return f"{app_id}{SEP}{token}"
+
+
+def parse_device_key(key: str) -> tuple[str, str]:
+    """(app, token) of a device key; InvalidId when it is not one."""
+    app_id, _, token = key.partition(SEP)
+    check_app_id(app_id)
+    check_token(token)
+    return app_id, token
+
+
 def preference_key(event: dict) -> str:
     """The Kafka key of a PreferenceEvent: the app, the pin and what the event sets, so that compaction of
     user.preferences keeps the latest event of each setting (an opt-out survives a later time zone change)."""
@@ -119,6 +150,14 @@ def preference_key(event: dict) -> str:
     else:  # set_timezone, set_quiet_hours
         setting = kind.removeprefix("set_")
     return SEP.join((event["app_id"], event["pin"], setting))
+
+
+def parse_preference_key(key: str) -> tuple[str, str, str]:
+    """(app, pin, setting) of a preference key; InvalidId when the app or pin breaks the rules."""
+    app_id, pin, setting = (key.split(SEP, 2) + ["", ""])[:3]
+    check_app_id(app_id)
+    check_pin(pin)
+    return app_id, pin, setting
 
 
 # Sink ids: readable where they fit, a digest where they would not.

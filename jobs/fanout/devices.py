@@ -1,9 +1,9 @@
 """Pure device-directory logic: the devices of one (app, pin), kept as Flink keyed state."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
-from pushpipe.jobs import keys
+from pushpipe.schemas import keys
 
 Device = dict[str, Any]
 Devices = dict[str, Device]  # token -> device
@@ -12,7 +12,13 @@ REMOVING = {"unbind", "deregister", "invalid_token"}
 SWITCH_HISTORY = 10  # notification switch changes kept per device, for diagnosis
 DEVICE_FIELDS = ("vendor", "platform", "environment", "brand", "model", "os_version", "app_version", "locale", "timezone",
                  "fallback_token", "tags")
-Target = tuple[str, str, str]  # (token, pin, fallback token or "")
+
+
+class Target(NamedTuple):
+    """A device a batch is sent to."""
+    token: str
+    pin: str  # "" for a device without a pin
+    fallback: str  # the token to fall back to (e.g. Umeng's), or ""
 
 
 def apply_event(devices: Devices, event: dict[str, Any]) -> Devices:
@@ -31,16 +37,6 @@ def apply_event(devices: Devices, event: dict[str, Any]) -> Devices:
         known = devices.get(token, {"enabled": True})
         devices[token] = {**known, **{f: event[f] for f in DEVICE_FIELDS}, "updated_at": event["ts"]}
     return devices
-
-
-def targets_by_vendor(devices: Devices, pin: str, environment: str) -> dict[str, list[Target]]:
-    """Enabled devices of the request's environment as targets, grouped by vendor (sorted for stable batches)."""
-    grouped: dict[str, list[Target]] = {}
-    for token in sorted(devices):
-        device = devices[token]
-        if device["enabled"] and device["environment"] == environment:
-            grouped.setdefault(device["vendor"], []).append((token, pin, device.get("fallback_token") or ""))
-    return grouped
 
 
 def event_problem(event: dict[str, Any]) -> str | None:

@@ -1,0 +1,66 @@
+"""The fan-out job's graph: its operators (one module each) wired by their keys and side outputs."""
+from __future__ import annotations
+
+from pyflink.common import Types
+from pyflink.datastream import StreamExecutionEnvironment
+
+from pushpipe.config import Settings
+from pushpipe.jobs import runtime
+from pushpipe.jobs.fanout.batcher import Batcher
+from pushpipe.jobs.fanout.bundler import Bundler
+from pushpipe.jobs.fanout.intake import Intake
+from pushpipe.jobs.fanout.messages import FEEDBACK, GATHER, LANES, REPORT, RESULTS, TO_BUNDLER, TO_PIN, TO_SHARD, key_of
+from pushpipe.jobs.fanout.parse import JOB, ParseDeviceEvents, ParsePreferences, ParseRequests
+from pushpipe.jobs.fanout.pin_directory import PinDirectory
+from pushpipe.jobs.fanout.shard_directory import ShardDirectory
+from pushpipe.jobs.fanout.tally import BroadcastTally
+from pushpipe.schemas import keys
+
+BYTES = runtime.BYTES
+STATE_BACKEND = {"state.backend.type": "rocksdb", "execution.checkpointing.incremental": "true",
+                 "taskmanager.memory.managed.size": "1g",  # RocksDB block cache and write buffers
+                 # Each checkpoint flushes a small file of pins spread over the whole key range; level
+                 # compaction then rewrote the whole directory level with it (a steady ~14% of a core at
+                 # 1M pins under single-pin traffic). Universal compaction merges small runs with each other.
+                 "state.backend.rocksdb.compaction.style": "UNIVERSAL"}
+
+
+def message_key(request: dict) -> str:
+    return keys.message_key(request["app_id"], request["msg_id"])
+
+
+def build(settings: Settings) -> StreamExecutionEnvironment:
+    # The device directory grows with the install base: RocksDB with incremental checkpoints writes only
+    # what changed, where the heap backend would copy every device on every checkpoint.
+    env = runtime.environment(settings, JOB, STATE_BACKEND, mode="thread")
+    topics, group = settings.topics, f"pushpipe-{JOB}"
+    reqs = (runtime.kafka_source(env, settings, topics.requests, group)
+            .process(ParseRequests(settings)).name("parse-requests").uid("parse-requests"))
+    device_topics = [topics.device_events, topics.device_feedback]  # upstream's events + dead tokens from dispatch
+    events = (runtime.kafka_source(env, settings, device_topics, group)
+              .process(ParseDeviceEvents(",".join(device_topics), topics.compacted)).name("parse-device-events").uid("parse-device-events"))
+    prefs = (runtime.kafka_source(env, settings, topics.preferences, group)
+             .process(ParsePreferences(topics.preferences)).name("parse-preferences").uid("parse-preferences"))
+    intake = (reqs.key_by(message_key, key_type=Types.STRING())
+              .process(Intake(settings.dedup_window_s)).name("intake").uid("intake"))
+    by_shard = (intake.get_side_output(TO_SHARD).union(events.get_side_output(TO_SHARD), prefs.get_side_output(TO_SHARD))
+                .key_by(key_of, key_type=Types.STRING())
+                .process(ShardDirectory(settings), output_type=BYTES).name("shard-directory").uid("shard-directory"))
+    pins = (intake.union(events, prefs, by_shard.get_side_output(TO_PIN)).key_by(key_of, key_type=Types.STRING())
+            .process(PinDirectory(settings), output_type=BYTES).name("pin-directory").uid("pin-directory"))
+    batched = (pins.get_side_output(GATHER).union(by_shard.get_side_output(GATHER)).key_by(key_of, key_type=Types.STRING())
+               .process(Batcher(settings.batch_size), output_type=BYTES).name("batcher").uid("batcher"))
+    small = pins.get_side_output(TO_BUNDLER).union(by_shard.get_side_output(TO_BUNDLER), batched.get_side_output(TO_BUNDLER))
+    bundled = (small.key_by(key_of, key_type=Types.STRING())
+               .process(Bundler(settings.batch_size), output_type=BYTES).name("bundler").uid("bundler"))
+    for parsed in (reqs, events, prefs, pins):
+        runtime.sink_dlq(parsed, settings)
+    for priority, lane in LANES.items():
+        batches = pins.get_side_output(lane).union(*(s.get_side_output(lane) for s in (by_shard, batched, bundled)))
+        batches.sink_to(runtime.kafka_sink(settings, topics.lane(priority))).name(topics.lane(priority))
+    tallied = (by_shard.get_side_output(REPORT).key_by(key_of, key_type=Types.STRING())
+               .process(BroadcastTally(), output_type=BYTES).name("broadcast-tally").uid("broadcast-tally"))
+    results = intake.get_side_output(RESULTS).union(*(s.get_side_output(RESULTS) for s in (pins, by_shard, batched, tallied)))
+    results.sink_to(runtime.kafka_sink(settings, topics.results)).name("push.results")
+    by_shard.get_side_output(FEEDBACK).sink_to(runtime.kafka_sink(settings, topics.device_feedback)).name("device.feedback")
+    return env

@@ -1,0 +1,91 @@
+"""What travels between the fan-out's operators: one typed message per edge, keyed by its first field.
+
+    parsers, Intake ──ToPin──────> PinDirectory    (key: keys.user_key; the shards send broadcasts too)
+    parsers, Intake ──ToShard────> ShardDirectory  (key: keys.shard_key)
+    directories ─────Gather──────> Batcher         (key: keys.group_key)
+    directories, Batcher ─SmallBatch─> Bundler     (key: keys.bundle_key)
+    ShardDirectory ──ShardReport─> BroadcastTally  (key: keys.message_key)
+
+Lane records, results and dead tokens leave as Avro bytes on the tags below.
+"""
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, NamedTuple
+
+from pyflink.common import Types
+from pyflink.datastream import OutputTag
+
+from pushpipe.config import PRIORITIES
+from pushpipe.jobs.fanout.devices import Target
+from pushpipe.jobs.fanout.records import Unsent
+from pushpipe.jobs.runtime import BYTES
+
+Record = dict[str, Any]
+PICKLED = Types.PICKLED_BYTE_ARRAY()
+
+
+class PinInput(Enum):
+    DEVICE = "device"  # a DeviceEvent of one of the pin's devices
+    PREFERENCE = "preference"  # a PreferenceEvent of the pin
+    REQUEST = "request"  # a request to the pin (its pin list carried empty)
+    BROADCAST = "broadcast"  # a broadcast or segment that reaches one of the pin's devices and that policy can touch
+
+
+class ToPin(NamedTuple):
+    key: str
+    kind: PinInput
+    record: Record
+
+
+class ShardInput(Enum):
+    DEVICE = "device"  # a DeviceEvent of a token in the shard
+    PREFERENCE = "preference"  # a PreferenceEvent of any pin of the app
+    TOKEN = "token"  # a request to one token (of a request to explicit tokens)
+    EVERYONE = "everyone"  # a broadcast or segment
+    FORGET = "forget"  # a token deleted by a tombstone: {"app_id", "token"}
+
+
+class ToShard(NamedTuple):
+    key: str
+    kind: ShardInput
+    record: Record
+
+
+class Gather(NamedTuple):
+    """Tokens of one (message, vendor, text) to batch with those of other pins or shards; or, with vendor
+    NO_VENDOR, a pin list's not-sent outcomes to report in few results."""
+    key: str
+    vendor: str
+    request: Record
+    items: list[Target] | list[Unsent]
+
+
+class SmallBatch(NamedTuple):
+    """A batch too small to fill a lane record alone, as Avro bytes: cheaper to pass and keep than the record."""
+    key: str
+    priority: str
+    tokens: int
+    body: bytes
+
+
+class ShardReport(NamedTuple):
+    """How many devices of one shard a broadcast or segment matched."""
+    key: str
+    request: Record
+    matched: int
+
+
+TO_PIN = OutputTag("to-pin", PICKLED)
+TO_SHARD = OutputTag("to-shard", PICKLED)
+GATHER = OutputTag("gather", PICKLED)
+TO_BUNDLER = OutputTag("to-bundler", PICKLED)
+REPORT = OutputTag("report", PICKLED)
+RESULTS = OutputTag("results", BYTES)
+FEEDBACK = OutputTag("feedback", BYTES)
+LANES = {priority: OutputTag(f"lane-{priority}", BYTES) for priority in PRIORITIES}
+
+
+def key_of(message: tuple[Any, ...]) -> str:
+    """The key of any message above: its first field."""
+    return str(message[0])

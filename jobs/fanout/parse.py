@@ -1,0 +1,108 @@
+"""The fan-out's three parsers: Avro values in, typed messages out to the directories, bad input to push.dlq."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from pyflink.datastream import ProcessFunction, RuntimeContext
+
+from pushpipe import liveness
+from pushpipe.config import Settings
+from pushpipe.jobs import runtime
+from pushpipe.jobs.deadletters import Tombstone, dead_letter, decode_or_dlq, decode_or_tombstone, tombstone_letter
+from pushpipe.jobs.fanout import devices
+from pushpipe.jobs.fanout.messages import TO_SHARD, PinInput, ShardInput, ToPin, ToShard
+from pushpipe.jobs.fanout.validate import InvalidRequest, validate
+from pushpipe.jobs.policy.classify import message_class
+from pushpipe.jobs.policy.policyfile import policy_config
+from pushpipe.jobs.policy.preferences import InvalidPreference, reset_event
+from pushpipe.schemas import codec, keys
+
+JOB = "fanout"
+
+
+@liveness.watched
+class ParseRequests(ProcessFunction):
+    """Valid requests, each with its message class by the app's policy (the one mapping dispatch's adapters follow)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings, self.topic = settings, settings.topics.requests
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.classes = policy_config(self.settings).classes
+
+    def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterator[Any]:
+        for item in decode_or_dlq(JOB, self.topic, "PushRequest", value):
+            if isinstance(item, tuple):
+                yield item
+                continue
+            try:
+                validate(item)
+            except InvalidRequest as bad:
+                yield dead_letter(JOB, self.topic, value, "invalid_request", str(bad), msg_id=item["msg_id"], app_id=item["app_id"])
+                continue
+            item["message_class"] = message_class(item["category"], self.classes)
+            yield item
+
+
+@liveness.watched
+class ParseDeviceEvents(ProcessFunction):
+    """Each event goes to its pin (main output) and to its token's shard (side output). A tombstone on the
+    compacted device.events (keys.device_key) deletes the token: its shard forgets it and tells its pin."""
+
+    def __init__(self, topic: str, compacted: tuple[str, ...]) -> None:
+        self.topic, self.compacted = topic, compacted
+
+    def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterator[Any]:
+        for item in decode_or_tombstone(JOB, self.topic, "DeviceEvent", value):
+            if isinstance(item, Tombstone):
+                yield from self.forget(item)
+            elif isinstance(item, tuple):
+                yield item
+            elif problem := devices.event_problem(item):
+                yield dead_letter(JOB, self.topic, value, "invalid_device_event", problem, app_id=item["app_id"])
+            else:
+                yield ToPin(keys.user_key(item["app_id"], item["pin"], item["token"]), PinInput.DEVICE, item)
+                yield TO_SHARD, ToShard(keys.shard_key(item["app_id"], item["token"]), ShardInput.DEVICE, item)
+
+    def forget(self, dead: Tombstone) -> Iterator[Any]:
+        if dead.topic not in self.compacted:
+            yield tombstone_letter(JOB, dead, "DeviceEvent")
+            return
+        try:
+            app_id, token = keys.parse_device_key(dead.key)
+        except keys.InvalidId as bad:
+            yield tombstone_letter(JOB, dead, "DeviceEvent", f"a tombstone on {dead.topic} whose key is not app|token: {bad}")
+            return
+        yield TO_SHARD, ToShard(keys.shard_key(app_id, token), ShardInput.FORGET, {"app_id": app_id, "token": token})
+
+
+@liveness.watched
+class ParsePreferences(ProcessFunction):
+    """Each preference goes to its pin, and to every shard of its app (a pin's devices are in any of them).
+    A tombstone (keys.preference_key) returns that setting to its default."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+
+    def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterator[Any]:
+        for item in decode_or_tombstone(JOB, self.topic, "PreferenceEvent", value):
+            if isinstance(item, tuple):
+                yield item
+                continue
+            app_id = keys.app_of(item.key) if isinstance(item, Tombstone) else item["app_id"]
+            try:
+                event = self.reset(item) if isinstance(item, Tombstone) else item
+                keys.check_app_id(event["app_id"])
+                keys.check_pin(event["pin"])
+            except (keys.InvalidId, InvalidPreference) as bad:
+                yield dead_letter(JOB, self.topic, value, "invalid_preference", str(bad), app_id=app_id)
+                continue
+            yield ToPin(keys.pin_key(event["app_id"], event["pin"]), PinInput.PREFERENCE, event)
+            for key in keys.all_shard_keys(event["app_id"]):
+                yield TO_SHARD, ToShard(key, ShardInput.PREFERENCE, event)
+
+    @staticmethod
+    def reset(dead: Tombstone) -> dict[str, Any]:
+        app_id, pin, setting = keys.parse_preference_key(dead.key)
+        return codec.new_record("PreferenceEvent", app_id=app_id, pin=pin, ts=runtime.now_ms(), **reset_event(setting))
