@@ -56,7 +56,8 @@ def simulator_config(state_dir: Path, vendor: Vendor | str, **overrides: Any) ->
     """`vendor`'s config pointing at the simulators in state_dir: its vendors-file entry plus overrides."""
     parsed = Vendor(vendor)
     entry = simulator_vendors(state_dir)[parsed.value]
-    return SPECS[parsed].config(**{**entry, **overrides})
+    config: VendorConfig = SPECS[parsed].config(**{**entry, **overrides})
+    return config
 
 
 def write_simulator_vendors(state_dir: Path, target: Path) -> None:

@@ -108,14 +108,25 @@ class HmsConfig:
 
 
 class ClientConfig(Protocol):
-    """What HuaweiStyleAdapter needs from a Huawei-like vendor's config (HmsConfig, HonorConfig)."""
+    """What HuaweiStyleAdapter needs from a Huawei-like vendor's config (HmsConfig, HonorConfig; frozen dataclasses)."""
 
-    app_id: str
-    client_secret: Secret | str
-    verify: str | bool
-    timeout_s: float
-    max_batch: int
-    refresh_margin_s: float
+    @property
+    def app_id(self) -> str: ...
+
+    @property
+    def client_secret(self) -> Secret | str: ...
+
+    @property
+    def verify(self) -> str | bool: ...
+
+    @property
+    def timeout_s(self) -> float: ...
+
+    @property
+    def max_batch(self) -> int: ...
+
+    @property
+    def refresh_margin_s(self) -> float: ...
 
     def oauth_client_id(self) -> str: ...
 

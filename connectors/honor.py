@@ -143,6 +143,11 @@ def _listed(data: Mapping[str, Any], key: str) -> frozenset[str]:
     return frozenset(str(t) for t in value) if isinstance(value, list) else frozenset()
 
 
+def _data(doc: Mapping[str, Any]) -> Mapping[str, Any]:
+    data = doc.get("data")
+    return data if isinstance(data, dict) else {}
+
+
 def _processed(doc: Mapping[str, Any], status: int, config: HonorConfig) -> bool:
     """Honor's own success shape (not an error, not an HMS-style partial success)."""
     code = str(doc.get("code", ""))
@@ -154,7 +159,7 @@ def classify_response(tokens: list[str], status: int, headers: Mapping[str, str]
     doc = json_object(body)
     if not _processed(doc, status, config):
         return hms_classify(tokens, status, headers, _as_hms(doc, body), now)
-    data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
+    data = _data(doc)
     code, request_id = str(doc["code"]), str(data.get("requestId", ""))
     expired, failed = _listed(data, "expireTokens"), _listed(data, "failTokens")
     fail_outcome = Outcome(config.fail_tokens_outcome)
@@ -173,7 +178,7 @@ def _as_hms(doc: Mapping[str, Any], body: bytes) -> bytes:
     """Honor's {"code", "message", "data"} seen through HMS's {"code", "msg", "requestId"}."""
     if not doc:
         return body
-    data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
+    data = _data(doc)
     msg = doc.get("msg", doc.get("message", ""))
     return json.dumps({"code": doc.get("code", ""), "msg": msg, "requestId": data.get("requestId", "")}).encode()
 

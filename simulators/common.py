@@ -185,8 +185,13 @@ class SimState:
 # ---- ASGI plumbing -------------------------------------------------------------------------------
 
 class VendorSim(Protocol):
-    name: str
-    prefixes: tuple[str, ...]  # API paths this simulator answers
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def prefixes(self) -> tuple[str, ...]:
+        """API paths this simulator answers."""
+
     state: SimState
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
