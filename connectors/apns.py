@@ -19,9 +19,12 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from pushpipe.connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
+from pushpipe.connectors.base import AdapterSession, InvalidNotification, Notification, Outcome, Secret, TokenResult, Vendor, mask_secrets, reveal
+from pushpipe.connectors.credentials import AccessToken, CredentialCache
 from pushpipe.connectors.h2client import H2Client, H2Error
 from pushpipe.connectors.http import parse_retry_after, ssl_context, transport_failure
+from pushpipe.connectors.limits import PayloadLimit
+from pushpipe.connectors.spec import VendorSpec
 
 PRODUCTION_URL = "https://api.push.apple.com"
 SANDBOX_URL = "https://api.sandbox.push.apple.com"
@@ -54,8 +57,7 @@ class ApnsConfig:
     token_refresh_s: float = 50 * 60
 
     def __post_init__(self) -> None:
-        if isinstance(self.p8_key, str):
-            object.__setattr__(self, "p8_key", Secret(self.p8_key))
+        mask_secrets(self, "p8_key")
         for name in ("team_id", "key_id"):
             value = getattr(self, name)
             if len(value) != 10 or not value.isalnum():
@@ -68,7 +70,7 @@ class ApnsConfig:
             raise ValueError("token_refresh_s must be within [20 min, 60 min) per Apple's rules")
 
     def private_pem(self) -> str:
-        raw = self.p8_key.reveal() if isinstance(self.p8_key, Secret) else self.p8_key
+        raw = reveal(self.p8_key)
         return raw if raw.lstrip().startswith("-----BEGIN") else Path(raw).read_text()
 
     def url_for(self, environment: str) -> str:
@@ -81,14 +83,6 @@ class ApnsConfig:
         fields = {"team_id": creds["team_id"], "key_id": creds["key_id"],
                   "p8_key": creds["key_path"], "topic": creds["topic"]}
         return cls(**{**fields, **overrides})
-
-
-class InvalidNotification(ValueError):
-    """The notification cannot be sent to APNs at all; `reason` uses APNs' reason names."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
 
 
 class ApnsRequest(NamedTuple):
@@ -191,41 +185,26 @@ def classify_response(token: str, status: int, headers: Mapping[str, str], body:
 
 # ---- provider token --------------------------------------------------------------------------
 
-class ProviderToken:
-    """The cached ES256 JWT: minted on first use, re-minted after refresh_s or when invalidated."""
+class ProviderToken(CredentialCache):
+    """The cached ES256 JWT: minted on first use, re-minted after refresh_s or when invalidated (a 403
+    ExpiredProviderToken; many in-flight 403s cause one refresh)."""
 
     def __init__(self, team_id: str, key_id: str, private_pem: str, *, clock: Clock,
                  refresh_s: float) -> None:
+        super().__init__(clock=clock)
         key = serialization.load_pem_private_key(private_pem.encode(), password=None)
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise ValueError("an APNs .p8 key must be an EC P-256 private key")
         self._key = key
-        self._team_id, self._key_id = team_id, key_id
-        self._clock, self._refresh_s = clock, refresh_s
-        self._token, self._issued_at = "", 0.0
-
-    @property
-    def issued_at(self) -> float:
-        return self._issued_at
+        self._team_id, self._key_id, self._refresh_s = team_id, key_id, refresh_s
 
     def get(self) -> str:
-        now = self._clock()
-        age = now - self._issued_at
-        if not self._token or age >= self._refresh_s or age < 0:
-            self._mint(now)
-        return self._token
+        return self.obtain_now(self._mint)
 
-    def invalidate(self, stale: str) -> bool:
-        """Drop `stale` if it is still current (many in-flight 403s cause one refresh)."""
-        if stale != self._token:
-            return False
-        self._token = ""
-        return True
-
-    def _mint(self, now: float) -> None:
+    def _mint(self, now: float) -> AccessToken:
         claims = {"iss": self._team_id, "iat": int(now)}
-        self._token = jwt.encode(claims, self._key, algorithm="ES256", headers={"kid": self._key_id})
-        self._issued_at = now
+        token = jwt.encode(claims, self._key, algorithm="ES256", headers={"kid": self._key_id})
+        return AccessToken(token, now + self._refresh_s)
 
 
 # ---- transport -------------------------------------------------------------------------------
@@ -239,7 +218,7 @@ class _Session:
     jwt: ProviderToken
 
 
-class ApnsAdapter:
+class ApnsAdapter(AdapterSession[_Session]):
     """VendorAdapter for APNs. One HTTP/2 connection per host; at most max_streams requests in flight."""
 
     vendor = Vendor.APNS
@@ -248,35 +227,30 @@ class ApnsAdapter:
         self.config = config
         self.max_batch = config.max_batch
         self._clock = clock
-        self._session: _Session | None = None
 
     @property
     def provider_token(self) -> ProviderToken | None:
         return self._session.jwt if self._session else None
 
-    async def open(self) -> None:
+    def start(self) -> _Session:
         c = self.config
         token = ProviderToken(c.team_id, c.key_id, c.private_pem(), clock=self._clock,
                               refresh_s=c.token_refresh_s)
         clients = {url: H2Client(url, ssl_context(c.verify), c.timeout_s, volatile=VOLATILE_HEADERS)
                    for url in {c.base_url, c.sandbox_url}}
-        self._session = _Session(clients, asyncio.Semaphore(c.max_streams), token)
+        return _Session(clients, asyncio.Semaphore(c.max_streams), token)
 
-    async def aclose(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await asyncio.gather(*(client.aclose() for client in session.clients.values()))
+    async def stop(self, session: _Session) -> None:
+        await asyncio.gather(*(client.aclose() for client in session.clients.values()))
 
     async def send(self, notification: Notification, tokens: list[str]) -> list[TokenResult]:
-        if self._session is None:
-            raise RuntimeError("ApnsAdapter.send() before open()")
+        session = self.session()
         n = notification if notification.topic else replace(notification, topic=self.config.topic)
         try:
             build_headers(n, "", 0.0)  # validate topic and collapse id once
             body = encode_payload(n)
         except InvalidNotification as exc:
-            return [TokenResult(t, Outcome.REJECTED, reason=exc.reason) for t in tokens]
-        session = self._session
+            return exc.results(tokens)
         client = session.clients[self.config.url_for(n.environment)]
         return list(await asyncio.gather(*(self._send_one(session, client, n, t, body) for t in tokens)))
 
@@ -294,3 +268,17 @@ class ApnsAdapter:
         if result.reason == "ExpiredProviderToken":
             s.jwt.invalidate(bearer)
         return result
+
+
+def simulator_entry(creds: Mapping[str, Any], sims: Mapping[str, Any]) -> dict[str, Any]:
+    """The simulator's dev key (team, key id, .p8 path, topic); production and sandbox both on the simulator."""
+    return {"team_id": creds["team_id"], "key_id": creds["key_id"], "p8_key": creds["key_path"],
+            "topic": creds["topic"], "base_url": sims["api_url"], "sandbox_url": sims["api_url"],
+            "verify": sims["ca_cert"]}
+
+
+SPEC = VendorSpec(
+    vendor=Vendor.APNS, config=ApnsConfig, adapter=ApnsAdapter, simulator_entry=simulator_entry,
+    payload=PayloadLimit(max_bytes=MAX_PAYLOAD_BYTES, overhead_bytes=256),
+    sample_token=lambda hexed: hexed.ljust(64, "0"),
+)

@@ -1,16 +1,19 @@
-"""The one extension point for push vendors: shared types, the adapter Protocol and the registry.
+"""Types and plumbing every push vendor shares: the adapter Protocol, results, secrets, errors, sessions.
 
 An adapter turns one vendor-neutral `Notification` plus a list of device tokens into exactly one
 `TokenResult` per token. It never retries and never raises for vendor or transport errors: those
 become typed outcomes, and the pipeline decides what to retry (see STYLE.md "Follow" 5 and 6).
+
+This module imports no adapter: each vendor module declares its `SPEC` (connectors.spec) and
+connectors.registry collects them.
 """
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Mapping
+from abc import abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar, Literal, NamedTuple, Protocol, get_args
+from typing import ClassVar, Generic, Literal, NamedTuple, Protocol, TypeVar, get_args
 
 
 class Vendor(StrEnum):
@@ -90,6 +93,19 @@ class Secret:
         return "Secret('**********')"
 
 
+def reveal(value: Secret | str) -> str:
+    """The plain text of a config field that holds a Secret (or, before __post_init__, a str)."""
+    return value.reveal() if isinstance(value, Secret) else value
+
+
+def mask_secrets(config: object, *names: str) -> None:
+    """Wrap the named str fields of a frozen config in Secret (call from its __post_init__)."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, str):
+            object.__setattr__(config, name, Secret(value))
+
+
 class VendorConfig(Protocol):
     """Per-vendor settings object; validated in its own __post_init__."""
 
@@ -110,71 +126,79 @@ class VendorAdapter(Protocol):
         """Close clients; idempotent."""
 
 
-AdapterFactory = Callable[[Any], VendorAdapter]
+# ---- errors and results --------------------------------------------------------------------------
+
+Failure = tuple[Outcome, str, str]  # (outcome, vendor code, reason) for one token
 
 
-def _apns(config: VendorConfig) -> VendorAdapter:
-    from pushpipe.connectors.apns import ApnsAdapter, ApnsConfig  # lazy: apns imports this module
-
-    if not isinstance(config, ApnsConfig):
-        raise TypeError(f"APNs needs an ApnsConfig, got {type(config).__name__}")
-    return ApnsAdapter(config)
-
-
-def _fcm(config: VendorConfig) -> VendorAdapter:
-    from pushpipe.connectors.fcm import FcmAdapter, FcmConfig
-
-    if not isinstance(config, FcmConfig):
-        raise TypeError(f"FCM needs an FcmConfig, got {type(config).__name__}")
-    return FcmAdapter(config)
+def results(tokens: list[str], outcome: Outcome, code: str = "", reason: str = "",
+            retry_after_s: float | None = None, msg_id: str = "") -> list[TokenResult]:
+    """The same result for every token of a request; a vendor message id only on accepted tokens."""
+    vendor_id = msg_id if outcome is Outcome.ACCEPTED else ""
+    return [TokenResult(t, outcome, code, reason, retry_after_s, vendor_id) for t in tokens]
 
 
-def _hms(config: VendorConfig) -> VendorAdapter:
-    from pushpipe.connectors.hms import HmsAdapter, HmsConfig
-
-    if not isinstance(config, HmsConfig):
-        raise TypeError(f"HMS needs an HmsConfig, got {type(config).__name__}")
-    return HmsAdapter(config)
+def per_token(tokens: list[str], failures: Mapping[str, Failure], code: str, msg_id: str) -> list[TokenResult]:
+    """Accepted with `msg_id`, except the tokens the vendor listed as failed."""
+    return [TokenResult(t, *failures[t]) if t in failures else TokenResult(t, Outcome.ACCEPTED, code, "", None, msg_id)
+            for t in tokens]
 
 
-def _honor(config: VendorConfig) -> VendorAdapter:
-    from pushpipe.connectors.honor import HonorAdapter, HonorConfig
+class InvalidNotification(ValueError):
+    """The notification cannot be sent to this vendor at all (checked locally, before any request);
+    `reason` is the vendor's name for it where it has one (APNs' PayloadTooLarge, ...)."""
 
-    if not isinstance(config, HonorConfig):
-        raise TypeError(f"Honor needs a HonorConfig, got {type(config).__name__}")
-    return HonorAdapter(config)
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
 
-
-def _batch(module: str, adapter: str, config_type: str) -> AdapterFactory:
-    """Factory for a batch vendor module (Xiaomi, OPPO, vivo, Meizu, Umeng), imported on first use."""
-
-    def factory(config: VendorConfig) -> VendorAdapter:
-        mod = importlib.import_module(module)
-        if not isinstance(config, getattr(mod, config_type)):
-            raise TypeError(f"{adapter} needs a {config_type}, got {type(config).__name__}")
-        instance: VendorAdapter = getattr(mod, adapter)(config)
-        return instance
-
-    return factory
+    def results(self, tokens: list[str]) -> list[TokenResult]:
+        """REJECTED for every token: no request is made."""
+        return results(tokens, Outcome.REJECTED, "", self.reason)
 
 
-ADAPTERS: dict[Vendor, AdapterFactory] = {
-    Vendor.APNS: _apns,
-    Vendor.FCM: _fcm,
-    Vendor.HMS: _hms,
-    Vendor.HONOR: _honor,
-    Vendor.XIAOMI: _batch("pushpipe.connectors.xiaomi", "XiaomiAdapter", "XiaomiConfig"),
-    Vendor.OPPO: _batch("pushpipe.connectors.oppo", "OppoAdapter", "OppoConfig"),
-    Vendor.VIVO: _batch("pushpipe.connectors.vivo", "VivoAdapter", "VivoConfig"),
-    Vendor.MEIZU: _batch("pushpipe.connectors.meizu", "MeizuAdapter", "MeizuConfig"),
-    Vendor.UMENG: _batch("pushpipe.connectors.umeng", "UmengAdapter", "UmengConfig"),
-}
+class VendorError(Exception):
+    """A failure that applies to every token of a request (auth, a save step, HTTP 429/5xx)."""
+
+    def __init__(self, outcome: Outcome, code: str, reason: str, retry_after_s: float | None = None) -> None:
+        super().__init__(f"{outcome.value} {code} {reason}")
+        self.outcome, self.code, self.reason, self.retry_after_s = outcome, code, reason, retry_after_s
+
+    def result(self, token: str) -> TokenResult:
+        return TokenResult(token, self.outcome, self.code, self.reason, self.retry_after_s)
+
+    def results(self, tokens: list[str]) -> list[TokenResult]:
+        return results(tokens, self.outcome, self.code, self.reason, self.retry_after_s)
 
 
-def create_adapter(vendor: Vendor | str, config: VendorConfig) -> VendorAdapter:
-    """Build the adapter for `vendor` (parsed, so "apns" works); ValueError if not implemented."""
-    parsed = Vendor(vendor)
-    factory = ADAPTERS.get(parsed)
-    if factory is None:
-        raise ValueError(f"no adapter for vendor {parsed.value!r} yet (have: {sorted(ADAPTERS)})")
-    return factory(config)
+# ---- set-up and tear-down ------------------------------------------------------------------------
+
+S = TypeVar("S")
+
+
+class AdapterSession(Generic[S]):
+    """open() creates what a send needs (clients, credential caches) as one session; aclose() releases it
+    (idempotent); send() before open() is a programming error. Subclasses implement start() and stop()."""
+
+    _session: S | None = None
+
+    async def open(self) -> None:
+        self._session = self.start()
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await self.stop(session)
+
+    def session(self) -> S:
+        if self._session is None:
+            raise RuntimeError(f"{type(self).__name__}.send() before open()")
+        return self._session
+
+    @abstractmethod
+    def start(self) -> S:
+        """The new session (called by open())."""
+
+    @abstractmethod
+    async def stop(self, session: S) -> None:
+        """Close the session's clients (called by aclose())."""

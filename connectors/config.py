@@ -12,26 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pushpipe.config import Settings
-from pushpipe.connectors.apns import ApnsConfig
 from pushpipe.connectors.base import Vendor, VendorConfig
-from pushpipe.connectors.fcm import FcmConfig
-from pushpipe.connectors.hms import HmsConfig
-from pushpipe.connectors.honor import HonorConfig
-from pushpipe.connectors.meizu import MeizuConfig
-from pushpipe.connectors.oppo import OppoConfig
-from pushpipe.connectors.umeng import UmengConfig
-from pushpipe.connectors.vivo import VivoConfig
-from pushpipe.connectors.xiaomi import XiaomiConfig
-
-CONFIG_TYPES: dict[Vendor, type] = {Vendor.APNS: ApnsConfig, Vendor.FCM: FcmConfig, Vendor.HMS: HmsConfig,
-                                    Vendor.HONOR: HonorConfig,
-                                    Vendor.XIAOMI: XiaomiConfig, Vendor.OPPO: OppoConfig, Vendor.VIVO: VivoConfig,
-                                    Vendor.MEIZU: MeizuConfig, Vendor.UMENG: UmengConfig}
+from pushpipe.connectors.registry import SPECS
 
 
 def parse(document: dict[str, Any]) -> dict[str, VendorConfig]:
@@ -39,10 +25,10 @@ def parse(document: dict[str, Any]) -> dict[str, VendorConfig]:
     configs: dict[str, VendorConfig] = {}
     for name, fields in document.items():
         vendor = Vendor(name)
-        if vendor not in CONFIG_TYPES:
+        if vendor not in SPECS:
             raise ValueError(f"vendors file: no adapter for {name!r} yet")
         try:
-            configs[vendor.value] = CONFIG_TYPES[vendor](**fields)
+            configs[vendor.value] = SPECS[vendor].config(**fields)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"vendors file: {name}: {exc}") from exc
     return configs
@@ -60,45 +46,18 @@ def simulator_vendors(state_dir: Path) -> dict[str, Any]:
     sims = json.loads((state_dir / "simulators.json").read_text())
     document: dict[str, Any] = {}
     for name, credentials_path in sims["credentials"].items():
-        creds = json.loads(Path(credentials_path).read_text())
-        if name == Vendor.APNS:
-            document[name] = {"team_id": creds["team_id"], "key_id": creds["key_id"], "p8_key": creds["key_path"],
-                              "topic": creds["topic"], "base_url": sims["api_url"], "sandbox_url": sims["api_url"],
-                              "verify": sims["ca_cert"]}
-        elif name in SIMULATOR_ENTRIES:
-            document[name] = SIMULATOR_ENTRIES[Vendor(name)](creds, sims)
+        if name in SPECS:
+            creds = json.loads(Path(credentials_path).read_text())
+            document[name] = SPECS[Vendor(name)].simulator_entry(creds, sims)
     return document
 
 
-def _fcm_entry(creds: dict[str, Any], sims: dict[str, Any]) -> dict[str, Any]:
-    """The simulator's service-account key; its token_uri is Google's, so point token_uri at the simulator."""
-    api = sims["api_url"] + creds["api_path"]
-    return {"service_account": creds["service_account"], "base_url": api, "token_uri": api + "/token",
-            "verify": sims["ca_cert"]}
-
-
-def _client_credentials_entry(creds: dict[str, Any], sims: dict[str, Any]) -> dict[str, Any]:
-    """HMS / Honor: app id, client id/secret; API and OAuth both on the simulator under its api_path."""
-    api = sims["api_url"] + creds["api_path"]
-    fields = {k: v for k, v in creds.items() if k in ("app_id", "client_id", "client_secret")}
-    return {**fields, "base_url": api, "auth_url": api, "verify": sims["ca_cert"]}
-
-
-def _app_credentials_entry(creds: dict[str, Any], sims: dict[str, Any]) -> dict[str, Any]:
-    """Xiaomi / OPPO / vivo / Meizu / Umeng: the credentials file holds config fields; fixed API paths."""
-    return {**creds, "base_url": sims["api_url"], "verify": sims["ca_cert"]}
-
-
-SIMULATOR_ENTRIES: dict[Vendor, Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]] = {
-    Vendor.FCM: _fcm_entry,
-    Vendor.HMS: _client_credentials_entry,
-    Vendor.HONOR: _client_credentials_entry,
-    Vendor.XIAOMI: _app_credentials_entry,
-    Vendor.OPPO: _app_credentials_entry,
-    Vendor.VIVO: _app_credentials_entry,
-    Vendor.MEIZU: _app_credentials_entry,
-    Vendor.UMENG: _app_credentials_entry,
-}
+def simulator_config(state_dir: Path, vendor: Vendor | str, **overrides: Any) -> VendorConfig:
+    """`vendor`'s config pointing at the simulators in state_dir: its vendors-file entry plus overrides."""
+    parsed = Vendor(vendor)
+    entry = simulator_vendors(state_dir)[parsed.value]
+    config: VendorConfig = SPECS[parsed].config(**{**entry, **overrides})
+    return config
 
 
 def write_simulator_vendors(state_dir: Path, target: Path) -> None:

@@ -38,11 +38,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pushpipe.connectors.apns import PRIORITY as APNS_PRIORITY
-from pushpipe.connectors.apns import InvalidNotification, is_alert
-from pushpipe.connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
+from pushpipe.connectors.apns import is_alert
+from pushpipe.connectors.base import AdapterSession, InvalidNotification, Notification, Outcome, Secret, TokenResult, Vendor, mask_secrets, reveal
+from pushpipe.connectors.credentials import AccessToken, Clock, TokenCache
 from pushpipe.connectors.h2client import H2Client, H2Error
 from pushpipe.connectors.http import json_object, new_client, parse_retry_after, ssl_context, transport_failure
-from pushpipe.connectors.oauth import AccessToken, Clock, TokenCache, TokenError, request_token
+from pushpipe.connectors.limits import PayloadLimit
+from pushpipe.connectors.oauth import TokenError, request_token
+from pushpipe.connectors.spec import VendorSpec
 
 PRODUCTION_URL = "https://fcm.googleapis.com"
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
@@ -103,8 +106,7 @@ class FcmConfig:
     refresh_margin_s: float = 300.0  # fetch a new access token this long before expiry
 
     def __post_init__(self) -> None:
-        if isinstance(self.service_account, str):
-            object.__setattr__(self, "service_account", Secret(self.service_account))
+        mask_secrets(self, "service_account")
         if self.timeout_s <= 0 or self.max_streams < 1 or self.max_batch < 1:
             raise ValueError("timeout_s, max_streams and max_batch must be positive")
         if not 0 <= self.refresh_margin_s < ASSERTION_LIFETIME_S:
@@ -115,7 +117,7 @@ class FcmConfig:
             raise ValueError(f"service_account: cannot read the key: {exc}") from exc
 
     def account(self) -> ServiceAccount:
-        raw = self.service_account.reveal() if isinstance(self.service_account, Secret) else self.service_account
+        raw = reveal(self.service_account)
         return ServiceAccount.parse(raw if raw.lstrip().startswith("{") else Path(raw).read_text())
 
     def project(self) -> str:
@@ -259,7 +261,7 @@ class _Session:
     send_path: str
 
 
-class FcmAdapter:
+class FcmAdapter(AdapterSession[_Session]):
     """VendorAdapter for FCM HTTP v1. One HTTP/2 connection for sends; at most max_streams requests in flight."""
 
     vendor = Vendor.FCM
@@ -268,13 +270,12 @@ class FcmAdapter:
         self.config = config
         self.max_batch = config.max_batch
         self._clock = clock
-        self._session: _Session | None = None
 
     @property
     def access_tokens(self) -> TokenCache | None:
         return self._session.tokens if self._session else None
 
-    async def open(self) -> None:
+    def start(self) -> _Session:
         c = self.config
         client = new_client(c.verify, c.timeout_s)
         account, token_url = c.account(), c.token_url()
@@ -286,26 +287,22 @@ class FcmAdapter:
 
         tokens = TokenCache(fetch, clock=self._clock, refresh_margin_s=c.refresh_margin_s)
         sender = H2Client(c.base_url, ssl_context(c.verify), c.timeout_s)
-        self._session = _Session(client, sender, asyncio.Semaphore(c.max_streams), tokens, c.send_path())
+        return _Session(client, sender, asyncio.Semaphore(c.max_streams), tokens, c.send_path())
 
-    async def aclose(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await asyncio.gather(session.client.aclose(), session.sender.aclose())
+    async def stop(self, session: _Session) -> None:
+        await asyncio.gather(session.client.aclose(), session.sender.aclose())
 
     async def send(self, notification: Notification, tokens: list[str]) -> list[TokenResult]:
-        if self._session is None:
-            raise RuntimeError("FcmAdapter.send() before open()")
-        session, now = self._session, self._clock()
+        session, now = self.session(), self._clock()
         try:
             template = build_message(notification, "", now)
             check_size(template)
         except InvalidNotification as exc:
-            return [TokenResult(t, Outcome.REJECTED, reason=exc.reason) for t in tokens]
+            return exc.results(tokens)
         try:
             bearer = await session.tokens.get()
         except TokenError as exc:
-            return [exc.result(t) for t in tokens]
+            return exc.results(tokens)
         sends = (self._send_one(session, bearer, t, encode_request({**template, "token": t})) for t in tokens)
         return list(await asyncio.gather(*sends))
 
@@ -320,3 +317,18 @@ class FcmAdapter:
         if result.code == "401" and result.outcome is Outcome.UNAVAILABLE:  # our access token was refused
             s.tokens.invalidate(bearer)
         return result
+
+
+def simulator_entry(creds: Mapping[str, Any], sims: Mapping[str, Any]) -> dict[str, Any]:
+    """The simulator's service-account key; its token_uri is Google's, so point token_uri at the simulator."""
+    api = sims["api_url"] + creds["api_path"]
+    return {"service_account": creds["service_account"], "base_url": api, "token_uri": api + "/token",
+            "verify": sims["ca_cert"]}
+
+
+SPEC = VendorSpec(
+    vendor=Vendor.FCM, config=FcmConfig, adapter=FcmAdapter, simulator_entry=simulator_entry,
+    payload=PayloadLimit(max_bytes=MAX_PAYLOAD_BYTES, overhead_bytes=192,  # FCM counts notification + data only
+                         reserved_data=(RESERVED_DATA_KEYS, RESERVED_DATA_PREFIXES)),
+    sample_token=lambda hexed: f"{hexed}:APA91b" + "d" * 100,
+)

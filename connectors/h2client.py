@@ -25,7 +25,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
-from hpack import NeverIndexedHeaderTuple
+from hpack import HeaderTuple, NeverIndexedHeaderTuple
 
 
 class H2Error(Exception):
@@ -35,6 +35,8 @@ class H2Error(Exception):
 class H2Timeout(H2Error, TimeoutError):
     """No complete answer within the timeout."""
 
+
+Header = tuple[str, str] | HeaderTuple  # a HeaderTuple holds str here (header_encoding utf-8), typed as bytes
 
 @dataclass(frozen=True)
 class H2Response:
@@ -58,7 +60,7 @@ class _Connection(asyncio.Protocol):
                                            normalize_outbound_headers=False, split_outbound_cookies=False)
         self.h2 = h2.connection.H2Connection(config)
         encode = self.h2.encoder.encode  # h2 always asks HPACK for Huffman coding; this encoder declines
-        self.h2.encoder.encode = lambda headers, huffman=True: encode(headers, huffman=False)
+        self.h2.encoder.encode = lambda headers, huffman=True: encode(headers, huffman=False)  # type: ignore[method-assign]
         self.streams: dict[int, _Stream] = {}
         self.usable = True
         self._changed = asyncio.Event()  # set and replaced whenever a window, a stream slot or the state changes
@@ -133,7 +135,7 @@ class _Connection(asyncio.Protocol):
             raise H2Error("connection no longer usable")
         await self._changed.wait()
 
-    async def request(self, headers: list[tuple[str, str]], body: bytes) -> H2Response:
+    async def request(self, headers: list[Header], body: bytes) -> H2Response:
         while self.h2.open_outbound_streams >= self.h2.remote_settings.max_concurrent_streams:
             await self._until_changed()
         if not self.usable:
@@ -201,15 +203,15 @@ class H2Client:
 
     async def post(self, path: str, headers: dict[str, str], body: bytes) -> H2Response:
         """POST `path`; raises H2Error (H2Timeout) when no answer came."""
-        fields = [(":method", "POST"), (":scheme", "https"), (":authority", self.authority),
-                  NeverIndexedHeaderTuple(":path", self.prefix + path)]
+        fields: list[Header] = [(":method", "POST"), (":scheme", "https"), (":authority", self.authority),
+                                NeverIndexedHeaderTuple(":path", self.prefix + path)]
         fields += [NeverIndexedHeaderTuple(k, v) if k in self.volatile else (k, v) for k, v in headers.items()]
         try:
             return await asyncio.wait_for(self._post(fields, body), self.timeout_s)
         except TimeoutError as exc:
             raise H2Timeout(f"no answer within {self.timeout_s:g} s") from exc
 
-    async def _post(self, headers: list[tuple[str, str]], body: bytes) -> H2Response:
+    async def _post(self, headers: list[Header], body: bytes) -> H2Response:
         connection = await self._connect()
         return await connection.request(headers, body)
 

@@ -40,10 +40,25 @@ from urllib.parse import quote
 
 import httpx
 
-from pushpipe.connectors.apns import InvalidNotification, is_alert
-from pushpipe.connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
+from pushpipe.connectors.apns import is_alert
+from pushpipe.connectors.base import (
+    AdapterSession,
+    InvalidNotification,
+    Notification,
+    Outcome,
+    Secret,
+    TokenResult,
+    Vendor,
+    mask_secrets,
+    per_token,
+    results,
+    reveal,
+)
+from pushpipe.connectors.credentials import Clock, TokenCache
 from pushpipe.connectors.http import failure_code, failure_reason, json_object, new_client, parse_retry_after
-from pushpipe.connectors.oauth import Clock, TokenCache, TokenError, client_credentials
+from pushpipe.connectors.limits import PayloadLimit
+from pushpipe.connectors.oauth import TokenError, client_credentials
+from pushpipe.connectors.spec import VendorSpec
 
 PRODUCTION_URL = "https://push-api.cloud.huawei.com"
 AUTH_URL = "https://oauth-login.cloud.huawei.com"
@@ -83,7 +98,7 @@ class HmsConfig:
         return self.client_id or self.app_id
 
     def secret(self) -> str:
-        return self.client_secret.reveal() if isinstance(self.client_secret, Secret) else self.client_secret
+        return reveal(self.client_secret)
 
     def token_url(self) -> str:
         return self.auth_url.rstrip("/") + self.token_path
@@ -93,14 +108,25 @@ class HmsConfig:
 
 
 class ClientConfig(Protocol):
-    """What HuaweiStyleAdapter needs from a Huawei-like vendor's config (HmsConfig, HonorConfig)."""
+    """What HuaweiStyleAdapter needs from a Huawei-like vendor's config (HmsConfig, HonorConfig; frozen dataclasses)."""
 
-    app_id: str
-    client_secret: Secret | str
-    verify: str | bool
-    timeout_s: float
-    max_batch: int
-    refresh_margin_s: float
+    @property
+    def app_id(self) -> str: ...
+
+    @property
+    def client_secret(self) -> Secret | str: ...
+
+    @property
+    def verify(self) -> str | bool: ...
+
+    @property
+    def timeout_s(self) -> float: ...
+
+    @property
+    def max_batch(self) -> int: ...
+
+    @property
+    def refresh_margin_s(self) -> float: ...
 
     def oauth_client_id(self) -> str: ...
 
@@ -116,8 +142,7 @@ C = TypeVar("C", bound=ClientConfig)
 
 def validate_client_config(config: ClientConfig, max_tokens: int) -> None:
     """Mask the secret and check the shared fields (called from each config's __post_init__)."""
-    if isinstance(config.client_secret, str):
-        object.__setattr__(config, "client_secret", Secret(config.client_secret))
+    mask_secrets(config, "client_secret")
     if not config.app_id or not config.secret():
         raise ValueError("app_id and client_secret are required")
     if config.timeout_s <= 0 or not 1 <= config.max_batch <= max_tokens:
@@ -206,19 +231,6 @@ def outcome_for_code(code: str, status: int) -> Outcome:
     return Outcome.REJECTED
 
 
-def uniform(tokens: list[str], outcome: Outcome, code: str, reason: str, retry_after_s: float | None = None,
-            msg_id: str = "") -> list[TokenResult]:
-    """The same result for every token of a request."""
-    vendor_id = msg_id if outcome is Outcome.ACCEPTED else ""
-    return [TokenResult(t, outcome, code, reason, retry_after_s, vendor_id) for t in tokens]
-
-
-def split_invalid(tokens: list[str], invalid: Mapping[str, str], code: str, msg_id: str) -> list[TokenResult]:
-    """Per-token results when the vendor names the bad tokens (invalid maps token -> reason)."""
-    return [TokenResult(t, Outcome.INVALID_TOKEN, code, invalid[t]) if t in invalid
-            else TokenResult(t, Outcome.ACCEPTED, code, vendor_msg_id=msg_id) for t in tokens]
-
-
 def illegal_tokens(msg: str, key: str) -> list[str] | None:
     """The illegal tokens listed in an 80100000 reply's msg, or None if msg does not list them."""
     doc = json_object(msg.encode())
@@ -233,10 +245,10 @@ def classify_response(tokens: list[str], status: int, headers: Mapping[str, str]
     if code == PARTIAL and status not in THROTTLE_STATUSES:
         illegal = illegal_tokens(msg, illegal_key)
         if illegal is not None:
-            return split_invalid(tokens, dict.fromkeys(illegal, "illegal token"), code, request_id)
-        return uniform(tokens, Outcome.ACCEPTED, code, "partial success; illegal tokens not listed", msg_id=request_id)
+            return per_token(tokens, dict.fromkeys(illegal, (Outcome.INVALID_TOKEN, code, "illegal token")), code, request_id)
+        return results(tokens, Outcome.ACCEPTED, code, "partial success; illegal tokens not listed", msg_id=request_id)
     reason = msg or body[:200].decode(errors="replace")
-    return uniform(tokens, outcome_for_code(code, status), code or str(status), reason,
+    return results(tokens, outcome_for_code(code, status), code or str(status), reason,
                    parse_retry_after(headers.get("retry-after"), now), request_id)
 
 
@@ -253,7 +265,7 @@ class _Session:
     tokens: TokenCache
 
 
-class HuaweiStyleAdapter(Generic[C]):
+class HuaweiStyleAdapter(AdapterSession[_Session], Generic[C]):
     """The transport of Huawei-like vendors: one request per send() (all its tokens), one cached
     client-credentials access token. Subclasses supply the dialect: encode(), headers(), classify().
     """
@@ -264,22 +276,19 @@ class HuaweiStyleAdapter(Generic[C]):
         self.config = config
         self.max_batch = config.max_batch
         self._clock = clock
-        self._session: _Session | None = None
 
     @property
     def access_tokens(self) -> TokenCache | None:
         return self._session.tokens if self._session else None
 
-    async def open(self) -> None:
+    def start(self) -> _Session:
         c = self.config
         client = new_client(c.verify, c.timeout_s)
         fetch = client_credentials(client, c.token_url(), c.oauth_client_id(), c.secret(), self._clock)
-        self._session = _Session(client, TokenCache(fetch, clock=self._clock, refresh_margin_s=c.refresh_margin_s))
+        return _Session(client, TokenCache(fetch, clock=self._clock, refresh_margin_s=c.refresh_margin_s))
 
-    async def aclose(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await session.client.aclose()
+    async def stop(self, session: _Session) -> None:
+        await session.client.aclose()
 
     def encode(self, n: Notification, tokens: list[str]) -> bytes:
         """The request body; raises InvalidNotification."""
@@ -292,27 +301,25 @@ class HuaweiStyleAdapter(Generic[C]):
         raise NotImplementedError
 
     async def send(self, notification: Notification, tokens: list[str]) -> list[TokenResult]:
-        if self._session is None:
-            raise RuntimeError(f"{type(self).__name__}.send() before open()")
+        session = self.session()
         if not tokens:
             return []
-        session = self._session
         try:
             body = self.encode(notification, tokens)
         except InvalidNotification as exc:
-            return uniform(tokens, Outcome.REJECTED, "", exc.reason)
+            return exc.results(tokens)
         try:
             bearer = await session.tokens.get()
         except TokenError as exc:
-            return [exc.result(t) for t in tokens]
+            return exc.results(tokens)
         try:
             resp = await session.client.post(self.config.send_url(), headers=self.headers(bearer), content=body)
         except (httpx.HTTPError, OSError) as exc:
-            return uniform(tokens, Outcome.UNAVAILABLE, failure_code(exc), failure_reason(exc))
-        results = self.classify(tokens, resp.status_code, resp.headers, resp.content)
-        if is_auth_failure(results):
+            return results(tokens, Outcome.UNAVAILABLE, failure_code(exc), failure_reason(exc))
+        answered = self.classify(tokens, resp.status_code, resp.headers, resp.content)
+        if is_auth_failure(answered):
             session.tokens.invalidate(bearer)
-        return results
+        return answered
 
 
 class HmsAdapter(HuaweiStyleAdapter[HmsConfig]):
@@ -325,3 +332,23 @@ class HmsAdapter(HuaweiStyleAdapter[HmsConfig]):
 
     def classify(self, tokens: list[str], status: int, headers: Mapping[str, str], body: bytes) -> list[TokenResult]:
         return classify_response(tokens, status, headers, body, self._clock(), self.config.illegal_tokens_key)
+
+
+def client_credentials_entry(creds: Mapping[str, Any], sims: Mapping[str, Any]) -> dict[str, Any]:
+    """SPEC.simulator_entry of HMS and Honor: app id, client id/secret; API and OAuth both on the simulator."""
+    api = sims["api_url"] + creds["api_path"]
+    fields = {k: v for k, v in creds.items() if k in ("app_id", "client_id", "client_secret")}
+    return {**fields, "base_url": api, "auth_url": api, "verify": sims["ca_cert"]}
+
+
+def huawei_token(hexed: str) -> str:
+    """A token of Huawei's shape (HMS and Honor)."""
+    return f"{hexed}IQAAAACy" + "d" * 72
+
+
+SPEC = VendorSpec(
+    vendor=Vendor.HMS, config=HmsConfig, adapter=HmsAdapter, simulator_entry=client_credentials_entry,
+    payload=PayloadLimit(max_bytes=MAX_PAYLOAD_BYTES, data_as_string=True, overhead_bytes=384),
+    daily_quota=True,  # "hms" is Huawei, as in DeviceEvent.vendor
+    sample_token=huawei_token,
+)

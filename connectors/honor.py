@@ -34,10 +34,23 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 from pushpipe.connectors.apns import is_alert
-from pushpipe.connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
-from pushpipe.connectors.hms import CLICK_OPEN_APP, PARTIAL, HuaweiStyleAdapter, check_size, data_string, encode, validate_client_config
+from pushpipe.connectors.base import Notification, Outcome, Secret, TokenResult, Vendor, reveal
+from pushpipe.connectors.hms import (
+    CLICK_OPEN_APP,
+    MAX_PAYLOAD_BYTES,
+    PARTIAL,
+    HuaweiStyleAdapter,
+    check_size,
+    client_credentials_entry,
+    data_string,
+    encode,
+    huawei_token,
+    validate_client_config,
+)
 from pushpipe.connectors.hms import classify_response as hms_classify
 from pushpipe.connectors.http import json_object
+from pushpipe.connectors.limits import PayloadLimit
+from pushpipe.connectors.spec import VendorSpec
 
 PRODUCTION_URL = "https://push-api.cloud.hihonor.com"
 AUTH_URL = "https://iam.developer.hihonor.com"
@@ -60,7 +73,7 @@ class HonorConfig:
     ok_codes: tuple[str, ...] = ("200", "80000000")  # UNCONFIRMED
     fail_tokens_outcome: Outcome | str = Outcome.INVALID_TOKEN  # UNCONFIRMED meaning of failTokens
     max_tokens: int = 1000  # UNCONFIRMED per-request maximum
-    max_payload_bytes: int = 4096  # UNCONFIRMED
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES  # UNCONFIRMED (Huawei's value)
     verify: str | bool = True
     timeout_s: float = 10.0
     max_batch: int = 1000
@@ -79,7 +92,7 @@ class HonorConfig:
         return self.client_id
 
     def secret(self) -> str:
-        return self.client_secret.reveal() if isinstance(self.client_secret, Secret) else self.client_secret
+        return reveal(self.client_secret)
 
     def token_url(self) -> str:
         return self.auth_url.rstrip("/") + self.token_path
@@ -112,7 +125,7 @@ def build_request(n: Notification, tokens: Iterable[str]) -> dict[str, Any]:
     return request
 
 
-def encode_request(n: Notification, tokens: list[str], max_payload_bytes: int = 4096) -> bytes:
+def encode_request(n: Notification, tokens: list[str], max_payload_bytes: int = MAX_PAYLOAD_BYTES) -> bytes:
     """The request body; raises InvalidNotification when it is over the limit (tokens not counted)."""
     request = build_request(n, tokens)
     check_size(request, max_payload_bytes)
@@ -130,6 +143,11 @@ def _listed(data: Mapping[str, Any], key: str) -> frozenset[str]:
     return frozenset(str(t) for t in value) if isinstance(value, list) else frozenset()
 
 
+def _data(doc: Mapping[str, Any]) -> Mapping[str, Any]:
+    data = doc.get("data")
+    return data if isinstance(data, dict) else {}
+
+
 def _processed(doc: Mapping[str, Any], status: int, config: HonorConfig) -> bool:
     """Honor's own success shape (not an error, not an HMS-style partial success)."""
     code = str(doc.get("code", ""))
@@ -141,7 +159,7 @@ def classify_response(tokens: list[str], status: int, headers: Mapping[str, str]
     doc = json_object(body)
     if not _processed(doc, status, config):
         return hms_classify(tokens, status, headers, _as_hms(doc, body), now)
-    data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
+    data = _data(doc)
     code, request_id = str(doc["code"]), str(data.get("requestId", ""))
     expired, failed = _listed(data, "expireTokens"), _listed(data, "failTokens")
     fail_outcome = Outcome(config.fail_tokens_outcome)
@@ -160,7 +178,7 @@ def _as_hms(doc: Mapping[str, Any], body: bytes) -> bytes:
     """Honor's {"code", "message", "data"} seen through HMS's {"code", "msg", "requestId"}."""
     if not doc:
         return body
-    data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
+    data = _data(doc)
     msg = doc.get("msg", doc.get("message", ""))
     return json.dumps({"code": doc.get("code", ""), "msg": msg, "requestId": data.get("requestId", "")}).encode()
 
@@ -180,3 +198,12 @@ class HonorAdapter(HuaweiStyleAdapter[HonorConfig]):
 
     def classify(self, tokens: list[str], status: int, headers: Mapping[str, str], body: bytes) -> list[TokenResult]:
         return classify_response(tokens, status, headers, body, self._clock(), self.config)
+
+
+SPEC = VendorSpec(
+    vendor=Vendor.HONOR, config=HonorConfig, adapter=HonorAdapter, simulator_entry=client_credentials_entry,
+    payload=PayloadLimit(max_bytes=MAX_PAYLOAD_BYTES, title_copies=2, body_copies=2, data_as_string=True,
+                         overhead_bytes=384),  # 4096 UNCONFIRMED (HonorConfig.max_payload_bytes' default)
+    daily_quota=True,
+    sample_token=huawei_token,
+)

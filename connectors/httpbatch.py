@@ -20,45 +20,31 @@ import asyncio
 import datetime as dt
 import json
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import httpx
 
-from pushpipe.connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
+from pushpipe.connectors.base import (
+    AdapterSession,
+    InvalidNotification,
+    Notification,
+    Outcome,
+    TokenResult,
+    Vendor,
+    VendorError,
+    mask_secrets,
+    reveal,
+)
 from pushpipe.connectors.http import parse_retry_after, ssl_verify, transport_failure
 
 CHINA_TZ = dt.timezone(dt.timedelta(hours=8), "CST")
 Clock = Callable[[], float]
-Failure = tuple[Outcome, str, str]  # (outcome, vendor code, reason) for one token
-
-
-class InvalidNotification(ValueError):
-    """The notification cannot be sent to this vendor at all (checked locally, before any request)."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-
-
-class VendorError(Exception):
-    """A failure that applies to every token of a chunk (auth, a save step, HTTP 429/5xx)."""
-
-    def __init__(self, outcome: Outcome, code: str, reason: str, retry_after_s: float | None = None) -> None:
-        super().__init__(f"{outcome.value} {code} {reason}")
-        self.outcome, self.code, self.reason, self.retry_after_s = outcome, code, reason, retry_after_s
-
-    def results(self, tokens: list[str]) -> list[TokenResult]:
-        return results(tokens, self.outcome, self.code, self.reason, self.retry_after_s)
 
 
 # ---- settings --------------------------------------------------------------------------------------
-
-def reveal(value: Secret | str) -> str:
-    return value.reveal() if isinstance(value, Secret) else value
-
 
 @dataclass(frozen=True, kw_only=True)
 class BatchHttpConfig:
@@ -74,10 +60,7 @@ class BatchHttpConfig:
     max_concurrency: int = 4  # requests in flight per adapter
 
     def __post_init__(self) -> None:
-        for name in self.secret_fields:
-            value = getattr(self, name)
-            if isinstance(value, str):
-                object.__setattr__(self, name, Secret(value))
+        mask_secrets(self, *self.secret_fields)
         for name in (*self.required_fields, *self.secret_fields):
             if not reveal(getattr(self, name)):
                 raise ValueError(f"{name} is required")
@@ -95,18 +78,12 @@ class BatchHttpConfig:
         return cls(**{**json.loads(Path(path).read_text()), **overrides})
 
 
+def app_credentials_entry(creds: Mapping[str, Any], sims: Mapping[str, Any]) -> dict[str, Any]:
+    """SPEC.simulator_entry of the batch vendors: the credentials file holds config fields; fixed API paths."""
+    return {**creds, "base_url": sims["api_url"], "verify": sims["ca_cert"]}
+
+
 # ---- results ---------------------------------------------------------------------------------------
-
-def results(tokens: list[str], outcome: Outcome, code: str = "", reason: str = "",
-            retry_after_s: float | None = None, msg_id: str = "") -> list[TokenResult]:
-    return [TokenResult(t, outcome, code, reason, retry_after_s, msg_id) for t in tokens]
-
-
-def per_token(tokens: list[str], failures: Mapping[str, Failure], code: str, msg_id: str) -> list[TokenResult]:
-    """Accepted with `msg_id`, except the tokens the vendor listed as failed."""
-    return [TokenResult(t, *failures[t]) if t in failures else TokenResult(t, Outcome.ACCEPTED, code, "", None, msg_id)
-            for t in tokens]
-
 
 def http_failure(status: int, headers: Mapping[str, str], now: float) -> VendorError | None:
     """HTTP-level answers every vendor shares: 429 → throttled (Retry-After), 5xx → unavailable."""
@@ -162,42 +139,13 @@ def chunks(tokens: list[str], size: int) -> Iterator[list[str]]:
         yield tokens[start:start + size]
 
 
-# ---- auth tokens -----------------------------------------------------------------------------------
-
-class CachedToken:
-    """A vendor auth token: fetched on first use, again after refresh_s or once invalidated."""
-
-    def __init__(self, fetch: Callable[[], Awaitable[str]], *, clock: Clock, refresh_s: float) -> None:
-        self._fetch, self._clock, self._refresh_s = fetch, clock, refresh_s
-        self._value, self._fetched_at = "", 0.0
-        self._lock = asyncio.Lock()  # concurrent chunks share one fetch
-
-    @property
-    def value(self) -> str:
-        return self._value
-
-    async def get(self) -> str:
-        async with self._lock:
-            now = self._clock()
-            if not self._value or not 0 <= now - self._fetched_at < self._refresh_s:
-                self._value, self._fetched_at = await self._fetch(), now
-            return self._value
-
-    def invalidate(self, stale: str) -> bool:
-        """Drop `stale` if it is still current (many rejected chunks cause one refresh)."""
-        if stale != self._value:
-            return False
-        self._value = ""
-        return True
-
-
 # ---- the adapter -----------------------------------------------------------------------------------
 
 C = TypeVar("C", bound=BatchHttpConfig)
 P = TypeVar("P")  # a vendor's prepared message
 
 
-class BatchAdapter(Generic[C, P]):
+class BatchAdapter(AdapterSession[httpx.AsyncClient], Generic[C, P]):
     """VendorAdapter skeleton: subclasses implement prepare() and send_batch(), optionally on_open()."""
 
     vendor: Vendor
@@ -207,31 +155,26 @@ class BatchAdapter(Generic[C, P]):
         self.config = config
         self.max_batch = config.max_batch
         self._clock = clock
-        self._client: httpx.AsyncClient | None = None
 
-    async def open(self) -> None:
+    def start(self) -> httpx.AsyncClient:
         c = self.config
         client = httpx.AsyncClient(verify=ssl_verify(c.verify), timeout=httpx.Timeout(c.timeout_s),
                                    limits=httpx.Limits(max_connections=c.max_concurrency))
-        self._client = client
         self.on_open(client)
+        return client
 
     def on_open(self, client: httpx.AsyncClient) -> None:
         """Create per-session state (auth token caches)."""
 
-    async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+    async def stop(self, session: httpx.AsyncClient) -> None:
+        await session.aclose()
 
     async def send(self, notification: Notification, tokens: list[str]) -> list[TokenResult]:
-        client = self._client
-        if client is None:
-            raise RuntimeError(f"{type(self).__name__}.send() before open()")
+        client = self.session()
         try:
             prepared = self.prepare(notification)
         except InvalidNotification as exc:
-            return results(tokens, Outcome.REJECTED, reason=exc.reason)
+            return exc.results(tokens)
         gate = asyncio.Semaphore(self.config.max_concurrency)
         parts = await asyncio.gather(*(self._send_chunk(client, gate, prepared, chunk)
                                        for chunk in chunks(tokens, self.max_batch)))

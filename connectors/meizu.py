@@ -35,24 +35,22 @@ from typing import Any, ClassVar
 
 import httpx
 
-from pushpipe.connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
+from pushpipe.connectors.base import Failure, InvalidNotification, Notification, Outcome, Secret, TokenResult, Vendor, VendorError, per_token, reveal
 from pushpipe.connectors.http import json_object
 from pushpipe.connectors.httpbatch import (
     BatchAdapter,
     BatchHttpConfig,
-    Failure,
-    InvalidNotification,
-    VendorError,
+    app_credentials_entry,
     bad_response,
     check_max,
     custom_data,
     http_failure,
-    per_token,
     require_title,
-    reveal,
     seconds_until_china_hour,
 )
+from pushpipe.connectors.limits import PayloadLimit
 from pushpipe.connectors.signing import compact_json, form_body, md5_hex, sorted_params
+from pushpipe.connectors.spec import VendorSpec
 
 PRODUCTION_URL = "https://server-api-push.meizu.com"
 SEND_PATH = "/garcia/api/server/push/varnished/pushByPushId"
@@ -209,3 +207,10 @@ class MeizuAdapter(BatchAdapter[MeizuConfig, str]):
         status, resp_headers, content = await self.post(client, SEND_PATH, content=body, headers=headers)
         return classify_response(tokens, status, resp_headers, content, self._clock())
 
+
+SPEC = VendorSpec(
+    vendor=Vendor.MEIZU, config=MeizuConfig, adapter=MeizuAdapter, simulator_entry=app_credentials_entry,
+    payload=PayloadLimit(title_max=TITLE_MAX_CHARS, body_max=CONTENT_MAX_CHARS, needs_title=True, needs_body=True),
+    # Meizu's per-device caps exist (codes 110019/110051/110011) but their values are UNCONFIRMED: not counted
+    sample_token=lambda hexed: f"{hexed}ULY" + "d" * 32,
+)

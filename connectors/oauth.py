@@ -1,4 +1,4 @@
-"""OAuth2 access tokens for vendor APIs: fetch at a token endpoint, cache, refresh early, drop on 401.
+"""OAuth2 access tokens for vendor APIs: fetch at a token endpoint (cached by connectors.credentials.TokenCache).
 
 Shared by FCM (JWT-bearer grant with a service-account key) and HMS / Honor (client-credentials
 grant). A failed fetch raises `TokenError`, which carries the `Outcome` every token of the batch
@@ -7,73 +7,19 @@ id, secret or key) -> rejected, because retrying cannot fix configuration.
 """
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 
 import httpx
 
-from pushpipe.connectors.base import Outcome, TokenResult
+from pushpipe.connectors.base import Outcome, VendorError
+from pushpipe.connectors.credentials import AccessToken, Clock, Fetch
 from pushpipe.connectors.http import failure_code, failure_reason, json_object, parse_retry_after
 
-Clock = Callable[[], float]
 CLIENT_CREDENTIALS = "client_credentials"
 
 
-@dataclass(frozen=True)
-class AccessToken:
-    value: str
-    expires_at: float  # clock time
-
-
-class TokenError(Exception):
+class TokenError(VendorError):
     """The token endpoint refused or failed; every token of the batch gets `outcome`."""
-
-    def __init__(self, outcome: Outcome, code: str, reason: str, retry_after_s: float | None = None) -> None:
-        super().__init__(f"{code}: {reason}")
-        self.outcome, self.code, self.reason, self.retry_after_s = outcome, code, reason, retry_after_s
-
-    def result(self, token: str) -> TokenResult:
-        return TokenResult(token, self.outcome, self.code, self.reason, self.retry_after_s)
-
-
-Fetch = Callable[[], Awaitable[AccessToken]]
-
-
-class TokenCache:
-    """One access token, fetched on first use and again `refresh_margin_s` before it expires.
-
-    Concurrent callers share one fetch. A failed fetch is not cached: the next get() tries again.
-    """
-
-    def __init__(self, fetch: Fetch, *, clock: Clock, refresh_margin_s: float) -> None:
-        self._fetch, self._clock, self._margin = fetch, clock, refresh_margin_s
-        self._token: AccessToken | None = None
-        self._lock = asyncio.Lock()
-        self.fetches = 0
-
-    @property
-    def current(self) -> str:
-        return self._token.value if self._token else ""
-
-    def _fresh(self) -> bool:
-        return self._token is not None and self._clock() < self._token.expires_at - self._margin
-
-    async def get(self) -> str:
-        if not self._fresh():
-            async with self._lock:
-                if not self._fresh():
-                    self.fetches += 1
-                    self._token = await self._fetch()
-        assert self._token is not None
-        return self._token.value
-
-    def invalidate(self, stale: str) -> bool:
-        """Drop `stale` if it is still current (many in-flight 401s cause one refresh)."""
-        if self._token is None or self._token.value != stale:
-            return False
-        self._token = None
-        return True
 
 
 # ---- token endpoint ------------------------------------------------------------------------------

@@ -30,24 +30,23 @@ from typing import Any, ClassVar, NamedTuple
 
 import httpx
 
-from pushpipe.connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
+from pushpipe.connectors.base import Failure, Notification, Outcome, Secret, TokenResult, Vendor, VendorError, per_token, reveal
+from pushpipe.connectors.credentials import CachedToken
 from pushpipe.connectors.http import json_object
 from pushpipe.connectors.httpbatch import (
     BatchAdapter,
     BatchHttpConfig,
-    CachedToken,
-    Failure,
-    VendorError,
+    app_credentials_entry,
     bad_response,
     check_max,
     custom_data,
     http_failure,
-    per_token,
     require_title,
-    reveal,
     seconds_until_china_hour,
 )
+from pushpipe.connectors.limits import PayloadLimit
 from pushpipe.connectors.signing import compact_json, form_body, sha256_hex
+from pushpipe.connectors.spec import VendorSpec
 
 PRODUCTION_URL = "https://api.push.oppomobile.com"
 AUTH_PATH = "/server/v1/auth"
@@ -210,3 +209,11 @@ class OppoAdapter(BatchAdapter[OppoConfig, dict[str, str]]):
         if not isinstance(token, str) or not token:
             raise bad_response(status)
         return token
+
+
+SPEC = VendorSpec(
+    vendor=Vendor.OPPO, config=OppoConfig, adapter=OppoAdapter, simulator_entry=app_credentials_entry,
+    payload=PayloadLimit(title_max=TITLE_MAX_CHARS, body_max=CONTENT_MAX_CHARS, needs_title=True),
+    daily_quota=True,
+    sample_token=lambda hexed: f"{hexed}CN_" + "d" * 32,
+)

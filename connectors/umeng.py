@@ -28,21 +28,22 @@ from typing import Any, ClassVar
 
 import httpx
 
-from pushpipe.connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
+from pushpipe.connectors.base import Notification, Outcome, Secret, TokenResult, Vendor, results, reveal
 from pushpipe.connectors.http import json_object
 from pushpipe.connectors.httpbatch import (
     CHINA_TZ,
     BatchAdapter,
     BatchHttpConfig,
+    app_credentials_entry,
     bad_response,
     check_max,
     custom_data,
     http_failure,
     require_title,
-    results,
-    reveal,
 )
+from pushpipe.connectors.limits import PayloadLimit
 from pushpipe.connectors.signing import compact_json, md5_hex
+from pushpipe.connectors.spec import VendorSpec
 
 PRODUCTION_URL = "https://msgapi.umeng.com"
 SEND_PATH = "/api/send"
@@ -133,3 +134,10 @@ class UmengAdapter(BatchAdapter[UmengConfig, tuple[Notification, dict[str, Any]]
         status, headers, content = await self.post(client, signed_path(self.config, body), content=body,
                                                    headers={"content-type": "application/json"})
         return classify_response(tokens, status, headers, content, self._clock())
+
+
+SPEC = VendorSpec(
+    vendor=Vendor.UMENG, config=UmengConfig, adapter=UmengAdapter, simulator_entry=app_credentials_entry,
+    payload=PayloadLimit(max_bytes=PAYLOAD_MAX_BYTES, title_copies=2, overhead_bytes=256, needs_title=True),  # UNCONFIRMED
+    sample_token=None,  # the fallback channel: devices do not register with Umeng
+)

@@ -39,24 +39,23 @@ from typing import Any, ClassVar, Literal, NamedTuple
 
 import httpx
 
-from pushpipe.connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
+from pushpipe.connectors.base import Failure, Notification, Outcome, Secret, TokenResult, Vendor, VendorError, per_token, reveal
+from pushpipe.connectors.credentials import CachedToken
 from pushpipe.connectors.http import json_object
 from pushpipe.connectors.httpbatch import (
     BatchAdapter,
     BatchHttpConfig,
-    CachedToken,
-    Failure,
-    VendorError,
+    app_credentials_entry,
     bad_response,
     check_max,
     custom_data,
     http_failure,
-    per_token,
     require_title,
-    reveal,
     seconds_until_china_hour,
 )
+from pushpipe.connectors.limits import PayloadLimit, width
 from pushpipe.connectors.signing import compact_json, md5_hex
+from pushpipe.connectors.spec import VendorSpec
 
 PRODUCTION_URL = "https://api-push.vivo.com.cn"
 AUTH_PATH = "/message/auth"
@@ -118,12 +117,6 @@ def auth_body(c: VivoConfig, now: float) -> dict[str, str]:
     timestamp = str(int(now * 1000))
     return {"appId": c.app_id, "appKey": c.app_key, "timestamp": timestamp,
             "sign": auth_sign(c.app_id, c.app_key, timestamp, reveal(c.app_secret))}
-
-
-def width(text: str) -> int:
-    """vivo's length: a CJK character counts 2, anything else 1."""
-    return sum(2 if "\u2e80" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff" or "\uff00" <= ch <= "\uffef" else 1
-               for ch in text)
 
 
 def request_id(*parts: str) -> str:
@@ -247,3 +240,12 @@ class VivoAdapter(BatchAdapter[VivoConfig, dict[str, Any]]):
         if not isinstance(token, str) or not token:
             raise bad_response(status)
         return token
+
+
+SPEC = VendorSpec(
+    vendor=Vendor.VIVO, config=VivoConfig, adapter=VivoAdapter, simulator_entry=app_credentials_entry,
+    payload=PayloadLimit(title_max=TITLE_MAX_WIDTH, body_max=CONTENT_MAX_WIDTH, measure="width",
+                         data_max_chars=CUSTOM_MAP_MAX_CHARS, needs_title=True),  # UNCONFIRMED
+    daily_quota=True,
+    sample_token=lambda hexed: hexed + "1" * 12,
+)

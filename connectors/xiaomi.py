@@ -34,21 +34,20 @@ from typing import ClassVar
 
 import httpx
 
-from pushpipe.connectors.base import Notification, Outcome, Secret, TokenResult, Vendor
+from pushpipe.connectors.base import InvalidNotification, Notification, Outcome, Secret, TokenResult, Vendor, per_token, results, reveal
 from pushpipe.connectors.http import json_object
 from pushpipe.connectors.httpbatch import (
     BatchAdapter,
     BatchHttpConfig,
-    InvalidNotification,
+    app_credentials_entry,
     bad_response,
     check_max,
     custom_data,
     http_failure,
-    per_token,
-    results,
-    reveal,
 )
+from pushpipe.connectors.limits import PayloadLimit
 from pushpipe.connectors.signing import compact_json, form_body, md5_hex
+from pushpipe.connectors.spec import VendorSpec
 
 PRODUCTION_URL = "https://api.xmpush.xiaomi.com"
 SEND_PATH = "/v3/message/regid"
@@ -177,3 +176,13 @@ class XiaomiAdapter(BatchAdapter[XiaomiConfig, dict[str, str]]):
                    "content-type": "application/x-www-form-urlencoded;charset=UTF-8"}
         status, resp_headers, content = await self.post(client, SEND_PATH, content=body, headers=headers)
         return classify_response(tokens, status, resp_headers, content, self._clock())
+
+
+# Xiaomi's 4 KB is the payload field (data + msg_id); title and description are separate fields.
+SPEC = VendorSpec(
+    vendor=Vendor.XIAOMI, config=XiaomiConfig, adapter=XiaomiAdapter, simulator_entry=app_credentials_entry,
+    payload=PayloadLimit(max_bytes=PAYLOAD_MAX_BYTES, title_max=TITLE_MAX_CHARS, body_max=DESCRIPTION_MAX_CHARS,
+                         title_copies=0, body_copies=0, overhead_bytes=128, body_needs_title=True),
+    daily_quota=True, unclassified_per_day=1,  # without a registered channel_id every message is "unclassified"
+    sample_token=lambda hexed: hexed.ljust(44, "d"),
+)

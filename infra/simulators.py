@@ -41,12 +41,9 @@ def apns_config(settings: Settings, **overrides: Any) -> ApnsConfig:
 
 def simulator_config(settings: Settings, vendor: str, **overrides: Any) -> Any:
     """Any vendor's config pointing at the running simulator: its vendors.json entry plus overrides."""
-    from pushpipe.connectors.base import Vendor
-    from pushpipe.connectors.config import CONFIG_TYPES, simulator_vendors
+    from pushpipe.connectors import config
 
-    parsed = Vendor(vendor)
-    entry = simulator_vendors(state_dir(settings))[parsed.value]
-    return CONFIG_TYPES[parsed](**{**entry, **overrides})
+    return config.simulator_config(state_dir(settings), vendor, **overrides)
 
 
 class Simulators:

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pushpipe.connectors.base import Notification, TokenResult, VendorAdapter, VendorConfig, create_adapter
+from pushpipe.connectors.base import Notification, TokenResult, VendorAdapter, VendorConfig
+from pushpipe.connectors.registry import create_adapter
 from pushpipe.jobs import metrics
 from pushpipe.jobs.breaker import CircuitBreaker
 from pushpipe.jobs.dispatch_policy import DispatchPolicy, ExitSpec

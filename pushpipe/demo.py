@@ -8,28 +8,22 @@ import uuid
 
 from pushpipe import observe
 from pushpipe.config import Settings, masked_url
+from pushpipe.connectors.base import Vendor
+from pushpipe.connectors.registry import SPECS
 from pushpipe.infra import stack
 from pushpipe.producer import PushProducer, device_event, push_request
 from pushpipe.sinks import clickhouse, elastic
 
 DEMO_APP = "demo-app"
-VENDORS = ("apns", "fcm", "hms", "honor", "xiaomi", "oppo", "vivo", "meizu")
+VENDORS = tuple(v.value for v, s in SPECS.items() if s.sample_token)  # every vendor devices register with
 
 
 def demo_token(vendor: str, run: str, n: int) -> str:
     """A token shaped like the vendor's (the simulators check the shape)."""
-    hexed = f"{run}{n:08x}"
-    shapes = {
-        "apns": hexed.ljust(64, "0"),
-        "fcm": f"{hexed}:APA91b" + "d" * 100,
-        "hms": f"{hexed}IQAAAACy" + "d" * 72,
-        "honor": f"{hexed}IQAAAACy" + "d" * 72,
-        "xiaomi": hexed.ljust(44, "d"),
-        "oppo": f"{hexed}CN_" + "d" * 32,
-        "vivo": hexed + "1" * 12,
-        "meizu": f"{hexed}ULY" + "d" * 32,
-    }
-    return shapes[vendor]
+    shape = SPECS[Vendor(vendor)].sample_token
+    if shape is None:
+        raise KeyError(vendor)
+    return shape(f"{run}{n:08x}")
 
 
 def progress(message: str) -> None:

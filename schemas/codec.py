@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import fastavro
 from fastavro.schema import load_schema, parse_schema, to_parsing_canonical_form
@@ -69,7 +69,7 @@ class _Schemas:
 
 @cache
 def _schemas() -> _Schemas:
-    current = {name: load_schema(SCHEMA_DIR / f"pushpipe.{name}.avsc") for name in RECORDS}
+    current = {name: load_schema(str(SCHEMA_DIR / f"pushpipe.{name}.avsc")) for name in RECORDS}
     writers = {fingerprint(s): (name, s) for name, s in current.items()}
     for path in sorted(HISTORY_DIR.glob("*.avsc")):
         name = path.name.split(".")[0]
@@ -135,8 +135,9 @@ def decode(name: str, payload: bytes | None) -> Record:
     writer_name, writer_schema = _writer(payload)
     if writer_name != name:
         raise BadRecord("wrong_schema", f"expected {name}, got a {writer_name} record")
+    assert payload is not None  # _writer refused it otherwise
     try:
-        return fastavro.schemaless_reader(io.BytesIO(payload[HEADER_LEN:]), writer_schema, _schemas().current[name])
+        return cast(Record, fastavro.schemaless_reader(io.BytesIO(payload[HEADER_LEN:]), writer_schema, _schemas().current[name]))
     except Exception as exc:  # fastavro raises many types for truncated or corrupt bodies
         raise BadRecord("malformed_avro", f"cannot decode {name} body: {type(exc).__name__}: {exc}") from exc
 

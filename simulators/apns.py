@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from pushpipe.connectors.keys import generate_p8, new_key_id, public_pem
-from pushpipe.simulators.server import Accepted, Receive, Scope, Send, SimState, header_map, read_body, respond
+from pushpipe.simulators.common import Accepted, Receive, Scope, Send, SimState, header_map, read_body, respond
 
 TOKEN_MAX_AGE_S = 3600
 PATH_PREFIX = "/3/device/"
@@ -138,7 +138,7 @@ def payload_limit(push_type: str) -> int:
 
 
 class ApnsSimulator:
-    """A VendorSim for APNs (see simulators.server.VendorSim)."""
+    """A VendorSim for APNs (see simulators.common.VendorSim)."""
 
     name: str = "apns"
     prefixes: tuple[str, ...] = (PATH_PREFIX,)
@@ -219,3 +219,10 @@ def _reply_headers(reply: Reply, apns_id: str) -> tuple[tuple[str, str], ...]:
     if reply.retry_after_s:
         headers.append(("retry-after", str(reply.retry_after_s)))
     return tuple(headers)
+
+
+def create(state_dir: Path) -> ApnsSimulator:
+    """The simulator with its dev signing key (state_dir/apns) registered."""
+    sim = ApnsSimulator()
+    sim.register_credentials(ensure_credentials(state_dir / sim.name))
+    return sim

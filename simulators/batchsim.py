@@ -24,8 +24,8 @@ from urllib.parse import parse_qsl
 
 import httpx
 
+from pushpipe.simulators.common import Accepted, Receive, Scope, Send, SimState, header_map, read_body, respond
 from pushpipe.simulators.oauth import write_private
-from pushpipe.simulators.server import Accepted, Receive, Scope, Send, SimState, header_map, read_body, respond
 
 Fault = Literal["unavailable", "throttled", "daily"]
 _MAX_TOKENS = 10_000
@@ -174,7 +174,7 @@ Route = Callable[[Request, float], Reply]
 
 
 class BatchVendorSim:
-    """A VendorSim (simulators.server) for a vendor that takes many tokens per request."""
+    """A VendorSim (simulators.common) for a vendor that takes many tokens per request."""
 
     name: str
     prefixes: tuple[str, ...]

@@ -31,8 +31,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from pushpipe.simulators.common import Accepted, Receive, Scope, Send, SimState, header_map, read_body, respond
 from pushpipe.simulators.oauth import AccessTokens, parse_form, write_private
-from pushpipe.simulators.server import Accepted, Receive, Scope, Send, SimState, header_map, read_body, respond
 
 API_PATH = "/fcm"
 TOKEN_PATH = API_PATH + "/token"
@@ -190,7 +190,7 @@ def check_message(message: Mapping[str, Any]) -> Reply | None:
 # ---- the simulator -------------------------------------------------------------------------------
 
 class FcmSimulator:
-    """A VendorSim for FCM HTTP v1 (see simulators.server.VendorSim)."""
+    """A VendorSim for FCM HTTP v1 (see simulators.common.VendorSim)."""
 
     name = "fcm"
     prefixes = (API_PATH + "/",)

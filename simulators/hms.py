@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from pushpipe.simulators.batchsim import ReceiptOutbox
+from pushpipe.simulators.common import Accepted, Receive, Scope, Send, SimState, header_map, read_body, respond
 from pushpipe.simulators.oauth import AccessTokens, new_numeric_id, new_secret, parse_form, write_private
 from pushpipe.simulators.receipts import encode_statuses, receipt
-from pushpipe.simulators.server import Accepted, Receive, Scope, Send, SimState, header_map, read_body, respond
 
 API_PATH = "/hms"
 MAX_TOKENS = 1000
@@ -273,7 +273,7 @@ def _json_doc(body: bytes) -> dict[str, Any] | None:
 
 
 class HmsSimulator(HuaweiStyleSimulator):
-    """A VendorSim for Huawei Push Kit v1 (see simulators.server.VendorSim)."""
+    """A VendorSim for Huawei Push Kit v1 (see simulators.common.VendorSim)."""
 
     name = "hms"
     prefixes = (API_PATH + "/",)

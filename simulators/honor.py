@@ -36,7 +36,7 @@ def ensure_credentials(directory: Path) -> ClientCredentials:
 
 
 class HonorSimulator(HuaweiStyleSimulator):
-    """A VendorSim for Honor Push (see simulators.server.VendorSim)."""
+    """A VendorSim for Honor Push (see simulators.common.VendorSim)."""
 
     name = "honor"
     prefixes = (API_PATH + "/",)

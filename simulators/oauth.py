@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 from urllib.parse import parse_qsl
 
-from pushpipe.simulators.server import SimState
+from pushpipe.simulators.common import SimState
 
 ADVERTISED_TTL_S = 3600
 _MAX_ISSUED = 10_000

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from pushpipe.connectors.http import json_object
+from pushpipe.connectors.limits import width
 from pushpipe.connectors.signing import md5_hex
-from pushpipe.connectors.vivo import width
 from pushpipe.simulators.batchsim import (
     AuthTokens,
     BatchVendorSim,

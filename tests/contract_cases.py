@@ -16,7 +16,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from pushpipe.config import Settings
-from pushpipe.connectors.base import Notification, Outcome, TokenResult, Vendor, VendorAdapter, VendorConfig, create_adapter
+from pushpipe.connectors.base import Notification, Outcome, TokenResult, Vendor, VendorAdapter, VendorConfig
+from pushpipe.connectors.registry import create_adapter
 from pushpipe.infra.simulators import SimulatorAdmin, apns_config, simulator_config
 
 TokenKind = Literal["valid", "unregistered", "malformed"]

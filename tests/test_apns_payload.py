@@ -12,7 +12,6 @@ import pytest
 from pushpipe.connectors.apns import (
     ApnsAdapter,
     ApnsConfig,
-    InvalidNotification,
     ProviderToken,
     apns_id,
     build_apns_request,
@@ -20,8 +19,9 @@ from pushpipe.connectors.apns import (
     classify_response,
     parse_retry_after,
 )
-from pushpipe.connectors.base import ADAPTERS, Notification, Outcome, Vendor, create_adapter
+from pushpipe.connectors.base import InvalidNotification, Notification, Outcome, Vendor
 from pushpipe.connectors.keys import generate_p8, new_key_id
+from pushpipe.connectors.registry import SPECS, create_adapter
 
 NOW = 1_700_000_000.0
 TOKEN = "ab" * 32
@@ -250,10 +250,10 @@ def test_config_from_credentials_file(key: tuple[Path, str], tmp_path: Path) -> 
 def test_registry_builds_apns_and_refuses_the_rest(key: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
     adapter = create_adapter("apns", config(key[0]))
     assert isinstance(adapter, ApnsAdapter) and adapter.vendor is Vendor.APNS and adapter.max_batch == 1000
-    assert Vendor.APNS in ADAPTERS
+    assert Vendor.APNS in SPECS
     with pytest.raises(TypeError, match="FcmConfig"):
         create_adapter(Vendor.FCM, config(key[0]))  # another vendor's config
-    monkeypatch.delitem(ADAPTERS, Vendor.FCM)
+    monkeypatch.delitem(SPECS, Vendor.FCM)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="no adapter"):
         create_adapter(Vendor.FCM, config(key[0]))
     with pytest.raises(ValueError):

@@ -8,8 +8,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from pushpipe.connectors.apns import InvalidNotification
-from pushpipe.connectors.base import Notification, Outcome, Vendor, create_adapter
+from pushpipe.connectors.base import InvalidNotification, Notification, Outcome, Vendor
 from pushpipe.connectors.fcm import (
     SCOPE,
     FcmAdapter,
@@ -21,6 +20,7 @@ from pushpipe.connectors.fcm import (
     payload_size,
     service_account_assertion,
 )
+from pushpipe.connectors.registry import create_adapter
 from pushpipe.simulators.fcm import key_from_service_account, new_service_account
 
 NOW = 1_700_000_000.0

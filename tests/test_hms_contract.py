@@ -17,9 +17,10 @@ import pytest
 
 from contract_cases import huawei_token, notification
 from pushpipe.config import Settings
-from pushpipe.connectors.base import Outcome, TokenResult, VendorAdapter, create_adapter
+from pushpipe.connectors.base import Outcome, TokenResult, VendorAdapter
 from pushpipe.connectors.honor import KEYCLOAK_TOKEN_PATH
 from pushpipe.connectors.http import ssl_verify
+from pushpipe.connectors.registry import create_adapter
 from pushpipe.infra.simulators import SimulatorAdmin, simulator_config
 
 HUAWEI_LIKE = ("hms", "honor")

@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-from pushpipe.connectors.apns import InvalidNotification
-from pushpipe.connectors.base import Notification, Outcome, Vendor, create_adapter
+from pushpipe.connectors.base import InvalidNotification, Notification, Outcome, Vendor
 from pushpipe.connectors.hms import (
     HmsAdapter,
     HmsConfig,
@@ -19,6 +18,7 @@ from pushpipe.connectors.hms import (
     outcome_for_code,
     payload_size,
 )
+from pushpipe.connectors.registry import create_adapter
 
 NOW = 1_700_000_000.0
 TOKENS = ["t" * 40 + str(i) for i in range(4)]

@@ -5,8 +5,7 @@ import json
 
 import pytest
 
-from pushpipe.connectors.apns import InvalidNotification
-from pushpipe.connectors.base import Notification, Outcome, Vendor, create_adapter
+from pushpipe.connectors.base import InvalidNotification, Notification, Outcome, Vendor
 from pushpipe.connectors.honor import (
     KEYCLOAK_TOKEN_PATH,
     HonorAdapter,
@@ -16,6 +15,7 @@ from pushpipe.connectors.honor import (
     encode_request,
     timestamp_header,
 )
+from pushpipe.connectors.registry import create_adapter
 
 NOW = 1_700_000_000.123
 TOKENS = ["t" * 40 + str(i) for i in range(4)]

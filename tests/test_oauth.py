@@ -7,7 +7,8 @@ import json
 import pytest
 
 from pushpipe.connectors.base import Outcome
-from pushpipe.connectors.oauth import AccessToken, TokenCache, TokenError, client_credentials_form, token_from_response
+from pushpipe.connectors.credentials import AccessToken, TokenCache
+from pushpipe.connectors.oauth import TokenError, client_credentials_form, token_from_response
 
 NOW = 1_700_000_000.0
 

@@ -3,9 +3,10 @@ import json
 
 import pytest
 
-from pushpipe.connectors import apns, fcm, hms, honor, meizu, oppo, umeng, vivo, xiaomi
+from pushpipe.connectors import apns, fcm, hms, honor, umeng
 from pushpipe.connectors.base import Notification
-from pushpipe.jobs.policy.limits import PAYLOAD_LIMITS, PayloadLimit, estimated_bytes, payload_problems, width
+from pushpipe.connectors.limits import PayloadLimit, width
+from pushpipe.jobs.policy.limits import PAYLOAD_LIMITS, estimated_bytes, payload_problems
 
 
 def note(title: str = "Hi", body: str = "Hello", data: dict | None = None) -> dict:
@@ -57,21 +58,6 @@ def test_vivo_width_counts_cjk_twice() -> None:
 def test_limits_are_configurable() -> None:
     limits = {**PAYLOAD_LIMITS, "vivo": PayloadLimit(title_max=60, body_max=200, measure="width")}
     assert payload_problems(note(title="中" * 25), "vivo", limits) == []
-
-
-def test_defaults_match_the_adapters_own_checks() -> None:
-    """The adapters in connectors/ refuse the same things; a change there must show up here."""
-    table = PAYLOAD_LIMITS
-    assert (table["xiaomi"].title_max, table["xiaomi"].body_max, table["xiaomi"].max_bytes) == (
-        xiaomi.TITLE_MAX_CHARS, xiaomi.DESCRIPTION_MAX_CHARS, xiaomi.PAYLOAD_MAX_BYTES)
-    assert (table["oppo"].title_max, table["oppo"].body_max) == (oppo.TITLE_MAX_CHARS, oppo.CONTENT_MAX_CHARS)
-    assert (table["vivo"].title_max, table["vivo"].body_max, table["vivo"].data_max_chars) == (
-        vivo.TITLE_MAX_WIDTH, vivo.CONTENT_MAX_WIDTH, vivo.CUSTOM_MAP_MAX_CHARS)
-    assert (table["meizu"].title_max, table["meizu"].body_max) == (meizu.TITLE_MAX_CHARS, meizu.CONTENT_MAX_CHARS)
-    assert [table[v].max_bytes for v in ("apns", "fcm", "hms", "umeng")] == [
-        apns.MAX_PAYLOAD_BYTES, fcm.MAX_PAYLOAD_BYTES, hms.MAX_PAYLOAD_BYTES, umeng.PAYLOAD_MAX_BYTES]
-    text = "Aé中ｱ﹏豈⺀ok"
-    assert width(text) == vivo.width(text)
 
 
 def actual_size(vendor: str, n: Notification) -> int:

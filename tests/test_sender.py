@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
 
-from pushpipe.connectors import base
+from pushpipe.connectors import registry
 from pushpipe.connectors.base import Notification, Outcome, TokenResult, Vendor
 from pushpipe.jobs.breaker import CircuitBreaker
 from pushpipe.jobs.dispatch_policy import DispatchPolicy, ExitSpec
@@ -58,8 +58,8 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> dict[str, FakeAdapter]:
     def make(config: FakeConfig) -> FakeAdapter:
         return adapters.setdefault(config.name, FakeAdapter({}))
 
-    monkeypatch.setitem(base.ADAPTERS, Vendor.APNS, make)
-    monkeypatch.setitem(base.ADAPTERS, Vendor.UMENG, make)
+    for vendor in (Vendor.APNS, Vendor.UMENG):
+        monkeypatch.setitem(registry.SPECS, vendor, replace(registry.SPECS[vendor], config=FakeConfig, adapter=make))
     return adapters
 
 

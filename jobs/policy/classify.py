@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
+from pushpipe.connectors.registry import SPECS
 from pushpipe.jobs.policy import zones
 from pushpipe.jobs.policy.counters import take
 
@@ -29,12 +30,13 @@ DEFAULT_CLASSES: Mapping[str, MessageClass] = MappingProxyType(
     {category: SERVICE for category in ("transactional", "account", "security", "system")})
 
 APP_KINDS = ("other", "news")
-QUOTA_VENDORS = ("hms", "honor", "oppo", "vivo", "xiaomi")  # "hms" is Huawei, as in DeviceEvent.vendor
+QUOTA_VENDORS = tuple(v.value for v, s in SPECS.items() if s.daily_quota)  # hms, honor, xiaomi, oppo, vivo
 MARKETING_PER_DAY: Mapping[str, Mapping[str, int]] = MappingProxyType({
     "other": MappingProxyType({vendor: 2 for vendor in QUOTA_VENDORS}),
     "news": MappingProxyType({vendor: 5 for vendor in QUOTA_VENDORS}),
 })
-UNCLASSIFIED_PER_DAY: Mapping[str, int] = MappingProxyType({"xiaomi": 1})
+UNCLASSIFIED_PER_DAY: Mapping[str, int] = MappingProxyType(
+    {v.value: s.unclassified_per_day for v, s in SPECS.items() if s.unclassified_per_day is not None})  # xiaomi 1
 VENDOR_DAY_TZ = "Asia/Shanghai"
 
 

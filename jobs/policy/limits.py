@@ -3,74 +3,23 @@
 Sizes are conservative estimates of what each adapter in connectors/ sends: JSON (UTF-8, non-ASCII
 kept) of the title, body and data as that vendor counts them, plus a fixed vendor overhead for the
 envelope, which assumes msg_id and category of at most 64 and 32 characters. Title and body limits
-are in characters, or in vivo's "width" (a CJK character counts 2). Values marked UNCONFIRMED in
+are in characters, or in vivo's "width" (a CJK character counts 2). The limits are each vendor's
+`SPEC.payload` (connectors.limits.PayloadLimit, next to its adapter). Values marked UNCONFIRMED in
 VENDORS.md (vivo, Honor, Umeng sizes) are defaults: pass your own table to payload_problems().
 """
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
-Measure = Literal["chars", "width"]
+from pushpipe.connectors.limits import Measure, PayloadLimit, width
+from pushpipe.connectors.registry import SPECS
 
-
-@dataclass(frozen=True)
-class PayloadLimit:
-    """What one vendor accepts.
-
-    max_bytes        estimated encoded payload (None: no known byte limit)
-    title_max        title length (None: no limit); body_max likewise; measured by `measure`
-    data_max_chars   characters of the data JSON, with msg_id (vivo clientCustomMap)
-    title_copies     times the title counts against max_bytes (Honor sends it twice, Umeng as ticker too)
-    body_copies      times the body counts against max_bytes
-    data_as_string   data travels as a JSON string inside the JSON (Huawei, Honor): quotes are escaped
-    overhead_bytes   envelope bytes on top: keys, msg_id, category, ttl, click action
-    needs_title      the vendor shows only notifications with a title; needs_body likewise
-    body_needs_title a body without a title is refused (Xiaomi; data-only messages are fine)
-    reserved_data    data keys the vendor refuses: exact names and lower-cased prefixes (FCM)
-    """
-
-    max_bytes: int | None = None
-    title_max: int | None = None
-    body_max: int | None = None
-    data_max_chars: int | None = None
-    measure: Measure = "chars"
-    title_copies: int = 1
-    body_copies: int = 1
-    data_as_string: bool = False
-    overhead_bytes: int = 256
-    needs_title: bool = False
-    needs_body: bool = False
-    body_needs_title: bool = False
-    reserved_data: tuple[frozenset[str], tuple[str, ...]] = (frozenset(), ())
-
-
-PAYLOAD_LIMITS: Mapping[str, PayloadLimit] = MappingProxyType({
-    "apns": PayloadLimit(max_bytes=4096, overhead_bytes=256),
-    "fcm": PayloadLimit(max_bytes=4096, overhead_bytes=192,  # FCM counts notification + data only
-                        reserved_data=(frozenset({"from", "notification", "message_type"}), ("google", "gcm"))),
-    "hms": PayloadLimit(max_bytes=4096, data_as_string=True, overhead_bytes=384),
-    "honor": PayloadLimit(max_bytes=4096, title_copies=2, body_copies=2, data_as_string=True,
-                          overhead_bytes=384),  # 4096 UNCONFIRMED
-    # Xiaomi's 4 KB is the payload field (data + msg_id); title and description are separate fields.
-    "xiaomi": PayloadLimit(max_bytes=4095, title_max=49, body_max=127, title_copies=0, body_copies=0,
-                           overhead_bytes=128, body_needs_title=True),
-    "oppo": PayloadLimit(title_max=50, body_max=200, needs_title=True),
-    "vivo": PayloadLimit(title_max=40, body_max=100, measure="width", data_max_chars=1024,
-                         needs_title=True),  # UNCONFIRMED
-    "meizu": PayloadLimit(title_max=32, body_max=100, needs_title=True, needs_body=True),
-    "umeng": PayloadLimit(max_bytes=4096, title_copies=2, overhead_bytes=256, needs_title=True),  # UNCONFIRMED
-})
+# vendor name -> its limits, as declared in each connectors/<vendor>.py SPEC
+PAYLOAD_LIMITS: Mapping[str, PayloadLimit] = MappingProxyType({v.value: s.payload for v, s in SPECS.items()})
 MSG_ID_DATA_CHARS = len(',"msg_id":""') + 64  # what the adapters add to data, with a 64-character msg_id
-
-
-def width(text: str) -> int:
-    """vivo's length: a CJK character counts 2, anything else 1 (as connectors.vivo.width)."""
-    return sum(2 if "\u2e80" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff" or "\uff00" <= ch <= "\uffef" else 1
-               for ch in text)
 
 
 def _json(value: Any) -> str:

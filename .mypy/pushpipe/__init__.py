@@ -1,0 +1,1 @@
+../../pushpipe/__init__.py

@@ -1,0 +1,1 @@
+../../pushpipe/observe.py

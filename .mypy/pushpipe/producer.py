@@ -1,0 +1,1 @@
+../../pushpipe/producer.py
