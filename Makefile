@@ -37,8 +37,9 @@ test: setup lint ## README command 2 (what CI runs): lint, unit tests, then the 
 lock: setup ## write constraints.txt: the versions now installed, for every later install
 	$(BIN)/pip freeze --exclude-editable | grep -v '^pushpipe' > constraints.txt
 
-lint: setup ## ruff (lint and import order), configured in pyproject.toml
+lint: setup ## ruff (lint and import order) and mypy (strict on schemas, connectors, jobs, simulators), configured in pyproject.toml
 	$(BIN)/ruff check .
+	$(BIN)/python -m mypy
 
 unit: setup ## only the tests that need no services (none is started, none is touched)
 	$(BIN)/python -m pytest -v -m "not stack and not simulator"

@@ -25,6 +25,7 @@ from pushpipe.jobs import deadletters, runtime
 from pushpipe.schemas import keys, results
 from pushpipe.sinks import clickhouse, elastic
 
+Record = dict[str, Any]
 JOB = "analytics"
 WINDOW = Time.seconds(1)
 SUMMARY_TTL = Time.days(7)  # results of a message arriving later than this start a new summary
@@ -83,7 +84,7 @@ class MessageTotals(KeyedProcessFunction):
         counted.enable_time_to_live(ttl)
         self.counted = runtime_context.get_map_state(counted)
 
-    def process_element(self, result: dict, ctx: KeyedProcessFunction.Context) -> Iterator[tuple]:
+    def process_element(self, result: Record, ctx: KeyedProcessFunction.Context) -> Iterator[tuple[Record, Record]]:
         key = counted_key(result)
         if self.counted.get(key) is not None:  # thread mode: get of a missing key answers None
             return
@@ -93,7 +94,7 @@ class MessageTotals(KeyedProcessFunction):
         yield result, summary
 
 
-def message_key(result: dict) -> str:
+def message_key(result: Record) -> str:
     return keys.message_key(result["app_id"], result["msg_id"])
 
 
@@ -110,7 +111,7 @@ class WriteWindow(ProcessWindowFunction):
         elastic.ensure_indices(self.es, self.settings)
         self.table = f"{self.settings.clickhouse_database}.dispatch_results"
 
-    def process(self, key: int, context: ProcessWindowFunction.Context, elements: Iterable[tuple]) -> Iterator[int]:
+    def process(self, key: int, context: ProcessWindowFunction.Context, elements: Iterable[tuple[Record, Record]]) -> Iterator[int]:
         pairs = list(elements)
         self.ch.insert(self.table, [clickhouse.result_row(result) for result, _ in pairs])
         elastic.write(self.es, elastic.window_actions(self.settings, pairs))

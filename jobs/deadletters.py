@@ -27,7 +27,7 @@ MAX_ID_CHARS = 256  # msg and app ids as carried by a dead letter, cut to this (
 log = logging.getLogger("pushpipe.jobs")
 
 
-def dead_letter(job: str, topic: str, payload: bytes | None, error: str, reason: str, **ids: Any) -> tuple:
+def dead_letter(job: str, topic: str, payload: bytes | None, error: str, reason: str, **ids: Any) -> tuple[OutputTag, bytes]:
     """A side-output element carrying an encoded DeadLetter: the reason, and of the bad value an excerpt,
     its size and hash, so a dead letter stays far below Kafka's record limit whatever it was sent."""
     value = bytes(payload or b"")
@@ -59,7 +59,7 @@ def tombstone(payload: bytes) -> Tombstone | None:
     return Tombstone(topic.decode(errors="replace"), key.decode(errors="replace"))
 
 
-def tombstone_letter(job: str, dead: Tombstone, name: str, why: str = "") -> tuple:
+def tombstone_letter(job: str, dead: Tombstone, name: str, why: str = "") -> tuple[OutputTag, bytes]:
     reason = why or f"a null value (tombstone) on {dead.topic}, which is not compacted: send a {name} record instead"
     return dead_letter(job, dead.topic, dead.key.encode(), "tombstone", f"{reason} (key {dead.key[:200]!r})")
 

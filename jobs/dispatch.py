@@ -81,7 +81,7 @@ class HoldUntilDue(KeyedProcessFunction):
     def open(self, runtime_context: RuntimeContext) -> None:
         self.batch = runtime_context.get_state(ValueStateDescriptor("batch", Types.PICKLED_BYTE_ARRAY()))
 
-    def process_element(self, batch: dict, ctx: KeyedProcessFunction.Context) -> Iterator[bytes]:
+    def process_element(self, batch: dict[str, Any], ctx: KeyedProcessFunction.Context) -> Iterator[bytes]:
         if batch["not_before"] <= now_ms():
             yield codec.encode("DispatchBatch", batch)
             return

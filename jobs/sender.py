@@ -13,9 +13,9 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from pushpipe.connectors.base import Notification, TokenResult, VendorAdapter, VendorConfig
+from pushpipe.connectors.base import Notification, Outcome, TokenResult, VendorAdapter, VendorConfig
 from pushpipe.connectors.registry import create_adapter
 from pushpipe.jobs import metrics
 from pushpipe.jobs.breaker import CircuitBreaker
@@ -126,7 +126,7 @@ class Sender:
         self.limiters: dict[tuple[str, str], AdaptiveRateLimiter] = {}
 
     def _exits(self, vendor: str, config: VendorConfig) -> list[Exit]:
-        return [Exit(vendor, spec, dataclasses.replace(config, **spec.overrides) if spec.overrides else config,
+        return [Exit(vendor, spec, dataclasses.replace(cast(Any, config), **spec.overrides) if spec.overrides else config,
                      CircuitBreaker(self.policy.failure_threshold, self.policy.open_s))
                 for spec in self.policy.exits_for(vendor)]
 
@@ -209,7 +209,7 @@ class Sender:
     async def deliver(self, batch: Record, tokens: list[str]) -> Sent:
         vendor = batch["vendor"]
         if vendor not in self.exits:
-            return {t: (TokenResult(t, "rejected", "no_vendor_config", f"vendor {vendor!r} is not configured"), "")
+            return {t: (TokenResult(t, Outcome.REJECTED, "no_vendor_config", f"vendor {vendor!r} is not configured"), "")
                     for t in tokens}
         exit_ = choose_exit(self.exits[vendor])
         if exit_ is None:
@@ -246,7 +246,7 @@ class Sender:
 
     async def fall_back(self, batch: Record, tokens: list[str]) -> Sent:
         """Every exit of the vendor is open: send through the fallback channel where the device has a token."""
-        down = {t: (TokenResult(t, "unavailable", CIRCUIT_OPEN, f"every {batch['vendor']} exit is open"), "")
+        down = {t: (TokenResult(t, Outcome.UNAVAILABLE, CIRCUIT_OPEN, f"every {batch['vendor']} exit is open"), "")
                 for t in tokens}
         fallback = self.policy.fallback
         mapped = [t for t in tokens if t in batch["fallback_tokens"]]

@@ -13,6 +13,7 @@ import hashlib
 import re
 import unicodedata
 import zlib
+from typing import Any
 
 SEP = "|"
 APP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
@@ -139,7 +140,7 @@ def parse_device_key(key: str) -> tuple[str, str]:
     return app_id, token
 
 
-def preference_key(event: dict) -> str:
+def preference_key(event: dict[str, Any]) -> str:
     """The Kafka key of a PreferenceEvent: the app, the pin and what the event sets, so that compaction of
     user.preferences keeps the latest event of each setting (an opt-out survives a later time zone change)."""
     kind = event["kind"]

@@ -160,7 +160,7 @@ def test_a_pin_lists_unknown_pins_are_one_outcome() -> None:
     outcomes += [records.Unsent("", "suppressed", "no_devices", pin="switched-off"),
                  records.Unsent("", "suppressed", "cap:marketing", pin="capped"), records.Unsent("t1", "rejected", "oversize", pin="v")]
     kept = records.without_unknown_pins(outcomes)
-    assert kept[:3] == outcomes[5:] and kept[3] == records.Unsent("", "suppressed", "no_devices", count=5)
+    assert kept[:3] == outcomes[5:] and kept[3] == records.Unsent("", "suppressed", "no_devices", number=5)
     assert records.without_unknown_pins(outcomes[5:]) == outcomes[5:]
 
 

@@ -1,6 +1,8 @@
 """The fan-out job's graph: its operators (one module each) wired by their keys and side outputs."""
 from __future__ import annotations
 
+from typing import Any
+
 from pyflink.common import Types
 from pyflink.datastream import StreamExecutionEnvironment
 
@@ -10,7 +12,8 @@ from pushpipe.jobs.fanout.batcher import Batcher
 from pushpipe.jobs.fanout.bundler import Bundler
 from pushpipe.jobs.fanout.intake import Intake
 from pushpipe.jobs.fanout.messages import FEEDBACK, GATHER, LANES, REPORT, RESULTS, TO_BUNDLER, TO_PIN, TO_SHARD, key_of
-from pushpipe.jobs.fanout.parse import JOB, ParseDeviceEvents, ParsePreferences, ParseRequests
+from pushpipe.jobs.fanout.parse import JOB as JOB
+from pushpipe.jobs.fanout.parse import ParseDeviceEvents, ParsePreferences, ParseRequests
 from pushpipe.jobs.fanout.pin_directory import PinDirectory
 from pushpipe.jobs.fanout.shard_directory import ShardDirectory
 from pushpipe.jobs.fanout.tally import BroadcastTally
@@ -25,7 +28,7 @@ STATE_BACKEND = {"state.backend.type": "rocksdb", "execution.checkpointing.incre
                  "state.backend.rocksdb.compaction.style": "UNIVERSAL"}
 
 
-def message_key(request: dict) -> str:
+def message_key(request: dict[str, Any]) -> str:
     return keys.message_key(request["app_id"], request["msg_id"])
 
 

@@ -57,7 +57,7 @@ class Unsent(NamedTuple):
     outcome: str
     reason: str
     pin: str = ""
-    count: int = 0
+    number: int = 0  # TokenOutcome.count
 
 
 def without_unknown_pins(outcomes: list[Unsent]) -> list[Unsent]:
@@ -66,7 +66,7 @@ def without_unknown_pins(outcomes: list[Unsent]) -> list[Unsent]:
     records downstream, not 100,000. Known pins keep their own outcome, for whoever asks why."""
     unknown = sum(1 for o in outcomes if not o.token and not o.pin and o.reason == NO_DEVICES)
     kept = [o for o in outcomes if o.token or o.pin or o.reason != NO_DEVICES]
-    return kept + [Unsent("", "suppressed", NO_DEVICES, count=unknown)] if unknown else kept
+    return kept + [Unsent("", "suppressed", NO_DEVICES, number=unknown)] if unknown else kept
 
 
 def unsent_results(request: Record, key: str, outcomes: list[Unsent], pin: str, now_ms: int) -> Iterator[Record]:
@@ -84,7 +84,7 @@ def unsent_results(request: Record, key: str, outcomes: list[Unsent], pin: str, 
             category=request["category"],
             campaign=request["campaign"],
             outcomes=[{"token": o.token, "outcome": o.outcome, "code": o.reason.split(":")[0], "reason": o.reason,
-                       "vendor_msg_id": "", "pin": o.pin or pin, "exit": "fanout", "final": True, "count": o.count}
+                       "vendor_msg_id": "", "pin": o.pin or pin, "exit": "fanout", "final": True, "count": o.number}
                       for o in part],
             requested_at=request["created_at"],
             due_at=due_at(request),
@@ -96,7 +96,8 @@ def unsent_results(request: Record, key: str, outcomes: list[Unsent], pin: str, 
 def due_at(request: Record) -> int:
     """When the request became due: the end of the user's quiet hours once they held it, else its deliver_at,
     else its creation (an occurrence of a recurring request is created when it fires)."""
-    return request.get("due_at") or max(request["created_at"], request.get("deliver_at") or 0)
+    due: int = request.get("due_at") or max(request["created_at"], request.get("deliver_at") or 0)
+    return due
 
 
 def occurrence(request: Record, fire_ms: int) -> Record:

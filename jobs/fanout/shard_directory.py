@@ -104,7 +104,7 @@ class ShardDirectory(Directory):
         chosen, skipped = shards.select(self.devices.items(), request)
         position = f"shard:{keys.shard_of(shard)}"
         if skipped:
-            counted = [Unsent("", "suppressed", reason, count=n) for reason, n in sorted(skipped.items())]
+            counted = [Unsent("", "suppressed", reason, number=n) for reason, n in sorted(skipped.items())]
             yield from not_sent(request, f"{position}:skipped", counted, self.clock())
         yield REPORT, ShardReport(keys.message_key(request["app_id"], request["msg_id"]), request, len(chosen))
         if per_user_policy_applies(request, self.policy):

@@ -49,7 +49,7 @@ def summary_after(known: Record | None, event: Record) -> Record | None:
 def moved_from(known: Record | None, event: Record) -> str | None:
     """The pin a bind takes the token away from ("" from being anonymous), if it was bound to another."""
     if event["kind"] in ("bind", "report") and known and known["pin"] != (event["pin"] or ""):
-        return known["pin"]
+        return str(known["pin"])
     return None
 
 

@@ -110,6 +110,7 @@ class VendorQuota:
         vendor = vendor.lower()
         if vendor in self.unclassified_vendors:
             return self.unclassified_per_day[vendor]
+        assert self.marketing_per_day is not None  # set by __post_init__
         return self.marketing_per_day.get(vendor) if cls == MARKETING else None
 
     def day(self, now_ms: int) -> str:

@@ -114,7 +114,7 @@ def decide(request: Mapping[str, Any], pin_state: Mapping[str, Any], now_ms: int
         return Suppress("no_devices", state)
     reasons = [blocked_reason(prefs, category, devices[t].get("vendor"), config.classes) for t in sorted(devices)]
     if all(reasons):
-        return Suppress(reasons[0], state)
+        return Suppress(reasons[0] or "", state)
     tz = effective_timezone(prefs, devices, config.default_tz)
     if not is_urgent(request, config.classes):
         until = defer_until(now_ms, tz, *quiet_window(prefs, config))

@@ -26,7 +26,7 @@ _EPOCH = dt.datetime(1970, 1, 1)
 SEARCH_YEARS = 400  # the Gregorian calendar repeats after 400 years: nothing found by then never fires
 _MONTHS = {name.lower(): n for n, name in enumerate(calendar.month_abbr) if name}
 _DAYS = {name: n for n, name in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}
-_FIELDS = (("minute", 0, 59, {}), ("hour", 0, 23, {}), ("day-of-month", 1, 31, {}),
+_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (("minute", 0, 59, {}), ("hour", 0, 23, {}), ("day-of-month", 1, 31, {}),
            ("month", 1, 12, _MONTHS), ("day-of-week", 0, 7, _DAYS))
 
 

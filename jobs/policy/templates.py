@@ -113,7 +113,7 @@ def _template(tid: str, entry: Any) -> Template:
     return Template(tid, variants, entry.get("default_locale", ""))
 
 
-class _Strict(dict):
+class _Strict(dict[str, Any]):
     def __init__(self, values: Mapping[str, Any], where: str) -> None:
         super().__init__(values)
         self.where = where
