@@ -36,8 +36,7 @@ from typing import Any, ClassVar
 import httpx
 
 from pushpipe.connectors.base import Failure, InvalidNotification, Notification, Outcome, Secret, TokenResult, Vendor, VendorError, per_token, reveal
-from pushpipe.connectors.http import json_object
-from pushpipe.connectors.httpbatch import (
+from pushpipe.connectors.batch_adapter import (
     BatchAdapter,
     BatchHttpConfig,
     app_credentials_entry,
@@ -48,6 +47,7 @@ from pushpipe.connectors.httpbatch import (
     require_title,
     seconds_until_china_hour,
 )
+from pushpipe.connectors.http import json_object
 from pushpipe.connectors.limits import PayloadLimit
 from pushpipe.connectors.signing import compact_json, form_body, md5_hex, sorted_params
 from pushpipe.connectors.spec import VendorSpec

@@ -31,9 +31,7 @@ from typing import Any, ClassVar, NamedTuple
 import httpx
 
 from pushpipe.connectors.base import Failure, Notification, Outcome, Secret, TokenResult, Vendor, VendorError, per_token, reveal
-from pushpipe.connectors.credentials import CachedToken
-from pushpipe.connectors.http import json_object
-from pushpipe.connectors.httpbatch import (
+from pushpipe.connectors.batch_adapter import (
     BatchAdapter,
     BatchHttpConfig,
     app_credentials_entry,
@@ -44,6 +42,8 @@ from pushpipe.connectors.httpbatch import (
     require_title,
     seconds_until_china_hour,
 )
+from pushpipe.connectors.credentials import CachedToken
+from pushpipe.connectors.http import json_object
 from pushpipe.connectors.limits import PayloadLimit
 from pushpipe.connectors.signing import compact_json, form_body, sha256_hex
 from pushpipe.connectors.spec import VendorSpec

@@ -29,8 +29,7 @@ from typing import Any, ClassVar
 import httpx
 
 from pushpipe.connectors.base import Notification, Outcome, Secret, TokenResult, Vendor, results, reveal
-from pushpipe.connectors.http import json_object
-from pushpipe.connectors.httpbatch import (
+from pushpipe.connectors.batch_adapter import (
     CHINA_TZ,
     BatchAdapter,
     BatchHttpConfig,
@@ -41,6 +40,7 @@ from pushpipe.connectors.httpbatch import (
     http_failure,
     require_title,
 )
+from pushpipe.connectors.http import json_object
 from pushpipe.connectors.limits import PayloadLimit
 from pushpipe.connectors.signing import compact_json, md5_hex
 from pushpipe.connectors.spec import VendorSpec

@@ -40,9 +40,7 @@ from typing import Any, ClassVar, Literal, NamedTuple
 import httpx
 
 from pushpipe.connectors.base import Failure, Notification, Outcome, Secret, TokenResult, Vendor, VendorError, per_token, reveal
-from pushpipe.connectors.credentials import CachedToken
-from pushpipe.connectors.http import json_object
-from pushpipe.connectors.httpbatch import (
+from pushpipe.connectors.batch_adapter import (
     BatchAdapter,
     BatchHttpConfig,
     app_credentials_entry,
@@ -53,6 +51,8 @@ from pushpipe.connectors.httpbatch import (
     require_title,
     seconds_until_china_hour,
 )
+from pushpipe.connectors.credentials import CachedToken
+from pushpipe.connectors.http import json_object
 from pushpipe.connectors.limits import PayloadLimit, width
 from pushpipe.connectors.signing import compact_json, md5_hex
 from pushpipe.connectors.spec import VendorSpec

@@ -35,8 +35,7 @@ from typing import ClassVar
 import httpx
 
 from pushpipe.connectors.base import InvalidNotification, Notification, Outcome, Secret, TokenResult, Vendor, per_token, results, reveal
-from pushpipe.connectors.http import json_object
-from pushpipe.connectors.httpbatch import (
+from pushpipe.connectors.batch_adapter import (
     BatchAdapter,
     BatchHttpConfig,
     app_credentials_entry,
@@ -45,6 +44,7 @@ from pushpipe.connectors.httpbatch import (
     custom_data,
     http_failure,
 )
+from pushpipe.connectors.http import json_object
 from pushpipe.connectors.limits import PayloadLimit
 from pushpipe.connectors.signing import compact_json, form_body, md5_hex
 from pushpipe.connectors.spec import VendorSpec

@@ -9,25 +9,14 @@ from pathlib import Path
 
 from pushpipe.config import Settings, masked_url
 from pushpipe.infra import restarts
-from pushpipe.infra.clickhouse import ClickHouse
-from pushpipe.infra.elasticsearch import Elasticsearch
+from pushpipe.infra.components import services
 from pushpipe.infra.jobs import all_jobs
-from pushpipe.infra.kafka import Kafka, ensure_topics
+from pushpipe.infra.kafka import ensure_topics
 from pushpipe.infra.process import ServiceFailed
 from pushpipe.infra.service import Health, Service
-from pushpipe.infra.simulators import Simulators
 from pushpipe.infra.supervisor import Supervisor
 from pushpipe.jobs import dispatch_policy
 from pushpipe.jobs.policy import policyfile
-
-
-def services() -> list[Service]:
-    return [Kafka(), Elasticsearch(), ClickHouse(), Simulators()]
-
-
-def supervised() -> list[Service]:
-    """What the supervisor watches (each only while pushpipe runs it: see infra/supervisor.py)."""
-    return services() + list(all_jobs())
 
 
 def components(with_jobs: bool = True) -> list[Service]:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pushpipe.config import Settings, load
 from pushpipe.infra import process, restarts
+from pushpipe.infra.components import supervised
 from pushpipe.infra.service import Health, Problem, Service
 
 NAME = "supervisor"
@@ -158,9 +159,7 @@ def say(message: str) -> None:
 
 
 def run(settings: Settings) -> None:
-    from pushpipe.infra import stack  # stack lists the supervisor among its components
-
-    components = stack.supervised()
+    components = supervised()
     watches: dict[str, Watch] = {}
     say(f"supervising {', '.join(c.name for c in components)} every {POLL_S:.0f}s")
     while True:

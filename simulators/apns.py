@@ -19,7 +19,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from pushpipe.connectors.keys import generate_p8, new_key_id, public_pem
+from pushpipe.connectors.dev_credentials import generate_p8, new_key_id, public_pem
 from pushpipe.simulators.common import Accepted, Receive, Scope, Send, SimState, header_map, read_body, respond
 
 TOKEN_MAX_AGE_S = 3600

@@ -14,7 +14,7 @@ from contract_cases import HARNESSES, Case, VendorHarness, apns_token, notificat
 from pushpipe.config import Settings
 from pushpipe.connectors.apns import ApnsAdapter
 from pushpipe.connectors.base import Outcome
-from pushpipe.connectors.keys import generate_p8, new_key_id
+from pushpipe.connectors.dev_credentials import generate_p8, new_key_id
 from pushpipe.infra.simulators import SimulatorAdmin, apns_config
 
 CASES = [pytest.param(h, c, id=f"{h.vendor.value}-{c.name}") for h in HARNESSES for c in h.cases]

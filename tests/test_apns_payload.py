@@ -20,7 +20,7 @@ from pushpipe.connectors.apns import (
     parse_retry_after,
 )
 from pushpipe.connectors.base import InvalidNotification, Notification, Outcome, Vendor
-from pushpipe.connectors.keys import generate_p8, new_key_id
+from pushpipe.connectors.dev_credentials import generate_p8, new_key_id
 from pushpipe.connectors.registry import SPECS, create_adapter
 
 NOW = 1_700_000_000.0

@@ -18,7 +18,7 @@ import pytest
 from contract_cases import MEIZU, OPPO, UMENG, VIVO, XIAOMI, VendorHarness, notification, send_once
 from pushpipe.config import Settings
 from pushpipe.connectors.base import Outcome, TokenResult, Vendor, VendorAdapter
-from pushpipe.connectors.httpbatch import seconds_until_china_hour
+from pushpipe.connectors.batch_adapter import seconds_until_china_hour
 from pushpipe.connectors.registry import create_adapter
 from pushpipe.connectors.umeng import UmengAdapter
 from pushpipe.infra.simulators import SimulatorAdmin, simulator_config

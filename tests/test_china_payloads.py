@@ -13,9 +13,9 @@ import pytest
 
 from pushpipe.connectors import hms, honor, meizu, oppo, umeng, vivo, xiaomi
 from pushpipe.connectors.base import InvalidNotification, Notification, Outcome, TokenResult, Vendor, VendorError, reveal
+from pushpipe.connectors.batch_adapter import chunks, merge_malformed, seconds_until_china_hour
 from pushpipe.connectors.config import parse
 from pushpipe.connectors.credentials import CachedToken
-from pushpipe.connectors.httpbatch import chunks, merge_malformed, seconds_until_china_hour
 from pushpipe.connectors.registry import create_adapter
 from pushpipe.connectors.signing import form_body, md5_hex, parse_form, sha256_hex, sorted_params
 from pushpipe.jobs.fanout import records

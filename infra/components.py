@@ -1,0 +1,18 @@
+"""The services pushpipe runs and the jobs on them: what `up` starts and what the supervisor watches."""
+from __future__ import annotations
+
+from pushpipe.infra.clickhouse import ClickHouse
+from pushpipe.infra.elasticsearch import Elasticsearch
+from pushpipe.infra.jobs import all_jobs
+from pushpipe.infra.kafka import Kafka
+from pushpipe.infra.service import Service
+from pushpipe.infra.simulators import Simulators
+
+
+def services() -> list[Service]:
+    return [Kafka(), Elasticsearch(), ClickHouse(), Simulators()]
+
+
+def supervised() -> list[Service]:
+    """What the supervisor watches (each only while pushpipe runs it: see infra/supervisor.py)."""
+    return services() + list(all_jobs())
