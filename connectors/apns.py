@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import jwt
@@ -85,12 +85,6 @@ class ApnsConfig:
         return cls(**{**fields, **overrides})
 
 
-class ApnsRequest(NamedTuple):
-    path: str
-    headers: dict[str, str]  # without authorization
-    body: bytes
-
-
 # ---- pure builders ---------------------------------------------------------------------------
 
 def is_alert(n: Notification) -> bool:
@@ -143,12 +137,6 @@ def build_headers(n: Notification, token: str, now: float) -> dict[str, str]:
 
 def device_path(token: str) -> str:
     return f"/3/device/{quote(token, safe='')}"
-
-
-def build_apns_request(n: Notification, token: str, now: float | None = None) -> ApnsRequest:
-    """(path, headers without authorization, body); raises InvalidNotification."""
-    stamp = time.time() if now is None else now
-    return ApnsRequest(device_path(token), build_headers(n, token, stamp), encode_payload(n))
 
 
 def _reason(body: bytes) -> str:

@@ -5,6 +5,7 @@ import asyncio
 import json
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 import jwt
 import pytest
@@ -14,9 +15,11 @@ from pushpipe.connectors.apns import (
     ApnsConfig,
     ProviderToken,
     apns_id,
-    build_apns_request,
+    build_headers,
     build_payload,
     classify_response,
+    device_path,
+    encode_payload,
     parse_retry_after,
 )
 from pushpipe.connectors.base import InvalidNotification, Notification, Outcome, Vendor
@@ -26,6 +29,17 @@ from pushpipe.connectors.registry import SPECS, create_adapter
 NOW = 1_700_000_000.0
 TOKEN = "ab" * 32
 
+
+
+class ApnsRequest(NamedTuple):
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+def build_apns_request(n: Notification, token: str, now: float) -> ApnsRequest:
+    """What the adapter sends for one token: path, headers without authorization, body."""
+    return ApnsRequest(device_path(token), build_headers(n, token, now), encode_payload(n))
 
 def note(**overrides: object) -> Notification:
     fields: dict = {"msg_id": "m-1", "app_id": "app", "title": "Hi", "body": "There",

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+import proc_sockets as sockets
 from pushpipe.config import Settings
-from pushpipe.infra import beamloopback, process, sockets
+from pushpipe.infra import beamloopback, process
 from pushpipe.infra.jobs import all_jobs
 
 pytestmark = pytest.mark.stack
