@@ -1,7 +1,7 @@
-"""Send rate per (app, vendor): a token bucket whose rate adapts to throttling (AIMD).
+"""Send rate per (app, vendor) in device tokens per second: a bucket of allowance whose rate adapts to throttling (AIMD).
 
 Each 429 halves the rate (multiplicative decrease, not below `min_rate`); each successful
-call adds `increase` tokens/s back (additive increase, up to the configured rate).
+call adds `increase` per second back (additive increase, up to the configured rate).
 Waiting callers are served by priority: a low-priority send waits while any higher one waits.
 """
 from __future__ import annotations
@@ -22,13 +22,13 @@ class AdaptiveRateLimiter:
         self.increase = increase if increase is not None else max(1.0, rate / 100)
         self.decrease = decrease
         self._clock = clock
-        self._tokens = rate  # one second of burst
+        self._allowance = rate  # tokens that may go now: one second of burst
         self._last = clock()
         self._waiting = dict.fromkeys(PRIORITIES, 0)
 
     def _refill(self) -> None:
         now = self._clock()
-        self._tokens = min(self.rate, self._tokens + (now - self._last) * self.rate)
+        self._allowance = min(self.rate, self._allowance + (now - self._last) * self.rate)
         self._last = now
 
     def _outranked(self, priority: str) -> bool:
@@ -41,16 +41,16 @@ class AdaptiveRateLimiter:
             while True:
                 self._refill()
                 need = min(n, self.rate)
-                if self._tokens >= need and not self._outranked(priority):
-                    self._tokens -= n
+                if self._allowance >= need and not self._outranked(priority):
+                    self._allowance -= n
                     return
-                await asyncio.sleep(max(0.001, (need - self._tokens) / self.rate))
+                await asyncio.sleep(max(0.001, (need - self._allowance) / self.rate))
         finally:
             self._waiting[priority] -= 1
 
     def on_throttled(self) -> None:
         self.rate = max(self.min_rate, self.rate * self.decrease)
-        self._tokens = min(self._tokens, 0.0)
+        self._allowance = min(self._allowance, 0.0)
 
     def on_success(self) -> None:
         self.rate = min(self.max_rate, self.rate + self.increase)
