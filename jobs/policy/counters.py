@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 
+SEP = "|"  # between the day and what is counted
 KEEP_DAYS = 2
 
 
@@ -29,7 +30,17 @@ def prune_days(state: Mapping[str, int], day: str, keep_days: int = KEEP_DAYS) -
     """
     oldest = (parse_day(day) - dt.timedelta(days=keep_days - 1)).isoformat()
     return {key: count for key, count in state.items()
-            if _is_day(key_day := key.split("|", 1)[0]) and key_day >= oldest}
+            if _is_day(key_day := key.split(SEP, 1)[0]) and key_day >= oldest}
+
+
+def counted_key(day: str, what: str) -> str:
+    """The key of one day's count of `what` (a category, a device token): "<day>|<what>"."""
+    return f"{day}{SEP}{what}"
+
+
+def what_of(key: str) -> str:
+    """What a counted key counts."""
+    return key.partition(SEP)[2]
 
 
 def take(state: Mapping[str, int], day: str, what: str, limit: int | None) -> tuple[bool, dict[str, int]]:
@@ -37,7 +48,7 @@ def take(state: Mapping[str, int], day: str, what: str, limit: int | None) -> tu
     pruned = prune_days(state, day)
     if limit is None:
         return True, pruned
-    key = f"{day}|{what}"
+    key = counted_key(day, what)
     used = pruned.get(key, 0)
     if used >= limit:
         return False, pruned

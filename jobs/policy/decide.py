@@ -32,7 +32,7 @@ from pushpipe.jobs.policy.classify import (
     normalise_category,
     vendor_quota_check,
 )
-from pushpipe.jobs.policy.counters import prune_days
+from pushpipe.jobs.policy.counters import prune_days, what_of
 from pushpipe.jobs.policy.preferences import blocked_reason
 from pushpipe.jobs.policy.quiet import defer_until, is_urgent, parse_hhmm
 
@@ -151,7 +151,7 @@ def filter_devices(request: Mapping[str, Any], devices: Devices, vendor_state: M
     quota = config.vendor_quota
     day, category = quota.day(now_ms), request.get("category")
     cls = message_class(category, config.classes)
-    state = {key: n for key, n in prune_days(vendor_state, day).items() if key.partition("|")[2] in devices}
+    state = {key: n for key, n in prune_days(vendor_state, day).items() if what_of(key) in devices}
     allowed, suppressed = [], {}
     for token, device in sorted(eligible_devices(devices, request.get("environment", "production")).items()):
         if only is not None and token not in only:
