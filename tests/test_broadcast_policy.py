@@ -10,7 +10,7 @@ from flink_fakes import Harness
 from pushpipe.config import SettingsError, load
 from pushpipe.jobs.fanout.devices import apply_event
 from pushpipe.jobs.fanout.expand import expand_for_pin, new_pin_state
-from pushpipe.jobs.fanout.messages import GATHER, RESULTS, PinInput, ToPin
+from pushpipe.jobs.fanout.messages import GATHER, RESULTS, ToPin
 from pushpipe.jobs.fanout.pin_directory import PinDirectory
 from pushpipe.jobs.fanout.shard_directory import ShardDirectory
 from pushpipe.jobs.policy.caps import CapConfig
@@ -54,17 +54,17 @@ def test_a_segment_reaches_only_its_devices_and_counts_the_pin_once() -> None:
 def test_a_pin_takes_a_broadcast_once_however_many_shards_send_it_and_caps_it_like_a_pin_push(tmp_path) -> None:
     directory, key = Harness(PinDirectory(load(home=tmp_path))), keys.pin_key("a", "u")  # marketing: 3 a day
     for token in ("ios1", "ios2"):  # two devices, in two shards: both shards send the pin each broadcast
-        directory.process(ToPin(key, PinInput.DEVICE, device_event("a", "u", token)))
+        directory.process(ToPin(key, "device", device_event("a", "u", token)))
     sales = [broadcast("marketing") for _ in range(3)]
-    taken = [out for sale in sales for _ in range(2) for out in directory.process(ToPin(key, PinInput.BROADCAST, sale))]
+    taken = [out for sale in sales for _ in range(2) for out in directory.process(ToPin(key, "broadcast", sale))]
     gathered = [payload for tag, payload in taken if tag is GATHER]
-    assert [(g.vendor, sorted(t.token for t in g.items)) for g in gathered] == [("apns", ["ios1", "ios2"])] * 3
+    assert [(g.vendor, sorted(token for token, _, _ in g.items)) for g in gathered] == [("apns", ["ios1", "ios2"])] * 3
     assert sum(directory.state("pin", key).value()["caps"].values()) == 3, "each broadcast counted once"
-    [(tag, capped)] = directory.process(ToPin(key, PinInput.BROADCAST, broadcast("marketing")))
+    [(tag, capped)] = directory.process(ToPin(key, "broadcast", broadcast("marketing")))
     assert tag is GATHER and capped.vendor == NO_VENDOR, "a broadcast's outcomes are gathered"
     assert [(o.token, o.reason) for o in capped.items] == [("ios1", "frequency_cap:marketing"), ("ios2", "frequency_cap:marketing")]
     pin_push = push_request("a", ["u"], "t", "b", category="marketing")
-    [(tag, result)] = directory.process(ToPin(key, PinInput.REQUEST, pin_push))
+    [(tag, result)] = directory.process(ToPin(key, "request", pin_push))
     assert tag is RESULTS
     assert [o["reason"] for o in codec.decode("DispatchResult", result)["outcomes"]] == ["frequency_cap:marketing"]
 

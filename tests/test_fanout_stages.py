@@ -9,7 +9,6 @@ from pushpipe.config import load
 from pushpipe.jobs.deadletters import DLQ, TOMBSTONE_MARK
 from pushpipe.jobs.fanout import intake
 from pushpipe.jobs.fanout.batcher import Batcher
-from pushpipe.jobs.fanout.devices import Target
 from pushpipe.jobs.fanout.intake import Intake
 from pushpipe.jobs.fanout.messages import (
     FEEDBACK,
@@ -21,8 +20,7 @@ from pushpipe.jobs.fanout.messages import (
     TO_PIN,
     TO_SHARD,
     Gather,
-    PinInput,
-    ShardInput,
+    ShardKind,
     ShardReport,
     ToPin,
     ToShard,
@@ -72,7 +70,7 @@ def test_a_long_pin_list_goes_out_a_slice_per_timer() -> None:
     request = push_request("app", [f"u{n}" for n in range(2 * intake.PIN_SLICE + 5)], "t", "b")
     first = take(h, request)
     assert [m.key for m in first] == [keys.pin_key("app", f"u{n}") for n in range(intake.PIN_SLICE)]
-    assert all(m.kind is PinInput.REQUEST and m.record["pins"] == [] for m in first), "the pin list is not copied per pin"
+    assert all(m.kind == "request" and m.record["pins"] == [] for m in first), "the pin list is not copied per pin"
     second = h.advance(intake.SLICE_INTERVAL_MS)
     third = h.advance(intake.SLICE_INTERVAL_MS)
     assert (len(second), len(third)) == (intake.PIN_SLICE, 5) and third[-1].key == keys.pin_key("app", f"u{2 * intake.PIN_SLICE + 4}")
@@ -86,7 +84,7 @@ def test_a_duplicate_is_a_result_and_a_scheduled_request_waits_for_its_time() ->
     assert reasons(take(h, later)) == ["duplicate"]
     assert not h.advance(59_999), "not before its time"
     [routed] = h.advance(1)
-    assert routed == ToPin(keys.pin_key("app", "u"), PinInput.REQUEST, {**later, "pins": []})
+    assert routed == ToPin(keys.pin_key("app", "u"), "request", {**later, "pins": []})
 
 
 def test_a_request_past_its_ttl_expires_and_a_broadcast_goes_to_every_shard() -> None:
@@ -95,7 +93,7 @@ def test_a_request_past_its_ttl_expires_and_a_broadcast_goes_to_every_shard() ->
     assert reasons(take(h, old)) == ["past its TTL before it could be sent"]
     everyone = take(h, made(push_request("app", [], "t", "b", target="broadcast"), h.now))
     assert [tag for tag, _ in everyone] == [TO_SHARD] * keys.SHARDS
-    assert {m.key for _, m in everyone} == set(keys.all_shard_keys("app")) and {m.kind for _, m in everyone} == {ShardInput.EVERYONE}
+    assert {m.key for _, m in everyone} == set(keys.all_shard_keys("app")) and {m.kind for _, m in everyone} == {"everyone"}
 
 
 def test_a_slice_timer_never_fires_a_schedule_early() -> None:
@@ -119,18 +117,18 @@ def pins(tmp_path, monkeypatch) -> Harness:
 def test_a_pin_push_becomes_a_batch_per_vendor_and_an_unknown_pin_a_reason(pins: Harness) -> None:
     key = keys.pin_key("a", "u")
     for token, vendor in (("ios1", "apns"), ("hms1", "hms")):
-        assert not pins.process(ToPin(key, PinInput.DEVICE, device_event("a", "u", token, vendor=vendor)))
-    out = pins.process(ToPin(key, PinInput.REQUEST, made(push_request("a", ["u"], "t", "b", priority="high"), NOON)))
+        assert not pins.process(ToPin(key, "device", device_event("a", "u", token, vendor=vendor)))
+    out = pins.process(ToPin(key, "request", made(push_request("a", ["u"], "t", "b", priority="high"), NOON)))
     assert sorted((b["vendor"], tuple(b["tokens"]), b["pins"][0]) for b in batches(out)) == [("apns", ("ios1",), "u"), ("hms", ("hms1",), "u")]
-    assert reasons(pins.process(ToPin(keys.pin_key("a", "nobody"), PinInput.REQUEST, push_request("a", ["nobody"], "t", "b")))) == ["no_devices"]
+    assert reasons(pins.process(ToPin(keys.pin_key("a", "nobody"), "request", push_request("a", ["nobody"], "t", "b")))) == ["no_devices"]
 
 
 def test_quiet_hours_hold_a_push_until_they_end_on_the_fake_clock(pins: Harness) -> None:
     key = keys.pin_key("a", "u")
-    pins.process(ToPin(key, PinInput.DEVICE, device_event("a", "u", "ios1")))
+    pins.process(ToPin(key, "device", device_event("a", "u", "ios1")))
     pins.now = NOON + 11 * 3_600_000  # 23:00 UTC: quiet
     held = made(push_request("a", ["u"], "t", "b", category="news", ttl_s=86_400), pins.now)
-    assert not pins.process(ToPin(key, PinInput.REQUEST, held))
+    assert not pins.process(ToPin(key, "request", held))
     assert not pins.advance(8 * 3_600_000), "still quiet at 07:00"
     [batch] = batches(pins.advance(3_600_000))
     assert batch["tokens"] == ["ios1"] and batch["due_at"] == NOON + 20 * 3_600_000, "due when quiet hours ended, at 08:00"
@@ -138,10 +136,10 @@ def test_quiet_hours_hold_a_push_until_they_end_on_the_fake_clock(pins: Harness)
 
 def test_a_pin_list_share_and_a_bad_preference_go_their_ways(pins: Harness) -> None:
     key = keys.pin_key("a", "u")
-    pins.process(ToPin(key, PinInput.DEVICE, device_event("a", "u", "ios1")))
-    [(tag, gathered)] = pins.process(ToPin(key, PinInput.REQUEST, push_request("a", ["u", "v"], "t", "b", priority="high")))
-    assert tag is GATHER and gathered.vendor == "apns" and gathered.items == [Target("ios1", "u", "")]
-    [(tag, _)] = pins.process(ToPin(key, PinInput.PREFERENCE, preference_event("a", "u", "set_timezone", timezone="Mars/Base")))
+    pins.process(ToPin(key, "device", device_event("a", "u", "ios1")))
+    [(tag, gathered)] = pins.process(ToPin(key, "request", push_request("a", ["u", "v"], "t", "b", priority="high")))
+    assert tag is GATHER and gathered.vendor == "apns" and gathered.items == [("ios1", "u", "")]
+    [(tag, _)] = pins.process(ToPin(key, "preference", preference_event("a", "u", "set_timezone", timezone="Mars/Base")))
     assert tag is DLQ
 
 
@@ -152,17 +150,17 @@ def shards(tmp_path) -> Harness:
     return Harness(ShardDirectory(load(home=tmp_path)), now=NOON)
 
 
-def in_shard(kind: ShardInput, record: dict, token: str = "") -> ToShard:
+def in_shard(kind: ShardKind, record: dict, token: str = "") -> ToShard:
     return ToShard(keys.shard_key(record["app_id"], token or record.get("token") or record["tokens"][0]), kind, record)
 
 
 def test_an_urgent_broadcast_is_expanded_by_the_shard_with_its_users_opt_outs(shards: Harness) -> None:
     shard = keys.shard_key("a", "ios1")
     for pin, token in (("u", "ios1"), ("v", "ios1x")):
-        shards.process(ToShard(shard, ShardInput.DEVICE, device_event("a", pin, token)))
-    shards.process(ToShard(shard, ShardInput.PREFERENCE, preference_event("a", "v", "opt_out", channel="apns")))
+        shards.process(ToShard(shard, "device", device_event("a", pin, token)))
+    shards.process(ToShard(shard, "preference", preference_event("a", "v", "opt_out", channel="apns")))
     urgent = push_request("a", [], "t", "b", target="broadcast", category="transactional", priority="high")
-    out = shards.process(ToShard(shard, ShardInput.EVERYONE, urgent))
+    out = shards.process(ToShard(shard, "everyone", urgent))
     [report] = [m for tag, m in out if tag is REPORT]
     assert report == ShardReport(keys.message_key("a", urgent["msg_id"]), urgent, 2)
     assert [b["tokens"] for b in batches(out)] == [["ios1"]] and reasons(out) == ["opted_out:channel:apns"]
@@ -171,22 +169,22 @@ def test_an_urgent_broadcast_is_expanded_by_the_shard_with_its_users_opt_outs(sh
 def test_a_marketing_broadcast_goes_to_each_user_once(shards: Harness) -> None:
     shard = keys.shard_key("a", "t1")
     for pin, token in (("u", "t1"), ("u", "t1b"), ("", "t1c")):
-        shards.process(ToShard(shard, ShardInput.DEVICE, device_event("a", pin, token)))
-    out = shards.process(ToShard(shard, ShardInput.EVERYONE, push_request("a", [], "t", "b", target="broadcast", category="marketing")))
+        shards.process(ToShard(shard, "device", device_event("a", pin, token)))
+    out = shards.process(ToShard(shard, "everyone", push_request("a", [], "t", "b", target="broadcast", category="marketing")))
     users = sorted(m.key for tag, m in out if tag is TO_PIN)
     assert users == sorted([keys.pin_key("a", "u"), keys.user_key("a", "", "t1c")]), "one per user, an anonymous device its own"
 
 
 def test_a_token_push_a_moved_token_and_a_tombstone(shards: Harness) -> None:
     bound = device_event("a", "u", "tok")
-    shards.process(in_shard(ShardInput.DEVICE, bound))
-    [(tag, gathered)] = shards.process(in_shard(ShardInput.TOKEN, push_request("a", [], "t", "b", target="tokens", tokens=["tok"])))
-    assert tag is GATHER and gathered.items == [Target("tok", "u", "")]
-    [(tag, unbind)] = shards.process(in_shard(ShardInput.DEVICE, device_event("a", "w", "tok")))
+    shards.process(in_shard("device", bound))
+    [(tag, gathered)] = shards.process(in_shard("token", push_request("a", [], "t", "b", target="tokens", tokens=["tok"])))
+    assert tag is GATHER and gathered.items == [("tok", "u", "")]
+    [(tag, unbind)] = shards.process(in_shard("device", device_event("a", "w", "tok")))
     assert tag is FEEDBACK and codec.decode("DeviceEvent", unbind)["pin"] == "u", "its old pin stops targeting it"
-    [(tag, gone)] = shards.process(in_shard(ShardInput.FORGET, {"app_id": "a", "token": "tok"}))
+    [(tag, gone)] = shards.process(in_shard("forget", {"app_id": "a", "token": "tok"}))
     assert tag is FEEDBACK and codec.decode("DeviceEvent", gone)["kind"] == "deregister"
-    unknown = shards.process(in_shard(ShardInput.TOKEN, push_request("a", [], "t", "b", target="tokens", tokens=["tok"])))
+    unknown = shards.process(in_shard("token", push_request("a", [], "t", "b", target="tokens", tokens=["tok"])))
     assert reasons(unknown) == ["unknown_token"]
 
 
@@ -195,7 +193,7 @@ def test_a_token_push_a_moved_token_and_a_tombstone(shards: Harness) -> None:
 def test_a_device_tombstone_is_forgotten_by_its_shard_and_a_bad_key_is_a_dead_letter() -> None:
     parse = ParseDeviceEvents("device.events", ("device.events",))
     [(tag, forget)] = list(parse.process_element(TOMBSTONE_MARK + b"device.events\0a|tok", None))
-    assert tag is TO_SHARD and forget == ToShard(keys.shard_key("a", "tok"), ShardInput.FORGET, {"app_id": "a", "token": "tok"})
+    assert tag is TO_SHARD and forget == ToShard(keys.shard_key("a", "tok"), "forget", {"app_id": "a", "token": "tok"})
     [(tag, letter)] = list(parse.process_element(TOMBSTONE_MARK + b"device.events\0a|", None))
     assert tag is DLQ and "not app|token" in codec.decode("DeadLetter", letter)["reason"]
 
@@ -211,11 +209,11 @@ def test_a_broadcast_that_matches_no_device_anywhere_says_so_once_every_shard_re
 def test_the_batcher_gathers_pins_into_full_batches_numbered_in_order() -> None:
     h = Harness(Batcher(3))
     request = push_request("app", [f"u{n}" for n in range(7)], "t", "b")
-    out = [o for n in range(7) for o in h.process(Gather("k", "apns", request, [Target(f"t{n}", f"u{n}", "")]))]
+    out = [o for n in range(7) for o in h.process(Gather("k", "apns", request, [(f"t{n}", f"u{n}", "")]))]
     out += h.advance(100)
     found = batches(out)
     assert [x["tokens"] for x in found] == [["t0", "t1", "t2"], ["t3", "t4", "t5"], ["t6"]]
     again = Harness(Batcher(3))
-    replayed = [o for n in range(7) for o in again.process(Gather("k", "apns", request, [Target(f"t{n}", f"u{n}", "")]))]
+    replayed = [o for n in range(7) for o in again.process(Gather("k", "apns", request, [(f"t{n}", f"u{n}", "")]))]
     assert [x["batch_id"] for x in batches(replayed)] == [x["batch_id"] for x in found[:2]], "a replay gives the same ids"
     assert len({x["batch_id"] for x in found}) == 3

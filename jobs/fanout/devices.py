@@ -1,7 +1,7 @@
 """Pure device-directory logic: the devices of one (app, pin), kept as Flink keyed state."""
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 from pushpipe.schemas import keys
 
@@ -14,11 +14,10 @@ DEVICE_FIELDS = ("vendor", "platform", "environment", "brand", "model", "os_vers
                  "fallback_token", "tags")
 
 
-class Target(NamedTuple):
-    """A device a batch is sent to."""
-    token: str
-    pin: str  # "" for a device without a pin
-    fallback: str  # the token to fall back to (e.g. Umeng's), or ""
+# A device a batch is sent to: (token, pin or "", the token to fall back to or ""). A plain tuple, not a
+# NamedTuple: a batch's 1,000 targets are pickled between operators, and a NamedTuple costs ~2 us more per
+# target and hop (measured).
+Target = tuple[str, str, str]
 
 
 def apply_event(devices: Devices, event: dict[str, Any]) -> Devices:

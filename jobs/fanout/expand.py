@@ -65,7 +65,7 @@ def expand_for_pin(request: Record, pin: str, state: Record, now_ms: int, config
     placement = Placement(request, templates)
     for token in allowed:
         device = devices[token]
-        why_not = placement.place(Target(token, pin, device.get("fallback_token") or ""), device["vendor"], device.get("locale") or "")
+        why_not = placement.place((token, pin, device.get("fallback_token") or ""), device["vendor"], device.get("locale") or "")
         if why_not:
             result.not_sent.append(Unsent(token, "rejected", why_not))
     result.groups = placement.groups

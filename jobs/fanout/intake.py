@@ -18,7 +18,7 @@ from pushpipe import liveness
 from pushpipe.jobs import runtime
 from pushpipe.jobs.fanout import records
 from pushpipe.jobs.fanout.emit import not_sent
-from pushpipe.jobs.fanout.messages import PICKLED, TO_SHARD, PinInput, ShardInput, ToPin, ToShard
+from pushpipe.jobs.fanout.messages import PICKLED, TO_SHARD, ToPin, ToShard
 from pushpipe.jobs.fanout.records import Unsent
 from pushpipe.jobs.policy.schedule import next_fire
 from pushpipe.schemas import keys
@@ -96,10 +96,10 @@ class Intake(KeyedProcessFunction):
                 self.keep_slices(carried, pins[PIN_SLICE:], ctx)
         elif request["target"] == "tokens":
             for token in request["tokens"]:
-                yield TO_SHARD, ToShard(keys.shard_key(request["app_id"], token), ShardInput.TOKEN, {**carried, "tokens": [token]})
+                yield TO_SHARD, ToShard(keys.shard_key(request["app_id"], token), "token", {**carried, "tokens": [token]})
         else:  # broadcast, segment
             for key in keys.all_shard_keys(request["app_id"]):
-                yield TO_SHARD, ToShard(key, ShardInput.EVERYONE, carried)
+                yield TO_SHARD, ToShard(key, "everyone", carried)
 
     def keep_slices(self, carried: Record, pins: list[str], ctx: KeyedProcessFunction.Context) -> None:
         """Store the pins to route later, a slice each, after any slices still waiting (of an earlier occurrence)."""
@@ -133,4 +133,4 @@ class Intake(KeyedProcessFunction):
 
 def to_pins(carried: Record, pins: list[str]) -> Iterator[ToPin]:
     for pin in pins:
-        yield ToPin(keys.pin_key(carried["app_id"], pin), PinInput.REQUEST, carried)
+        yield ToPin(keys.pin_key(carried["app_id"], pin), "request", carried)

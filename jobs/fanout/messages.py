@@ -10,8 +10,7 @@ Lane records, results and dead tokens leave as Avro bytes on the tags below.
 """
 from __future__ import annotations
 
-from enum import Enum
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from pyflink.common import Types
 from pyflink.datastream import OutputTag
@@ -25,30 +24,32 @@ Record = dict[str, Any]
 PICKLED = Types.PICKLED_BYTE_ARRAY()
 
 
-class PinInput(Enum):
-    DEVICE = "device"  # a DeviceEvent of one of the pin's devices
-    PREFERENCE = "preference"  # a PreferenceEvent of the pin
-    REQUEST = "request"  # a request to the pin (its pin list carried empty)
-    BROADCAST = "broadcast"  # a broadcast or segment that reaches one of the pin's devices and that policy can touch
+# What a message to a directory carries. Literal strings, not Enums: an Enum member costs ~3 us more to pickle
+# and unpickle on every hop between operators (measured), and mypy checks a Literal just as well.
+PinKind = Literal[
+    "device",  # a DeviceEvent of one of the pin's devices
+    "preference",  # a PreferenceEvent of the pin
+    "request",  # a request to the pin (its pin list carried empty)
+    "broadcast",  # a broadcast or segment that reaches one of the pin's devices and that policy can touch
+]
+ShardKind = Literal[
+    "device",  # a DeviceEvent of a token in the shard
+    "preference",  # a PreferenceEvent of any pin of the app
+    "token",  # a request to one token (of a request to explicit tokens)
+    "everyone",  # a broadcast or segment
+    "forget",  # a token deleted by a tombstone: {"app_id", "token"}
+]
 
 
 class ToPin(NamedTuple):
     key: str
-    kind: PinInput
+    kind: PinKind
     record: Record
-
-
-class ShardInput(Enum):
-    DEVICE = "device"  # a DeviceEvent of a token in the shard
-    PREFERENCE = "preference"  # a PreferenceEvent of any pin of the app
-    TOKEN = "token"  # a request to one token (of a request to explicit tokens)
-    EVERYONE = "everyone"  # a broadcast or segment
-    FORGET = "forget"  # a token deleted by a tombstone: {"app_id", "token"}
 
 
 class ToShard(NamedTuple):
     key: str
-    kind: ShardInput
+    kind: ShardKind
     record: Record
 
 

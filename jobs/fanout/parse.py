@@ -11,7 +11,7 @@ from pushpipe.config import Settings
 from pushpipe.jobs import runtime
 from pushpipe.jobs.deadletters import Tombstone, dead_letter, decode_or_dlq, decode_or_tombstone, tombstone_letter
 from pushpipe.jobs.fanout import devices
-from pushpipe.jobs.fanout.messages import TO_SHARD, PinInput, ShardInput, ToPin, ToShard
+from pushpipe.jobs.fanout.messages import TO_SHARD, ToPin, ToShard
 from pushpipe.jobs.fanout.validate import InvalidRequest, validate
 from pushpipe.jobs.policy.classify import message_class
 from pushpipe.jobs.policy.policyfile import policy_config
@@ -62,8 +62,8 @@ class ParseDeviceEvents(ProcessFunction):
             elif problem := devices.event_problem(item):
                 yield dead_letter(JOB, self.topic, value, "invalid_device_event", problem, app_id=item["app_id"])
             else:
-                yield ToPin(keys.user_key(item["app_id"], item["pin"], item["token"]), PinInput.DEVICE, item)
-                yield TO_SHARD, ToShard(keys.shard_key(item["app_id"], item["token"]), ShardInput.DEVICE, item)
+                yield ToPin(keys.user_key(item["app_id"], item["pin"], item["token"]), "device", item)
+                yield TO_SHARD, ToShard(keys.shard_key(item["app_id"], item["token"]), "device", item)
 
     def forget(self, dead: Tombstone) -> Iterator[Any]:
         if dead.topic not in self.compacted:
@@ -74,7 +74,7 @@ class ParseDeviceEvents(ProcessFunction):
         except keys.InvalidId as bad:
             yield tombstone_letter(JOB, dead, "DeviceEvent", f"a tombstone on {dead.topic} whose key is not app|token: {bad}")
             return
-        yield TO_SHARD, ToShard(keys.shard_key(app_id, token), ShardInput.FORGET, {"app_id": app_id, "token": token})
+        yield TO_SHARD, ToShard(keys.shard_key(app_id, token), "forget", {"app_id": app_id, "token": token})
 
 
 @liveness.watched
@@ -98,9 +98,9 @@ class ParsePreferences(ProcessFunction):
             except (keys.InvalidId, InvalidPreference) as bad:
                 yield dead_letter(JOB, self.topic, value, "invalid_preference", str(bad), app_id=app_id)
                 continue
-            yield ToPin(keys.pin_key(event["app_id"], event["pin"]), PinInput.PREFERENCE, event)
+            yield ToPin(keys.pin_key(event["app_id"], event["pin"]), "preference", event)
             for key in keys.all_shard_keys(event["app_id"]):
-                yield TO_SHARD, ToShard(key, ShardInput.PREFERENCE, event)
+                yield TO_SHARD, ToShard(key, "preference", event)
 
     @staticmethod
     def reset(dead: Tombstone) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from pushpipe.jobs.fanout import devices, records, shards
 from pushpipe.jobs.fanout.directory import Directory
 from pushpipe.jobs.fanout.emit import lane_batch, not_sent
 from pushpipe.jobs.fanout.expand import Expansion, expand_for_pin, new_pin_state
-from pushpipe.jobs.fanout.messages import GATHER, PICKLED, Gather, PinInput, ToPin
+from pushpipe.jobs.fanout.messages import GATHER, PICKLED, Gather, ToPin
 from pushpipe.jobs.fanout.records import Unsent
 from pushpipe.jobs.policy.preferences import InvalidPreference, apply_preference
 from pushpipe.schemas import keys
@@ -44,17 +44,17 @@ class PinDirectory(Directory):
     def process_element(self, value: ToPin, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         key, kind, record = value
         state = self.state.value() or new_pin_state()
-        if kind is PinInput.DEVICE:
+        if kind == "device":
             self.state.update({**state, "devices": devices.apply_event(state["devices"], record)})
-        elif kind is PinInput.PREFERENCE:
+        elif kind == "preference":
             try:
                 self.state.update({**state, "prefs": apply_preference(state["prefs"], record)})
             except InvalidPreference as bad:
                 yield dead_letter(JOB, self.settings.topics.preferences, b"", "invalid_preference", str(bad), app_id=record["app_id"])
-        elif kind is PinInput.BROADCAST and self.broadcasts.get(record["msg_id"]):
+        elif kind == "broadcast" and self.broadcasts.get(record["msg_id"]):
             return  # taken already, from another shard of the pin's devices
         else:
-            if kind is PinInput.BROADCAST:
+            if kind == "broadcast":
                 self.broadcasts.put(record["msg_id"], True)
             yield from self.expand(record, keys.pin_of(key), state, ctx)
 

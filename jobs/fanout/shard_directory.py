@@ -16,10 +16,9 @@ from pyflink.datastream.state import MapStateDescriptor
 
 from pushpipe import liveness
 from pushpipe.jobs.fanout import records, shards
-from pushpipe.jobs.fanout.devices import Target
 from pushpipe.jobs.fanout.directory import Directory
 from pushpipe.jobs.fanout.emit import lane_batch, not_sent
-from pushpipe.jobs.fanout.messages import FEEDBACK, GATHER, PICKLED, REPORT, TO_PIN, Gather, PinInput, ShardInput, ShardReport, ToPin, ToShard
+from pushpipe.jobs.fanout.messages import FEEDBACK, GATHER, PICKLED, REPORT, TO_PIN, Gather, ShardReport, ToPin, ToShard
 from pushpipe.jobs.fanout.placement import Placement
 from pushpipe.jobs.fanout.records import Unsent
 from pushpipe.jobs.policy.decide import per_user_policy_applies
@@ -40,13 +39,13 @@ class ShardDirectory(Directory):
 
     def process_element(self, value: ToShard, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         key, kind, record = value
-        if kind is ShardInput.DEVICE:
+        if kind == "device":
             yield from self.update(record)
-        elif kind is ShardInput.PREFERENCE:
+        elif kind == "preference":
             self.prefer(record)
-        elif kind is ShardInput.TOKEN:
+        elif kind == "token":
             yield from self.explicit(record)
-        elif kind is ShardInput.FORGET:
+        elif kind == "forget":
             yield from self.forget(record["app_id"], record["token"])
         else:
             yield from self.everyone(record, key)
@@ -109,7 +108,7 @@ class ShardDirectory(Directory):
         yield REPORT, ShardReport(keys.message_key(request["app_id"], request["msg_id"]), request, len(chosen))
         if per_user_policy_applies(request, self.policy):
             for user in sorted({keys.user_key(request["app_id"], device["pin"], token) for token, device in chosen}):
-                yield TO_PIN, ToPin(user, PinInput.BROADCAST, request)
+                yield TO_PIN, ToPin(user, "broadcast", request)
         else:
             yield from self.grouped(request, chosen, position, batcher=False)
 
@@ -132,7 +131,7 @@ class ShardDirectory(Directory):
         chosen, unsent = self.allowed(request, chosen)
         placement = Placement(request, self.templates)
         for token, device in chosen:
-            why_not = placement.place(Target(token, device["pin"], device["fallback_token"] or ""), device["vendor"], device["locale"] or "")
+            why_not = placement.place((token, device["pin"], device["fallback_token"] or ""), device["vendor"], device["locale"] or "")
             if why_not:
                 unsent.append(Unsent(token, "rejected", why_not))
         now = self.clock()
