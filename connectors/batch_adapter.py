@@ -19,8 +19,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Self, TypeVar
@@ -41,7 +40,6 @@ from pushpipe.connectors.base import (
 from pushpipe.connectors.http import parse_retry_after, ssl_verify, transport_failure
 
 CHINA_TZ = dt.timezone(dt.timedelta(hours=8), "CST")
-Clock = Callable[[], float]
 
 
 # ---- settings --------------------------------------------------------------------------------------
@@ -145,16 +143,11 @@ C = TypeVar("C", bound=BatchHttpConfig)
 P = TypeVar("P")  # a vendor's prepared message
 
 
-class BatchAdapter(AdapterSession[httpx.AsyncClient], Generic[C, P]):
+class BatchAdapter(AdapterSession[C, httpx.AsyncClient], Generic[C, P]):
     """VendorAdapter skeleton: subclasses implement prepare() and send_batch(), optionally on_open()."""
 
     vendor: Vendor
     separator: ClassVar[str] = ""  # joins tokens in the vendor request ("" = a JSON list)
-
-    def __init__(self, config: C, *, clock: Clock = time.time) -> None:
-        self.config = config
-        self.max_batch = config.max_batch
-        self._clock = clock
 
     def start(self) -> httpx.AsyncClient:
         c = self.config
