@@ -37,7 +37,7 @@ from pushpipe.connectors.base import (
     mask_secrets,
     reveal,
 )
-from pushpipe.connectors.http import parse_retry_after, ssl_verify, transport_failure
+from pushpipe.connectors.http import json_object, parse_retry_after, ssl_verify, transport_failure
 
 CHINA_TZ = dt.timezone(dt.timedelta(hours=8), "CST")
 
@@ -95,6 +95,24 @@ def http_failure(status: int, headers: Mapping[str, str], now: float) -> VendorE
 
 def bad_response(status: int) -> VendorError:
     return VendorError(Outcome.UNAVAILABLE, str(status), "BadResponse")
+
+
+def coded_reply(status: int, headers: Mapping[str, str], body: bytes, now: float, code_key: str) -> dict[str, Any]:
+    """The JSON object of an answer whose `code_key` holds an int code (Xiaomi, OPPO, vivo); raises the
+    http_failure() for HTTP-level failures, BadResponse for any other body."""
+    if err := http_failure(status, headers, now):
+        raise err
+    doc = json_object(body)
+    if not isinstance(doc.get(code_key), int):
+        raise bad_response(status)
+    return doc
+
+
+def auth_token(value: object, status: int) -> str:
+    """The token an auth call answered (OPPO, vivo); BadResponse when it is missing or empty."""
+    if not isinstance(value, str) or not value:
+        raise bad_response(status)
+    return value
 
 
 def seconds_until_china_hour(now: float, hour: int = 0) -> float:
