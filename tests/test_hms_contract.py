@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from contract_cases import huawei_token, notification
+from contract_cases import huawei_token, notification, send_once
 from pushpipe.config import Settings
 from pushpipe.connectors.base import Outcome, TokenResult, VendorAdapter
 from pushpipe.connectors.honor import KEYCLOAK_TOKEN_PATH
@@ -72,14 +72,7 @@ def admin(simulators: Settings) -> Iterator[SimulatorAdmin]:
 
 
 def send(adapter: VendorAdapter, tokens: list[str], **note: Any) -> list[TokenResult]:
-    async def go() -> list[TokenResult]:
-        await adapter.open()
-        try:
-            return await adapter.send(notification(**note), tokens)
-        finally:
-            await adapter.aclose()
-
-    return asyncio.run(go())
+    return asyncio.run(send_once(adapter, notification(**note), tokens))
 
 
 @pytest.mark.parametrize("vendor", HUAWEI_LIKE)
