@@ -24,11 +24,8 @@ def fcm_config(settings: Settings, **overrides: Any) -> FcmConfig:
 
 
 @pytest.fixture
-def admin(simulators: Settings) -> Any:
-    admin = SimulatorAdmin(simulators.simulator_admin_url)
-    admin.reset(records=False)
-    yield admin
-    admin.reset(records=False)
+def admin(simulator_admin: SimulatorAdmin) -> SimulatorAdmin:
+    return simulator_admin
 
 
 def test_one_access_token_serves_many_requests_and_sends(simulators: Settings, admin: SimulatorAdmin) -> None:

@@ -64,11 +64,8 @@ def receiver() -> Iterator[ReceiptReceiver]:
 
 
 @pytest.fixture
-def admin(simulators: Settings) -> Iterator[SimulatorAdmin]:
-    admin = SimulatorAdmin(simulators.simulator_admin_url)
-    admin.reset(records=False)
-    yield admin
-    admin.reset(records=False)
+def admin(simulator_admin: SimulatorAdmin) -> SimulatorAdmin:
+    return simulator_admin
 
 
 def send(adapter: VendorAdapter, tokens: list[str], **note: Any) -> list[TokenResult]:
