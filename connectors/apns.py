@@ -206,15 +206,10 @@ class _Session:
     jwt: ProviderToken
 
 
-class ApnsAdapter(AdapterSession[_Session]):
+class ApnsAdapter(AdapterSession[ApnsConfig, _Session]):
     """VendorAdapter for APNs. One HTTP/2 connection per host; at most max_streams requests in flight."""
 
     vendor = Vendor.APNS
-
-    def __init__(self, config: ApnsConfig, *, clock: Clock = time.time) -> None:
-        self.config = config
-        self.max_batch = config.max_batch
-        self._clock = clock
 
     @property
     def provider_token(self) -> ProviderToken | None:

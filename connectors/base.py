@@ -9,8 +9,9 @@ connectors.registry collects them.
 """
 from __future__ import annotations
 
+import time
 from abc import abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar, Generic, Literal, NamedTuple, Protocol, TypeVar, get_args
@@ -173,14 +174,29 @@ class VendorError(Exception):
 
 # ---- set-up and tear-down ------------------------------------------------------------------------
 
+class BatchLimited(Protocol):
+    """A vendor config that says how many tokens one send() takes."""
+
+    @property
+    def max_batch(self) -> int: ...
+
+
+AC = TypeVar("AC", bound=BatchLimited)  # an adapter's config
 S = TypeVar("S")
 
 
-class AdapterSession(Generic[S]):
+class AdapterSession(Generic[AC, S]):
     """open() creates what a send needs (clients, credential caches) as one session; aclose() releases it
-    (idempotent); send() before open() is a programming error. Subclasses implement start() and stop()."""
+    (idempotent); send() before open() is a programming error. Subclasses implement start() and stop().
+
+    The adapter keeps its config, the config's max_batch and the clock it reads (time.time unless a test fakes it)."""
 
     _session: S | None = None
+
+    def __init__(self, config: AC, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.max_batch = config.max_batch
+        self._clock = clock
 
     async def open(self) -> None:
         self._session = self.start()

@@ -19,8 +19,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Self, TypeVar
@@ -38,10 +37,9 @@ from pushpipe.connectors.base import (
     mask_secrets,
     reveal,
 )
-from pushpipe.connectors.http import parse_retry_after, ssl_verify, transport_failure
+from pushpipe.connectors.http import json_object, parse_retry_after, ssl_verify, transport_failure
 
 CHINA_TZ = dt.timezone(dt.timedelta(hours=8), "CST")
-Clock = Callable[[], float]
 
 
 # ---- settings --------------------------------------------------------------------------------------
@@ -99,6 +97,24 @@ def bad_response(status: int) -> VendorError:
     return VendorError(Outcome.UNAVAILABLE, str(status), "BadResponse")
 
 
+def coded_reply(status: int, headers: Mapping[str, str], body: bytes, now: float, code_key: str) -> dict[str, Any]:
+    """The JSON object of an answer whose `code_key` holds an int code (Xiaomi, OPPO, vivo); raises the
+    http_failure() for HTTP-level failures, BadResponse for any other body."""
+    if err := http_failure(status, headers, now):
+        raise err
+    doc = json_object(body)
+    if not isinstance(doc.get(code_key), int):
+        raise bad_response(status)
+    return doc
+
+
+def auth_token(value: object, status: int) -> str:
+    """The token an auth call answered (OPPO, vivo); BadResponse when it is missing or empty."""
+    if not isinstance(value, str) or not value:
+        raise bad_response(status)
+    return value
+
+
 def seconds_until_china_hour(now: float, hour: int = 0) -> float:
     """Seconds from `now` until the next hour:00 in China Standard Time (daily caps reset at 0)."""
     local = dt.datetime.fromtimestamp(now, CHINA_TZ)
@@ -145,16 +161,11 @@ C = TypeVar("C", bound=BatchHttpConfig)
 P = TypeVar("P")  # a vendor's prepared message
 
 
-class BatchAdapter(AdapterSession[httpx.AsyncClient], Generic[C, P]):
+class BatchAdapter(AdapterSession[C, httpx.AsyncClient], Generic[C, P]):
     """VendorAdapter skeleton: subclasses implement prepare() and send_batch(), optionally on_open()."""
 
     vendor: Vendor
     separator: ClassVar[str] = ""  # joins tokens in the vendor request ("" = a JSON list)
-
-    def __init__(self, config: C, *, clock: Clock = time.time) -> None:
-        self.config = config
-        self.max_batch = config.max_batch
-        self._clock = clock
 
     def start(self) -> httpx.AsyncClient:
         c = self.config

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pushpipe.connectors.apns import PRIORITY as APNS_PRIORITY
 from pushpipe.connectors.apns import is_alert
 from pushpipe.connectors.base import AdapterSession, InvalidNotification, Notification, Outcome, Secret, TokenResult, Vendor, mask_secrets, reveal
-from pushpipe.connectors.credentials import AccessToken, Clock, TokenCache
+from pushpipe.connectors.credentials import AccessToken, TokenCache
 from pushpipe.connectors.h2client import H2Client, H2Error
 from pushpipe.connectors.http import json_object, new_client, parse_retry_after, ssl_context, transport_failure
 from pushpipe.connectors.limits import PayloadLimit
@@ -261,15 +260,10 @@ class _Session:
     send_path: str
 
 
-class FcmAdapter(AdapterSession[_Session]):
+class FcmAdapter(AdapterSession[FcmConfig, _Session]):
     """VendorAdapter for FCM HTTP v1. One HTTP/2 connection for sends; at most max_streams requests in flight."""
 
     vendor = Vendor.FCM
-
-    def __init__(self, config: FcmConfig, *, clock: Clock = time.time) -> None:
-        self.config = config
-        self.max_batch = config.max_batch
-        self._clock = clock
 
     @property
     def access_tokens(self) -> TokenCache | None:

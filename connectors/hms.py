@@ -32,7 +32,6 @@ comes back 80300010 (rejected), so the caller's split is the only split.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -54,7 +53,7 @@ from pushpipe.connectors.base import (
     results,
     reveal,
 )
-from pushpipe.connectors.credentials import Clock, TokenCache
+from pushpipe.connectors.credentials import TokenCache
 from pushpipe.connectors.http import failure_code, failure_reason, json_object, new_client, parse_retry_after
 from pushpipe.connectors.limits import PayloadLimit
 from pushpipe.connectors.oauth import TokenError, client_credentials
@@ -265,17 +264,12 @@ class _Session:
     tokens: TokenCache
 
 
-class HuaweiStyleAdapter(AdapterSession[_Session], Generic[C]):
+class HuaweiStyleAdapter(AdapterSession[C, _Session], Generic[C]):
     """The transport of Huawei-like vendors: one request per send() (all its tokens), one cached
     client-credentials access token. Subclasses supply the dialect: encode(), headers(), classify().
     """
 
     vendor: Vendor
-
-    def __init__(self, config: C, *, clock: Clock = time.time) -> None:
-        self.config = config
-        self.max_batch = config.max_batch
-        self._clock = clock
 
     @property
     def access_tokens(self) -> TokenCache | None:

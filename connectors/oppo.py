@@ -35,15 +35,14 @@ from pushpipe.connectors.batch_adapter import (
     BatchAdapter,
     BatchHttpConfig,
     app_credentials_entry,
-    bad_response,
+    auth_token,
     check_max,
+    coded_reply,
     custom_data,
-    http_failure,
     require_title,
     seconds_until_china_hour,
 )
 from pushpipe.connectors.credentials import CachedToken
-from pushpipe.connectors.http import json_object
 from pushpipe.connectors.limits import PayloadLimit
 from pushpipe.connectors.signing import compact_json, form_body, sha256_hex
 from pushpipe.connectors.spec import VendorSpec
@@ -124,11 +123,7 @@ class Reply(NamedTuple):
 
 def parse_reply(status: int, headers: Mapping[str, str], body: bytes, now: float) -> Reply:
     """The {code, message, data} reply of any OPPO call; VendorError for HTTP-level failures."""
-    if err := http_failure(status, headers, now):
-        raise err
-    doc = json_object(body)
-    if not isinstance(doc.get("code"), int):
-        raise bad_response(status)
+    doc = coded_reply(status, headers, body, now, "code")
     data = doc.get("data")
     return Reply(doc["code"], str(doc.get("message", "")), data if isinstance(data, dict) else {})
 
@@ -205,10 +200,7 @@ class OppoAdapter(BatchAdapter[OppoConfig, dict[str, str]]):
         if reply.code != 0:
             err = call_error(reply, self._clock())
             raise VendorError(err.outcome, err.code, f"auth: {err.reason}", err.retry_after_s)
-        token = reply.data.get("auth_token")
-        if not isinstance(token, str) or not token:
-            raise bad_response(status)
-        return token
+        return auth_token(reply.data.get("auth_token"), status)
 
 
 SPEC = VendorSpec(

@@ -44,15 +44,14 @@ from pushpipe.connectors.batch_adapter import (
     BatchAdapter,
     BatchHttpConfig,
     app_credentials_entry,
-    bad_response,
+    auth_token,
     check_max,
+    coded_reply,
     custom_data,
-    http_failure,
     require_title,
     seconds_until_china_hour,
 )
 from pushpipe.connectors.credentials import CachedToken
-from pushpipe.connectors.http import json_object
 from pushpipe.connectors.limits import PayloadLimit, width
 from pushpipe.connectors.signing import compact_json, md5_hex
 from pushpipe.connectors.spec import VendorSpec
@@ -159,11 +158,7 @@ class Reply(NamedTuple):
 
 
 def parse_reply(status: int, headers: Mapping[str, str], body: bytes, now: float) -> Reply:
-    if err := http_failure(status, headers, now):
-        raise err
-    doc = json_object(body)
-    if not isinstance(doc.get("result"), int):
-        raise bad_response(status)
+    doc = coded_reply(status, headers, body, now, "result")
     return Reply(doc["result"], str(doc.get("desc", "")), doc)
 
 
@@ -236,10 +231,7 @@ class VivoAdapter(BatchAdapter[VivoConfig, dict[str, Any]]):
         reply = parse_reply(status, headers, content, self._clock())
         if reply.result != 0:
             raise VendorError(Outcome.REJECTED, str(reply.result), f"auth: {reply.desc}")
-        token = reply.doc.get("authToken")
-        if not isinstance(token, str) or not token:
-            raise bad_response(status)
-        return token
+        return auth_token(reply.doc.get("authToken"), status)
 
 
 SPEC = VendorSpec(

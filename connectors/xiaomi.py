@@ -34,17 +34,15 @@ from typing import ClassVar
 
 import httpx
 
-from pushpipe.connectors.base import InvalidNotification, Notification, Outcome, Secret, TokenResult, Vendor, per_token, results, reveal
+from pushpipe.connectors.base import InvalidNotification, Notification, Outcome, Secret, TokenResult, Vendor, VendorError, per_token, results, reveal
 from pushpipe.connectors.batch_adapter import (
     BatchAdapter,
     BatchHttpConfig,
     app_credentials_entry,
-    bad_response,
     check_max,
+    coded_reply,
     custom_data,
-    http_failure,
 )
-from pushpipe.connectors.http import json_object
 from pushpipe.connectors.limits import PayloadLimit
 from pushpipe.connectors.signing import compact_json, form_body, md5_hex
 from pushpipe.connectors.spec import VendorSpec
@@ -144,12 +142,11 @@ def outcome_for(code: int) -> Outcome:
 
 def classify_response(tokens: list[str], status: int, headers: Mapping[str, str], body: bytes,
                       now: float) -> list[TokenResult]:
-    if err := http_failure(status, headers, now):
+    try:
+        doc = coded_reply(status, headers, body, now, "code")
+    except VendorError as err:
         return err.results(tokens)
-    doc = json_object(body)
-    code = doc.get("code")
-    if not isinstance(code, int):
-        return bad_response(status).results(tokens)
+    code: int = doc["code"]
     if code != 0:
         return results(tokens, outcome_for(code), str(code), str(doc.get("reason") or doc.get("description", "")))
     data = doc.get("data")

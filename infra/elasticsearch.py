@@ -76,10 +76,8 @@ class Elasticsearch:
         shutil.rmtree(staging)
 
     def start(self, settings: Settings) -> None:
-        if self.health(settings).ok:
+        if not process.needs_start(settings, self.name, lambda: self.health(settings).ok):
             return
-        if process.is_running(settings, self.name):  # alive but unhealthy: restart cleanly
-            process.stop(settings, self.name)
         self.install(settings)
         conf = self._write_config(settings)
         argv = [str(self.home(settings) / "bin" / "elasticsearch")]

@@ -116,10 +116,8 @@ class Kafka:
         marker.write_text(f"{self.version}\n")
 
     def start(self, settings: Settings) -> None:
-        if self.health(settings).ok:
+        if not process.needs_start(settings, self.name, lambda: self.health(settings).ok):
             return
-        if process.is_running(settings, self.name):  # alive but unhealthy: restart cleanly
-            process.stop(settings, self.name)
         self.install(settings)
         config = self._write_config(settings)
         self._format_storage(settings, config)

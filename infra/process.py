@@ -162,6 +162,16 @@ def log_tail(settings: Settings, name: str, lines: int = _LOG_TAIL_LINES) -> str
     return "\n".join(text.splitlines()[-lines:])
 
 
+def needs_start(settings: Settings, name: str, healthy: Callable[[], bool]) -> bool:
+    """False when the service is healthy already; else True, once a process of it that is alive but
+    unhealthy has been stopped (so that it restarts cleanly)."""
+    if healthy():
+        return False
+    if is_running(settings, name):
+        stop(settings, name)
+    return True
+
+
 class ServiceFailed(RuntimeError):
     """A service did not become healthy; the message carries its log tail."""
 

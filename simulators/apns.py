@@ -5,7 +5,6 @@ token, then injected faults (503 / quota / 429), then accept and record. See VEN
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
@@ -20,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from pushpipe.connectors.dev_credentials import generate_p8, new_key_id, public_pem
-from pushpipe.simulators.common import Accepted, Receive, Scope, Send, SimState, header_map, read_body, respond
+from pushpipe.simulators.common import Accepted, Receive, Scope, Send, SimState, header_map, read_body, respond, retry_after
 
 TOKEN_MAX_AGE_S = 3600
 PATH_PREFIX = "/3/device/"
@@ -156,8 +155,7 @@ class ApnsSimulator:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = await read_body(receive)
-        if self.state.config.latency_ms:
-            await asyncio.sleep(self.state.config.latency_ms / 1000)
+        await self.state.lag()
         headers = header_map(scope)
         headers.setdefault("apns-id", str(uuid.uuid4()))  # APNs generates one if omitted
         reply = self.handle(scope["method"], scope["path"], headers, body)
@@ -215,10 +213,7 @@ def _reply_body(reply: Reply) -> bytes:
 
 
 def _reply_headers(reply: Reply, apns_id: str) -> tuple[tuple[str, str], ...]:
-    headers = [("apns-id", apns_id)]
-    if reply.retry_after_s:
-        headers.append(("retry-after", str(reply.retry_after_s)))
-    return tuple(headers)
+    return (("apns-id", apns_id), *retry_after(reply.retry_after_s))
 
 
 def create(state_dir: Path) -> ApnsSimulator:

@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl
 
 import httpx
 
-from pushpipe.simulators.common import Accepted, Receive, Scope, Send, SimState, header_map, read_body, respond
+from pushpipe.simulators.common import Accepted, Receive, Scope, Send, SimState, header_map, read_body, respond, retry_after
 from pushpipe.simulators.oauth import write_private
 
 Fault = Literal["unavailable", "throttled", "daily"]
@@ -67,8 +67,7 @@ def unavailable() -> Reply:
 
 
 def too_many_requests(retry_after_s: int) -> Reply:
-    headers = (("retry-after", str(retry_after_s)),) if retry_after_s else ()
-    return Reply(429, b'{"error":"TooManyRequests"}', headers)
+    return Reply(429, b'{"error":"TooManyRequests"}', retry_after(retry_after_s))
 
 
 def new_id(prefix: str) -> str:
@@ -214,8 +213,8 @@ class BatchVendorSim:
     # -- shared -------------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = _request(scope, await read_body(receive))
-        if self.state.config.latency_ms and request.path not in self.auth_paths:
-            await asyncio.sleep(self.state.config.latency_ms / 1000)
+        if request.path not in self.auth_paths:
+            await self.state.lag()
         reply = self.handle(request)
         await respond(send, reply.status, reply.body, reply.headers)
         self.outbox.add(self.state.config.receipt_url, reply.receipts)

@@ -5,6 +5,7 @@ that serves them (simulators/server.py) imports them. Nothing here imports a ven
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from collections import Counter
@@ -153,6 +154,11 @@ class SimState:
         if records:
             self.recorder = Recorder()
 
+    async def lag(self) -> None:
+        """Wait the configured latency_ms (added before an API response)."""
+        if self.config.latency_ms:
+            await asyncio.sleep(self.config.latency_ms / 1000)
+
     def in_outage(self, now: float) -> bool:
         return self.config.outage or now < self._outage_until
 
@@ -220,6 +226,11 @@ async def respond(send: Send, status: int, body: bytes = b"",
         raw.append((b"content-type", b"application/json"))
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
+
+
+def retry_after(seconds: int) -> tuple[tuple[str, str], ...]:
+    """The Retry-After header of a reply; none for 0 seconds."""
+    return (("retry-after", str(seconds)),) if seconds else ()
 
 
 async def respond_json(send: Send, status: int, obj: Any) -> None:

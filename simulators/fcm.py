@@ -17,7 +17,6 @@ fieldViolations). FCM sends no delivery receipts, so neither does this simulator
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import secrets
@@ -31,7 +30,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from pushpipe.simulators.common import Accepted, Receive, Scope, Send, SimState, header_map, read_body, respond
+from pushpipe.simulators.common import Accepted, Receive, Scope, Send, SimState, header_map, read_body, respond, retry_after
 from pushpipe.simulators.oauth import AccessTokens, parse_form, write_private
 
 API_PATH = "/fcm"
@@ -216,11 +215,9 @@ class FcmSimulator:
         if scope["path"] == TOKEN_PATH:
             reply = self.token_endpoint(scope["method"], body, _audiences(scope))
         else:
-            if self.state.config.latency_ms:
-                await asyncio.sleep(self.state.config.latency_ms / 1000)
+            await self.state.lag()
             reply = self.handle(scope["method"], scope["path"], header_map(scope), body)
-        retry = (("retry-after", str(reply.retry_after_s)),) if reply.retry_after_s else ()
-        await respond(send, reply.status, reply.body, retry)
+        await respond(send, reply.status, reply.body, retry_after(reply.retry_after_s))
 
     # ---- OAuth -------------------------------------------------------------------------------------
 

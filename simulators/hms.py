@@ -15,7 +15,6 @@ recorded and, if `receipt_url` is set, get a delivery receipt (simulators.receip
 """
 from __future__ import annotations
 
-import asyncio
 import hmac
 import itertools
 import json
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pushpipe.simulators.batchsim import ReceiptOutbox
-from pushpipe.simulators.common import Accepted, Receive, Scope, Send, SimState, header_map, read_body, respond
+from pushpipe.simulators.common import Accepted, Receive, Scope, Send, SimState, header_map, read_body, respond, retry_after
 from pushpipe.simulators.oauth import AccessTokens, new_numeric_id, new_secret, parse_form, write_private
 from pushpipe.simulators.receipts import encode_statuses, receipt
 
@@ -131,11 +130,9 @@ class HuaweiStyleSimulator:
         if scope["path"] in self.token_paths:
             reply = self.token_endpoint(scope["method"], body)
         else:
-            if self.state.config.latency_ms:
-                await asyncio.sleep(self.state.config.latency_ms / 1000)
+            await self.state.lag()
             reply = self.handle(scope["method"], scope["path"], header_map(scope), body)
-        retry = (("retry-after", str(reply.retry_after_s)),) if reply.retry_after_s else ()
-        await respond(send, reply.status, reply.body, retry)
+        await respond(send, reply.status, reply.body, retry_after(reply.retry_after_s))
         self.receipts.add(self.state.config.receipt_url, reply.receipts)
 
     # ---- OAuth -------------------------------------------------------------------------------------

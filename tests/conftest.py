@@ -49,6 +49,16 @@ def simulators(settings: Settings) -> Iterator[Settings]:
 
 
 @pytest.fixture
+def simulator_admin(simulators: Settings) -> Iterator[SimulatorAdmin]:
+    """The simulator process's admin API, its faults cleared before and after the test (its records kept);
+    the contract tests take it as their `admin`."""
+    admin = SimulatorAdmin(simulators.simulator_admin_url)
+    admin.reset(records=False)
+    yield admin
+    admin.reset(records=False)
+
+
+@pytest.fixture
 def admin(pipeline: Settings) -> SimulatorAdmin:
     """The stack's simulator admin API (contract and dispatch tests override it with their own resets)."""
     return SimulatorAdmin(pipeline.simulator_admin_url)

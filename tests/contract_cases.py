@@ -61,7 +61,14 @@ def notification(**overrides: Any) -> Notification:
     return replace(base, **overrides)
 
 
+def note(**overrides: Any) -> Notification:
+    """The fixed notification of the payload tests (stable msg_id, title, body and data)."""
+    fields: dict[str, Any] = {"msg_id": "m-1", "app_id": "app", "title": "Hi", "body": "There", "data": {"order": "42"}}
+    return Notification(**{**fields, **overrides})
+
+
 async def send_once(adapter: VendorAdapter, note: Notification, tokens: list[str]) -> list[TokenResult]:
+    """One send() through a freshly opened adapter, closed afterwards."""
     await adapter.open()
     try:
         return await adapter.send(note, tokens)

@@ -10,6 +10,7 @@ from typing import NamedTuple
 import jwt
 import pytest
 
+from contract_cases import send_once
 from pushpipe.connectors.apns import (
     ApnsAdapter,
     ApnsConfig,
@@ -134,15 +135,7 @@ def test_invalid_headers_are_refused_before_sending(overrides: dict, reason: str
 
 def test_oversize_is_rejected_by_the_adapter_without_a_network_call(key: tuple[Path, str]) -> None:
     adapter = ApnsAdapter(config(key[0]))  # base_url points at a closed port: any request would fail
-
-    async def send() -> list:
-        await adapter.open()
-        try:
-            return await adapter.send(note(data={"blob": "x" * 5000}), [TOKEN, TOKEN])
-        finally:
-            await adapter.aclose()
-
-    results = asyncio.run(send())
+    results = asyncio.run(send_once(adapter, note(data={"blob": "x" * 5000}), [TOKEN, TOKEN]))
     assert [(r.outcome, r.code, r.reason) for r in results] == [(Outcome.REJECTED, "", "PayloadTooLarge")] * 2
 
 

@@ -39,11 +39,8 @@ async def send_each(adapter: VendorAdapter, tokens: list[str]) -> list[TokenResu
 
 
 @pytest.fixture
-def admin(simulators: Settings) -> Iterator[SimulatorAdmin]:
-    admin = SimulatorAdmin(simulators.simulator_admin_url)
-    admin.reset(records=False)
-    yield admin
-    admin.reset(records=False)
+def admin(simulator_admin: SimulatorAdmin) -> SimulatorAdmin:
+    return simulator_admin
 
 
 # ---- receipts ------------------------------------------------------------------------------------

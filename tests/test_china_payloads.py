@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from contract_cases import note, send_once
 from pushpipe.connectors import hms, honor, meizu, oppo, umeng, vivo, xiaomi
 from pushpipe.connectors.base import InvalidNotification, Notification, Outcome, TokenResult, Vendor, VendorError, reveal
 from pushpipe.connectors.batch_adapter import chunks, merge_malformed, seconds_until_china_hour
@@ -29,12 +30,6 @@ TO_MIDNIGHT = 64_000.0  # until 2023-11-16 00:00 UTC+8
 TO_SEVEN = 2_800.0  # until 2023-11-15 07:00 UTC+8
 CLOSED = "https://127.0.0.1:9"  # nothing listens: any request would fail with a transport error
 TOKENS = ["t1", "t2", "t3"]
-
-
-def note(**overrides: Any) -> Notification:
-    fields: dict[str, Any] = {"msg_id": "m-1", "app_id": "app", "title": "Hi", "body": "There",
-                              "data": {"order": "42"}}
-    return Notification(**{**fields, **overrides})
 
 
 def reason(exc_info: pytest.ExceptionInfo[InvalidNotification]) -> str:
@@ -214,16 +209,7 @@ def test_registry_builds_each_batch_vendor(vendor: Vendor, adapter: type, max_ba
 # ---- adapters without a network ------------------------------------------------------------------
 
 def run(vendor: Vendor, n: Notification, tokens: list[str]) -> list[TokenResult]:
-    adapter = create_adapter(vendor, CONFIGS[vendor])
-
-    async def go() -> list[TokenResult]:
-        await adapter.open()
-        try:
-            return await adapter.send(n, tokens)
-        finally:
-            await adapter.aclose()
-
-    return asyncio.run(go())
+    return asyncio.run(send_once(create_adapter(vendor, CONFIGS[vendor]), n, tokens))
 
 
 INVALID: dict[Vendor, tuple[dict[str, Any], str]] = {

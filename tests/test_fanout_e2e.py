@@ -19,19 +19,13 @@ from pushpipe.infra.simulators import SimulatorAdmin
 from pushpipe.producer import PushProducer, device_event, now_ms, push_request
 from pushpipe.schemas import codec, keys
 from pushpipe.sinks import clickhouse, elastic
+from test_isolation_e2e import registered
 
 pytestmark = pytest.mark.stack
 
 
 def tok(run_id: str, user: int, device: int = 0) -> str:
     return f"{run_id}{user:05x}{device:x}".ljust(64, "e")
-
-
-def loaded(producer: PushProducer, settings: Settings, *events: dict) -> None:
-    for event in events:
-        producer.device_event(event)
-    producer.flush()
-    observe.wait_fanout_read(settings, timeout_s=90)
 
 
 def prefer(settings: Settings, *events: dict) -> None:
@@ -67,7 +61,7 @@ def accepted(admin: SimulatorAdmin, prefix: str) -> Counter:
 
 def test_duplicate_msg_id_is_sent_once(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
     app = f"dedup-{run_id}"
-    loaded(producer, pipeline, device_event(app, "u", tok(run_id, 0)))
+    registered(producer, pipeline, device_event(app, "u", tok(run_id, 0)))
     request = push_request(app, ["u"], "t", "b")
     send(producer, request, request)
     observe.wait_for(lambda: outcomes(pipeline, request, 2), 60, "both outcomes")
@@ -79,7 +73,7 @@ def test_duplicate_msg_id_is_sent_once(pipeline: Settings, producer: PushProduce
 
 def test_deliver_at_holds_and_ttl_expires(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
     app = f"sched-{run_id}"
-    loaded(producer, pipeline, device_event(app, "u", tok(run_id, 0)), device_event(app, "v", tok(run_id, 1)))
+    registered(producer, pipeline, device_event(app, "u", tok(run_id, 0)), device_event(app, "v", tok(run_id, 1)))
     later = push_request(app, ["u"], "later", "b", deliver_at=now_ms() + 8000)
     stale = push_request(app, ["v"], "stale", "b", ttl_s=60)
     stale["created_at"] -= 3_600_000
@@ -101,7 +95,7 @@ def test_deliver_at_holds_and_ttl_expires(pipeline: Settings, producer: PushProd
 
 def test_recurring_schedule_fires_each_minute(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
     app = f"cron-{run_id}"
-    loaded(producer, pipeline, device_event(app, "u", tok(run_id, 0)))
+    registered(producer, pipeline, device_event(app, "u", tok(run_id, 0)))
     second = (now_ms() // 60_000 + 2) * 60_000  # the second whole minute from now
     # ends just after its second firing: no perpetual schedule is left behind
     send(producer, push_request(app, ["u"], "digest", "b", recurrence="* * * * *", recurrence_until=second + 1000))
@@ -113,7 +107,7 @@ def test_recurring_schedule_fires_each_minute(pipeline: Settings, producer: Push
 def test_tokens_broadcast_and_segments(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
     app = f"bcast-{run_id}"
     users = 120
-    loaded(producer, pipeline, *[device_event(app, f"u{u}", tok(run_id, u), tags=["vip"] if u % 4 == 0 else [],
+    registered(producer, pipeline, *[device_event(app, f"u{u}", tok(run_id, u), tags=["vip"] if u % 4 == 0 else [],
                                               app_version="3.1.0" if u % 3 else "2.0.0") for u in range(users)])
     send(producer, push_request(app, [], "all", "b", target="broadcast"))
     observe.wait_for(lambda: len(accepted(admin, run_id)) == users, 90, "every device")
@@ -127,7 +121,7 @@ def test_tokens_broadcast_and_segments(pipeline: Settings, producer: PushProduce
 
 def test_preferences_quiet_hours_and_caps(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
     app = f"prefs-{run_id}"
-    loaded(producer, pipeline, device_event(app, "out", tok(run_id, 0)), device_event(app, "quiet", tok(run_id, 1)),
+    registered(producer, pipeline, device_event(app, "out", tok(run_id, 0)), device_event(app, "quiet", tok(run_id, 1)),
            device_event(app, "capped", tok(run_id, 2)))
     prefer(pipeline, codec.new_record("PreferenceEvent", app_id=app, pin="out", kind="opt_out", category="marketing", ts=now_ms()),
            codec.new_record("PreferenceEvent", app_id=app, pin="quiet", kind="set_quiet_hours",
@@ -150,7 +144,7 @@ def test_preferences_quiet_hours_and_caps(pipeline: Settings, producer: PushProd
 
 def test_broadcasts_honour_opt_outs_and_unsubscribe(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
     app = f"bprefs-{run_id}"
-    loaded(producer, pipeline, *(device_event(app, pin, tok(run_id, n)) for n, pin in enumerate(("fine", "out", "nochan", "unsub"))))
+    registered(producer, pipeline, *(device_event(app, pin, tok(run_id, n)) for n, pin in enumerate(("fine", "out", "nochan", "unsub"))))
     prefer(pipeline, codec.new_record("PreferenceEvent", app_id=app, pin="out", kind="opt_out", category="marketing", ts=now_ms()),
            codec.new_record("PreferenceEvent", app_id=app, pin="nochan", kind="opt_out", channel="apns", ts=now_ms()),
            codec.new_record("PreferenceEvent", app_id=app, pin="unsub", kind="unsubscribe", ts=now_ms()))
@@ -167,7 +161,7 @@ def test_broadcasts_honour_opt_outs_and_unsubscribe(pipeline: Settings, producer
 
 def test_environment_isolation_validation_and_templates(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
     app = f"iso-{run_id}"
-    loaded(producer, pipeline, device_event(app, "u", tok(run_id, 0)), device_event(app, "u", tok(run_id, 1), environment="test"),
+    registered(producer, pipeline, device_event(app, "u", tok(run_id, 0)), device_event(app, "u", tok(run_id, 1), environment="test"),
            device_event(app, "de", tok(run_id, 2), locale="de-DE"))
     test_push = push_request(app, ["u"], "beta", "b", environment="test")
     oversize = push_request(app, ["de"], "big", "b", notification={"data": {"blob": "x" * 5000}})
@@ -185,8 +179,8 @@ def test_environment_isolation_validation_and_templates(pipeline: Settings, prod
 
 def test_token_moving_to_another_pin(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
     app = f"move-{run_id}"
-    loaded(producer, pipeline, device_event(app, "old", tok(run_id, 0)))
-    loaded(producer, pipeline, device_event(app, "new", tok(run_id, 0)))
+    registered(producer, pipeline, device_event(app, "old", tok(run_id, 0)))
+    registered(producer, pipeline, device_event(app, "new", tok(run_id, 0)))
     observe.wait_fanout_read(pipeline, pipeline.topics.device_feedback, timeout_s=60)
     old = push_request(app, ["old"], "to old", "b")
     new = push_request(app, ["new"], "to new", "b")
@@ -220,7 +214,7 @@ def lane_records(settings: Settings, since_ms: int, app: str) -> list[list[dict]
 
 def test_single_pin_batches_share_lane_records(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
     app, pins = f"bundle-{run_id}", 40
-    loaded(producer, pipeline, *(device_event(app, f"u{u}", tok(run_id, u)) for u in range(pins)))
+    registered(producer, pipeline, *(device_event(app, f"u{u}", tok(run_id, u)) for u in range(pins)))
     started = now_ms()
     send(producer, *(push_request(app, [f"u{u}"], "t", f"b{u}") for u in range(pins)))
     observe.wait_for(lambda: len(accepted(admin, run_id)) == pins, 60, f"{pins} tokens accepted")

@@ -10,7 +10,7 @@ import httpx
 import jwt
 import pytest
 
-from contract_cases import fcm_token, notification
+from contract_cases import fcm_token, notification, send_once
 from pushpipe.config import Settings
 from pushpipe.connectors.base import Outcome
 from pushpipe.connectors.fcm import SCOPE, FcmAdapter, FcmConfig, service_account_assertion
@@ -24,11 +24,8 @@ def fcm_config(settings: Settings, **overrides: Any) -> FcmConfig:
 
 
 @pytest.fixture
-def admin(simulators: Settings) -> Any:
-    admin = SimulatorAdmin(simulators.simulator_admin_url)
-    admin.reset(records=False)
-    yield admin
-    admin.reset(records=False)
+def admin(simulator_admin: SimulatorAdmin) -> SimulatorAdmin:
+    return simulator_admin
 
 
 def test_one_access_token_serves_many_requests_and_sends(simulators: Settings, admin: SimulatorAdmin) -> None:
@@ -69,7 +66,7 @@ def test_many_concurrent_401s_cause_one_refresh(simulators: Settings, admin: Sim
 
 def test_wrong_project_is_rejected(simulators: Settings, admin: SimulatorAdmin) -> None:
     adapter = FcmAdapter(fcm_config(simulators, project_id="someone-else"))
-    [result] = asyncio.run(_send(adapter, [fcm_token("c3")]))
+    [result] = asyncio.run(send_once(adapter, notification(), [fcm_token("c3")]))
     assert (result.outcome, result.code, result.reason) == (Outcome.REJECTED, "403", "PERMISSION_DENIED")
 
 
@@ -77,7 +74,7 @@ def test_requests_are_multiplexed(simulators: Settings, admin: SimulatorAdmin) -
     """200 tokens at 100 ms simulated latency: well under 20 s only if they run concurrently."""
     admin.configure(vendor="fcm", latency_ms=100)
     started = time.perf_counter()
-    results = asyncio.run(_send(FcmAdapter(fcm_config(simulators)), [fcm_token("d4") for _ in range(200)]))
+    results = asyncio.run(send_once(FcmAdapter(fcm_config(simulators)), notification(), [fcm_token("d4") for _ in range(200)]))
     assert {r.outcome for r in results} == {Outcome.ACCEPTED}
     assert time.perf_counter() - started < 6
 
@@ -121,14 +118,6 @@ def test_simulator_refuses_non_string_data(simulators: Settings) -> None:
     error = resp.json()["error"]
     violations = [v["field"] for d in error["details"] for v in d.get("fieldViolations", [])]
     assert (resp.status_code, error["status"], violations) == (400, "INVALID_ARGUMENT", ["message.data"])
-
-
-async def _send(adapter: FcmAdapter, tokens: list[str]) -> list:
-    await adapter.open()
-    try:
-        return await adapter.send(notification(), tokens)
-    finally:
-        await adapter.aclose()
 
 
 def test_vendors_file_entry_points_at_the_simulator(simulators: Settings) -> None:

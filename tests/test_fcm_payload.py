@@ -8,7 +8,8 @@ from pathlib import Path
 import jwt
 import pytest
 
-from pushpipe.connectors.base import InvalidNotification, Notification, Outcome, Vendor
+from contract_cases import note, send_once
+from pushpipe.connectors.base import InvalidNotification, Outcome, Vendor
 from pushpipe.connectors.fcm import (
     SCOPE,
     FcmAdapter,
@@ -27,11 +28,6 @@ NOW = 1_700_000_000.0
 TOKEN = "abc:APA91b" + "x" * 140
 FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
-
-
-def note(**overrides: object) -> Notification:
-    fields: dict = {"msg_id": "m-1", "app_id": "app", "title": "Hi", "body": "There", "data": {"order": "42"}}
-    return Notification(**{**fields, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -180,30 +176,15 @@ def test_classify_non_json_gateway_error() -> None:
 def test_oversize_is_rejected_without_any_request(account: dict[str, str]) -> None:
     """Send URL and token endpoint are a closed port: any request (even for a token) would be unavailable."""
     adapter = FcmAdapter(config(account))
-
-    async def send() -> list:
-        await adapter.open()
-        try:
-            return await adapter.send(note(data={"blob": "x" * 5000}), [TOKEN, TOKEN])
-        finally:
-            await adapter.aclose()
-
-    results = asyncio.run(send())
+    results = asyncio.run(send_once(adapter, note(data={"blob": "x" * 5000}), [TOKEN, TOKEN]))
     assert [(r.outcome, r.code, r.reason) for r in results] == [(Outcome.REJECTED, "", "PayloadTooLarge")] * 2
     assert adapter.access_tokens is None
 
 
 def test_unreachable_token_endpoint_makes_every_token_unavailable(account: dict[str, str]) -> None:
     adapter = FcmAdapter(config(account, timeout_s=2))
-
-    async def send() -> list:
-        await adapter.open()
-        try:
-            return await adapter.send(note(), [TOKEN, TOKEN])
-        finally:
-            await adapter.aclose()
-
-    assert {(r.outcome, r.code) for r in asyncio.run(send())} == {(Outcome.UNAVAILABLE, "transport")}
+    results = asyncio.run(send_once(adapter, note(), [TOKEN, TOKEN]))
+    assert {(r.outcome, r.code) for r in results} == {(Outcome.UNAVAILABLE, "transport")}
 
 
 # ---- config and registry -------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from contract_cases import huawei_token, notification
+from contract_cases import huawei_token, notification, send_once
 from pushpipe.config import Settings
 from pushpipe.connectors.base import Outcome, TokenResult, VendorAdapter
 from pushpipe.connectors.honor import KEYCLOAK_TOKEN_PATH
@@ -64,22 +64,12 @@ def receiver() -> Iterator[ReceiptReceiver]:
 
 
 @pytest.fixture
-def admin(simulators: Settings) -> Iterator[SimulatorAdmin]:
-    admin = SimulatorAdmin(simulators.simulator_admin_url)
-    admin.reset(records=False)
-    yield admin
-    admin.reset(records=False)
+def admin(simulator_admin: SimulatorAdmin) -> SimulatorAdmin:
+    return simulator_admin
 
 
 def send(adapter: VendorAdapter, tokens: list[str], **note: Any) -> list[TokenResult]:
-    async def go() -> list[TokenResult]:
-        await adapter.open()
-        try:
-            return await adapter.send(notification(**note), tokens)
-        finally:
-            await adapter.aclose()
-
-    return asyncio.run(go())
+    return asyncio.run(send_once(adapter, notification(**note), tokens))
 
 
 @pytest.mark.parametrize("vendor", HUAWEI_LIKE)

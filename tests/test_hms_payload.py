@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from pushpipe.connectors.base import InvalidNotification, Notification, Outcome, Vendor
+from contract_cases import note, send_once
+from pushpipe.connectors.base import InvalidNotification, Outcome, Vendor
 from pushpipe.connectors.hms import (
     HmsAdapter,
     HmsConfig,
@@ -22,11 +23,6 @@ from pushpipe.connectors.registry import create_adapter
 
 NOW = 1_700_000_000.0
 TOKENS = ["t" * 40 + str(i) for i in range(4)]
-
-
-def note(**overrides: object) -> Notification:
-    fields: dict = {"msg_id": "m-1", "app_id": "app", "title": "Hi", "body": "There", "data": {"order": "42"}}
-    return Notification(**{**fields, **overrides})
 
 
 def config(**overrides: object) -> HmsConfig:
@@ -142,24 +138,13 @@ def test_non_json_gateway_error_is_unavailable() -> None:
 
 # ---- adapter without a network -------------------------------------------------------------------
 
-def send_with(adapter: HmsAdapter, n: Notification, tokens: list[str]) -> list:
-    async def go() -> list:
-        await adapter.open()
-        try:
-            return await adapter.send(n, tokens)
-        finally:
-            await adapter.aclose()
-
-    return asyncio.run(go())
-
-
 def test_oversize_is_rejected_without_any_request() -> None:
-    results = send_with(HmsAdapter(config()), note(data={"blob": "x" * 5000}), TOKENS)
+    results = asyncio.run(send_once(HmsAdapter(config()), note(data={"blob": "x" * 5000}), TOKENS))
     assert {(r.outcome, r.code, r.reason) for r in results} == {(Outcome.REJECTED, "", "PayloadTooLarge")}
 
 
 def test_unreachable_token_endpoint_makes_every_token_unavailable() -> None:
-    results = send_with(HmsAdapter(config(timeout_s=2)), note(), TOKENS)
+    results = asyncio.run(send_once(HmsAdapter(config(timeout_s=2)), note(), TOKENS))
     assert [(r.token, r.outcome, r.code) for r in results] == [(t, Outcome.UNAVAILABLE, "transport") for t in TOKENS]
 
 

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from pushpipe.connectors.base import InvalidNotification, Notification, Outcome, Vendor
+from contract_cases import note
+from pushpipe.connectors.base import InvalidNotification, Outcome, Vendor
 from pushpipe.connectors.honor import (
     KEYCLOAK_TOKEN_PATH,
     HonorAdapter,
@@ -19,11 +20,6 @@ from pushpipe.connectors.registry import create_adapter
 
 NOW = 1_700_000_000.123
 TOKENS = ["t" * 40 + str(i) for i in range(4)]
-
-
-def note(**overrides: object) -> Notification:
-    fields: dict = {"msg_id": "m-1", "app_id": "app", "title": "Hi", "body": "There", "data": {"order": "42"}}
-    return Notification(**{**fields, **overrides})
 
 
 def config(**overrides: object) -> HonorConfig:
