@@ -15,7 +15,7 @@ from collections import Counter
 
 import httpx
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
 from contract_cases import HARNESSES, UMENG
@@ -28,6 +28,7 @@ from pushpipe.jobs.fanout import records
 from pushpipe.producer import PushProducer, device_event, now_ms, push_request
 from pushpipe.schemas import codec
 from pushpipe.sinks import clickhouse
+from test_isolation_e2e import dead_letters
 
 pytestmark = pytest.mark.stack
 
@@ -119,20 +120,7 @@ def test_a_lone_batch_on_a_lane_is_sent_and_an_empty_bundle_is_dead_lettered(pip
     raw.produce(pipeline.topics.lane("normal"), codec.encode("DispatchBundle", {"batches": []}))
     raw.flush()
     observe.wait_for(lambda: Counter(admin.accepted(run_id)["tokens"]) == Counter({tok(run_id, 0): 1}), 60, "the lone batch accepted")
-    consumer = Consumer({"bootstrap.servers": pipeline.kafka_bootstrap, "group.id": f"test-dlq-{run_id}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    consumer.subscribe([pipeline.topics.dlq])
-    try:
-        def empty_bundle_letter() -> dict | None:
-            message = consumer.poll(1)
-            if message is None or message.error():
-                return None
-            letter = codec.decode("DeadLetter", message.value())
-            return letter if letter["error"] == "empty_bundle" and letter["ts"] >= request["created_at"] else None
-
-        letter = observe.wait_for(empty_bundle_letter, 60, "the empty bundle's dead letter")
-    finally:
-        consumer.close()
+    [letter] = dead_letters(pipeline, 1, lambda d: d["error"] == "empty_bundle" and d["ts"] >= request["created_at"])
     assert letter["source_topic"] == "push.dispatch.*" and letter["reason"] == "a DispatchBundle without batches"
 
 
