@@ -48,6 +48,7 @@ class Receipt:
     param: str  # the sender's callback parameter (our msg_id)
     tokens: tuple[str, ...]
     at: float
+    url: str = ""  # the callback URL the send carried; "" = the simulator's receipt_url (a console setting)
 
 
 @dataclass(frozen=True)
@@ -123,10 +124,12 @@ class ReceiptOutbox:
     _task: asyncio.Task[None] | None = None
 
     def add(self, url: str, receipts: tuple[Any, ...] | list[Any]) -> None:
-        """Queue receipts for `url`; call from the event loop. No-op without a URL."""
-        if not url or not receipts:
+        """Queue receipts for the callback URL their send carried, else for `url`; call from the event loop.
+        Receipts with neither are dropped (the sender asked for none)."""
+        queued = [(target, r) for r in receipts if (target := getattr(r, "url", "") or url)]
+        if not queued:
             return
-        self._pending.extend((url, r) for r in receipts)
+        self._pending.extend(queued)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._drain())
 
@@ -163,7 +166,7 @@ def group_receipts(receipts: list[Receipt]) -> dict[tuple[str, int], Receipt]:
     for r in receipts:
         key = (r.msg_id, r.kind)
         prior = merged.get(key)
-        merged[key] = r if prior is None else Receipt(r.kind, r.msg_id, r.param, prior.tokens + r.tokens, r.at)
+        merged[key] = r if prior is None else Receipt(r.kind, r.msg_id, r.param, prior.tokens + r.tokens, r.at, r.url)
     return merged
 
 

@@ -131,6 +131,7 @@ class SimState:
 
     def __init__(self, config: SimConfig | None = None) -> None:
         self.config = config or SimConfig()
+        self.home_receipt_url = ""  # set at start (--receipt-url): the receipt_url a reset returns to
         self.recorder = Recorder()
         self._rng = random.Random(self.config.seed)
         self._outage_until = 0.0
@@ -149,7 +150,7 @@ class SimState:
 
     def reset(self, config: bool = True, records: bool = True) -> None:
         if config:
-            self.config, self._outage_until, self._window = SimConfig(), 0.0, (0, 0)
+            self.config, self._outage_until, self._window = SimConfig(receipt_url=self.home_receipt_url), 0.0, (0, 0)
             self._rng, self._daily = random.Random(), (0, 0)
         if records:
             self.recorder = Recorder()
