@@ -32,6 +32,7 @@ from pushpipe.schemas import codec, keys, letters
 
 JOB = "gateway"
 MAX_BODY_BYTES = 1024 * 1024
+DEVICE_NEWS = {"invalid_target": "invalid_token", "switched_off": "switch_off"}  # receipt kind -> DeviceEvent kind
 RECEIPTS = Counter("pushpipe_gateway_receipts_total", "Receipts written to push.receipts", ["source", "vendor", "kind"])
 REFUSED = Counter("pushpipe_gateway_refused_total", "Callbacks, uploads and items refused, by reason", ["source", "reason"])
 
@@ -50,10 +51,19 @@ def receipt(heard: Heard, vendor: str, source: str, now_ms: int) -> bytes:
         vendor=vendor, token=heard.token, kind=heard.kind, code=heard.code, source=source, ts=heard.ts, received_at=now_ms))
 
 
+def device_news(heard: Heard, vendor: str, now_ms: int) -> bytes:
+    """What a receipt says of the device, as a DeviceEvent for device.feedback: fan-out's shard of the token
+    knows its pin and passes it on (jobs/fanout/shards.py receipt_owner), as with a vendor's dead-token answer."""
+    return codec.encode("DeviceEvent", codec.new_record(
+        "DeviceEvent", app_id=heard.app_id, pin="", token=heard.token, kind=DEVICE_NEWS[heard.kind], vendor=vendor,
+        reason=f"receipt {vendor} {heard.code}", ts=now_ms))
+
+
 class Gateway:
     def __init__(self, settings: Settings, key: bytes, outbox: Outbox) -> None:
         self.settings, self.key, self.outbox = settings, key, outbox
         self.receipts_topic, self.dlq_topic = settings.topics.receipts, settings.topics.dlq
+        self.feedback_topic = settings.topics.device_feedback
 
     async def vendor_callback(self, request: Request) -> Response:
         vendor, app = request.path_params["vendor"], request.path_params["app"]
@@ -104,6 +114,8 @@ class Gateway:
         sender = vendor or source
         records = [(self.receipts_topic, keys.message_key(h.app_id, h.msg_id).encode(), receipt(h, vendor, source, now)) for h in heard]
         records += [self._letter(where, body, "bad_item", f"{p.item}: {p.reason}", app_id) for p in problems]
+        records += [(self.feedback_topic, keys.device_key(h.app_id, h.token).encode(), device_news(h, vendor, now))
+                    for h in heard if h.kind in DEVICE_NEWS]
         if not await self._send(records):
             return JSONResponse({"error": "unavailable", "reason": "Kafka did not take the receipts: send them again"}, 503)
         for h in heard:

@@ -141,3 +141,13 @@ def test_an_sdk_batch_keeps_its_good_events_beside_a_bad_one_and_kafka_down_is_a
     assert client.post("/v1/sdk/app/events", json=events, headers=headers).status_code == 503
     too_big = client.post("/v1/sdk/app/events", content=b"x" * (app.MAX_BODY_BYTES + 1), headers=headers)
     assert (too_big.status_code, too_big.json()["error"]) == (413, "too_large")
+
+
+def test_a_dead_or_switched_off_device_is_also_news_for_fan_out(gateway) -> None:
+    client, outbox = gateway
+    doc = {"x1": {"param": "m-2", "type": 16, "targets": "dead", "timestamp": 5},
+           "x2": {"param": "m-2", "type": 1, "targets": "off", "barStatus": "Disable", "timestamp": 6}}
+    answer = client.post(signing.callback_url("", KEY, "xiaomi", "app"), data={"data": json.dumps(doc)})
+    assert answer.status_code == 200 and answer.json()["accepted"] == 2
+    news = [codec.decode("DeviceEvent", value) for topic, _, value in outbox.sent if topic == "device.feedback"]
+    assert [(n["app_id"], n["pin"], n["token"], n["kind"]) for n in news] == [("app", "", "dead", "invalid_token"), ("app", "", "off", "switch_off")]

@@ -4,6 +4,7 @@ them in ClickHouse (receipts, message_rates) and Elasticsearch (each message's c
 posts are refused with their reason and dead-lettered; the good receipts beside them still count, once."""
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -83,3 +84,29 @@ def test_forged_and_malformed_callbacks_are_refused_and_dead_lettered(pipeline: 
     assert sorted(d["error"] for d in letters) == ["bad_key", "bad_signature", "malformed"]
     signature = genuine.rsplit("/", 1)[1]
     assert all(signature not in d["source_topic"] for d in letters), "a dead letter never shows a callback URL's signature"
+
+
+def test_an_invalid_target_receipt_stops_the_token_being_targeted(pipeline: Settings, producer: PushProducer, run_id: str) -> None:
+    app = f"dead-{run_id}"
+    token, kept = demo_token("xiaomi", run_id, 1), demo_token("xiaomi", run_id, 2)
+    registered(producer, pipeline, device_event(app, "u", token, vendor="xiaomi"), device_event(app, "u", kept, vendor="xiaomi"))
+    key = signing.load_key(pipeline.receipt_key_file)
+    doc = {"sc-1": {"param": "earlier-msg", "type": 16, "targets": token, "timestamp": int(time.time() * 1000)}}
+    answer = httpx.post(signing.callback_url(pipeline.gateway_url, key, "xiaomi", app), data={"data": json.dumps(doc)}, timeout=30)
+    assert answer.status_code == 200 and answer.json()["accepted"] == 1
+    feedback = pipeline.topics.device_feedback
+    observe.wait_fanout_read(pipeline, feedback, timeout_s=90)
+    time.sleep(2)  # the shard passes the news on to the pin through device.feedback once more
+    observe.wait_fanout_read(pipeline, feedback, timeout_s=90)
+    push = push_request(app, ["u"], "t", "b", category="transactional")
+    sent(producer, push)
+    observe.wait_for(lambda: message_counts(pipeline, app, push["msg_id"]).get("accepted") == 1, 90, "the push to the pin")
+    assert receipts(pipeline, app) == {"invalid_target": 1}
+    es_tokens = [d["token"] for d in deliveries_of(pipeline, app, push["msg_id"])]
+    assert es_tokens == [kept], "only the live token is sent to"
+
+
+def deliveries_of(settings: Settings, app: str, msg_id: str) -> list[dict]:
+    from pushpipe.sinks import elastic
+
+    return list(elastic.deliveries(elastic.connect(settings), settings, app, msg_id).values())
