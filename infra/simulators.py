@@ -62,8 +62,9 @@ class Simulators:
 
     def start(self, settings: Settings) -> None:
         if not self.health(settings).ok:
-            receipt_urls = {"PUSHPIPE_SIM_RECEIPT_URLS": json.dumps(gateway.console_urls(settings))}
-            process.start(settings, NAME, _argv(settings, process.service_dir(settings, NAME)), env=receipt_urls)
+            population = {"PUSHPIPE_SIM_RECEIPT_URLS": json.dumps(gateway.console_urls(settings)),
+                          "PUSHPIPE_SIM_SDK_URL": settings.gateway_url, "PUSHPIPE_SIM_SDK_KEY_FILE": str(settings.receipt_key_file)}
+            process.start(settings, NAME, _argv(settings, process.service_dir(settings, NAME)), env=population)
             process.wait_until(lambda: self.health(settings).ok, START_TIMEOUT_S, "vendor simulators",
                                settings=settings, name=NAME)
         _write_vendors_file(settings)

@@ -15,6 +15,8 @@ from pushpipe.config import Settings
 from pushpipe.demo import demo_token
 from pushpipe.gateway import signing
 from pushpipe.producer import PushProducer, device_event, push_request
+from pushpipe.simulators import population
+from pushpipe.simulators.common import SimConfig
 from pushpipe.sinks import clickhouse
 from test_isolation_e2e import dead_letters, message_counts, registered, sent
 
@@ -110,3 +112,22 @@ def deliveries_of(settings: Settings, app: str, msg_id: str) -> list[dict]:
     from pushpipe.sinks import elastic
 
     return list(elastic.deliveries(elastic.connect(settings), settings, app, msg_id).values())
+
+
+def test_a_population_delivers_and_opens_the_share_it_was_given(pipeline: Settings, producer: PushProducer, admin, run_id: str) -> None:
+    app, n = f"crowd-{run_id}", 40
+    tokens = [demo_token("xiaomi", run_id, i) for i in range(n)]
+    registered(producer, pipeline, *[device_event(app, f"u{i}", t, vendor="xiaomi") for i, t in enumerate(tokens)])
+    admin.configure(vendor="xiaomi", delivery_rate=0.5, open_rate=0.5, delivery_delay_ms=200, open_delay_ms=300)
+    try:
+        push = push_request(app, [f"u{i}" for i in range(n)], "Sale", "Today only", category="transactional")
+        sent(producer, push)
+        config = SimConfig(delivery_rate=0.5, open_rate=0.5)
+        fates = [population.fate(config, push["msg_id"], t) for t in tokens]
+        expected = {"delivered": sum(f.delivered for f in fates), "opened": sum(f.opened for f in fates)}
+        assert 0 < expected["opened"] < expected["delivered"] < n
+        observe.wait_for(lambda: receipts(pipeline, app) == expected, 120, f"the population's {expected}")
+        counts = message_counts(pipeline, app, push["msg_id"])
+        assert (counts["accepted"], counts["delivered"], counts["opened"]) == (n, expected["delivered"], expected["opened"])
+    finally:
+        admin.reset(records=False)
