@@ -113,7 +113,9 @@ class Gateway:
         now = int(time.time() * 1000)
         sender = vendor or source
         records = [(self.receipts_topic, keys.message_key(h.app_id, h.msg_id).encode(), receipt(h, vendor, source, now)) for h in heard]
-        records += [self._letter(where, body, "bad_item", f"{p.item}: {p.reason}", app_id) for p in problems]
+        if problems:  # one dead letter for the body's bad items, each named with its reason
+            listed = "; ".join(f"{p.item}: {p.reason}" for p in problems)
+            records.append(self._letter(where, body, "bad_item", f"{len(problems)} of the body's items refused: {listed}", app_id))
         records += [(self.feedback_topic, keys.device_key(h.app_id, h.token).encode(), device_news(h, vendor, now))
                     for h in heard if h.kind in DEVICE_NEWS]
         if not await self._send(records):
