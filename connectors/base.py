@@ -68,6 +68,7 @@ class Notification:
     ttl_s: int = 86_400  # 0 = deliver now or drop
     environment: Environment = "production"
     topic: str = ""  # APNs bundle id; empty = the adapter's configured topic
+    callback_url: str = ""  # where the vendor posts this message's receipts (gateway/signing.py); "" = the config's
 
     def __post_init__(self) -> None:
         if self.priority not in get_args(Priority):

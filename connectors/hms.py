@@ -7,10 +7,10 @@ API answers 80200001 / 80200003 / HTTP 401 (those tokens come back `unavailable`
 
 Send: `POST {base_url}/v1/{app_id}/messages:send` with
     {"validate_only": false, "message": {"android": {"urgency": "HIGH"|"NORMAL", "ttl": "Ns",
-     "bi_tag": msg_id, "category"?, "notification"?: {title, body, click_action: {type: 3}}},
+     "bi_tag": "<app>|<msg_id>", "category"?, "notification"?: {title, body, click_action: {type: 3}}},
      "data": "<JSON string of data + msg_id>", "token": [1..1000 tokens]}}
-`bi_tag` is the message id, so delivery receipts ({"statuses": [{biTag, token, status, ...}]})
-can be matched to the message.
+`bi_tag` names the app and the message (schemas/keys.py message_key), so delivery receipts
+({"statuses": [{biTag, token, status, ...}]}), posted to one receipt URL per HMS app, find both.
 
 Result codes (HMS-Core/hms-push-serverdemo-java ResponceCodeProcesser):
   80000000 all accepted (requestId in vendor_msg_id)
@@ -58,6 +58,7 @@ from pushpipe.connectors.http import failure_code, failure_reason, json_object, 
 from pushpipe.connectors.limits import PayloadLimit
 from pushpipe.connectors.oauth import TokenError, client_credentials
 from pushpipe.connectors.spec import VendorSpec
+from pushpipe.schemas.keys import message_key
 
 PRODUCTION_URL = "https://push-api.cloud.huawei.com"
 AUTH_URL = "https://oauth-login.cloud.huawei.com"
@@ -175,7 +176,7 @@ def hms_category(n: Notification) -> str:
 
 def android_config(n: Notification) -> dict[str, Any]:
     android: dict[str, Any] = {"urgency": "HIGH" if n.priority == "high" else "NORMAL",
-                               "ttl": f"{min(n.ttl_s, MAX_TTL_S)}s", "bi_tag": n.msg_id}
+                               "ttl": f"{min(n.ttl_s, MAX_TTL_S)}s", "bi_tag": message_key(n.app_id, n.msg_id)}
     category = hms_category(n)
     if category:
         android["category"] = category
@@ -345,4 +346,5 @@ SPEC = VendorSpec(
     payload=PayloadLimit(max_bytes=MAX_PAYLOAD_BYTES, data_as_string=True, overhead_bytes=384),
     daily_quota=True,  # "hms" is Huawei, as in DeviceEvent.vendor
     sample_token=huawei_token,
+    receipts="console",
 )

@@ -12,9 +12,9 @@ source; third-party SDKs = 2nd) and configurable:
 - Send: `POST {base_url}/api/v1/{app_id}/sendMessage` with `Authorization: Bearer` and a
   `timestamp` header (epoch milliseconds). Body (2nd; camelCase, no "message" wrapper):
       {"data": "<JSON string of data + msg_id>", "notification"?: {title, body},
-       "android": {"ttl": "Ns", "biTag": msg_id, "notification"?: {title, body,
+       "android": {"ttl": "Ns", "biTag": "<app>|<msg_id>", "notification"?: {title, body,
                    "clickAction": {"type": 3}, "importance": "NORMAL"|"LOW"}}, "token": [..]}
-  biTag = msg_id, so Huawei-style receipts ({"statuses": [{biTag, token, status, ...}]}) match up.
+  biTag = "<app>|<msg_id>" (schemas/keys.py message_key), so Huawei-style receipts ({"statuses": [{biTag, token, status, ...}]}) match up.
 - Reply (2nd): {"code": 200, "message", "data": {"sendResult", "requestId", "failTokens": [..],
   "expireTokens": [..]}}. A code in `ok_codes` (default "200" and HMS's "80000000") means the
   request was processed: tokens in expireTokens -> invalid_token, in failTokens ->
@@ -51,6 +51,7 @@ from pushpipe.connectors.hms import classify_response as hms_classify
 from pushpipe.connectors.http import json_object
 from pushpipe.connectors.limits import PayloadLimit
 from pushpipe.connectors.spec import VendorSpec
+from pushpipe.schemas.keys import message_key
 
 PRODUCTION_URL = "https://push-api.cloud.hihonor.com"
 AUTH_URL = "https://iam.developer.hihonor.com"
@@ -111,7 +112,7 @@ def importance(n: Notification) -> str:
     return "LOW" if n.priority == "low" else "NORMAL"
 
 def android_config(n: Notification) -> dict[str, Any]:
-    android: dict[str, Any] = {"ttl": f"{n.ttl_s}s", "biTag": n.msg_id}
+    android: dict[str, Any] = {"ttl": f"{n.ttl_s}s", "biTag": message_key(n.app_id, n.msg_id)}
     if is_alert(n):
         android["notification"] = {"title": n.title, "body": n.body, "clickAction": dict(CLICK_OPEN_APP),
                                    "importance": importance(n)}
@@ -206,4 +207,5 @@ SPEC = VendorSpec(
                          overhead_bytes=384),  # 4096 UNCONFIRMED (HonorConfig.max_payload_bytes' default)
     daily_quota=True,
     sample_token=huawei_token,
+    receipts="console",
 )

@@ -129,8 +129,8 @@ def build_message_json(n: Notification, c: MeizuConfig) -> str:
     }
     if n.collapse_id:
         message["advanceInfo"] = {"notifyKey": notify_key(n.collapse_id)}
-    if c.callback_url:
-        message["extra"] = {"callback": c.callback_url, "callback.param": n.msg_id,
+    if callback := n.callback_url or c.callback_url:
+        message["extra"] = {"callback": callback, "callback.param": n.msg_id,
                             "callback.type": str(c.callback_type)}
     return compact_json(message)
 
@@ -213,4 +213,5 @@ SPEC = VendorSpec(
     payload=PayloadLimit(title_max=TITLE_MAX_CHARS, body_max=CONTENT_MAX_CHARS, needs_title=True, needs_body=True),
     # Meizu's per-device caps exist (codes 110019/110051/110011) but their values are UNCONFIRMED: not counted
     sample_token=lambda hexed: f"{hexed}ULY" + "d" * 32,
+    receipts="message",
 )

@@ -104,8 +104,8 @@ def build_content(n: Notification, c: OppoConfig) -> dict[str, str]:
               "off_line_ttl": str(min(max(n.ttl_s, 1), OFFLINE_TTL_MAX_S))}
     if c.channel_id:
         fields["channel_id"] = c.channel_id
-    if c.callback_url:
-        fields |= {"call_back_url": c.callback_url, "call_back_parameter": n.msg_id}
+    if callback := n.callback_url or c.callback_url:
+        fields |= {"call_back_url": callback, "call_back_parameter": n.msg_id}
     return fields
 
 
@@ -208,4 +208,5 @@ SPEC = VendorSpec(
     payload=PayloadLimit(title_max=TITLE_MAX_CHARS, body_max=CONTENT_MAX_CHARS, needs_title=True),
     daily_quota=True,
     sample_token=lambda hexed: f"{hexed}CN_" + "d" * 32,
+    receipts="message",
 )

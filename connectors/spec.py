@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pushpipe.connectors.base import Vendor, VendorAdapter, VendorConfig
 from pushpipe.connectors.limits import PayloadLimit
 
 C = TypeVar("C", bound=VendorConfig)
+Receipts = Literal["message", "console", "none"]
 
 # (the simulator's credentials.json for this vendor, simulators.json) -> this vendor's vendors-file entry
 SimulatorEntry = Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, Any]]
@@ -30,6 +31,8 @@ class VendorSpec(Generic[C]):
     simulator_entry       the vendors-file entry pointing at the vendor simulator, from its credentials
     daily_quota           the vendor caps marketing messages per device per day (China vendors; counted by policy)
     unclassified_per_day  cap for every message when the app has not registered message classes (Xiaomi: 1)
+    receipts              how the vendor posts delivery receipts: "message" to the callback URL each send carries
+                          (Notification.callback_url), "console" to one URL set in its console, "none" not at all
     sample_token          a token of the vendor's shape from a hex id (demos; the simulators check shapes);
                           None: devices do not register with this vendor (Umeng, the fallback channel)
     """
@@ -41,4 +44,5 @@ class VendorSpec(Generic[C]):
     simulator_entry: SimulatorEntry
     daily_quota: bool = False
     unclassified_per_day: int | None = None
+    receipts: Receipts = "none"
     sample_token: Callable[[str], str] | None = None

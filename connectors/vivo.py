@@ -130,18 +130,18 @@ def build_message(n: Notification, c: VivoConfig) -> dict[str, Any]:
     check_max("content width", width(n.body), CONTENT_MAX_WIDTH, "BodyTooLong")
     data = custom_data(n)
     check_max("clientCustomMap characters", len(compact_json(data)), CUSTOM_MAP_MAX_CHARS, "PayloadTooLarge")
-    return {"appId": c.app_id, "notifyType": 4, "title": n.title, "content": n.body,
-            "timeToLive": min(max(n.ttl_s, TTL_MIN_S), TTL_MAX_S), "skipType": 1, "networkType": -1,
-            "classification": classification(n, c), "clientCustomMap": data,
-            "requestId": request_id(n.msg_id)}
+    message = {"appId": c.app_id, "notifyType": 4, "title": n.title, "content": n.body,
+               "timeToLive": min(max(n.ttl_s, TTL_MIN_S), TTL_MAX_S), "skipType": 1, "networkType": -1,
+               "classification": classification(n, c), "clientCustomMap": data,
+               "requestId": request_id(n.msg_id)}
+    callback = n.callback_url or c.callback_url
+    if callback:  # receipts come for single sends only; a list's saved payload goes without it
+        message["extra"] = {"callback": callback, "callback.param": n.msg_id}
+    return message
 
 
-def single_body(message: Mapping[str, Any], token: str, c: VivoConfig) -> dict[str, Any]:
-    msg_id = message["clientCustomMap"]["msg_id"]
-    body = {**message, "regId": token, "requestId": request_id(msg_id, token)}
-    if c.callback_url:
-        body["extra"] = {"callback": c.callback_url, "callback.param": msg_id}
-    return body
+def single_body(message: Mapping[str, Any], token: str) -> dict[str, Any]:
+    return {**message, "regId": token, "requestId": request_id(message["clientCustomMap"]["msg_id"], token)}
 
 
 def push_list_body(message: Mapping[str, Any], task_id: str, tokens: list[str]) -> dict[str, Any]:
@@ -210,9 +210,9 @@ class VivoAdapter(BatchAdapter[VivoConfig, dict[str, Any]]):
                          tokens: list[str]) -> list[TokenResult]:
         token = await self.auth.get()
         if len(tokens) == 1:
-            reply = await self._call(client, SEND_PATH, single_body(prepared, tokens[0], self.config), token)
+            reply = await self._call(client, SEND_PATH, single_body(prepared, tokens[0]), token)
         else:
-            saved = await self._call(client, SAVE_LIST_PATH, prepared, token)
+            saved = await self._call(client, SAVE_LIST_PATH, {k: v for k, v in prepared.items() if k != "extra"}, token)
             if saved.result != 0:
                 raise call_error(saved, self._clock())
             body = push_list_body(prepared, str(saved.doc.get("taskId", "")), tokens)
@@ -240,4 +240,5 @@ SPEC = VendorSpec(
                          data_max_chars=CUSTOM_MAP_MAX_CHARS, needs_title=True),  # UNCONFIRMED
     daily_quota=True,
     sample_token=lambda hexed: hexed + "1" * 12,
+    receipts="message",
 )

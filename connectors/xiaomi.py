@@ -96,8 +96,8 @@ def build_extras(n: Notification, c: XiaomiConfig) -> dict[str, str]:
     extras = {"extra.notify_effect": "1"}
     if c.channel_id:
         extras["extra.channel_id"] = c.channel_id
-    if c.callback_url:
-        extras |= {"extra.callback": c.callback_url, "extra.callback.param": n.msg_id,
+    if callback := n.callback_url or c.callback_url:
+        extras |= {"extra.callback": callback, "extra.callback.param": n.msg_id,
                    "extra.callback.type": str(c.callback_type)}
     check_max("extra count", len(extras), MAX_EXTRAS, "TooManyExtras")
     return extras
@@ -182,4 +182,5 @@ SPEC = VendorSpec(
                          title_copies=0, body_copies=0, overhead_bytes=128, body_needs_title=True),
     daily_quota=True, unclassified_per_day=1,  # without a registered channel_id every message is "unclassified"
     sample_token=lambda hexed: hexed.ljust(44, "d"),
+    receipts="message",
 )

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pushpipe.infra.clickhouse import ClickHouse
 from pushpipe.infra.elasticsearch import Elasticsearch
+from pushpipe.infra.gateway import Gateway
 from pushpipe.infra.jobs import all_jobs
 from pushpipe.infra.kafka import Kafka
 from pushpipe.infra.service import Service
@@ -10,7 +11,7 @@ from pushpipe.infra.simulators import Simulators
 
 
 def services() -> list[Service]:
-    return [Kafka(), Elasticsearch(), ClickHouse(), Simulators()]
+    return [Kafka(), Elasticsearch(), ClickHouse(), Simulators(), Gateway()]
 
 
 def supervised() -> list[Service]:

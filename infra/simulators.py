@@ -6,6 +6,7 @@ hms|honor/credentials.json (mode 0600), and simulators.json (URLs, CA, credentia
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import httpx
 
 from pushpipe.config import Settings
 from pushpipe.connectors.apns import ApnsConfig
-from pushpipe.infra import process
+from pushpipe.infra import gateway, process
 from pushpipe.infra.service import Health
 
 NAME = "simulators"
@@ -61,7 +62,9 @@ class Simulators:
 
     def start(self, settings: Settings) -> None:
         if not self.health(settings).ok:
-            process.start(settings, NAME, _argv(settings, process.service_dir(settings, NAME)))
+            population = {"PUSHPIPE_SIM_RECEIPT_URLS": json.dumps(gateway.console_urls(settings)),
+                          "PUSHPIPE_SIM_SDK_URL": settings.gateway_url, "PUSHPIPE_SIM_SDK_KEY_FILE": str(settings.receipt_key_file)}
+            process.start(settings, NAME, _argv(settings, process.service_dir(settings, NAME)), env=population)
             process.wait_until(lambda: self.health(settings).ok, START_TIMEOUT_S, "vendor simulators",
                                settings=settings, name=NAME)
         _write_vendors_file(settings)

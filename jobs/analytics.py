@@ -1,10 +1,13 @@
-"""Analytics job: push.results -> ClickHouse (per-batch rows, per-minute view) + Elasticsearch (messages, deliveries).
+"""Analytics job: push.results and push.receipts -> ClickHouse (per-batch rows, receipts, per-minute views) +
+Elasticsearch (messages with their accepted, delivered, opened... counts; deliveries).
 
-    push.results -> parse -> key msg_id: message totals (state) -> 1 s windows -> bulk writes
+    push.results  -> parse -┐
+    push.receipts -> parse -┴-> key app|msg: message totals (state) -> 1 s windows -> bulk writes
 Totals live in Flink state, so after a crash they are restored with the offsets they match;
 results are written in one-second processing-time windows, and both sinks are idempotent
 (ReplacingMergeTree rows; absolute message totals and deliveries versioned by attempt), so replays
-do not double count.
+do not double count. A receipt is counted once per receipt_id (a vendor that retries a callback sends
+the same receipt again), and one that arrives before its message's results still counts for it.
 
 Run: python -m pushpipe.jobs.analytics
 """
@@ -34,12 +37,25 @@ Summary = dict[str, Any]
 
 
 @liveness.watched
-class ParseResults(ProcessFunction):
-    def __init__(self, topic: str) -> None:
-        self.topic = topic
+class Parse(ProcessFunction):
+    """DispatchResults or Receipts (`name`), bad values to push.dlq."""
+
+    def __init__(self, topic: str, name: str) -> None:
+        self.topic, self.name = topic, name
 
     def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterator[Any]:
-        yield from deadletters.decode_or_dlq(JOB, self.topic, "DispatchResult", value)
+        yield from deadletters.decode_or_dlq(JOB, self.topic, self.name, value)
+
+
+def add_receipt(summary: Summary, receipt: Record) -> Summary:
+    """The message totals after one more receipt: its kind counted (delivered, opened, clicked, ...)."""
+    counts = dict(summary["counts"])
+    counts[receipt["kind"]] = counts.get(receipt["kind"], 0) + 1
+    return {**summary, "counts": counts}
+
+
+def is_receipt(record: Record) -> bool:
+    return "receipt_id" in record
 
 
 def add_result(summary: Summary, result: dict[str, Any]) -> Summary:
@@ -63,8 +79,9 @@ def empty_summary() -> Summary:
     return {"counts": {}, "vendors": [], "last_completed_at": 0}
 
 
-def counted_key(result: dict[str, Any]) -> str:
-    return f"{result['batch_id']}/{result['attempt']}"
+def counted_key(record: Record) -> str:
+    """What a message's totals remember having counted: a batch attempt's result, or a receipt."""
+    return f"receipt:{record['receipt_id']}" if is_receipt(record) else f"{record['batch_id']}/{record['attempt']}"
 
 
 @liveness.watched
@@ -84,14 +101,15 @@ class MessageTotals(KeyedProcessFunction):
         counted.enable_time_to_live(ttl)
         self.counted = runtime_context.get_map_state(counted)
 
-    def process_element(self, result: Record, ctx: KeyedProcessFunction.Context) -> Iterator[tuple[Record, Record]]:
-        key = counted_key(result)
+    def process_element(self, record: Record, ctx: KeyedProcessFunction.Context) -> Iterator[tuple[Record, Record]]:
+        key = counted_key(record)
         if self.counted.get(key) is not None:  # thread mode: get of a missing key answers None
             return
         self.counted.put(key, True)
-        summary = add_result(self.summary.value() or empty_summary(), result)
+        summary = self.summary.value() or empty_summary()
+        summary = add_receipt(summary, record) if is_receipt(record) else add_result(summary, record)
         self.summary.update(summary)
-        yield result, summary
+        yield record, summary
 
 
 def message_key(result: Record) -> str:
@@ -110,10 +128,13 @@ class WriteWindow(ProcessWindowFunction):
         self.es = elastic.connect(self.settings)
         elastic.ensure_indices(self.es, self.settings)
         self.table = f"{self.settings.clickhouse_database}.dispatch_results"
+        self.receipts_table = f"{self.settings.clickhouse_database}.receipts"
 
     def process(self, key: int, context: ProcessWindowFunction.Context, elements: Iterable[tuple[Record, Record]]) -> Iterator[int]:
         pairs = list(elements)
-        self.ch.insert(self.table, [clickhouse.result_row(result) for result, _ in pairs])
+        receipts = [record for record, _ in pairs if is_receipt(record)]
+        self.ch.insert(self.table, [clickhouse.result_row(record) for record, _ in pairs if not is_receipt(record)])
+        self.ch.insert(self.receipts_table, [clickhouse.receipt_row(receipt) for receipt in receipts])
         elastic.write(self.es, elastic.window_actions(self.settings, pairs))
         yield len(pairs)
 
@@ -124,11 +145,15 @@ class WriteWindow(ProcessWindowFunction):
 
 def build(settings: Settings) -> Any:
     env = runtime.environment(settings, JOB, mode="thread")  # keyed totals over many messages: state calls stay in the JVM
-    topic = settings.topics.results
-    parsed = runtime.kafka_source(env, settings, topic, f"pushpipe-{JOB}").process(ParseResults(topic)).name("parse-results").uid("parse-results")
-    runtime.sink_dlq(parsed, settings)
+    topics, group = settings.topics, f"pushpipe-{JOB}"
+    results_in = (runtime.kafka_source(env, settings, topics.results, group)
+                  .process(Parse(topics.results, "DispatchResult")).name("parse-results").uid("parse-results"))
+    receipts_in = (runtime.kafka_source(env, settings, topics.receipts, group)
+                   .process(Parse(topics.receipts, "Receipt")).name("parse-receipts").uid("parse-receipts"))
+    for parsed in (results_in, receipts_in):
+        runtime.sink_dlq(parsed, settings)
     written = (
-        parsed.key_by(message_key, key_type=Types.STRING())
+        results_in.union(receipts_in).key_by(message_key, key_type=Types.STRING())
         .process(MessageTotals())
         .name("message-totals").uid("message-totals")
         .key_by(lambda pair: 0, key_type=Types.INT())  # one writer: few, fat bulk writes

@@ -6,9 +6,7 @@ compacted, a dead letter elsewhere.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,28 +14,15 @@ from typing import Any
 from pyflink.common import Types
 from pyflink.datastream import OutputTag
 
-from pushpipe.schemas import codec
+from pushpipe.schemas import codec, letters
 
 DLQ = OutputTag("dlq", Types.PRIMITIVE_ARRAY(Types.BYTE()))
-# A dead letter keeps this much of the bad value (with its size and SHA-256): a value near Kafka's 1 MiB
-# limit plus the dead letter's own fields would not fit on push.dlq, and failing there stops the job.
-DLQ_EXCERPT_BYTES = 4096
-MAX_REASON_CHARS = 2048
-MAX_ID_CHARS = 256  # msg and app ids as carried by a dead letter, cut to this (invalid ones may be huge)
 log = logging.getLogger("pushpipe.jobs")
 
 
 def dead_letter(job: str, topic: str, payload: bytes | None, error: str, reason: str, **ids: Any) -> tuple[OutputTag, bytes]:
-    """A side-output element carrying an encoded DeadLetter: the reason, and of the bad value an excerpt,
-    its size and hash, so a dead letter stays far below Kafka's record limit whatever it was sent."""
-    value = bytes(payload or b"")
-    record = codec.new_record(
-        "DeadLetter", job=job, source_topic=topic, reason=reason[:MAX_REASON_CHARS], error=error,
-        payload=value[:DLQ_EXCERPT_BYTES], payload_size=len(value), payload_sha256=hashlib.sha256(value).hexdigest(),
-        payload_truncated=len(value) > DLQ_EXCERPT_BYTES, ts=int(time.time() * 1000),
-        **{k: v[:MAX_ID_CHARS] if isinstance(v, str) else v for k, v in ids.items()},
-    )
-    return DLQ, codec.encode("DeadLetter", record)
+    """A side-output element carrying an encoded DeadLetter (schemas/letters.py)."""
+    return DLQ, letters.dead_letter(job, topic, payload, error, reason, **ids)
 
 
 TOMBSTONE_MARK = b"\xfe\xffpushpipe:tombstone:"  # as in TombstoneMarkingSchema.MARK

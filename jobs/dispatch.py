@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pyflink.common import Time, Types
@@ -27,6 +27,8 @@ from pyflink.datastream.state import ValueStateDescriptor
 from pushpipe import liveness
 from pushpipe.config import Settings
 from pushpipe.connectors.config import vendor_configs
+from pushpipe.connectors.registry import SPECS
+from pushpipe.gateway import signing
 from pushpipe.jobs import deadletters, dispatch_policy, metrics, runtime
 from pushpipe.jobs.lanes import LANE_RECORD_BATCHES
 from pushpipe.jobs.ledger import SendLedger
@@ -100,6 +102,31 @@ def as_bundle(element: list[dict[str, Any]] | dict[str, Any]) -> list[dict[str, 
     return [element] if isinstance(element, dict) else element
 
 
+
+def receipt_callbacks(settings: Settings) -> Callable[[str, str], str] | None:
+    """callback_url(vendor, app) for the vendors that take a receipt URL with each send (gateway/signing.py);
+    None without the key (`pushpipe up` makes it): sends then carry no callback, and those vendors post none."""
+    if not settings.receipt_key_file.exists():
+        log.warning("no receipt key at %s: sends carry no receipt callback URL", settings.receipt_key_file)
+        return None
+    key = signing.load_key(settings.receipt_key_file)
+    per_message = {vendor.value for vendor, spec in SPECS.items() if spec.receipts == "message"}
+    urls: dict[tuple[str, str], str] = {}
+
+    def callback_url(vendor: str, app_id: str) -> str:
+        if vendor not in per_message:
+            return ""
+        if (vendor, app_id) not in urls:
+            url = signing.callback_url(settings.gateway_url, key, vendor, app_id)
+            if len(url.encode()) > signing.CALLBACK_MAX_BYTES:
+                log.warning("no receipts from %s for app %s: its callback URL would be %d bytes, over %d (shorten gateway_url)",
+                            vendor, app_id, len(url.encode()), signing.CALLBACK_MAX_BYTES)
+                url = ""
+            urls[vendor, app_id] = url
+        return urls[vendor, app_id]
+
+    return callback_url
+
 class SendBundle(AsyncFunction):
     """PyFlink's async I/O around Sender: the batches of one bundle are sent concurrently."""
 
@@ -115,7 +142,7 @@ class SendBundle(AsyncFunction):
             logging.getLogger(name).setLevel(logging.WARNING)
         policy = dispatch_policy.load(self.settings.dispatch_file)
         ledger = SendLedger(self.settings.run_dir / "ledger" / f"dispatch-{runtime_context.get_index_of_this_subtask()}.db")
-        self.sender = Sender(policy, vendor_configs(self.settings), ledger)
+        self.sender = Sender(policy, vendor_configs(self.settings), ledger, receipt_callbacks(self.settings))
         self.loop: asyncio.AbstractEventLoop | None = None
         metrics.serve(self.settings.dispatch_metrics_port + runtime_context.get_index_of_this_subtask())
 

@@ -73,9 +73,10 @@ def choose_exit(exits: list[Exit], rand: Callable[[], float] = random.random) ->
     return closed[-1]
 
 
-def notification_of(batch: Record) -> Notification:
+def notification_of(batch: Record, callback_url: str = "") -> Notification:
     note = batch["notification"]
     return Notification(
+        callback_url=callback_url,
         msg_id=batch["msg_id"], app_id=batch["app_id"], title=note["title"], body=note["body"], data=note["data"],
         priority=batch["priority"], category=batch["category"], collapse_id=note["collapse_id"] or "",
         message_class=batch["message_class"] or message_class(batch["category"]),  # "": a batch from before classes
@@ -118,8 +119,11 @@ def feedback_event(batch: Record, token: str, pin: str, result: TokenResult) -> 
 
 
 class Sender:
-    def __init__(self, policy: DispatchPolicy, configs: dict[str, VendorConfig], ledger: SendLedger) -> None:
+    def __init__(self, policy: DispatchPolicy, configs: dict[str, VendorConfig], ledger: SendLedger,
+                 callback_url: Callable[[str, str], str] | None = None) -> None:
+        """`callback_url(vendor, app)`: where a vendor that takes one with each send posts its receipts."""
         self.policy = policy
+        self.callback_url = callback_url or (lambda vendor, app_id: "")
         self.configs = configs
         self.ledger = ledger
         self.exits = {vendor: self._exits(vendor, config) for vendor, config in configs.items()}
@@ -224,7 +228,7 @@ class Sender:
         limiter = self.limiter(batch["app_id"], exit_.vendor)
         await limiter.acquire(len(tokens), batch["priority"])
         adapter = await exit_.ready()
-        note = notification_of(batch)
+        note = notification_of(batch, self.callback_url(exit_.vendor, batch["app_id"]))
         parts = [vendor_tokens[i : i + adapter.max_batch] for i in range(0, len(vendor_tokens), adapter.max_batch)]
         started = time.monotonic()
         results = [r for part in await asyncio.gather(*(adapter.send(note, p) for p in parts)) for r in part]

@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     clickhouse_database: str = Field("pushpipe", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     simulator_url: str = "https://127.0.0.1:18443"
     simulator_admin_url: str = "http://127.0.0.1:18444"
+    # the receipt gateway as vendors and apps reach it (it listens on this URL's host and port)
+    gateway_url: str = "http://127.0.0.1:18480"
+    # the key that signs receipt callback URLs and apps' SDK keys (gateway/signing.py); `pushpipe up` creates it
+    receipt_key_file: Path = Path()  # default: run/receipt.key
     # JSON: {"apns": {ApnsConfig fields}, ...}; `pushpipe up` writes one for the simulators here
     vendors_file: Path = Path()  # default: run/vendors.json
     # JSON dispatch policy: rate limits, exits, fallback, retry, breaker (jobs/dispatch_policy.py)
@@ -117,7 +121,7 @@ class Settings(BaseSettings):
             counts[name.strip()] = int(number)
         return counts
 
-    @field_validator("es_url", "clickhouse_url", "simulator_url", "simulator_admin_url")
+    @field_validator("es_url", "clickhouse_url", "simulator_url", "simulator_admin_url", "gateway_url")
     @classmethod
     def _url(cls, value: str) -> str:
         parts = urlsplit(value)
@@ -128,7 +132,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _run_files(self) -> Settings:
         for name, filename in (("vendors_file", "vendors.json"), ("dispatch_file", "dispatch.json"),
-                               ("templates_file", "templates.json"), ("policy_file", "policy.json")):
+                               ("templates_file", "templates.json"), ("policy_file", "policy.json"),
+                               ("receipt_key_file", "receipt.key")):
             if getattr(self, name) == Path():
                 object.__setattr__(self, name, self.run_dir / filename)
         return self

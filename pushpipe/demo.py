@@ -11,6 +11,7 @@ from pushpipe.config import Settings, masked_url
 from pushpipe.connectors.base import Vendor
 from pushpipe.connectors.registry import SPECS
 from pushpipe.infra import stack
+from pushpipe.infra.simulators import SimulatorAdmin
 from pushpipe.producer import PushProducer, device_event, push_request
 from pushpipe.sinks import clickhouse, elastic
 
@@ -56,8 +57,13 @@ def send_requests(producer: PushProducer, run: str, pins: int, group_size: int) 
     return pins * 2
 
 
+# The simulated devices and apps (simulators/population.py): most pushes arrive, some are opened and clicked.
+POPULATION = {"delivery_rate": 0.93, "delivery_delay_ms": 400, "open_rate": 0.3, "click_rate": 0.4, "open_delay_ms": 800}
+
+
 def run(settings: Settings, pins: int = 1000, per_pin: int = 3) -> None:
     stack.up(settings)
+    SimulatorAdmin(settings.simulator_admin_url).configure(**POPULATION)
     run_id = uuid.uuid4().hex[:8]
     producer = PushProducer(settings)
     tokens = register_devices(producer, run_id, pins, per_pin)
@@ -77,6 +83,7 @@ def run(settings: Settings, pins: int = 1000, per_pin: int = 3) -> None:
     observe.wait_for(delivered, 300, "the simulator to accept every notification")
     print(file=sys.stderr)
     show_clickhouse(settings, run_id, expected)
+    show_rates(settings, run_id)
     show_elasticsearch(settings, run_id)
     print_next_steps(settings)
 
@@ -89,6 +96,41 @@ def show_clickhouse(settings: Settings, run_id: str, expected: int) -> None:
            f"WHERE campaign = 'demo-{run_id}' GROUP BY vendor, category ORDER BY category, vendor")
     rows = observe.wait_for(lambda: _complete(ch.rows(sql), expected), 120, "ClickHouse to show every result")
     print("\nClickHouse (pushpipe.dispatch_results):")
+    header = tuple(rows[0])
+    print(stack.format_table(header, [tuple(str(r[c]) for c in header) for r in rows]))
+
+
+def rates_sql(db: str, run_id: str) -> str:
+    """Per vendor: tokens accepted, delivered to the device (the vendor's receipt), opened (the app's SDK)."""
+    run_msgs = f"SELECT msg_id FROM {db}.dispatch_results WHERE campaign = 'demo-{run_id}'"
+    return f"""
+    SELECT vendor, sum(accepted) AS accepted, any(got.delivered) AS delivered, any(got.opened) AS opened,
+           round(delivered / accepted, 3) AS delivery_rate, round(opened / delivered, 3) AS open_rate
+    FROM {db}.dispatch_results AS r FINAL
+    LEFT JOIN (SELECT d.vendor AS vendor, count() AS delivered, countIf(o.token != '') AS opened
+               FROM (SELECT msg_id, token, vendor FROM {db}.receipts FINAL
+                     WHERE app_id = '{DEMO_APP}' AND kind = 'delivered' AND msg_id IN ({run_msgs})) AS d
+               LEFT JOIN (SELECT msg_id, token FROM {db}.receipts FINAL
+                          WHERE app_id = '{DEMO_APP}' AND kind = 'opened' AND msg_id IN ({run_msgs})) AS o
+               USING (msg_id, token)
+               GROUP BY d.vendor) AS got USING (vendor)
+    WHERE campaign = 'demo-{run_id}' GROUP BY vendor ORDER BY vendor"""
+
+
+def show_rates(settings: Settings, run_id: str) -> None:
+    """Delivery and open rates by vendor, once the receipts and opens stop coming (APNs and FCM send none)."""
+    ch = clickhouse.connect(settings)
+    sql = rates_sql(settings.clickhouse_database, run_id)
+    seen: list[tuple[int, int]] = []
+
+    def settled() -> list[dict] | None:
+        rows = ch.rows(sql)
+        seen.append((sum(int(r["delivered"]) for r in rows), sum(int(r["opened"]) for r in rows)))
+        progress(f"receipts: {seen[-1][0]} delivered, {seen[-1][1]} opened")
+        return rows if len(seen) > 5 and seen[-1][0] and len(set(seen[-5:])) == 1 else None  # 4 s without news
+
+    rows = observe.wait_for(settled, 120, "the receipts and opens to arrive", interval_s=1.0)
+    print("\n\nDelivery and open rates (receipts from the vendors, opens from the apps' SDKs; APNs and FCM send no receipts):")
     header = tuple(rows[0])
     print(stack.format_table(header, [tuple(str(r[c]) for c in header) for r in rows]))
 

@@ -17,13 +17,14 @@ import secrets
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NamedTuple, Self
 from urllib.parse import parse_qsl
 
 import httpx
 
+from pushpipe.simulators import population
 from pushpipe.simulators.common import Accepted, Receive, Scope, Send, SimState, header_map, read_body, respond, retry_after
 from pushpipe.simulators.oauth import write_private
 
@@ -41,6 +42,9 @@ class Request(NamedTuple):
     url: str  # scheme://host/path, without the query (what Umeng signs)
 
 
+DELIVERED = 1  # a Receipt's kind for a delivery
+
+
 @dataclass(frozen=True)
 class Receipt:
     kind: int  # 1 delivered, 2 clicked, 16 invalid target (the vendor module maps it to its own code)
@@ -48,6 +52,7 @@ class Receipt:
     param: str  # the sender's callback parameter (our msg_id)
     tokens: tuple[str, ...]
     at: float
+    url: str = ""  # the callback URL the send carried; "" = the simulator's receipt_url (a console setting)
 
 
 @dataclass(frozen=True)
@@ -119,14 +124,17 @@ class ReceiptOutbox:
     timeout_s: float = 5.0
     posted: int = 0  # POSTs the receiver answered 2xx
     failed: int = 0  # POSTs dropped (error status or transport failure)
-    _pending: list[tuple[str, Any]] = field(default_factory=list)
+    _pending: list[tuple[float, str, Any]] = field(default_factory=list)  # (due, url, receipt)
     _task: asyncio.Task[None] | None = None
 
-    def add(self, url: str, receipts: tuple[Any, ...] | list[Any]) -> None:
-        """Queue receipts for `url`; call from the event loop. No-op without a URL."""
-        if not url or not receipts:
+    def add(self, url: str, receipts: tuple[Any, ...] | list[Any], delay_s: float = 0.0) -> None:
+        """Queue receipts for the callback URL their send carried, else for `url`, to go `delay_s` from now;
+        call from the event loop. Receipts with neither URL are dropped (the sender asked for none)."""
+        due = time.time() + delay_s
+        queued = [(due, target, r) for r in receipts if (target := getattr(r, "url", "") or url)]
+        if not queued:
             return
-        self._pending.extend((url, r) for r in receipts)
+        self._pending.extend(queued)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._drain())
 
@@ -134,7 +142,9 @@ class ReceiptOutbox:
         async with httpx.AsyncClient(timeout=self.timeout_s) as client:
             while self._pending:
                 await asyncio.sleep(self.interval_s)
-                batch, self._pending = self._pending, []
+                now = time.time()
+                batch = [(url, r) for due, url, r in self._pending if due <= now]
+                self._pending = [p for p in self._pending if p[0] > now]
                 for url, group in _by_url(batch).items():
                     for body, content_type in self.encode(group):
                         await self._post(client, url, body, content_type)
@@ -163,7 +173,7 @@ def group_receipts(receipts: list[Receipt]) -> dict[tuple[str, int], Receipt]:
     for r in receipts:
         key = (r.msg_id, r.kind)
         prior = merged.get(key)
-        merged[key] = r if prior is None else Receipt(r.kind, r.msg_id, r.param, prior.tokens + r.tokens, r.at)
+        merged[key] = r if prior is None else Receipt(r.kind, r.msg_id, r.param, prior.tokens + r.tokens, r.at, r.url)
     return merged
 
 
@@ -183,6 +193,7 @@ class BatchVendorSim:
         self.state = state or SimState()
         self._clock = clock
         self.outbox = ReceiptOutbox(self.encode_receipts)
+        self.users = population.SimulatedApps()
 
     # -- to override --------------------------------------------------------------------------------
     def routes(self) -> Mapping[str, Route]:
@@ -217,7 +228,21 @@ class BatchVendorSim:
             await self.state.lag()
         reply = self.handle(request)
         await respond(send, reply.status, reply.body, reply.headers)
-        self.outbox.add(self.state.config.receipt_url, reply.receipts)
+        config = self.state.config
+        self.outbox.add(config.receipt_url, self.reached(reply.receipts), config.delivery_delay_ms / 1000)
+
+    def reached(self, receipts: tuple[Receipt, ...]) -> list[Receipt]:
+        """The receipts of what reached the devices (population.fate); their apps open and click some."""
+        config, kept = self.state.config, []
+        for r in receipts:
+            if r.kind != DELIVERED:
+                kept.append(r)
+                continue
+            tokens = [t for t in r.tokens if population.fate(config, r.param, t).delivered]
+            self.users.engage(config, population.app_of_callback(r.url), r.param, tokens, time.time())
+            if tokens:
+                kept.append(replace(r, tokens=tuple(tokens)))
+        return kept
 
     def targets(self, request: Request) -> list[str]:
         """The device tokens a request is for ([] for auth and save steps)."""

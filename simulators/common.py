@@ -57,6 +57,12 @@ _COERCE: dict[str, Callable[[Any], Any]] = {
     "switched_off_tokens": _tokens,
     "daily_quota": lambda v: int(_non_negative(v)),
     "receipt_url": str,
+    "delivery_rate": _rate,
+    "delivery_delay_ms": _non_negative,
+    "open_rate": _rate,
+    "click_rate": _rate,
+    "open_delay_ms": _non_negative,
+    "sdk_url": str,
     "access_token_ttl_s": lambda v: int(_non_negative(v)),
     "auth_token_ttl_s": lambda v: None if v is None else int(_non_negative(v)),
     "record_payloads": _bool,
@@ -76,6 +82,13 @@ class SimConfig:
     switched_off_tokens: frozenset[str] = frozenset()  # notifications turned off (Meizu 110005)
     daily_quota: int = 0  # tokens per day (from 00:00 UTC+8) before the vendor's daily-cap code; 0 = no cap
     receipt_url: str = ""  # where vendors with delivery receipts POST them; "" = none
+    # the population behind the vendor (simulators/population.py)
+    delivery_rate: float = 1.0  # share of accepted pushes that reach their device (and get a receipt)
+    delivery_delay_ms: float = 0.0  # from acceptance to the device (and its receipt)
+    open_rate: float = 0.0  # share of delivered pushes the app opens
+    click_rate: float = 0.0  # share of opened pushes the user clicks through
+    open_delay_ms: float = 0.0  # from delivery to the open
+    sdk_url: str = ""  # where the apps post their SDK events (the receipt gateway); "" = they post none
     access_token_ttl_s: int = 3600  # real life of issued OAuth access tokens (expires_in still says 3600)
     auth_token_ttl_s: int | None = None  # real life of OPPO/vivo auth tokens; None = the vendor's 24 h
     record_payloads: bool = True
@@ -131,6 +144,7 @@ class SimState:
 
     def __init__(self, config: SimConfig | None = None) -> None:
         self.config = config or SimConfig()
+        self.home: dict[str, Any] = {}  # config set at start (server.py): what a reset returns to
         self.recorder = Recorder()
         self._rng = random.Random(self.config.seed)
         self._outage_until = 0.0
@@ -149,7 +163,7 @@ class SimState:
 
     def reset(self, config: bool = True, records: bool = True) -> None:
         if config:
-            self.config, self._outage_until, self._window = SimConfig(), 0.0, (0, 0)
+            self.config, self._outage_until, self._window = SimConfig().updated(self.home), 0.0, (0, 0)
             self._rng, self._daily = random.Random(), (0, 0)
         if records:
             self.recorder = Recorder()

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pushpipe.simulators import population
 from pushpipe.simulators.batchsim import ReceiptOutbox
 from pushpipe.simulators.common import Accepted, Receive, Scope, Send, SimState, header_map, read_body, respond, retry_after
 from pushpipe.simulators.oauth import AccessTokens, new_numeric_id, new_secret, parse_form, write_private
@@ -116,6 +117,7 @@ class HuaweiStyleSimulator:
         self.access_tokens = AccessTokens(self.state, clock)
         self.clients: dict[str, tuple[str, str]] = {}  # client_id -> (client_secret, app_id)
         self.receipts = ReceiptOutbox(encode_statuses, interval_s=0.05)
+        self.users = population.SimulatedApps()
 
     def register_credentials(self, creds: ClientCredentials) -> None:
         self.clients[creds.client_id] = (creds.client_secret, creds.app_id)
@@ -133,7 +135,19 @@ class HuaweiStyleSimulator:
             await self.state.lag()
             reply = self.handle(scope["method"], scope["path"], header_map(scope), body)
         await respond(send, reply.status, reply.body, retry_after(reply.retry_after_s))
-        self.receipts.add(self.state.config.receipt_url, reply.receipts)
+        config = self.state.config
+        self.receipts.add(config.receipt_url, self.reached(reply.receipts), config.delivery_delay_ms / 1000)
+
+    def reached(self, statuses: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
+        """The statuses of what reached the devices (population.fate); their apps open and click some.
+        The biTag the adapter set names the app and the message ("<app>|<msg>")."""
+        config, kept = self.state.config, []
+        for tag in dict.fromkeys(s["biTag"] for s in statuses):
+            app_id, _, msg_id = str(tag).rpartition("|") if "|" in str(tag) else ("", "", str(tag))
+            tokens = [s["token"] for s in statuses if s["biTag"] == tag and population.fate(config, msg_id, s["token"]).delivered]
+            self.users.engage(config, app_id, msg_id, tokens, time.time())
+            kept += [s for s in statuses if s["biTag"] == tag and s["token"] in set(tokens)]
+        return kept
 
     # ---- OAuth -------------------------------------------------------------------------------------
 

@@ -98,8 +98,9 @@ class MeizuSimulator(BatchVendorSim):
         value = {code: ids for code, ids in (("110002", dead), ("110003", malformed), ("110005", off)) if ids}
         msg_id = new_id("NS")
         self.record(accepted, msg_id, message, now)
-        param = str((message.get("extra") or {}).get("callback.param", ""))
-        receipts = (Receipt(1, msg_id, param, tuple(accepted), now),) if accepted else ()
+        extra = message.get("extra") or {}
+        receipt = Receipt(1, msg_id, str(extra.get("callback.param", "")), tuple(accepted), now, str(extra.get("callback", "")))
+        receipts = (receipt,) if accepted else ()
         return answer("200", "", value, msg_id, receipts)
 
     def encode_receipts(self, receipts: list[Receipt]) -> list[Encoded]:

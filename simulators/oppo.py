@@ -140,7 +140,8 @@ class OppoSimulator(BatchVendorSim):
         task_id = secrets.token_hex(12)
         self.record(accepted, task_id, saved.fields, now)
         param = saved.fields.get("call_back_parameter", "")
-        receipts = tuple(Receipt(kind, f"{message_id}/{task_id}/{saved.app_key}", param, tuple(tokens), now)
+        url = saved.fields.get("call_back_url", "")
+        receipts = tuple(Receipt(kind, f"{message_id}/{task_id}/{saved.app_key}", param, tuple(tokens), now, url)
                          for kind, tokens in ((1, accepted), (16, bad)) if tokens)
         data: dict[str, Any] = {"message_id": message_id, "task_id": task_id}
         if bad:

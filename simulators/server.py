@@ -40,6 +40,8 @@ from pushpipe.simulators import apns, fcm, hms, honor, meizu, oppo, umeng, vivo,
 from pushpipe.simulators.common import Receive, Scope, Send, VendorSim, lifespan, read_body, respond_json
 
 # Every vendor simulator, as `create(state_dir)`: the simulator with its dev credentials registered.
+RECEIPT_URLS_ENV = "PUSHPIPE_SIM_RECEIPT_URLS"
+SDK_URL_ENV = "PUSHPIPE_SIM_SDK_URL"
 SIMULATORS: tuple[Callable[[Path], VendorSim], ...] = (
     apns.create, fcm.create, hms.create, honor.create, xiaomi.create, oppo.create, vivo.create, meizu.create, umeng.create)
 
@@ -206,6 +208,15 @@ async def serve(args: argparse.Namespace) -> None:
 
     tls = ensure_tls(args.state_dir / "tls", hosts=(args.host, "localhost"))
     vendors = build_vendors(args.state_dir)
+    # where a vendor posts receipts without a callback URL in the send (its console setting): JSON
+    # {vendor: url} in the environment, not the command line, since each URL holds a signature
+    for name, url in json.loads(os.environ.get(RECEIPT_URLS_ENV) or "{}").items():
+        vendors[name].state.home["receipt_url"] = url
+    if sdk_url := os.environ.get(SDK_URL_ENV):  # the simulated apps post their opens and clicks here
+        for vendor in vendors.values():
+            vendor.state.home["sdk_url"] = sdk_url
+    for vendor in vendors.values():
+        vendor.state.reset(records=False)
     _write_discovery(args, tls.ca_cert, vendors)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

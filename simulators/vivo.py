@@ -145,8 +145,9 @@ class VivoSimulator(BatchVendorSim):
         self.record(accepted, task_id, {k: v for k, v in m.items() if k != "regId"}, now)
         if not accepted:
             return answer(10302, "regId不存在")
-        param = str((m.get("extra") or {}).get("callback.param", ""))
-        return answer(0, "请求成功", {"taskId": task_id}, (Receipt(1, task_id, param, (regid,), now),))
+        extra = m.get("extra") or {}
+        receipt = Receipt(1, task_id, str(extra.get("callback.param", "")), (regid,), now, str(extra.get("callback", "")))
+        return answer(0, "请求成功", {"taskId": task_id}, (receipt,))
 
     def save_list(self, request: Request, now: float) -> Reply:
         m = json_object(request.body)

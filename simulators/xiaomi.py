@@ -112,7 +112,8 @@ class XiaomiSimulator(BatchVendorSim):
                      now: float) -> tuple[Receipt, ...]:
         kinds = int(form.get("extra.callback.type", "3") or 3)
         param = form.get("extra.callback.param", "")
-        out = [Receipt(kind, msg_id, param, tuple(tokens), now)
+        url = form.get("extra.callback", "")
+        out = [Receipt(kind, msg_id, param, tuple(tokens), now, url)
                for kind, tokens in ((DELIVERED, accepted), (INVALID_TARGET, bad)) if kinds & kind and tokens]
         return tuple(out)
 

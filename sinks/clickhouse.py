@@ -61,6 +61,34 @@ def ddl(db: str) -> list[str]:
                quantileExactWeighted(0.99)(hold_ms, r.requested) AS p99_hold_ms
         FROM {db}.dispatch_results AS r FINAL
         GROUP BY minute, app_id, vendor""",
+        # one row per receipt: a vendor's callback or an SDK event; a replay rewrites the same row
+        f"""CREATE TABLE IF NOT EXISTS {db}.receipts (
+            day Date,
+            ts DateTime64(3),
+            received_at DateTime64(3),
+            app_id LowCardinality(String),
+            msg_id String,
+            vendor LowCardinality(String),
+            token String,
+            kind LowCardinality(String),
+            code LowCardinality(String),
+            source LowCardinality(String),
+            receipt_id String
+        ) ENGINE = ReplacingMergeTree
+        PARTITION BY day
+        ORDER BY (app_id, msg_id, receipt_id)
+        TTL day + INTERVAL 30 DAY""",
+        # per message: accepted by the vendors, then delivered to the devices, opened, clicked
+        f"""CREATE VIEW IF NOT EXISTS {db}.message_rates AS
+        SELECT app_id, msg_id, sent.accepted AS accepted,
+               got.delivered AS delivered, got.opened AS opened, got.clicked AS clicked,
+               if(accepted > 0, delivered / accepted, 0) AS delivery_rate,
+               if(delivered > 0, opened / delivered, 0) AS open_rate
+        FROM (SELECT app_id, msg_id, sum(accepted) AS accepted FROM {db}.dispatch_results FINAL
+              GROUP BY app_id, msg_id) AS sent
+        LEFT JOIN (SELECT app_id, msg_id, countIf(kind = 'delivered') AS delivered, countIf(kind = 'opened') AS opened,
+                          countIf(kind = 'clicked') AS clicked
+                   FROM {db}.receipts FINAL GROUP BY app_id, msg_id) AS got USING (app_id, msg_id)""",
     ]
 
 
@@ -99,6 +127,16 @@ def connect(settings: Settings, create: bool = True) -> ClickHouseClient:
 
 OUTCOME_COLUMNS = ("accepted", "invalid_token", "throttled", "unavailable", "rejected", "expired", "suppressed")
 NOT_SENT = ("expired", "suppressed")  # with exit "fanout": rejected before any vendor call
+
+
+def receipt_row(receipt: Row) -> Row:
+    """The receipts row of one Receipt."""
+    return {"day": dt.date.fromtimestamp(receipt["ts"] / 1000), "ts": _time(receipt["ts"]), "received_at": _time(receipt["received_at"]),
+            **{field: receipt[field] for field in ("app_id", "msg_id", "vendor", "token", "kind", "code", "source", "receipt_id")}}
+
+
+def _time(ms: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
 
 
 def result_row(result: Row) -> Row:

@@ -105,21 +105,19 @@ def delivery_key(outcome: dict[str, Any], batch_id: str) -> str:
     return f"pin:{outcome['pin']}" if outcome["pin"] else batch_id
 
 
-def message_action(index: str, result: dict[str, Any], summary: dict[str, Any]) -> Action:
-    """A bulk partial update of the message document with one DispatchResult.
+MESSAGE_FIELDS = ("priority", "category", "campaign", "requested_at")  # of a DispatchResult
 
-    `summary` holds the message's totals so far: {"counts": {...}, "vendors": [...], "last_completed_at": ms}.
+
+def message_action(index: str, record: dict[str, Any], summary: dict[str, Any]) -> Action:
+    """A bulk partial update of the message document with one DispatchResult or Receipt (which carries only
+    the ids: the message's other fields come with its results, before or after).
+
+    `summary` holds the message's totals so far: {"counts": {...}, "vendors": [...], "last_completed_at": ms};
+    counts has the outcomes (accepted, suppressed, ...) and the receipts (delivered, opened, clicked, ...).
     """
-    doc = {
-        "msg_id": result["msg_id"],
-        "app_id": result["app_id"],
-        "priority": result["priority"],
-        "category": result["category"],
-        "campaign": result["campaign"],
-        "requested_at": result["requested_at"],
-        **summary,
-    }
-    return {"_op_type": "update", "_index": index, "_id": keys.message_doc_id(result["app_id"], result["msg_id"]),
+    described = {field: record[field] for field in MESSAGE_FIELDS if field in record}
+    doc = {"msg_id": record["msg_id"], "app_id": record["app_id"], **described, **summary}
+    return {"_op_type": "update", "_index": index, "_id": keys.message_doc_id(record["app_id"], record["msg_id"]),
             "doc": doc, "doc_as_upsert": True,
             "retry_on_conflict": 5}
 
@@ -158,9 +156,13 @@ def delivery_actions(index: str, result: dict[str, Any]) -> list[Action]:
 def window_actions(settings: Settings, pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[Action]:
     """What a window of (DispatchResult, message totals) pairs writes: one update per message, with its
     latest totals (they are absolute, so earlier ones in the window would be overwritten), then every delivery."""
-    latest = {(result["app_id"], result["msg_id"]): (result, summary) for result, summary in pairs}
+    latest: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
+    for record, summary in pairs:  # a message's last totals, with the fields of its last result (receipts have none)
+        message = (record["app_id"], record["msg_id"])
+        described = record if "batch_id" in record else latest.get(message, (record, summary))[0]
+        latest[message] = (described, summary)
     return [*(message_action(settings.es_index, r, s) for r, s in latest.values()),
-            *(action for result, _ in pairs for action in delivery_actions(settings.es_deliveries_index, result))]
+            *(action for record, _ in pairs if "batch_id" in record for action in delivery_actions(settings.es_deliveries_index, record))]
 
 
 def write(es: Elasticsearch, actions: Iterable[Action]) -> None:

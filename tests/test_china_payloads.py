@@ -379,8 +379,9 @@ def test_vivo_message_single_and_list_bodies() -> None:
     message = vivo.build_message(note(ttl_s=3600), config)
     assert message == {"appId": "1", "notifyType": 4, "title": "Hi", "content": "There", "timeToLive": 3600,
                        "skipType": 1, "networkType": -1, "classification": 0,
-                       "clientCustomMap": {"order": "42", "msg_id": "m-1"}, "requestId": vivo.request_id("m-1")}
-    single = vivo.single_body(message, "r1", config)
+                       "clientCustomMap": {"order": "42", "msg_id": "m-1"}, "requestId": vivo.request_id("m-1"),
+                       "extra": {"callback": "https://cb", "callback.param": "m-1"}}
+    single = vivo.single_body(message, "r1")
     assert single["regId"] == "r1" and single["extra"] == {"callback": "https://cb", "callback.param": "m-1"}
     assert single["requestId"] == vivo.request_id("m-1", "r1") != message["requestId"]
     listed = vivo.push_list_body(message, "task", ["r1", "r2"])

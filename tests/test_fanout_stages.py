@@ -217,3 +217,12 @@ def test_the_batcher_gathers_pins_into_full_batches_numbered_in_order() -> None:
     replayed = [o for n in range(7) for o in again.process(Gather("k", "apns", request, [(f"t{n}", f"u{n}", "")]))]
     assert [x["batch_id"] for x in batches(replayed)] == [x["batch_id"] for x in found[:2]], "a replay gives the same ids"
     assert len({x["batch_id"] for x in found}) == 3
+
+
+def test_a_receipt_that_names_only_the_token_reaches_its_pin_through_the_shard(shards: Harness) -> None:
+    shards.process(in_shard("device", device_event("a", "u", "tok")))
+    for kind in ("invalid_token", "switch_off"):
+        [(tag, told)] = shards.process(in_shard("device", device_event("a", "", "tok", kind=kind, reason="receipt xiaomi 16")))
+        news = codec.decode("DeviceEvent", told)
+        assert tag is FEEDBACK and (news["pin"], news["kind"], news["token"]) == ("u", kind, "tok")
+    assert not shards.process(in_shard("device", device_event("a", "", "unknown", kind="invalid_token")))

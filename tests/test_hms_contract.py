@@ -85,7 +85,7 @@ def test_accepted_tokens_get_delivery_receipts(vendor: str, simulators: Settings
     assert sorted(s["token"] for s in statuses) == sorted(tokens), "one receipt per accepted token, none for the dead one"
     for s in statuses:
         assert set(s) == {"biTag", "appid", "token", "status", "timestamp", "requestId"}
-        assert (s["biTag"], s["appid"], s["status"]) == ("msg-receipts", config.app_id, 0)
+        assert (s["biTag"], s["appid"], s["status"]) == ("contract|msg-receipts", config.app_id, 0)
         assert s["requestId"] == results[0].vendor_msg_id and abs(s["timestamp"] / 1000 - time.time()) < 60
 
 

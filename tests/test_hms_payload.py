@@ -41,7 +41,7 @@ def test_notification_request_shape() -> None:
     assert build_request(note(category="IM", message_class="service"), TOKENS[:2]) == {
         "validate_only": False,
         "message": {
-            "android": {"urgency": "HIGH", "ttl": "86400s", "bi_tag": "m-1", "category": "IM",
+            "android": {"urgency": "HIGH", "ttl": "86400s", "bi_tag": "app|m-1", "category": "IM",
                         "notification": {"title": "Hi", "body": "There", "click_action": {"type": 3}}},
             "data": '{"order":"42","msg_id":"m-1"}',
             "token": TOKENS[:2],

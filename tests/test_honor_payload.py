@@ -38,7 +38,7 @@ def test_notification_request_shape() -> None:
     assert build_request(note(), TOKENS[:2]) == {
         "data": '{"order":"42","msg_id":"m-1"}',
         "notification": {"title": "Hi", "body": "There"},
-        "android": {"ttl": "86400s", "biTag": "m-1",
+        "android": {"ttl": "86400s", "biTag": "app|m-1",
                     "notification": {"title": "Hi", "body": "There", "clickAction": {"type": 3},
                                      "importance": "NORMAL"}},
         "token": TOKENS[:2],

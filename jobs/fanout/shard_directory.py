@@ -55,6 +55,10 @@ class ShardDirectory(Directory):
         if event["previous_token"]:
             self.devices.remove(event["previous_token"])
         known = self.devices.get(event["token"])
+        owner = shards.receipt_owner(known, event)
+        if owner is not None:  # back through device.feedback with its pin, for the pin's directory and this shard
+            yield FEEDBACK, codec.encode("DeviceEvent", {**event, "pin": owner})
+            return
         moved = shards.moved_from(known, event)
         if moved is not None:  # the token changed pin (or left or gained one): its old user stops targeting it
             unbind = codec.new_record("DeviceEvent", **{**event, "kind": "unbind", "pin": moved, "reason": "moved"})

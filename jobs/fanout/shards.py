@@ -12,6 +12,7 @@ from typing import Any
 from pushpipe.jobs.fanout.devices import REMOVING
 
 Record = dict[str, Any]
+FROM_RECEIPTS = ("invalid_token", "switch_off")  # what the receipt gateway reports of a token
 BLOCKING_FIELDS = ("opted_out_categories", "opted_out_channels", "unsubscribed")
 SUMMARY_FIELDS = ("pin", "vendor", "platform", "environment", "brand", "app_version", "locale", "fallback_token", "tags")
 
@@ -51,6 +52,14 @@ def moved_from(known: Record | None, event: Record) -> str | None:
     if event["kind"] in ("bind", "report") and known and known["pin"] != (event["pin"] or ""):
         return str(known["pin"])
     return None
+
+
+def receipt_owner(known: Record | None, event: Record) -> str | None:
+    """The pin of a token that a receipt reports dead or switched off (the gateway knows only the token):
+    the shard tells that pin, through device.feedback. None when the event names its pin, or no pin has the token."""
+    if event["pin"] or event["kind"] not in FROM_RECEIPTS or not known or not known["pin"]:
+        return None
+    return str(known["pin"])
 
 
 def blocking_preferences(prefs: Record) -> Record | None:

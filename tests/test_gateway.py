@@ -1,0 +1,153 @@
+"""The receipt gateway without services: each vendor's callback as its simulator encodes it, read back; the
+signatures; the HTTP answers, with a stand-in for Kafka. tests/test_receipts_e2e.py runs the real gateway."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from pushpipe.config import load
+from pushpipe.gateway import app, callbacks, signing
+from pushpipe.gateway.callbacks import BadCallback, Heard
+from pushpipe.schemas import codec
+from pushpipe.simulators import meizu, oppo, receipts, vivo, xiaomi
+from pushpipe.simulators.batchsim import Receipt
+
+KEY = b"test-key"
+NOW = 1_795_348_800.0
+
+
+def encoded(sim: Any, receipt_list: list[Any]) -> tuple[bytes, str]:
+    [(body, content_type)] = sim.encode_receipts(receipt_list)
+    return body, content_type
+
+
+@pytest.mark.parametrize(("vendor", "sim", "kind"), [
+    ("xiaomi", xiaomi.XiaomiSimulator(), 1), ("vivo", vivo.VivoSimulator(), 1), ("meizu", meizu.MeizuSimulator(), 1)])
+def test_each_per_message_vendor_callback_reads_back_as_its_receipts(vendor: str, sim: Any, kind: int) -> None:
+    body, content_type = encoded(sim, [Receipt(kind, "vendor-msg-1", "m-1", ("tokA", "tokB"), NOW)])
+    heard, problems = callbacks.parse(vendor, body, content_type, "app")
+    assert not problems
+    assert [(h.app_id, h.msg_id, h.token, h.kind) for h in heard] == [("app", "m-1", "tokA", "delivered"), ("app", "m-1", "tokB", "delivered")]
+
+
+def test_oppo_events_and_xiaomi_invalid_targets_and_a_switched_off_bar() -> None:
+    body, content_type = encoded(oppo.OppoSimulator(), [Receipt(1, "mid/task/key", "m-1", ("r1",), NOW),
+                                                         Receipt(16, "mid/task/key", "m-1", ("r2",), NOW)])
+    heard, _ = callbacks.parse("oppo", body, content_type, "app")
+    assert [(h.token, h.kind, h.code) for h in heard] == [("r1", "delivered", "push_arrive"), ("r2", "invalid_target", "regid_invalid")]
+    doc = {"x1": {"param": "m-2", "type": 16, "targets": "dead", "timestamp": 5}, "x2": {"param": "m-2", "type": 1, "targets": "off",
+                                                                                       "barStatus": "Disable", "timestamp": 6}}
+    heard, _ = callbacks.parse("xiaomi", f"data={json.dumps(doc)}".encode(), "application/x-www-form-urlencoded", "app")
+    assert [(h.token, h.kind, h.ts) for h in heard] == [("dead", "invalid_target", 5), ("off", "switched_off", 6)]
+
+
+def test_huawei_style_statuses_name_their_app_in_the_bi_tag_and_a_bad_item_stands_alone() -> None:
+    good = receipts.receipt("hms-app", "app|m-1", "tok", "req", NOW)
+    body = json.dumps({"statuses": [good, {**good, "biTag": "no-app"}, {**good, "status": 5, "token": "t2"}]}).encode()
+    heard, problems = callbacks.parse("hms", body, "application/json", "")
+    assert [(h.app_id, h.msg_id, h.token, h.kind, h.code) for h in heard] == [
+        ("app", "m-1", "tok", "delivered", "0"), ("app", "m-1", "t2", "undelivered", "5")]
+    assert [p.item for p in problems] == ["statuses[1]"] and "not <app>|<msg>" in problems[0].reason
+
+
+@pytest.mark.parametrize(("vendor", "body", "reason"), [
+    ("hms", b"{", "not JSON"), ("hms", b'{"x": 1}', "statuses"), ("xiaomi", b"other=1", "'data'"),
+    ("meizu", b"cb=%5B%5D", "not a JSON object"), ("oppo", b"{}", "array"), ("hms", b"\xff", "UTF-8")])
+def test_a_body_that_is_not_the_vendors_callback_says_why(vendor: str, body: bytes, reason: str) -> None:
+    content_type = "application/x-www-form-urlencoded" if vendor in ("xiaomi", "meizu") else "application/json"
+    with pytest.raises(BadCallback, match=reason):
+        callbacks.parse(vendor, body, content_type, "app")
+
+
+def test_sdk_events_and_their_bad_items() -> None:
+    body = json.dumps({"events": [{"msg_id": "m", "token": "t", "kind": "opened", "ts": 7},
+                                  {"msg_id": "m", "token": "t", "kind": "liked", "ts": 7}, {"msg_id": "m"}]}).encode()
+    heard, problems = callbacks.sdk_events(body, "app")
+    assert heard == [Heard("app", "m", "t", "opened", "opened", 7)]
+    assert [(p.item, p.reason.split(" ")[0]) for p in problems] == [("events[1]", "kind"), ("events[2]", "missing")]
+
+
+def test_signatures_are_per_vendor_and_app_and_fit_the_vendors_callback_limit() -> None:
+    assert signing.signature(KEY, "xiaomi", "a") != signing.signature(KEY, "xiaomi", "b") != signing.signature(KEY, "oppo", "b")
+    assert signing.signature(b"other", "xiaomi", "a") != signing.signature(KEY, "xiaomi", "a")
+    longest = signing.callback_url("http://127.0.0.1:18480", KEY, "xiaomi", "a" * 64)
+    assert len(longest.encode()) <= 128, "Xiaomi and Meizu take callback URLs of at most 128 bytes"
+
+
+class FakeOutbox:
+    """Kafka's stand-in: keeps what was sent; `fail` makes the next send fail as an unreachable Kafka would."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, bytes]] = []
+        self.fail = False
+
+    async def send(self, records: list[tuple[str, bytes, bytes]]) -> None:
+        from confluent_kafka import KafkaError, KafkaException
+
+        if self.fail:
+            raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT))
+        self.sent += records
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def gateway(tmp_path) -> tuple[TestClient, FakeOutbox]:
+    outbox = FakeOutbox()
+    return TestClient(app.create(load(home=tmp_path), KEY, outbox)), outbox  # type: ignore[arg-type]
+
+
+def test_a_callback_is_answered_after_its_receipts_are_written_and_a_forged_one_is_refused(gateway) -> None:
+    client, outbox = gateway
+    body, content_type = encoded(xiaomi.XiaomiSimulator(), [Receipt(1, "x", "m-1", ("t1", "t2"), NOW)])
+    url = signing.callback_url("", KEY, "xiaomi", "app")
+    answer = client.post(url, content=body, headers={"content-type": content_type})
+    assert answer.status_code == 200 and answer.json() == {"accepted": 2, "refused": []}
+    written = [codec.decode("Receipt", value) for topic, key, value in outbox.sent if topic == "push.receipts"]
+    assert [(r["app_id"], r["msg_id"], r["token"], r["kind"], r["vendor"]) for r in written] == [
+        ("app", "m-1", "t1", "delivered", "xiaomi"), ("app", "m-1", "t2", "delivered", "xiaomi")]
+    assert {key for topic, key, _ in outbox.sent} == {b"app|m-1"}
+    client.post(url, content=body, headers={"content-type": content_type})
+    again = [codec.decode("Receipt", value)["receipt_id"] for _, _, value in outbox.sent[2:]]
+    assert again == [r["receipt_id"] for r in written], "the same receipt sent again has the same id"
+    forged = client.post(url.replace("/app/", "/other/"), content=body, headers={"content-type": content_type})
+    assert forged.status_code == 401 and forged.json()["error"] == "bad_signature"
+    [(topic, _, letter)] = outbox.sent[4:]
+    assert topic == "push.dlq" and codec.decode("DeadLetter", letter)["error"] == "bad_signature"
+
+
+@pytest.mark.parametrize(("path", "status", "error"), [
+    ("/r/apns/app/x", 404, "unknown_vendor"), ("/r/xiaomi/a%7Cb/x", 404, "unknown_app"),
+    ("/v1/sdk/app/events", 401, "bad_key")])
+def test_unknown_vendors_apps_and_keys_get_their_4xx(gateway, path: str, status: int, error: str) -> None:
+    client, outbox = gateway
+    answer = client.post(path, content=b"{}", headers={"content-type": "application/json"})
+    assert (answer.status_code, answer.json()["error"]) == (status, error)
+    assert [codec.decode("DeadLetter", v)["error"] for _, _, v in outbox.sent] == [error]
+
+
+def test_an_sdk_batch_keeps_its_good_events_beside_a_bad_one_and_kafka_down_is_a_503(gateway) -> None:
+    client, outbox = gateway
+    events = {"events": [{"msg_id": "m", "token": "t", "kind": "opened", "ts": 1}, {"msg_id": "m|x", "token": "t", "kind": "opened", "ts": 1}]}
+    headers = {"x-pushpipe-key": signing.sdk_key(KEY, "app")}
+    answer = client.post("/v1/sdk/app/events", json=events, headers=headers)
+    assert answer.status_code == 200 and answer.json()["accepted"] == 1 and answer.json()["refused"][0]["item"] == "events[1]"
+    assert [topic for topic, _, _ in outbox.sent] == ["push.receipts", "push.dlq"]
+    outbox.fail = True
+    assert client.post("/v1/sdk/app/events", json=events, headers=headers).status_code == 503
+    too_big = client.post("/v1/sdk/app/events", content=b"x" * (app.MAX_BODY_BYTES + 1), headers=headers)
+    assert (too_big.status_code, too_big.json()["error"]) == (413, "too_large")
+
+
+def test_a_dead_or_switched_off_device_is_also_news_for_fan_out(gateway) -> None:
+    client, outbox = gateway
+    doc = {"x1": {"param": "m-2", "type": 16, "targets": "dead", "timestamp": 5},
+           "x2": {"param": "m-2", "type": 1, "targets": "off", "barStatus": "Disable", "timestamp": 6}}
+    answer = client.post(signing.callback_url("", KEY, "xiaomi", "app"), data={"data": json.dumps(doc)})
+    assert answer.status_code == 200 and answer.json()["accepted"] == 2
+    news = [codec.decode("DeviceEvent", value) for topic, _, value in outbox.sent if topic == "device.feedback"]
+    assert [(n["app_id"], n["pin"], n["token"], n["kind"]) for n in news] == [("app", "", "dead", "invalid_token"), ("app", "", "off", "switch_off")]
