@@ -46,7 +46,7 @@ class Gateway:
             ok = httpx.get(f"{settings.gateway_url}/health", timeout=2).json().get("ok")
         except (httpx.HTTPError, ValueError):
             return Health(False, "not answering")
-        return Health(bool(ok), "up")
+        return Health(bool(ok), "answering")
 
 
 def console_urls(settings: Settings) -> dict[str, str]:
