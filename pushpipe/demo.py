@@ -105,7 +105,8 @@ def rates_sql(db: str, run_id: str) -> str:
     run_msgs = f"SELECT msg_id FROM {db}.dispatch_results WHERE campaign = 'demo-{run_id}'"
     return f"""
     SELECT vendor, sum(accepted) AS accepted, any(got.delivered) AS delivered, any(got.opened) AS opened,
-           round(delivered / accepted, 3) AS delivery_rate, round(opened / delivered, 3) AS open_rate
+           if(delivered > 0, toString(round(delivered / accepted, 3)), '-') AS delivery_rate,
+           if(delivered > 0, toString(round(opened / delivered, 3)), '-') AS open_rate
     FROM {db}.dispatch_results AS r FINAL
     LEFT JOIN (SELECT d.vendor AS vendor, count() AS delivered, countIf(o.token != '') AS opened
                FROM (SELECT msg_id, token, vendor FROM {db}.receipts FINAL
@@ -130,7 +131,8 @@ def show_rates(settings: Settings, run_id: str) -> None:
         return rows if len(seen) > 5 and seen[-1][0] and len(set(seen[-5:])) == 1 else None  # 4 s without news
 
     rows = observe.wait_for(settled, 120, "the receipts and opens to arrive", interval_s=1.0)
-    print("\n\nDelivery and open rates (receipts from the vendors, opens from the apps' SDKs; APNs and FCM send no receipts):")
+    print("\n\nDelivery and open rates: deliveries from the vendors' receipts (APNs and FCM send none; vivo only for single"
+          " sends), opens from the apps' SDKs:")
     header = tuple(rows[0])
     print(stack.format_table(header, [tuple(str(r[c]) for c in header) for r in rows]))
 
