@@ -6,7 +6,7 @@
 - `invalidate(stale)` drops the value only if it is still the current one (many in-flight 401s cause
   one refresh, and a late 401 for an old value does not drop the new one);
 - concurrent async callers share one fetch; a failed fetch is not cached.
-`TokenCache` and `CachedToken` bind an async fetch to it; the APNs provider token mints synchronously.
+`AccessTokenCache` and `AuthTokenCache` bind an async fetch to it; the APNs provider token mints synchronously.
 """
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ class CredentialCache:
         return True
 
 
-class TokenCache(CredentialCache):
+class AccessTokenCache(CredentialCache):
     """An access token whose endpoint says when it expires (OAuth2 `expires_in`)."""
 
     def __init__(self, fetch: Fetch, *, clock: Clock, refresh_margin_s: float) -> None:
@@ -88,8 +88,8 @@ class TokenCache(CredentialCache):
         return await self.obtain(self._fetch)
 
 
-class CachedToken(TokenCache):
-    """A vendor auth token without a stated expiry (OPPO, vivo): kept `refresh_s` from when it was fetched."""
+class AuthTokenCache(AccessTokenCache):
+    """A vendor auth token (an access token) without a stated expiry (OPPO, vivo): kept `refresh_s` from when it was fetched."""
 
     def __init__(self, fetch: Callable[[], Awaitable[str]], *, clock: Clock, refresh_s: float) -> None:
         async def timed() -> AccessToken:

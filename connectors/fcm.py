@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pushpipe.connectors.apns import PRIORITY as APNS_PRIORITY
 from pushpipe.connectors.apns import is_alert
 from pushpipe.connectors.base import AdapterSession, InvalidNotification, Notification, Outcome, Secret, TokenResult, Vendor, mask_secrets, reveal
-from pushpipe.connectors.credentials import AccessToken, TokenCache
+from pushpipe.connectors.credentials import AccessToken, AccessTokenCache
 from pushpipe.connectors.h2client import H2Client, H2Error
 from pushpipe.connectors.http import json_object, new_client, parse_retry_after, ssl_context, transport_failure
 from pushpipe.connectors.limits import PayloadLimit
@@ -256,7 +256,7 @@ class _Session:
     client: httpx.AsyncClient  # OAuth token requests
     sender: H2Client  # sends: one request per token, over one HTTP/2 connection
     streams: asyncio.Semaphore
-    tokens: TokenCache
+    tokens: AccessTokenCache
     send_path: str
 
 
@@ -266,7 +266,7 @@ class FcmAdapter(AdapterSession[FcmConfig, _Session]):
     vendor = Vendor.FCM
 
     @property
-    def access_tokens(self) -> TokenCache | None:
+    def access_tokens(self) -> AccessTokenCache | None:
         return self._session.tokens if self._session else None
 
     def start(self) -> _Session:
@@ -279,7 +279,7 @@ class FcmAdapter(AdapterSession[FcmConfig, _Session]):
             form = {"grant_type": JWT_BEARER, "assertion": assertion}
             return await request_token(client, token_url, form, self._clock)
 
-        tokens = TokenCache(fetch, clock=self._clock, refresh_margin_s=c.refresh_margin_s)
+        tokens = AccessTokenCache(fetch, clock=self._clock, refresh_margin_s=c.refresh_margin_s)
         sender = H2Client(c.base_url, ssl_context(c.verify), c.timeout_s)
         return _Session(client, sender, asyncio.Semaphore(c.max_streams), tokens, c.send_path())
 

@@ -53,7 +53,7 @@ from pushpipe.connectors.base import (
     results,
     reveal,
 )
-from pushpipe.connectors.credentials import TokenCache
+from pushpipe.connectors.credentials import AccessTokenCache
 from pushpipe.connectors.http import failure_code, failure_reason, json_object, new_client, parse_retry_after
 from pushpipe.connectors.limits import PayloadLimit
 from pushpipe.connectors.oauth import TokenError, client_credentials
@@ -262,7 +262,7 @@ def is_auth_failure(results: list[TokenResult]) -> bool:
 @dataclass
 class _Session:
     client: httpx.AsyncClient
-    tokens: TokenCache
+    tokens: AccessTokenCache
 
 
 class HuaweiStyleAdapter(AdapterSession[C, _Session], Generic[C]):
@@ -273,14 +273,14 @@ class HuaweiStyleAdapter(AdapterSession[C, _Session], Generic[C]):
     vendor: Vendor
 
     @property
-    def access_tokens(self) -> TokenCache | None:
+    def access_tokens(self) -> AccessTokenCache | None:
         return self._session.tokens if self._session else None
 
     def start(self) -> _Session:
         c = self.config
         client = new_client(c.verify, c.timeout_s)
         fetch = client_credentials(client, c.token_url(), c.oauth_client_id(), c.secret(), self._clock)
-        return _Session(client, TokenCache(fetch, clock=self._clock, refresh_margin_s=c.refresh_margin_s))
+        return _Session(client, AccessTokenCache(fetch, clock=self._clock, refresh_margin_s=c.refresh_margin_s))
 
     async def stop(self, session: _Session) -> None:
         await session.client.aclose()

@@ -1,4 +1,4 @@
-"""OAuth2 access tokens for vendor APIs: fetch at a token endpoint (cached by connectors.credentials.TokenCache).
+"""OAuth2 access tokens for vendor APIs: fetch at a token endpoint (cached by connectors.credentials.AccessTokenCache).
 
 Shared by FCM (JWT-bearer grant with a service-account key) and HMS / Honor (client-credentials
 grant). A failed fetch raises `TokenError`, which carries the `Outcome` every token of the batch

@@ -42,7 +42,7 @@ from pushpipe.connectors.batch_adapter import (
     require_title,
     seconds_until_china_hour,
 )
-from pushpipe.connectors.credentials import CachedToken
+from pushpipe.connectors.credentials import AuthTokenCache
 from pushpipe.connectors.limits import PayloadLimit
 from pushpipe.connectors.signing import compact_json, form_body, sha256_hex
 from pushpipe.connectors.spec import VendorSpec
@@ -166,10 +166,10 @@ class OppoAdapter(BatchAdapter[OppoConfig, dict[str, str]]):
     vendor = Vendor.OPPO
     separator = ";"
 
-    auth: CachedToken  # created in open()
+    auth: AuthTokenCache  # created in open()
 
     def on_open(self, client: httpx.AsyncClient) -> None:
-        self.auth = CachedToken(lambda: self._fetch_token(client), clock=self._clock,
+        self.auth = AuthTokenCache(lambda: self._fetch_token(client), clock=self._clock,
                                 refresh_s=self.config.token_refresh_s)
 
     def prepare(self, notification: Notification) -> dict[str, str]:

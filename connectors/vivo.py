@@ -51,7 +51,7 @@ from pushpipe.connectors.batch_adapter import (
     require_title,
     seconds_until_china_hour,
 )
-from pushpipe.connectors.credentials import CachedToken
+from pushpipe.connectors.credentials import AuthTokenCache
 from pushpipe.connectors.limits import PayloadLimit, width
 from pushpipe.connectors.signing import compact_json, md5_hex
 from pushpipe.connectors.spec import VendorSpec
@@ -197,10 +197,10 @@ class VivoAdapter(BatchAdapter[VivoConfig, dict[str, Any]]):
     """VendorAdapter for vivo push: cached authToken; /message/send for one regId, list push otherwise."""
 
     vendor = Vendor.VIVO
-    auth: CachedToken  # created in open()
+    auth: AuthTokenCache  # created in open()
 
     def on_open(self, client: httpx.AsyncClient) -> None:
-        self.auth = CachedToken(lambda: self._fetch_token(client), clock=self._clock,
+        self.auth = AuthTokenCache(lambda: self._fetch_token(client), clock=self._clock,
                                 refresh_s=self.config.token_refresh_s)
 
     def prepare(self, notification: Notification) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from pushpipe.connectors import hms, honor, meizu, oppo, umeng, vivo, xiaomi
 from pushpipe.connectors.base import InvalidNotification, Notification, Outcome, TokenResult, Vendor, VendorError, reveal
 from pushpipe.connectors.batch_adapter import chunks, merge_malformed, seconds_until_china_hour
 from pushpipe.connectors.config import parse
-from pushpipe.connectors.credentials import CachedToken
+from pushpipe.connectors.credentials import AuthTokenCache
 from pushpipe.connectors.registry import create_adapter
 from pushpipe.connectors.signing import form_body, md5_hex, parse_form, sha256_hex, sorted_params
 from pushpipe.jobs.fanout import records
@@ -113,7 +113,7 @@ def test_cached_token_is_fetched_once_refreshed_by_age_and_invalidated_once() ->
         return f"tok{len(fetched)}"
 
     async def scenario() -> list[str]:
-        cache = CachedToken(fetch, clock=clock, refresh_s=100)
+        cache = AuthTokenCache(fetch, clock=clock, refresh_s=100)
         seen = [await cache.get(), await cache.get()]
         clock.now += 100
         seen.append(await cache.get())
@@ -135,7 +135,7 @@ def test_concurrent_gets_share_one_fetch() -> None:
         return "tok"
 
     async def scenario() -> list[str]:
-        cache = CachedToken(fetch, clock=FakeClock(NOW), refresh_s=100)
+        cache = AuthTokenCache(fetch, clock=FakeClock(NOW), refresh_s=100)
         return list(await asyncio.gather(*(cache.get() for _ in range(5))))
 
     assert asyncio.run(scenario()) == ["tok"] * 5 and len(calls) == 1

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pushpipe.connectors.base import Outcome
-from pushpipe.connectors.credentials import AccessToken, TokenCache
+from pushpipe.connectors.credentials import AccessToken, AccessTokenCache
 from pushpipe.connectors.oauth import TokenError, client_credentials_form, token_from_response
 
 NOW = 1_700_000_000.0
@@ -44,7 +44,7 @@ def run(coro):  # type: ignore[no-untyped-def]
 def test_token_is_cached_until_the_refresh_margin() -> None:
     clock = FakeClock(NOW)
     fetch = CountingFetch(clock)
-    cache = TokenCache(fetch, clock=clock, refresh_margin_s=300)
+    cache = AccessTokenCache(fetch, clock=clock, refresh_margin_s=300)
     assert run(cache.get()) == "t1"
     clock.now = NOW + 3299
     assert run(cache.get()) == "t1"
@@ -55,7 +55,7 @@ def test_token_is_cached_until_the_refresh_margin() -> None:
 def test_concurrent_callers_share_one_fetch() -> None:
     clock = FakeClock(NOW)
     fetch = CountingFetch(clock, delay_s=0.05)
-    cache = TokenCache(fetch, clock=clock, refresh_margin_s=300)
+    cache = AccessTokenCache(fetch, clock=clock, refresh_margin_s=300)
 
     async def many() -> list[str]:
         return list(await asyncio.gather(*(cache.get() for _ in range(50))))
@@ -65,7 +65,7 @@ def test_concurrent_callers_share_one_fetch() -> None:
 
 def test_invalidate_drops_only_the_current_token() -> None:
     clock = FakeClock(NOW)
-    cache = TokenCache(CountingFetch(clock), clock=clock, refresh_margin_s=300)
+    cache = AccessTokenCache(CountingFetch(clock), clock=clock, refresh_margin_s=300)
     stale = run(cache.get())
     assert cache.invalidate(stale)
     fresh = run(cache.get())
@@ -78,7 +78,7 @@ def test_a_failed_fetch_is_not_cached() -> None:
     clock = FakeClock(NOW)
     fetch = CountingFetch(clock)
     fetch.error = TokenError(Outcome.UNAVAILABLE, "503", "down")
-    cache = TokenCache(fetch, clock=clock, refresh_margin_s=300)
+    cache = AccessTokenCache(fetch, clock=clock, refresh_margin_s=300)
     with pytest.raises(TokenError):
         run(cache.get())
     fetch.error = None

@@ -5,6 +5,8 @@ posts are refused with their reason and dead-lettered; the good receipts beside 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 
 import httpx
@@ -14,6 +16,8 @@ from pushpipe import observe
 from pushpipe.config import Settings
 from pushpipe.demo import demo_token
 from pushpipe.gateway import signing
+from pushpipe.infra import process
+from pushpipe.infra.jobs import FlinkJob
 from pushpipe.producer import PushProducer, device_event, push_request
 from pushpipe.simulators import population
 from pushpipe.simulators.common import SimConfig
@@ -131,3 +135,32 @@ def test_a_population_delivers_and_opens_the_share_it_was_given(pipeline: Settin
         assert (counts["accepted"], counts["delivered"], counts["opened"]) == (n, expected["delivered"], expected["opened"])
     finally:
         admin.reset(records=False)
+
+
+def test_a_killed_analytics_job_and_receipts_sent_again_are_counted_once(pipeline: Settings, run_id: str) -> None:
+    app, messages, tokens = f"replay-{run_id}", 5, 100
+
+    def wave(first_token: int) -> list[dict]:
+        return [{"msg_id": f"{run_id}-m{m}", "token": f"t{t}", "kind": "delivered", "ts": int(time.time() * 1000)}
+                for m in range(messages) for t in range(first_token, first_token + tokens)]
+
+    def posted(events: list[dict]) -> None:
+        for start in range(0, len(events), 100):
+            assert sdk_post(pipeline, app, events[start:start + 100]).status_code == 200
+
+    def es_delivered() -> list[int]:
+        return [message_counts(pipeline, app, f"{run_id}-m{m}").get("delivered", 0) for m in range(messages)]
+
+    posted(wave(0))
+    observe.wait_for(lambda: receipts(pipeline, app).get("delivered") == messages * tokens, 60, "the first wave in ClickHouse")
+    job = FlinkJob("analytics")
+    leader = process.read_pid(pipeline, "job-analytics")
+    os.kill(leader, signal.SIGKILL)
+    posted(wave(tokens))  # while the job is down
+    posted(wave(0))  # the first wave again, as a vendor that retries its callbacks
+    observe.wait_for(lambda: process.read_pid(pipeline, "job-analytics") not in (None, leader) and job.health(pipeline).ok, 120,
+                     "the analytics job back")
+    observe.wait_for(lambda: es_delivered() == [2 * tokens] * messages, 120, "every message's deliveries in Elasticsearch")
+    time.sleep(5)  # anything replayed has arrived
+    assert receipts(pipeline, app) == {"delivered": 2 * messages * tokens}
+    assert es_delivered() == [2 * tokens] * messages, "counted once, after the restart and the retries"
