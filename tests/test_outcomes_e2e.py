@@ -156,6 +156,8 @@ def test_kill_9_of_each_job_mid_broadcast_leaves_exact_counts_everywhere(pipelin
         observe.wait_campaign_counted(pipeline, campaign, devices, 300)
         observe.wait_for(lambda: message_counts(pipeline, app, request["msg_id"]).get("accepted") == devices, 120,
                          "Elasticsearch's totals")
+        observe.wait_for(lambda: message_counts(pipeline, app, request["msg_id"]).get("delivered") == devices, 120,
+                         "every device's delivery receipt (HMS posts one per accepted token)")
         time.sleep(8)  # replays, had they double counted, would land by now
         final = admin.accepted(run_id, vendor="hms")
         rows = ch.rows(f"SELECT sum(accepted) AS a, sum(requested) AS r FROM {pipeline.clickhouse_database}.dispatch_results FINAL"
@@ -163,7 +165,7 @@ def test_kill_9_of_each_job_mid_broadcast_leaves_exact_counts_everywhere(pipelin
         print(f"\nkill -9 of {job}: simulator {final['count']} calls for {final['unique']} devices,"
               f" ClickHouse {rows[0]['a']} accepted, Elasticsearch {message_counts(pipeline, app, request['msg_id'])}")
         assert int(rows[0]["a"]) == devices and int(rows[0]["r"]) == devices, "ClickHouse counts each device once"
-        assert message_counts(pipeline, app, request["msg_id"]) == {"accepted": devices}, "so does Elasticsearch"
+        assert message_counts(pipeline, app, request["msg_id"]) == {"accepted": devices, "delivered": devices}, "so does Elasticsearch"
         assert final["unique"] == devices
         assert final["count"] - final["unique"] <= (200 * 1000 if job == "dispatch" else 0), "only calls in flight repeat"
     ch.close()
