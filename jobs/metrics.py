@@ -20,6 +20,10 @@ RATE = Gauge("pushpipe_rate_limit_tokens_per_second", "Current adaptive send rat
 RETRIES = Counter("pushpipe_dispatch_retries", "Tokens scheduled for another send (through push.retry)", ["vendor"])
 FALLBACKS = Counter("pushpipe_dispatch_fallback_tokens", "Tokens sent through the fallback channel", ["vendor", "fallback"])
 LEDGER = Counter("pushpipe_ledger_tokens", "Replayed tokens: skipped (already sent) or resent (in doubt)", ["kind"])
+DUE_TO_ACCEPTED = Histogram("pushpipe_batch_due_to_accepted_seconds",
+                            "From when a batch was due (its request, deliver_at or the end of quiet hours) to the vendor's answer"
+                            " accepting its tokens, per batch", ["vendor", "priority"],
+                            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900))
 INFLIGHT = Gauge("pushpipe_dispatch_inflight_batches", "Batches being sent", ["priority"])
 CREDENTIAL_EXPIRY = Gauge("pushpipe_credential_expiry_timestamp_seconds",
                           "When a vendor credential or TLS certificate in use expires (Unix time)", ["vendor", "credential"])
