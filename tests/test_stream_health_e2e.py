@@ -72,6 +72,8 @@ def test_prometheus_scrapes_every_stage(pipeline: Settings, producer: PushProduc
     assert {"intake", "pin-directory", "message-totals"} <= operators
     observe.wait_for(lambda: query(pipeline, 'pushpipe_dispatch_tokens_total{vendor="hms"}'), 60, "dispatch counters")
     assert query(pipeline, "pushpipe_credential_expiry_timestamp_seconds"), "the TLS trust files' expiry"
+    for business in ("pushpipe_requests_in", "pushpipe_tokens"):  # the operators' own counters, through Flink's reporter
+        observe.wait_for(lambda: query(pipeline, f'{{__name__=~".*{business}"}}'), 60, f"the {business} counter")
     assert query(pipeline, 'up{job="gateway"} == 1')
 
 
