@@ -110,3 +110,16 @@ def test_a_vendor_outage_fires_the_failure_alert_and_it_resolves(pipeline: Setti
     print(f"\nHonor outage: the alert fired in Prometheus {fired:.0f} s after it began, reached the webhook after {posted:.0f} s,"
           f" and resolved {resolved:.0f} s after the vendor was back")
     assert fired <= 60, "firing within 60 s of the outage"
+
+
+def test_every_dashboard_query_returns_data(pipeline: Settings) -> None:
+    """After the traffic above: each PromQL query of infra/dashboards/*.json answers with at least one series."""
+    from pathlib import Path
+
+    from pushpipe.infra import prometheus
+
+    exprs = [target["expr"] for path in sorted((Path(prometheus.__file__).parent / "dashboards").glob("*.json"))
+             for panel in json.loads(path.read_text())["panels"] for target in panel["targets"]]
+    assert len(exprs) >= 14
+    empty = [e for e in exprs if not query(pipeline, e)]
+    assert empty == [], f"dashboard queries without data: {empty}"
