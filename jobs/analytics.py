@@ -25,6 +25,7 @@ from pyflink.datastream.window import TumblingProcessingTimeWindows
 from pushpipe import liveness
 from pushpipe.config import Settings
 from pushpipe.jobs import deadletters, runtime
+from pushpipe.jobs.counting import StageCounters, counting_letters, reason_code
 from pushpipe.schemas import keys, results
 from pushpipe.sinks import clickhouse, elastic
 
@@ -43,8 +44,11 @@ class Parse(ProcessFunction):
     def __init__(self, topic: str, name: str) -> None:
         self.topic, self.name = topic, name
 
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.counters = StageCounters(runtime_context, f"parse-{self.topic}")
+
     def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterator[Any]:
-        yield from deadletters.decode_or_dlq(JOB, self.topic, self.name, value)
+        yield from counting_letters(self.counters, self.topic, deadletters.decode_or_dlq(JOB, self.topic, self.name, value))
 
 
 def add_receipt(summary: Summary, receipt: Record) -> Summary:
@@ -100,6 +104,7 @@ class MessageTotals(KeyedProcessFunction):
         counted = MapStateDescriptor("counted", Types.STRING(), Types.BOOLEAN())
         counted.enable_time_to_live(ttl)
         self.counted = runtime_context.get_map_state(counted)
+        self.counters = StageCounters(runtime_context, "message-totals")
 
     def process_element(self, record: Record, ctx: KeyedProcessFunction.Context) -> Iterator[tuple[Record, Record]]:
         key = counted_key(record)
@@ -109,7 +114,19 @@ class MessageTotals(KeyedProcessFunction):
         summary = self.summary.value() or empty_summary()
         summary = add_receipt(summary, record) if is_receipt(record) else add_result(summary, record)
         self.summary.update(summary)
+        self.count(record)
         yield record, summary
+
+    def count(self, record: Record) -> None:
+        """Receipts by kind and source; tokens by vendor, outcome and reason code (counted once, like the totals)."""
+        if is_receipt(record):
+            self.counters.count("pushpipe_receipts", kind=record["kind"], source=record["source"])
+            return
+        for outcome in record["outcomes"]:
+            self.counters.count("pushpipe_tokens", results.weight(outcome), vendor=record["vendor"], outcome=outcome["outcome"],
+                                code=reason_code(outcome["code"]), final=str(outcome["final"]).lower())
+        self.counters.count("pushpipe_tokens", results.grouped_count(record), vendor=record["vendor"], outcome="accepted",
+                            code="", final="true")
 
 
 def message_key(result: Record) -> str:

@@ -142,7 +142,9 @@ class SendBundle(AsyncFunction):
             logging.getLogger(name).setLevel(logging.WARNING)
         policy = dispatch_policy.load(self.settings.dispatch_file)
         ledger = SendLedger(self.settings.run_dir / "ledger" / f"dispatch-{runtime_context.get_index_of_this_subtask()}.db")
-        self.sender = Sender(policy, vendor_configs(self.settings), ledger, receipt_callbacks(self.settings))
+        configs = vendor_configs(self.settings)
+        metrics.watch_expiry(configs)
+        self.sender = Sender(policy, configs, ledger, receipt_callbacks(self.settings))
         self.loop: asyncio.AbstractEventLoop | None = None
         metrics.serve(self.settings.dispatch_metrics_port + runtime_context.get_index_of_this_subtask())
 

@@ -4,6 +4,10 @@ The Python worker creates its operators when the first batch arrives, so /metric
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+
+from cryptography import x509
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 TOKENS = Counter("pushpipe_dispatch_tokens", "Tokens by vendor, exit and outcome (reason = vendor code)",
@@ -16,9 +20,34 @@ RATE = Gauge("pushpipe_rate_limit_tokens_per_second", "Current adaptive send rat
 RETRIES = Counter("pushpipe_dispatch_retries", "Tokens scheduled for another send (through push.retry)", ["vendor"])
 FALLBACKS = Counter("pushpipe_dispatch_fallback_tokens", "Tokens sent through the fallback channel", ["vendor", "fallback"])
 LEDGER = Counter("pushpipe_ledger_tokens", "Replayed tokens: skipped (already sent) or resent (in doubt)", ["kind"])
+DUE_TO_ACCEPTED = Histogram("pushpipe_batch_due_to_accepted_seconds",
+                            "From when a batch was due (its request, deliver_at or the end of quiet hours) to the vendor's answer"
+                            " accepting its tokens, per batch", ["vendor", "priority"],
+                            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900))
 INFLIGHT = Gauge("pushpipe_dispatch_inflight_batches", "Batches being sent", ["priority"])
+CREDENTIAL_EXPIRY = Gauge("pushpipe_credential_expiry_timestamp_seconds",
+                          "When a vendor credential or TLS certificate in use expires (Unix time)", ["vendor", "credential"])
 
 _served: set[int] = set()
+
+
+def watch_expiry(configs: Mapping[str, object]) -> None:
+    """The expiry of each vendor's TLS trust file (a CA bundle or pinned certificate), for the alert rules."""
+    for vendor, config in configs.items():
+        verify = getattr(config, "verify", None)
+        if isinstance(verify, str) and Path(verify).is_file():
+            expiry = earliest_expiry(Path(verify).read_bytes())
+            if expiry is not None:
+                CREDENTIAL_EXPIRY.labels(vendor, "tls ca").set(expiry)
+
+
+def earliest_expiry(pem: bytes) -> float | None:
+    """The earliest notAfter of the certificates in a PEM bundle (Unix time), None if it holds none."""
+    try:
+        certificates = x509.load_pem_x509_certificates(pem)
+    except ValueError:
+        return None
+    return min(c.not_valid_after_utc.timestamp() for c in certificates)
 
 
 def serve(port: int) -> None:

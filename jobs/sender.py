@@ -209,6 +209,9 @@ class Sender:
         accepted = [t for t, (r, _) in sent.items() if r.outcome == "accepted"]
         not_sent = [t for t, (r, _) in sent.items() if r.outcome != "accepted"]
         self.ledger.settle(batch["app_id"], batch["msg_id"], accepted, not_sent)
+        if accepted:
+            due = batch.get("due_at") or batch["requested_at"]
+            metrics.DUE_TO_ACCEPTED.labels(batch["vendor"], batch["priority"]).observe(max(0, now_ms() - due) / 1000)
 
     async def deliver(self, batch: Record, tokens: list[str]) -> Sent:
         vendor = batch["vendor"]

@@ -192,6 +192,7 @@ def test_a_token_push_a_moved_token_and_a_tombstone(shards: Harness) -> None:
 
 def test_a_device_tombstone_is_forgotten_by_its_shard_and_a_bad_key_is_a_dead_letter() -> None:
     parse = ParseDeviceEvents("device.events", ("device.events",))
+    Harness(parse)  # opened (its metrics group is the fake context's: none)
     [(tag, forget)] = list(parse.process_element(TOMBSTONE_MARK + b"device.events\0a|tok", None))
     assert tag is TO_SHARD and forget == ToShard(keys.shard_key("a", "tok"), "forget", {"app_id": "a", "token": "tok"})
     [(tag, letter)] = list(parse.process_element(TOMBSTONE_MARK + b"device.events\0a|", None))

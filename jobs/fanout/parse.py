@@ -9,6 +9,7 @@ from pyflink.datastream import ProcessFunction, RuntimeContext
 from pushpipe import liveness
 from pushpipe.config import Settings
 from pushpipe.jobs import runtime
+from pushpipe.jobs.counting import StageCounters, counting_letters
 from pushpipe.jobs.deadletters import Tombstone, dead_letter, decode_or_dlq, decode_or_tombstone, tombstone_letter
 from pushpipe.jobs.fanout import devices
 from pushpipe.jobs.fanout.messages import TO_SHARD, ToPin, ToShard
@@ -30,8 +31,12 @@ class ParseRequests(ProcessFunction):
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.classes = policy_config(self.settings).classes
+        self.counters = StageCounters(runtime_context, "parse-requests")
 
     def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterator[Any]:
+        yield from counting_letters(self.counters, self.topic, self.parse(value))
+
+    def parse(self, value: bytes) -> Iterator[Any]:
         for item in decode_or_dlq(JOB, self.topic, "PushRequest", value):
             if isinstance(item, tuple):
                 yield item
@@ -42,6 +47,7 @@ class ParseRequests(ProcessFunction):
                 yield dead_letter(JOB, self.topic, value, "invalid_request", str(bad), msg_id=item["msg_id"], app_id=item["app_id"])
                 continue
             item["message_class"] = message_class(item["category"], self.classes)
+            self.counters.count("pushpipe_requests_in", target=item["target"], priority=item["priority"])
             yield item
 
 
@@ -53,7 +59,13 @@ class ParseDeviceEvents(ProcessFunction):
     def __init__(self, topic: str, compacted: tuple[str, ...]) -> None:
         self.topic, self.compacted = topic, compacted
 
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.counters = StageCounters(runtime_context, "parse-device-events")
+
     def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterator[Any]:
+        yield from counting_letters(self.counters, self.topic, self.parse(value))
+
+    def parse(self, value: bytes) -> Iterator[Any]:
         for item in decode_or_tombstone(JOB, self.topic, "DeviceEvent", value):
             if isinstance(item, Tombstone):
                 yield from self.forget(item)
@@ -85,7 +97,13 @@ class ParsePreferences(ProcessFunction):
     def __init__(self, topic: str) -> None:
         self.topic = topic
 
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.counters = StageCounters(runtime_context, "parse-preferences")
+
     def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterator[Any]:
+        yield from counting_letters(self.counters, self.topic, self.parse(value))
+
+    def parse(self, value: bytes) -> Iterator[Any]:
         for item in decode_or_tombstone(JOB, self.topic, "PreferenceEvent", value):
             if isinstance(item, tuple):
                 yield item

@@ -1,0 +1,127 @@
+"""Prometheus and Alertmanager (Debian's `prometheus` and `prometheus-alertmanager`) as managed services.
+
+Prometheus scrapes every stage: each Flink job's own metrics (its Prometheus reporter: operators' records
+in and out, backpressure, checkpoints, restarts, the Kafka sources' lag), the dispatch worker's and the
+receipt gateway's /metrics, and evaluates infra/alerting/rules.yml; Alertmanager routes what fires to the
+example webhook receiver of infra/alerting/alertmanager.yml. run_dir/prometheus and run_dir/alertmanager
+hold their generated config, data and logs.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from pushpipe.config import JOBS, Settings
+from pushpipe.infra import process
+from pushpipe.infra.service import Health
+
+ALERTING = Path(__file__).parent / "alerting"
+RULES = ALERTING / "rules.yml"
+SCRAPE_INTERVAL_S = 5  # short, so alerts in tests fire within their minute
+INSTALL_HINT = "apt-get install -y prometheus prometheus-alertmanager (make setup does)"
+
+
+def _binary(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} is not installed: {INSTALL_HINT}")
+    return found
+
+
+def _host_port(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}"
+
+
+def scrape_config(settings: Settings) -> dict[str, Any]:
+    """prometheus.yml: every stage's metrics, the alert rules, and Alertmanager."""
+    flink = [f"127.0.0.1:{settings.flink_metrics_port(job)}" for job in JOBS]
+    dispatch = [f"127.0.0.1:{settings.dispatch_metrics_port + n}" for n in range(settings.dispatch_parallelism)]
+    interval = f"{SCRAPE_INTERVAL_S}s"
+    return {
+        "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        "rule_files": [str(RULES)],
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [_host_port(settings.alertmanager_url)]}]}]},
+        "scrape_configs": [
+            {"job_name": "flink", "static_configs": [{"targets": flink}]},
+            {"job_name": "dispatch", "static_configs": [{"targets": dispatch}]},
+            {"job_name": "gateway", "static_configs": [{"targets": [_host_port(settings.gateway_url)]}]},
+        ],
+    }
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/-/ready", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+class Prometheus:
+    name = "prometheus"
+    version = "2.42 (Debian)"
+
+    def address(self, settings: Settings) -> str:
+        return settings.prometheus_url
+
+    def install(self, settings: Settings) -> None:
+        _binary("prometheus")
+
+    def start(self, settings: Settings) -> None:
+        import yaml
+
+        base = process.service_dir(settings, self.name)
+        (base / "prometheus.yml").write_text(yaml.safe_dump(scrape_config(settings), sort_keys=False))
+        if process.needs_start(settings, self.name, lambda: _ready(settings.prometheus_url)):
+            process.start(settings, self.name, [
+                _binary("prometheus"), f"--config.file={base / 'prometheus.yml'}", f"--storage.tsdb.path={base / 'data'}",
+                f"--web.listen-address={_host_port(settings.prometheus_url)}", "--web.enable-lifecycle",
+                "--storage.tsdb.retention.time=7d"])
+            process.wait_until(lambda: _ready(settings.prometheus_url), 60, "Prometheus", settings=settings, name=self.name)
+        else:  # running: take the config again (targets follow the settings)
+            httpx.post(f"{settings.prometheus_url}/-/reload", timeout=10)
+
+    def stop(self, settings: Settings) -> None:
+        process.stop(settings, self.name, timeout=15)
+
+    def health(self, settings: Settings) -> Health:
+        if not _ready(settings.prometheus_url):
+            return Health(False, "not ready")
+        try:
+            targets = httpx.get(f"{settings.prometheus_url}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+        except (httpx.HTTPError, ValueError, KeyError):
+            return Health(True, "ready")
+        up = sum(1 for t in targets if t.get("health") == "up")
+        return Health(True, f"{up}/{len(targets)} targets up")
+
+
+class Alertmanager:
+    name = "alertmanager"
+    version = "0.25 (Debian)"
+
+    def address(self, settings: Settings) -> str:
+        return settings.alertmanager_url
+
+    def install(self, settings: Settings) -> None:
+        _binary("prometheus-alertmanager")
+
+    def start(self, settings: Settings) -> None:
+        base = process.service_dir(settings, self.name)
+        config = (ALERTING / "alertmanager.yml").read_text().replace("ALERT_WEBHOOK_URL", settings.alert_webhook_url)
+        (base / "alertmanager.yml").write_text(config)
+        if process.needs_start(settings, self.name, lambda: _ready(settings.alertmanager_url)):
+            process.start(settings, self.name, [
+                _binary("prometheus-alertmanager"), f"--config.file={base / 'alertmanager.yml'}",
+                f"--storage.path={base / 'data'}", f"--web.listen-address={_host_port(settings.alertmanager_url)}",
+                "--cluster.listen-address="])
+            process.wait_until(lambda: _ready(settings.alertmanager_url), 60, "Alertmanager", settings=settings, name=self.name)
+
+    def stop(self, settings: Settings) -> None:
+        process.stop(settings, self.name, timeout=15)
+
+    def health(self, settings: Settings) -> Health:
+        return Health(True, "ready") if _ready(settings.alertmanager_url) else Health(False, "not ready")
