@@ -31,14 +31,16 @@ def pyflink_home() -> Path:
 
 
 def lib_dir(settings: Settings) -> Path:
-    """pyflink/lib's jars (linked) plus the patched class's jar; built once per pyflink installation."""
+    """pyflink/lib's jars and the Prometheus metrics reporter (linked) plus the patched class's jar; built once
+    per pyflink installation."""
     home = pyflink_home()
-    installation = hashlib.sha1(str(_flink_python_jar(home).resolve()).encode()).hexdigest()[:12]
+    # (+ the Prometheus reporter: a mini-cluster finds reporter factories on its classpath only, not in plugins/)
+    installation = hashlib.sha1(f"{_flink_python_jar(home).resolve()}+prometheus".encode()).hexdigest()[:12]
     target = settings.cache_dir / "flink" / f"lib-loopback-{installation}"
     if (target / ".complete").exists():
         return target
     target.mkdir(parents=True, exist_ok=True)
-    for jar in (home / "lib").glob("*.jar"):
+    for jar in [*(home / "lib").glob("*.jar"), *(home / "plugins" / "metrics-prometheus").glob("*.jar")]:
         link = target / jar.name
         link.unlink(missing_ok=True)
         link.symlink_to(jar)

@@ -91,7 +91,6 @@ class FlinkJob:
         "process": PyFlink would otherwise start a loopback worker pool, a gRPC server on every
         interface, in each job's client process (thread-mode jobs never use it; dispatch sets it too).
         PUSHPIPE_PIPELINE_JARS: the connector jars and the project's Java, for the job's classpath.
-        FLINK_PLUGINS_DIR: pyflink's plugins (the Prometheus metrics reporter); a mini-cluster looks in ./plugins otherwise.
         FLINK_LIB_DIR: pyflink's lib plus Beam's gRPC servers bound to loopback (infra/beamloopback.py);
         PyFlink keeps it only with FLINK_HOME set.
         """
@@ -99,8 +98,7 @@ class FlinkJob:
 
         return {"PUSHPIPE_JOB": self.job, "PUSHPIPE_PIPELINE_JARS": pipeline_jars(settings),
                 "FLINK_LOG_DIR": str(self.log_dir(settings)), "_python_worker_execution_mode": "process",
-                "FLINK_HOME": str(beamloopback.pyflink_home()), "FLINK_LIB_DIR": str(beamloopback.lib_dir(settings)),
-                "FLINK_PLUGINS_DIR": str(beamloopback.pyflink_home() / "plugins")}
+                "FLINK_HOME": str(beamloopback.pyflink_home()), "FLINK_LIB_DIR": str(beamloopback.lib_dir(settings))}
 
     def wait_ready(self, settings: Settings) -> None:
         process.wait_until(lambda: self.health(settings).ok, 180, f"Flink job {self.job}", settings=settings, name=self.name)

@@ -253,19 +253,19 @@ class Sender:
 
     async def fall_back(self, batch: Record, tokens: list[str]) -> Sent:
         """Every exit of the vendor is open: send through the fallback channel where the device has a token."""
-        down = {t: (TokenResult(t, Outcome.UNAVAILABLE, CIRCUIT_OPEN, f"every {batch['vendor']} exit is open"), "")
+        sent = {t: (TokenResult(t, Outcome.UNAVAILABLE, CIRCUIT_OPEN, f"every {batch['vendor']} exit is open"), "")
                 for t in tokens}
         fallback = self.policy.fallback
         mapped = [t for t in tokens if t in batch["fallback_tokens"]]
-        if not fallback or fallback == batch["vendor"] or fallback not in self.exits or not mapped:
-            return down
-        exit_ = choose_exit(self.exits[fallback])
-        if exit_ is None:
-            return down
-        sent = await self.call(exit_, batch, mapped, [batch["fallback_tokens"][t] for t in mapped],
-                               label=f"fallback:{exit_.spec.name}")
-        metrics.FALLBACKS.labels(batch["vendor"], fallback).inc(len(mapped))
-        return {**down, **sent}
+        exit_ = choose_exit(self.exits[fallback]) if fallback and fallback != batch["vendor"] and fallback in self.exits else None
+        if exit_ is not None and mapped:
+            sent |= await self.call(exit_, batch, mapped, [batch["fallback_tokens"][t] for t in mapped],
+                                    label=f"fallback:{exit_.spec.name}")
+            metrics.FALLBACKS.labels(batch["vendor"], fallback).inc(len(mapped))
+        # held back, not sent: counted too, so the failure rate an alert reads stays up while the breakers are open
+        held = sum(1 for result, _ in sent.values() if result.code == CIRCUIT_OPEN)
+        metrics.TOKENS.labels(batch["vendor"], "none", str(Outcome.UNAVAILABLE), CIRCUIT_OPEN).inc(held)
+        return sent
 
     async def aclose(self) -> None:
         adapters = [e.adapter for exits in self.exits.values() for e in exits if e.adapter is not None]

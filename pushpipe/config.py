@@ -104,9 +104,9 @@ class Settings(BaseSettings):
     flink_rest_port_base: Port = 18081
     flink_metrics_port_base: Port = 19260  # each job's Prometheus reporter: + its index in JOBS
     prometheus_url: str = "http://127.0.0.1:19090"
-    alertmanager_url: str = "http://127.0.0.1:19093"
+    alertmanager_url: str = "http://127.0.0.1:19193"
     # where Alertmanager posts alerts (infra/alerting/alertmanager.yml's example webhook receiver)
-    alert_webhook_url: str = "http://127.0.0.1:19094/alerts"
+    alert_webhook_url: str = "http://127.0.0.1:19194/alerts"
     checkpoint_interval_ms: int = Field(5000, ge=100)
     # the jars a job adds to its classpath as a pipeline.jars value (";"-separated file:// URLs); the launcher
     # (infra/jobs.py) builds them and sets it for each job
