@@ -136,9 +136,15 @@ def _per_message(entries: Mapping[str, Any], app_id: str, kind_of: Callable[[Any
             keys.check_msg_id(msg)
             kind, code = kind_of(entry)
             ts = int(entry[ts_field]) if ts_field and entry.get(ts_field) else int(time.time() * 1000)
-            heard += [Heard(app_id, msg, _token(t), kind, code, ts) for t in tokens_of(entry) if t]
+            targets = [t for t in tokens_of(entry) if t]
         except (KeyError, TypeError, ValueError) as bad:
             problems.append(Problem(where, _why(bad)))
+            continue
+        for target in targets:  # a bad token is a problem of its own: the entry's other tokens still count
+            try:
+                heard.append(Heard(app_id, msg, _token(target), kind, code, ts))
+            except ValueError as bad:
+                problems.append(Problem(f"{where}.targets", _why(bad)))
     return heard, problems
 
 

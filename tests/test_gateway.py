@@ -151,3 +151,10 @@ def test_a_dead_or_switched_off_device_is_also_news_for_fan_out(gateway) -> None
     assert answer.status_code == 200 and answer.json()["accepted"] == 2
     news = [codec.decode("DeviceEvent", value) for topic, _, value in outbox.sent if topic == "device.feedback"]
     assert [(n["app_id"], n["pin"], n["token"], n["kind"]) for n in news] == [("app", "", "dead", "invalid_token"), ("app", "", "off", "switch_off")]
+
+
+def test_a_bad_token_in_a_vendors_list_leaves_the_others_counted() -> None:
+    doc = {"x": {"param": "m", "type": 1, "targets": "good1,bad token,good2", "timestamp": 5}}
+    heard, problems = callbacks.parse("xiaomi", f"data={json.dumps(doc)}".encode(), "application/x-www-form-urlencoded", "app")
+    assert [h.token for h in heard] == ["good1", "good2"]
+    assert [(p.item, "whitespace" in p.reason) for p in problems] == [("x.targets", True)]
