@@ -12,7 +12,7 @@ help: ## list the targets
 $(STAMP): pyproject.toml constraints.txt
 	@command -v javac >/dev/null || (apt-get update && apt-get install -y openjdk-17-jdk-headless)
 	@command -v mvn >/dev/null || (apt-get update && apt-get install -y maven)
-	@command -v promtool >/dev/null || (apt-get update && apt-get install -y prometheus prometheus-alertmanager)
+	@command -v promtool >/dev/null || (apt-get update && apt-get install -y prometheus prometheus-alertmanager prometheus-pushgateway)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'  # every package at the version CI tested

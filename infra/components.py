@@ -6,13 +6,13 @@ from pushpipe.infra.elasticsearch import Elasticsearch
 from pushpipe.infra.gateway import Gateway
 from pushpipe.infra.jobs import all_jobs
 from pushpipe.infra.kafka import Kafka
-from pushpipe.infra.prometheus import Alertmanager, Prometheus
+from pushpipe.infra.prometheus import Alertmanager, Prometheus, Pushgateway
 from pushpipe.infra.service import Service
 from pushpipe.infra.simulators import Simulators
 
 
 def services() -> list[Service]:
-    return [Kafka(), Elasticsearch(), ClickHouse(), Simulators(), Gateway(), Prometheus(), Alertmanager()]
+    return [Kafka(), Elasticsearch(), ClickHouse(), Simulators(), Gateway(), Pushgateway(), Prometheus(), Alertmanager()]
 
 
 def supervised() -> list[Service]:

@@ -1,7 +1,7 @@
 """Prometheus and Alertmanager (Debian's `prometheus` and `prometheus-alertmanager`) as managed services.
 
-Prometheus scrapes every stage: each Flink job's own metrics (its Prometheus reporter: operators' records
-in and out, backpressure, checkpoints, restarts, the Kafka sources' lag), the dispatch worker's and the
+Prometheus scrapes every stage: each Flink job's own metrics (pushed to the Pushgateway by Flink's Prometheus
+reporter: operators' records in and out, backpressure, checkpoints, restarts, the Kafka sources' lag), the dispatch worker's and the
 receipt gateway's /metrics, and evaluates infra/alerting/rules.yml; Alertmanager routes what fires to the
 example webhook receiver of infra/alerting/alertmanager.yml. run_dir/prometheus and run_dir/alertmanager
 hold their generated config, data and logs.
@@ -15,14 +15,14 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from pushpipe.config import JOBS, Settings
+from pushpipe.config import Settings
 from pushpipe.infra import process
 from pushpipe.infra.service import Health
 
 ALERTING = Path(__file__).parent / "alerting"
 RULES = ALERTING / "rules.yml"
 SCRAPE_INTERVAL_S = 5  # short, so alerts in tests fire within their minute
-INSTALL_HINT = "apt-get install -y prometheus prometheus-alertmanager (make setup does)"
+INSTALL_HINT = "apt-get install -y prometheus prometheus-alertmanager prometheus-pushgateway (make setup does)"
 
 
 def _binary(name: str) -> str:
@@ -39,7 +39,6 @@ def _host_port(url: str) -> str:
 
 def scrape_config(settings: Settings) -> dict[str, Any]:
     """prometheus.yml: every stage's metrics, the alert rules, and Alertmanager."""
-    flink = [f"127.0.0.1:{settings.flink_metrics_port(job)}" for job in JOBS]
     dispatch = [f"127.0.0.1:{settings.dispatch_metrics_port + n}" for n in range(settings.dispatch_parallelism)]
     interval = f"{SCRAPE_INTERVAL_S}s"
     return {
@@ -47,7 +46,8 @@ def scrape_config(settings: Settings) -> dict[str, Any]:
         "rule_files": [str(RULES)],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [_host_port(settings.alertmanager_url)]}]}]},
         "scrape_configs": [
-            {"job_name": "flink", "static_configs": [{"targets": flink}]},
+            # each job's own labels (job="pushpipe-<job>") kept, as Flink pushed them
+            {"job_name": "flink", "honor_labels": True, "static_configs": [{"targets": [_host_port(settings.pushgateway_url)]}]},
             {"job_name": "dispatch", "static_configs": [{"targets": dispatch}]},
             {"job_name": "gateway", "static_configs": [{"targets": [_host_port(settings.gateway_url)]}]},
         ],
@@ -97,6 +97,31 @@ class Prometheus:
             return Health(True, "ready")
         up = sum(1 for t in targets if t.get("health") == "up")
         return Health(True, f"{up}/{len(targets)} targets up")
+
+
+class Pushgateway:
+    """Where the jobs push Flink's metrics (infra runs the Debian `prometheus-pushgateway`), on loopback only."""
+
+    name = "pushgateway"
+    version = "1.5 (Debian)"
+
+    def address(self, settings: Settings) -> str:
+        return settings.pushgateway_url
+
+    def install(self, settings: Settings) -> None:
+        _binary("prometheus-pushgateway")
+
+    def start(self, settings: Settings) -> None:
+        if process.needs_start(settings, self.name, lambda: _ready(settings.pushgateway_url)):
+            process.start(settings, self.name, [_binary("prometheus-pushgateway"),
+                                                f"--web.listen-address={_host_port(settings.pushgateway_url)}"])
+            process.wait_until(lambda: _ready(settings.pushgateway_url), 60, "Pushgateway", settings=settings, name=self.name)
+
+    def stop(self, settings: Settings) -> None:
+        process.stop(settings, self.name, timeout=15)
+
+    def health(self, settings: Settings) -> Health:
+        return Health(True, "ready") if _ready(settings.pushgateway_url) else Health(False, "not ready")
 
 
 class Alertmanager:

@@ -69,10 +69,14 @@ def flink_config(settings: Settings, job: str, overrides: dict[str, str] | None 
         "restart-strategy.exponential-delay.reset-backoff-threshold": "2min",
         "rest.bind-address": "127.0.0.1",
         "rest.port": str(settings.flink_rest_port(job)),
-        # Flink's own metrics (records in/out per operator, backpressure, checkpoints, restarts, Kafka lag) for Prometheus
-        "metrics.reporter.prom.factory.class": "org.apache.flink.metrics.prometheus.PrometheusReporterFactory",
-        "metrics.reporter.prom.port": str(settings.flink_metrics_port(job)),
-        "metrics.reporter.prom.host": "127.0.0.1",
+        # Flink's own metrics (records in/out per operator, backpressure, checkpoints, restarts, Kafka lag), pushed to
+        # Prometheus's Pushgateway every 5 s: Flink's scraped reporter has no bind address and would listen on every interface
+        "metrics.reporter.promgateway.factory.class": "org.apache.flink.metrics.prometheus.PrometheusPushGatewayReporterFactory",
+        "metrics.reporter.promgateway.hostUrl": settings.pushgateway_url,
+        "metrics.reporter.promgateway.jobName": f"pushpipe-{job}",
+        "metrics.reporter.promgateway.randomJobNameSuffix": "false",
+        "metrics.reporter.promgateway.deleteOnShutdown": "true",
+        "metrics.reporter.promgateway.interval": "5 SECONDS",
         # loopback only: the blob server and RPC bind to the job manager's host, data to the task manager's
         "jobmanager.bind-host": "127.0.0.1",
         "jobmanager.rpc.address": "127.0.0.1",

@@ -102,8 +102,9 @@ class Settings(BaseSettings):
     dispatch_parallelism: int = Field(1, ge=1)
     batch_size: int = Field(1000, ge=1, le=1000)  # tokens per DispatchBatch (HMS takes 1000 per call)
     flink_rest_port_base: Port = 18081
-    flink_metrics_port_base: Port = 19260  # each job's Prometheus reporter: + its index in JOBS
     prometheus_url: str = "http://127.0.0.1:19090"
+    # where the jobs push Flink's metrics (Flink's Prometheus reporter would listen on every interface)
+    pushgateway_url: str = "http://127.0.0.1:19091"
     alertmanager_url: str = "http://127.0.0.1:19193"
     # where Alertmanager posts alerts (infra/alerting/alertmanager.yml's example webhook receiver)
     alert_webhook_url: str = "http://127.0.0.1:19194/alerts"
@@ -127,7 +128,7 @@ class Settings(BaseSettings):
         return counts
 
     @field_validator("es_url", "clickhouse_url", "simulator_url", "simulator_admin_url", "gateway_url", "prometheus_url",
-                     "alertmanager_url", "alert_webhook_url")
+                     "pushgateway_url", "alertmanager_url", "alert_webhook_url")
     @classmethod
     def _url(cls, value: str) -> str:
         parts = urlsplit(value)
@@ -157,10 +158,6 @@ class Settings(BaseSettings):
     def flink_rest_port(self, job: str) -> int:
         """Web UI / REST port of a job's mini-cluster (fanout, dispatch, analytics)."""
         return self.flink_rest_port_base + JOBS.index(job)
-
-    def flink_metrics_port(self, job: str) -> int:
-        """Where a job's Flink Prometheus reporter answers /metrics."""
-        return self.flink_metrics_port_base + JOBS.index(job)
 
     def masked(self) -> dict[str, str]:
         """Every setting as text, passwords in URLs and secret-named settings replaced by ***."""
