@@ -1,4 +1,4 @@
-"""pushpipe: up | down | status | demo | sql."""
+"""pushpipe: up | down | status | demo | sql | receipts-setup."""
 from __future__ import annotations
 
 import argparse
@@ -47,6 +47,22 @@ def cmd_sql(args: argparse.Namespace) -> None:
         print(stack.format_table(header, [tuple(str(r[c]) for c in header) for r in rows]))
 
 
+def cmd_receipts_setup(args: argparse.Namespace) -> None:
+    """What an app's team needs for receipts: the receipt URLs to set in HMS's and Honor's consoles, and the key its
+    SDK sends with events. They are credentials: asked for, printed once, never logged."""
+    from pushpipe.gateway import signing
+    from pushpipe.infra import gateway
+    from pushpipe.schemas import keys
+
+    settings = load()
+    keys.check_app_id(args.app)
+    key = signing.load_key(settings.receipt_key_file, create=True)
+    for vendor, url in gateway.console_urls(settings).items():
+        print(f"{vendor} console receipt URL:  {url}")
+    print(f"{args.app} SDK events:          POST {settings.gateway_url}/v1/sdk/{args.app}/events")
+    print(f"{args.app} SDK key (X-Pushpipe-Key): {signing.sdk_key(key, args.app)}")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pushpipe", description="push-notification pipeline on Kafka + PyFlink")
     sub = p.add_subparsers(dest="command", required=True)
@@ -62,6 +78,9 @@ def parser() -> argparse.ArgumentParser:
     sql = sub.add_parser("sql", help="run SQL against the pipeline's ClickHouse")
     sql.add_argument("query")
     sql.set_defaults(func=cmd_sql)
+    setup = sub.add_parser("receipts-setup", help="print an app's receipt URLs for the vendor consoles and its SDK key")
+    setup.add_argument("app", help="the app id")
+    setup.set_defaults(func=cmd_receipts_setup)
     return p
 
 

@@ -158,3 +158,15 @@ def test_a_bad_token_in_a_vendors_list_leaves_the_others_counted() -> None:
     heard, problems = callbacks.parse("xiaomi", f"data={json.dumps(doc)}".encode(), "application/x-www-form-urlencoded", "app")
     assert [h.token for h in heard] == ["good1", "good2"]
     assert [(p.item, "whitespace" in p.reason) for p in problems] == [("x.targets", True)]
+
+
+def test_receipts_setup_prints_the_console_urls_and_the_apps_sdk_key(tmp_path, monkeypatch, capsys) -> None:
+    from pushpipe import cli
+    from pushpipe.config import load as load_settings
+
+    monkeypatch.setenv("PUSHPIPE_HOME", str(tmp_path))
+    cli.main(["receipts-setup", "shop"])
+    printed = capsys.readouterr().out
+    key = signing.load_key(load_settings().receipt_key_file)
+    assert f"X-Pushpipe-Key): {signing.sdk_key(key, 'shop')}" in printed
+    assert signing.console_url(load_settings().gateway_url, key, "hms") in printed and "honor console" in printed
