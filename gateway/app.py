@@ -61,7 +61,7 @@ def device_news(heard: Heard, vendor: str, now_ms: int) -> bytes:
 
 class Gateway:
     def __init__(self, settings: Settings, key: bytes, outbox: Outbox) -> None:
-        self.settings, self.key, self.outbox = settings, key, outbox
+        self.key, self.outbox = key, outbox
         self.receipts_topic, self.dlq_topic = settings.topics.receipts, settings.topics.dlq
         self.feedback_topic = settings.topics.device_feedback
 

@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl
 import httpx
 
 from pushpipe.simulators import population
-from pushpipe.simulators.common import Accepted, Receive, Scope, Send, SimState, header_map, read_body, respond, retry_after
+from pushpipe.simulators.common import Accepted, Receive, Scope, Send, SimState, header_map, post_ok, read_body, respond, retry_after
 from pushpipe.simulators.oauth import write_private
 
 Fault = Literal["unavailable", "throttled", "daily"]
@@ -150,11 +150,7 @@ class ReceiptOutbox:
                         await self._post(client, url, body, content_type)
 
     async def _post(self, client: httpx.AsyncClient, url: str, body: bytes, content_type: str) -> None:
-        try:
-            ok = (await client.post(url, content=body, headers={"content-type": content_type})).is_success
-        except (httpx.HTTPError, OSError):
-            ok = False
-        if ok:
+        if await post_ok(client, url, body, {"content-type": content_type}):
             self.posted += 1
         else:
             self.failed += 1

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
+import httpx
+
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -259,3 +261,11 @@ async def lifespan(receive: Receive, send: Send) -> None:
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+async def post_ok(client: httpx.AsyncClient, url: str, body: bytes, headers: Mapping[str, str]) -> bool:
+    """POST as a vendor or an app posts a callback: True when the receiver answered 2xx, False on any failure."""
+    try:
+        return (await client.post(url, content=body, headers=dict(headers))).is_success
+    except (httpx.HTTPError, OSError):
+        return False

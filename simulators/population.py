@@ -7,16 +7,19 @@ the message and the token, so a run can be predicted exactly (`fate`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import NamedTuple
 
 import httpx
 
-from pushpipe.simulators.common import SimConfig
+from pushpipe.gateway import signing
+from pushpipe.simulators.common import SimConfig, post_ok
 
 SDK_KEY_FILE_ENV = "PUSHPIPE_SIM_SDK_KEY_FILE"  # the receipt key, from which the simulated apps derive their SDK keys
 
@@ -83,13 +86,8 @@ class SimulatedApps:
                     await self._post(client, url, app_id, events)
 
     async def _post(self, client: httpx.AsyncClient, url: str, app_id: str, events: list[dict[str, object]]) -> None:
-        try:
-            answer = await client.post(f"{url.rstrip('/')}/v1/sdk/{app_id}/events", content=json.dumps({"events": events}),
-                                       headers={"content-type": "application/json", "x-pushpipe-key": sdk_key(app_id)})
-            ok = answer.is_success
-        except (httpx.HTTPError, OSError):
-            ok = False
-        if ok:
+        headers = {"content-type": "application/json", "x-pushpipe-key": sdk_key(app_id)}
+        if await post_ok(client, f"{url.rstrip('/')}/v1/sdk/{app_id}/events", json.dumps({"events": events}).encode(), headers):
             self.posted += 1
         else:
             self.failed += 1
@@ -97,9 +95,11 @@ class SimulatedApps:
 
 def sdk_key(app_id: str) -> str:
     """The app's SDK key, as the app was given it (from the gateway's key, PUSHPIPE_SIM_SDK_KEY_FILE)."""
-    from pathlib import Path
+    key = _receipt_key(os.environ.get(SDK_KEY_FILE_ENV, ""))
+    return signing.sdk_key(key, app_id) if key else ""
 
-    from pushpipe.gateway import signing
 
-    path = os.environ.get(SDK_KEY_FILE_ENV)
-    return signing.sdk_key(signing.load_key(Path(path)), app_id) if path else ""
+@functools.cache
+def _receipt_key(path: str) -> bytes:
+    """The gateway's key, read once (not on every post)."""
+    return signing.load_key(Path(path)) if path else b""
