@@ -1,20 +1,22 @@
-"""Analytics job: push.results and push.receipts -> ClickHouse (per-batch rows, receipts, per-minute views) +
-Elasticsearch (messages with their accepted, delivered, opened... counts; deliveries).
+"""Analytics job: results, receipts and device events -> ClickHouse (lifecycle events and their rollups,
+per-batch rows, receipts, devices) + Elasticsearch (messages with their counts; deliveries with their states).
 
     push.results  -> parse -┐
-    push.receipts -> parse -┴-> key app|msg: message totals (state) -> 1 s windows -> bulk writes
-Totals live in Flink state, so after a crash they are restored with the offsets they match;
-results are written in one-second processing-time windows, and both sinks are idempotent
-(ReplacingMergeTree rows; absolute message totals and deliveries versioned by attempt), so replays
-do not double count. A receipt is counted once per receipt_id (a vendor that retries a callback sends
-the same receipt again), and one that arrives before its message's results still counts for it.
+    push.receipts -> parse -┴-> key app|msg: MessageLifecycle (totals, each token's lifecycle) -┐
+    device.events, device.feedback -> parse-devices ---------------------------------------------┴-> 1 s windows -> bulk writes
+Totals and lifecycles live in Flink state, so after a crash they are restored with the offsets they match.
+Every sink is idempotent, so replays do not double count: ReplacingMergeTree rows, lifecycle rows checked
+before they are inserted (sinks/lifecycle.py), absolute message totals, deliveries versioned by attempt.
+A receipt is counted once per receipt_id (a vendor that retries a callback sends the same receipt again)
+and each state once per token; one that arrives before its token's result waits for it.
 
 Run: python -m pushpipe.jobs.analytics
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from pyflink.common import Time, Types
 from pyflink.datastream import KeyedProcessFunction, ProcessFunction, RuntimeContext
@@ -24,12 +26,14 @@ from pyflink.datastream.window import TumblingProcessingTimeWindows
 
 from pushpipe import liveness
 from pushpipe.config import Settings
-from pushpipe.jobs import deadletters, runtime
+from pushpipe.jobs import deadletters, lifecycle, runtime
 from pushpipe.jobs.counting import StageCounters, counting_letters, reason_code
 from pushpipe.schemas import keys, results
 from pushpipe.sinks import clickhouse, elastic
+from pushpipe.sinks import lifecycle as lifecycle_sink
 
 Record = dict[str, Any]
+Row = dict[str, Any]
 JOB = "analytics"
 WINDOW = Time.seconds(1)
 SUMMARY_TTL = Time.days(7)  # results of a message arriving later than this start a new summary
@@ -51,19 +55,12 @@ class Parse(ProcessFunction):
         yield from counting_letters(self.counters, self.topic, deadletters.decode_or_dlq(JOB, self.topic, self.name, value))
 
 
-def add_receipt(summary: Summary, receipt: Record) -> Summary:
-    """The message totals after one more receipt: its kind counted (delivered, opened, clicked, ...)."""
-    counts = dict(summary["counts"])
-    counts[receipt["kind"]] = counts.get(receipt["kind"], 0) + 1
-    return {**summary, "counts": counts}
-
-
 def is_receipt(record: Record) -> bool:
     return "receipt_id" in record
 
 
 def add_result(summary: Summary, result: dict[str, Any]) -> Summary:
-    """The message totals after one more result (one not counted before: see MessageTotals)."""
+    """The message totals after one more result (one not counted before: see MessageLifecycle)."""
     counts = dict(summary["counts"])
     for outcome in result["outcomes"]:
         key = outcome["outcome"] if outcome["final"] else "retrying"
@@ -79,6 +76,14 @@ def add_result(summary: Summary, result: dict[str, Any]) -> Summary:
     return {"counts": counts, "vendors": vendors, "last_completed_at": max(summary["last_completed_at"], result["completed_at"])}
 
 
+def add_states(summary: Summary, rows: list[Row]) -> Summary:
+    """The message totals after receipts' new states (delivered, opened, ...: each once per token)."""
+    counts = dict(summary["counts"])
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    return {**summary, "counts": counts}
+
+
 def empty_summary() -> Summary:
     return {"counts": {}, "vendors": [], "last_completed_at": 0}
 
@@ -88,34 +93,91 @@ def counted_key(record: Record) -> str:
     return f"receipt:{record['receipt_id']}" if is_receipt(record) else f"{record['batch_id']}/{record['attempt']}"
 
 
-@liveness.watched
-class MessageTotals(KeyedProcessFunction):
-    """Per (app, message): counts by outcome and vendors, so each ES write carries absolute totals.
+class Written(NamedTuple):
+    """What the writer gets: a DispatchResult, Receipt or DeviceEvent, the message's totals after it (None
+    for a DeviceEvent) and the lifecycle rows it completed."""
+    record: Record
+    summary: Summary | None
+    rows: list[Row]
 
-    The batch attempts already counted are a map state beside the totals, so a duplicate result (at-least-once
-    delivery, or a replay after a restart: batch ids are deterministic) changes nothing, and each result costs
-    one lookup, however many the message has (a set kept in the totals was copied with every result: quadratic)."""
+
+@liveness.watched
+class MessageLifecycle(KeyedProcessFunction):
+    """Per (app, message): counts by outcome and vendors, so each ES write carries absolute totals, and the
+    lifecycle of each of its tokens (jobs/lifecycle.py), so each state is a row with its dimensions and latency.
+
+    The batch attempts and receipts already counted are a map state beside the totals, so a duplicate result
+    (at-least-once delivery, or a replay after a restart: batch ids are deterministic) or a vendor's retried
+    callback changes nothing. A receipt that comes before its token's result waits for it in `waiting`."""
 
     def open(self, runtime_context: RuntimeContext) -> None:
         ttl = StateTtlConfig.new_builder(SUMMARY_TTL).build()
-        summary = ValueStateDescriptor("totals", Types.PICKLED_BYTE_ARRAY())
-        summary.enable_time_to_live(ttl)
-        self.summary = runtime_context.get_state(summary)
-        counted = MapStateDescriptor("counted", Types.STRING(), Types.BOOLEAN())
-        counted.enable_time_to_live(ttl)
-        self.counted = runtime_context.get_map_state(counted)
+
+        def state(descriptor: Any) -> Any:
+            descriptor.enable_time_to_live(ttl)
+            return descriptor
+
+        self.summary = runtime_context.get_state(state(ValueStateDescriptor("totals", Types.PICKLED_BYTE_ARRAY())))
+        self.message = runtime_context.get_state(state(ValueStateDescriptor("message", Types.PICKLED_BYTE_ARRAY())))
+        self.counted = runtime_context.get_map_state(state(MapStateDescriptor("counted", Types.STRING(), Types.BOOLEAN())))
+        self.tokens = runtime_context.get_map_state(state(MapStateDescriptor("tokens", Types.STRING(), Types.PICKLED_BYTE_ARRAY())))
+        self.waiting = runtime_context.get_map_state(state(MapStateDescriptor("waiting", Types.STRING(), Types.PICKLED_BYTE_ARRAY())))
+        self.waiting_count = runtime_context.get_state(state(ValueStateDescriptor("waiting-count", Types.INT())))
         self.counters = StageCounters(runtime_context, "message-totals")
 
-    def process_element(self, record: Record, ctx: KeyedProcessFunction.Context) -> Iterator[tuple[Record, Record]]:
+    def process_element(self, record: Record, ctx: KeyedProcessFunction.Context) -> Iterator[Written]:
         key = counted_key(record)
         if self.counted.get(key) is not None:  # thread mode: get of a missing key answers None
             return
         self.counted.put(key, True)
         summary = self.summary.value() or empty_summary()
-        summary = add_receipt(summary, record) if is_receipt(record) else add_result(summary, record)
+        if is_receipt(record):
+            rows = self.take_receipt(record)
+        else:
+            summary = add_result(summary, record)
+            rows = self.take_result(record)
+        summary = add_states(summary, [r for r in rows if r["state"] in lifecycle.AFTER])
         self.summary.update(summary)
         self.count(record)
-        yield record, summary
+        yield Written(record, summary, rows)
+
+    def take_result(self, result: Record) -> list[Row]:
+        rows, lives = lifecycle.result_rows(result)
+        if self.message.value() is None:
+            self.message.update(lifecycle.message_of(result))
+        if lives:
+            self.tokens.put_all(lives)
+            if self.waiting_count.value():
+                rows += self.settle_waiting(lives)
+        return rows
+
+    def settle_waiting(self, lives: dict[str, lifecycle.TokenLife]) -> list[Row]:
+        """The rows of receipts that came before their tokens' results."""
+        rows, settled = [], 0
+        for token, life in lives.items():
+            waiting = self.waiting.get(token)
+            if waiting is None:
+                continue
+            for receipt in sorted(waiting, key=lifecycle.receipt_time):
+                life, new_row = lifecycle.add_receipt(life, receipt, self.message.value())
+                rows += [new_row] if new_row else []
+            self.tokens.put(token, life)
+            self.waiting.remove(token)
+            settled += len(waiting)
+        self.waiting_count.update(self.waiting_count.value() - settled)
+        return rows
+
+    def take_receipt(self, receipt: Record) -> list[Row]:
+        life = self.tokens.get(receipt["token"])
+        if life is None:  # before its token's result: kept until it comes
+            self.waiting.put(receipt["token"], [*(self.waiting.get(receipt["token"]) or []), receipt])
+            self.waiting_count.update((self.waiting_count.value() or 0) + 1)
+            return []
+        life, new_row = lifecycle.add_receipt(life, receipt, self.message.value())
+        if new_row is None:
+            return []
+        self.tokens.put(receipt["token"], life)
+        return [new_row]
 
     def count(self, record: Record) -> None:
         """Receipts by kind and source; tokens by vendor, outcome and reason code (counted once, like the totals)."""
@@ -129,13 +191,47 @@ class MessageTotals(KeyedProcessFunction):
                             code="", final="true")
 
 
+@liveness.watched
+class ParseDevices(ProcessFunction):
+    """DeviceEvents for device statistics. Fan-out owns these topics' dead letters: a bad value is skipped
+    here (counted), a tombstone is the deletion of its device."""
+
+    def __init__(self, topics: list[str]) -> None:
+        self.topics = topics
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.counters = StageCounters(runtime_context, "parse-devices")
+
+    def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterator[Written]:
+        for item in deadletters.decode_or_tombstone(JOB, ",".join(self.topics), "DeviceEvent", value):
+            if isinstance(item, deadletters.Tombstone):
+                item = deleted_device(item)
+            if isinstance(item, dict) and counts_for_devices(item):
+                yield Written(item, None, [])
+            else:
+                self.counters.count("pushpipe_device_events_skipped")
+
+
+def deleted_device(dead: deadletters.Tombstone) -> Record | None:
+    """The deregistration a device.events tombstone (key app|token) stands for."""
+    app_id, _, token = dead.key.partition(keys.SEP)
+    if not token:
+        return None
+    return {"app_id": app_id, "token": token, "kind": "deregister", "reason": "tombstone", "ts": int(time.time() * 1000)}
+
+
+def counts_for_devices(event: Record) -> bool:
+    """Not fan-out's own notes on device.feedback: a token moved to another pin (its bind is on device.events)."""
+    return event.get("reason") != "moved"
+
+
 def message_key(result: Record) -> str:
     return keys.message_key(result["app_id"], result["msg_id"])
 
 
 @liveness.watched
 class WriteWindow(ProcessWindowFunction):
-    """Writes one window of results to ClickHouse and Elasticsearch; raising makes Flink replay."""
+    """Writes one window to ClickHouse and Elasticsearch; raising makes Flink replay."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -144,16 +240,20 @@ class WriteWindow(ProcessWindowFunction):
         self.ch = clickhouse.connect(self.settings)
         self.es = elastic.connect(self.settings)
         elastic.ensure_indices(self.es, self.settings)
-        self.table = f"{self.settings.clickhouse_database}.dispatch_results"
-        self.receipts_table = f"{self.settings.clickhouse_database}.receipts"
+        db = self.settings.clickhouse_database
+        self.tables = {"results": f"{db}.dispatch_results", "receipts": f"{db}.receipts", "devices": f"{db}.device_events"}
+        self.lifecycle = lifecycle_sink.LifecycleWriter(self.ch, db, int(time.time() * 1000))
 
-    def process(self, key: int, context: ProcessWindowFunction.Context, elements: Iterable[tuple[Record, Record]]) -> Iterator[int]:
-        pairs = list(elements)
-        receipts = [record for record, _ in pairs if is_receipt(record)]
-        self.ch.insert(self.table, [clickhouse.result_row(record) for record, _ in pairs if not is_receipt(record)])
-        self.ch.insert(self.receipts_table, [clickhouse.receipt_row(receipt) for receipt in receipts])
-        elastic.write(self.es, elastic.window_actions(self.settings, pairs))
-        yield len(pairs)
+    def process(self, key: int, context: ProcessWindowFunction.Context, elements: Iterable[Written]) -> Iterator[int]:
+        written = list(elements)
+        messages = [(w.record, w.summary, w.rows) for w in written if w.summary is not None]
+        self.ch.insert(self.tables["devices"], [lifecycle_sink.device_row(w.record) for w in written if w.summary is None])
+        self.ch.insert(self.tables["results"], [clickhouse.result_row(record) for record, _, _ in messages if not is_receipt(record)])
+        self.ch.insert(self.tables["receipts"], [clickhouse.receipt_row(record) for record, _, _ in messages if is_receipt(record)])
+        rows = [r for _, _, message_rows in messages for r in message_rows]
+        self.lifecycle.insert(rows)
+        elastic.write(self.es, elastic.window_actions(self.settings, [(record, summary) for record, summary, _ in messages], rows))
+        yield len(written)
 
     def close(self) -> None:
         self.ch.close()
@@ -169,11 +269,16 @@ def build(settings: Settings) -> Any:
                    .process(Parse(topics.receipts, "Receipt")).name("parse-receipts").uid("parse-receipts"))
     for parsed in (results_in, receipts_in):
         runtime.sink_dlq(parsed, settings)
+    device_topics = [topics.device_events, topics.device_feedback]
+    devices_in = (runtime.kafka_source(env, settings, device_topics, group)
+                  .process(ParseDevices(device_topics), output_type=Types.PICKLED_BYTE_ARRAY())
+                  .name("parse-devices").uid("parse-devices"))
+    messages = (results_in.union(receipts_in).key_by(message_key, key_type=Types.STRING())
+                .process(MessageLifecycle(), output_type=Types.PICKLED_BYTE_ARRAY())
+                .name("message-totals").uid("message-totals"))
     written = (
-        results_in.union(receipts_in).key_by(message_key, key_type=Types.STRING())
-        .process(MessageTotals())
-        .name("message-totals").uid("message-totals")
-        .key_by(lambda pair: 0, key_type=Types.INT())  # one writer: few, fat bulk writes
+        messages.union(devices_in)
+        .key_by(lambda written: 0, key_type=Types.INT())  # one writer: few, fat bulk writes
         .window(TumblingProcessingTimeWindows.of(WINDOW))
         .process(WriteWindow(settings), output_type=Types.INT())
         .name("write-clickhouse-elasticsearch").uid("write-clickhouse-elasticsearch")

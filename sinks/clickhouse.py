@@ -10,6 +10,7 @@ from typing import Any
 
 from pushpipe.config import Settings
 from pushpipe.schemas import results
+from pushpipe.sinks import lifecycle_ddl
 
 Row = dict[str, Any]
 
@@ -110,8 +111,8 @@ class ClickHouseClient:
             columns = list(rows[0])
             self._client.insert(table, [[row[c] for c in columns] for row in rows], column_names=columns)
 
-    def rows(self, sql: str) -> list[Row]:
-        return list(self._client.query(sql).named_results())
+    def rows(self, sql: str, settings: dict[str, Any] | None = None) -> list[Row]:
+        return list(self._client.query(sql, settings=settings).named_results())
 
     def close(self) -> None:
         self._client.close()
@@ -120,7 +121,7 @@ class ClickHouseClient:
 def connect(settings: Settings, create: bool = True) -> ClickHouseClient:
     client = ClickHouseClient(settings.clickhouse_url)
     if create:
-        for statement in ddl(settings.clickhouse_database):
+        for statement in [*ddl(settings.clickhouse_database), *lifecycle_ddl.ddl(settings.clickhouse_database)]:
             client.command(statement)
     return client
 

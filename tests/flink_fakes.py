@@ -49,6 +49,10 @@ class Mapped:
     def put(self, key: Any, value: Any) -> None:
         self.data[key] = value
 
+    def put_all(self, entries: dict[Any, Any]) -> None:
+        for key, value in entries.items():
+            self.put(key, value)
+
     def remove(self, key: Any) -> None:
         self.data.pop(key, None)
 

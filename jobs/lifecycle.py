@@ -1,0 +1,87 @@
+"""The lifecycle of one push on one device: pure logic of the analytics job's per-message state.
+
+requested -> suppressed / expired / rejected (by reason), or sent -> accepted -> delivered -> opened / clicked.
+A dispatch result ends the dispatch part (each state with its time: requested_at, sent_at, completed_at);
+receipts add what happened on the device, each once per token (a vendor's callback and the app's ack of the
+same delivery count once). Each new state becomes a `lifecycle_events` row carrying the message's and the
+device's dimensions and the time since the state before it (`latency_ms`, -1 when that state is unknown).
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from pushpipe.schemas import profiles, results
+
+Record = dict[str, Any]
+Row = dict[str, Any]
+MESSAGE_DIMENSIONS = ("priority", "category", "campaign")
+# a receipt's state -> the state its latency counts from
+AFTER = {"delivered": "accepted", "undelivered": "accepted", "switched_off": "accepted", "invalid_target": "accepted",
+         "opened": "delivered", "dismissed": "delivered", "clicked": "opened"}
+
+
+class TokenLife(NamedTuple):
+    """What the analytics job keeps of one token of one message: who it went to and when each state came."""
+    vendor: str
+    pin: str
+    profile: str  # schemas/profiles.py
+    environment: str
+    times: dict[str, int]  # state -> epoch ms: accepted, then the receipts' states
+
+
+class Message(NamedTuple):
+    """The dimensions every row of a message carries."""
+    priority: str
+    category: str
+    campaign: str
+
+
+def message_of(result: Record) -> Message:
+    return Message(str(result["priority"]), result["category"], result["campaign"] or "")
+
+
+def row(ts: int, record: Record, token: str, pin: str, state: str, code: str, n: int, latency_ms: int, vendor: str,
+        profile: str, environment: str, message: Message, source: str, recorded_at: int) -> Row:
+    return {"ts": ts, "recorded_at": recorded_at, "app_id": record["app_id"], "msg_id": record["msg_id"], "token": token, "pin": pin, "state": state,
+            "code": code, "n": n, "latency_ms": latency_ms, "vendor": vendor, **profiles.decode(profile),
+            "environment": environment, **message._asdict(), "source": source}
+
+
+def result_rows(result: Record) -> tuple[list[Row], dict[str, TokenLife]]:
+    """The rows of a DispatchResult's final outcomes, and the life of each accepted token (to attach receipts to)."""
+    message = message_of(result)
+    environment = str(result.get("environment") or "production")
+    source = "fanout" if result["vendor"] == results.NO_VENDOR else "dispatch"
+    due = result["due_at"] or result["requested_at"]
+    done = result["completed_at"]
+    rows: list[Row] = []
+    lives: dict[str, TokenLife] = {}
+    for o in results.token_outcomes(result):
+        if not o["final"]:
+            continue  # its next attempt has its outcome
+        accepted = o["outcome"] == "accepted"
+        profile = o.get("profile", "")
+        rows.append(row(done, result, o["token"], o["pin"], o["outcome"], o["code"], results.weight(o),
+                        max(0, done - due) if accepted else -1, result["vendor"], profile, environment, message, source, done))
+        if accepted and o["token"]:
+            lives[o["token"]] = TokenLife(result["vendor"], o["pin"], profile, environment, {"accepted": done})
+    return rows, lives
+
+
+def receipt_time(receipt: Record) -> int:
+    return int(receipt["ts"] or receipt["received_at"])
+
+
+def add_receipt(life: TokenLife, receipt: Record, message: Message) -> tuple[TokenLife, Row | None]:
+    """The token's life after a receipt, and its row; no row when the token already reached that state."""
+    state = str(receipt["kind"])
+    if state in life.times:
+        return life, None
+    ts = receipt_time(receipt)
+    before = life.times.get(AFTER.get(state, ""))
+    latency = max(0, ts - before) if before is not None else -1
+    source = str(receipt["source"])
+    vendor = life.vendor or receipt["vendor"]
+    new_row = row(ts, receipt, receipt["token"], life.pin, state, receipt["code"], 1, latency, vendor, life.profile,
+                  life.environment, message, source, receipt["received_at"] or ts)
+    return life._replace(times={**life.times, state: ts}), new_row

@@ -1,0 +1,120 @@
+"""The lifecycle of each push on each device in the analytics job (jobs/lifecycle.py, MessageLifecycle), and
+how it is written: once to ClickHouse (sinks/lifecycle.py), as times on the deliveries in Elasticsearch."""
+from __future__ import annotations
+
+from typing import Any
+
+from flink_fakes import Harness
+from pushpipe.jobs import analytics, lifecycle
+from pushpipe.schemas import profiles
+from pushpipe.sinks import elastic
+from pushpipe.sinks.lifecycle import LifecycleWriter
+
+XIAOMI_13 = profiles.encode({"brand": "xiaomi", "model": "2211133C", "os_version": "13", "app_version": "5.2.0"})
+
+
+def result(outcomes: list[tuple[str, str]], batch: str = "b1", attempt: int = 0, final: bool = True) -> dict[str, Any]:
+    return {"batch_id": batch, "msg_id": "m1", "app_id": "a", "vendor": "xiaomi", "priority": "high",
+            "category": "marketing", "campaign": "spring", "attempt": attempt, "environment": "production",
+            "outcomes": [{"token": t, "outcome": o, "code": "" if o == "accepted" else "20301", "reason": "", "vendor_msg_id": "",
+                          "pin": f"p-{t}", "exit": "xiaomi", "final": final, "count": 0, "profile": XIAOMI_13} for t, o in outcomes],
+            "accepted": [], "requested_at": 1_000, "due_at": 2_000, "sent_at": 2_500, "completed_at": 3_000}
+
+
+def receipt(token: str, kind: str, ts: int, source: str = "vendor", n: int = 0) -> dict[str, Any]:
+    return {"receipt_id": f"{token}-{kind}-{source}-{n}", "msg_id": "m1", "app_id": "a", "vendor": "xiaomi" if source == "vendor" else "",
+            "token": token, "kind": kind, "code": "1", "source": source, "ts": ts, "received_at": ts + 5}
+
+
+def run(*records: dict[str, Any]) -> list[analytics.Written]:
+    harness = Harness(analytics.MessageLifecycle())
+    return [w for r in records for w in harness.process(r, key="a|m1")]
+
+
+def states(written: list[analytics.Written]) -> list[tuple[str, str, int]]:
+    return [(r["token"], r["state"], r["latency_ms"]) for w in written for r in w.rows]
+
+
+def test_each_state_of_a_token_is_one_row_with_its_dimensions_and_the_time_since_the_state_before() -> None:
+    written = run(result([("t1", "accepted"), ("t2", "invalid_token")]), receipt("t1", "delivered", 3_400),
+                  receipt("t1", "opened", 9_400, source="sdk"), receipt("t1", "clicked", 9_900, source="sdk"))
+    assert states(written) == [("t1", "accepted", 1_000), ("t2", "invalid_token", -1), ("t1", "delivered", 400),
+                               ("t1", "opened", 6_000), ("t1", "clicked", 500)]
+    opened = written[2].rows[0]
+    assert {k: opened[k] for k in ("brand", "model", "os_version", "app_version", "priority", "category", "campaign",
+                                   "environment", "vendor", "pin", "source")} == {
+        "brand": "xiaomi", "model": "2211133C", "os_version": "13", "app_version": "5.2.0", "priority": "high",
+        "category": "marketing", "campaign": "spring", "environment": "production", "vendor": "xiaomi", "pin": "p-t1",
+        "source": "sdk"}
+    assert written[-1].summary["counts"] == {"accepted": 1, "invalid_token": 1, "delivered": 1, "opened": 1, "clicked": 1}
+
+
+def test_a_delivery_reported_by_the_vendor_and_by_the_app_counts_once() -> None:
+    written = run(result([("t1", "accepted")]), receipt("t1", "delivered", 3_400),
+                  receipt("t1", "delivered", 3_450, source="sdk"), receipt("t1", "delivered", 3_400))
+    assert states(written) == [("t1", "accepted", 1_000), ("t1", "delivered", 400)]
+    assert written[-1].summary["counts"]["delivered"] == 1
+
+
+def test_receipts_before_their_tokens_result_wait_for_it_and_land_in_order() -> None:
+    written = run(receipt("t1", "opened", 9_000, source="sdk"), receipt("t1", "delivered", 4_000),
+                  result([("t1", "accepted"), ("t2", "accepted")]))
+    assert [w.rows for w in written[:2]] == [[], []]
+    assert states(written) == [("t1", "accepted", 1_000), ("t2", "accepted", 1_000), ("t1", "delivered", 1_000),
+                               ("t1", "opened", 5_000)]
+
+
+def test_a_late_receipt_hours_after_the_send_still_finds_its_token() -> None:
+    hours = 5 * 3600_000
+    assert states(run(result([("t1", "accepted")]), receipt("t1", "delivered", 3_000 + hours))) == [
+        ("t1", "accepted", 1_000), ("t1", "delivered", hours)]
+
+
+def test_a_result_seen_again_adds_nothing_and_retried_tokens_wait_for_their_final_attempt() -> None:
+    written = run(result([("t1", "throttled")], final=False), result([("t1", "throttled")], final=False),
+                  result([("t1", "accepted")], attempt=1))
+    assert [w.rows for w in written[:1]] == [[]] and len(written) == 2
+    assert states(written) == [("t1", "accepted", 1_000)]
+
+
+def test_aggregated_outcomes_are_one_row_standing_for_their_count() -> None:
+    r = result([])
+    r["outcomes"] = [{"token": "", "outcome": "suppressed", "code": "switched_off", "reason": "", "vendor_msg_id": "",
+                      "pin": "", "exit": "", "final": True, "count": 42}]
+    rows, lives = lifecycle.result_rows(r)
+    assert [(x["state"], x["code"], x["n"]) for x in rows] == [("suppressed", "switched_off", 42)] and lives == {}
+
+
+def test_receipt_states_become_one_partial_update_per_delivery() -> None:
+    rows = [w_row for w in run(result([("t1", "accepted")]), receipt("t1", "delivered", 3_400),
+                               receipt("t1", "opened", 4_000, source="sdk")) for w_row in w.rows]
+    (action,) = elastic.receipt_actions("deliveries", rows)
+    assert action["_op_type"] == "update" and action["_id"] == "a:m1|t1"
+    assert action["doc"] == {"delivered_at": 3_400, "opened_at": 4_000}
+
+
+class FakeClickHouse:
+    def __init__(self, stored: set[tuple[str, ...]]) -> None:
+        self.stored, self.queries, self.inserted = stored, 0, []
+
+    def rows(self, sql: str, settings: Any = None) -> list[dict[str, str]]:
+        self.queries += 1
+        return [dict(zip(("token", "pin", "state", "code"), key[2:], strict=True)) for key in self.stored if f"'{key[2]}'" in sql]
+
+    def insert(self, table: str, rows: list[dict[str, Any]]) -> None:
+        self.inserted += rows
+
+
+def test_rows_recorded_before_the_writer_started_are_checked_and_those_already_written_skipped() -> None:
+    rows, _ = lifecycle.result_rows(result([("t1", "accepted"), ("t2", "accepted")]))  # recorded at 3,000
+    ch = FakeClickHouse({("a", "m1", "t1", "p-t1", "accepted", "")})
+    writer = LifecycleWriter(ch, "db", started_ms=10_000)  # type: ignore[arg-type]
+    writer.insert(rows)
+    assert [r["token"] for r in ch.inserted] == ["t2"] and writer.skipped == 1 and ch.queries == 1
+
+
+def test_rows_recorded_after_the_writer_started_are_inserted_without_a_check() -> None:
+    rows, _ = lifecycle.result_rows(result([("t1", "accepted")]))
+    ch = FakeClickHouse({("a", "m1", "t1", "p-t1", "accepted", "")})
+    LifecycleWriter(ch, "db", started_ms=-100_000).insert(rows)  # type: ignore[arg-type]
+    assert ch.queries == 0 and len(ch.inserted) == 1
