@@ -86,16 +86,24 @@ def notification_of(batch: Record, callback_url: str = "") -> Notification:
 
 
 def result_record(batch: Record, outcomes: Outcomes, sent_at: int) -> Record:
-    keys = ("batch_id", "msg_id", "app_id", "vendor", "priority", "category", "campaign", "attempt", "requested_at", "due_at")
+    keys = ("batch_id", "msg_id", "app_id", "environment", "vendor", "priority", "category", "campaign", "attempt", "requested_at", "due_at")
     return codec.new_record("DispatchResult", **{k: batch[k] for k in keys}, outcomes=outcomes.single,
                             accepted=outcomes.accepted, sent_at=sent_at, completed_at=now_ms())
 
 
+def per_token(batch: Record, field: str) -> dict[str, str]:
+    """token -> its value in the batch's `field` ("pins", "profiles": same order as the tokens); empty for a
+    batch written before the field was carried."""
+    values = batch.get(field) or []
+    return dict(zip(batch["tokens"], values, strict=bool(values)))
+
+
 def subset(batch: Record, tokens: list[str], attempt: int, not_before: int) -> Record:
     """The batch narrowed to `tokens`, as the next attempt."""
-    pins = dict(zip(batch["tokens"], batch["pins"], strict=False))  # no pins: a batch written before they were carried
+    pins, profiles = per_token(batch, "pins"), per_token(batch, "profiles")
     kept = set(tokens)
-    return {**batch, "tokens": tokens, "pins": [pins.get(t, "") for t in tokens] if batch["pins"] else [],
+    return {**batch, "tokens": tokens, "pins": [pins.get(t, "") for t in tokens] if pins else [],
+            "profiles": [profiles.get(t, "") for t in tokens] if profiles else [],
             "fallback_tokens": {t: f for t, f in batch["fallback_tokens"].items() if t in kept},
             "attempt": attempt, "not_before": not_before}
 
@@ -143,23 +151,23 @@ class Sender:
 
     async def dispatch(self, batch: Record) -> list[Output]:
         sent_at = now_ms()
-        pins = dict(zip(batch["tokens"], batch["pins"], strict=True)) if batch["pins"] else {}
+        pins, profiles = per_token(batch, "pins"), per_token(batch, "profiles")
         outcomes = Outcomes()
         if sent_at > batch["expires_at"]:
             for t in batch["tokens"]:
-                outcomes.add(t, pins.get(t, ""), "expired", "ttl", "past its TTL before it could be sent")
+                outcomes.add(t, pins.get(t, ""), "expired", "ttl", "past its TTL before it could be sent", profile=profiles.get(t, ""))
             return [("result", codec.encode("DispatchResult", result_record(batch, outcomes, sent_at)))]
         claim = self.ledger.claim(batch["app_id"], batch["msg_id"], batch["tokens"])
         metrics.LEDGER.labels("skipped").inc(len(claim.already_sent))
         metrics.LEDGER.labels("resent").inc(len(claim.in_doubt))
         for t in claim.already_sent:
-            outcomes.add(t, pins.get(t, ""), "accepted", "ledger", "sent before a restart")
+            outcomes.add(t, pins.get(t, ""), "accepted", "ledger", "sent before a restart", profile=profiles.get(t, ""))
         outputs: list[Output] = []
         if claim.send:
             sent = await self.deliver(batch, claim.send)
             self._settle(batch, sent)
             retry = [t for t in claim.send if self._retries(batch, sent[t][0])]
-            self._add_outcomes(outcomes, sent, pins, claim.send, retry)
+            self._add_outcomes(outcomes, sent, pins, profiles, claim.send, retry)
             outputs += self._feedback(batch, sent, pins)
             if retry:
                 outputs.append(("retry", codec.encode("DispatchBatch", self._retry(batch, sent, retry))))
@@ -194,11 +202,13 @@ class Sender:
         return max(1.0, min((e.breaker.until_probe_s() for e in self.exits.get(vendor, [])), default=1.0))
 
     @staticmethod
-    def _add_outcomes(outcomes: Outcomes, sent: Sent, pins: dict[str, str], tokens: list[str], retry: list[str]) -> None:
+    def _add_outcomes(outcomes: Outcomes, sent: Sent, pins: dict[str, str], profiles: dict[str, str], tokens: list[str],
+                      retry: list[str]) -> None:
         retrying = set(retry)
         for t in tokens:
             r, exit_ = sent[t]
-            outcomes.add(t, pins.get(t, ""), r.outcome, r.code, r.reason, exit_, r.vendor_msg_id, t not in retrying)
+            outcomes.add(t, pins.get(t, ""), r.outcome, r.code, r.reason, exit_, r.vendor_msg_id, t not in retrying,
+                         profile=profiles.get(t, ""))
 
     def _feedback(self, batch: Record, sent: Sent, pins: dict[str, str]) -> list[Output]:
         events = [feedback_event(batch, t, pins.get(t, ""), r) for t, (r, exit_) in sent.items()

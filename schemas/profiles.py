@@ -1,18 +1,29 @@
-"""A device's profile as it travels with each of its tokens: brand, model, OS version and app version."""
+"""A device's profile as one string, carried with each of its tokens from fan-out to DispatchResult so analytics
+can count delivery by brand, model, OS and app version: the FIELDS' values joined by SEP, "" when none is known."""
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
 FIELDS = ("brand", "model", "os_version", "app_version")
-SEP = "\x1f"
+SEP = "\x1f"  # ASCII unit separator: taken out of the values, so decode always finds the fields again
+# Devices report these unchecked. Cut to this, a profile adds at most ~100 bytes per token, and a batch of 1,000
+# tokens with the longest ids (schemas/keys.py) stays below Kafka's 1 MiB record limit (tests/test_bundles.py).
+MAX_VALUE_BYTES = 24
 
 
 def encode(device: Mapping[str, Any]) -> str:
-    values = [str(device.get(f) or "") for f in FIELDS]
+    """The profile of a DeviceEvent or of a directory's entry (a shard's entry from before it kept model and OS
+    version lacks them)."""
+    values = [_cut(str(device.get(field) or "").replace(SEP, "")) for field in FIELDS]
     return SEP.join(values) if any(values) else ""
 
 
 def decode(profile: str) -> dict[str, str]:
-    values = profile.split(SEP) if profile else []
-    return {f: values[i] if i < len(values) else "" for i, f in enumerate(FIELDS)}
+    """Every field of a profile, "" for those unknown (all of them for "")."""
+    values = profile.split(SEP)
+    return {field: values[n] if n < len(values) else "" for n, field in enumerate(FIELDS)}
+
+
+def _cut(value: str) -> str:
+    return value.encode()[:MAX_VALUE_BYTES].decode(errors="ignore")  # a character cut in two is left out

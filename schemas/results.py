@@ -2,6 +2,7 @@
 (`outcomes`). Writers collect them with `Outcomes`; readers see one list with `token_outcomes`."""
 from __future__ import annotations
 
+from itertools import chain, repeat
 from typing import Any
 
 Record = dict[str, Any]
@@ -9,9 +10,9 @@ NO_VENDOR = "none"  # the vendor of a result for what fan-out did not send to an
 
 
 def token_outcome(token: str, pin: str, outcome: str, code: str, reason: str, exit_: str, vendor_msg_id: str,
-                  final: bool) -> Record:
+                  final: bool, *, profile: str = "") -> Record:
     return {"token": token, "outcome": str(outcome), "code": code, "reason": reason, "vendor_msg_id": vendor_msg_id,
-            "pin": pin, "exit": exit_, "final": final, "count": 0}
+            "pin": pin, "exit": exit_, "final": final, "count": 0, "profile": profile}
 
 
 def weight(outcome: Record) -> int:
@@ -27,17 +28,18 @@ class Outcomes:
         self._groups: dict[tuple[str, str, str, str], Record] = {}  # AcceptedTokens by what they share
 
     def add(self, token: str, pin: str, outcome: str, code: str = "", reason: str = "", exit_: str = "",
-            vendor_msg_id: str = "", final: bool = True) -> None:
+            vendor_msg_id: str = "", final: bool = True, *, profile: str = "") -> None:
         if outcome != "accepted" or not final:
-            self.single.append(token_outcome(token, pin, outcome, code, reason, exit_, vendor_msg_id, final))
+            self.single.append(token_outcome(token, pin, outcome, code, reason, exit_, vendor_msg_id, final, profile=profile))
             return
         shared = (code, reason, vendor_msg_id, exit_)
         group = self._groups.get(shared)
         if group is None:
             group = self._groups[shared] = {"code": code, "reason": reason, "vendor_msg_id": vendor_msg_id,
-                                            "exit": exit_, "tokens": [], "pins": []}
+                                            "exit": exit_, "tokens": [], "pins": [], "profiles": []}
         group["tokens"].append(token)
         group["pins"].append(pin)
+        group["profiles"].append(profile)
 
     @property
     def accepted(self) -> list[Record]:
@@ -46,8 +48,9 @@ class Outcomes:
 
 def token_outcomes(result: Record) -> list[Record]:
     """Every outcome of a DispatchResult as a TokenOutcome record, the accepted groups expanded."""
-    expanded = [token_outcome(token, pin, "accepted", g["code"], g["reason"], g["exit"], g["vendor_msg_id"], True)
-                for g in result.get("accepted", ()) for token, pin in zip(g["tokens"], g["pins"], strict=False)]
+    expanded = [token_outcome(token, pin, "accepted", g["code"], g["reason"], g["exit"], g["vendor_msg_id"], True, profile=profile)
+                for g in result.get("accepted", ())  # a group written before profiles has none: "" each
+                for token, pin, profile in zip(g["tokens"], g["pins"], chain(g.get("profiles", ()), repeat("")), strict=False)]
     return [*result["outcomes"], *expanded]
 
 

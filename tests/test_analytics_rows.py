@@ -33,7 +33,7 @@ def test_latency_counts_from_when_the_message_became_due_and_the_hold_apart() ->
     request = {**push_request("a", ["u"], "t", "b", deliver_at=90_000), "created_at": 1_000}
     assert [records.due_at(r) for r in ({**request, "created_at": 1_000}, {**request, "deliver_at": None, "created_at": 1_000},
                                          {**request, "due_at": 120_000})] == [90_000, 1_000, 120_000]
-    assert records.batch(request, "apns", [("t1", "u", "")], 2_000, "pin:u:0")["due_at"] == 90_000
+    assert records.batch(request, "apns", [("t1", "u", "", "")], 2_000, "pin:u:0")["due_at"] == 90_000
 
 
 def grouped(accepted: list[str], failed: list[tuple[str, str]], attempt: int = 0) -> dict:

@@ -46,7 +46,7 @@ def test_a_segment_reaches_only_its_devices_and_counts_the_pin_once() -> None:
         state["devices"] = apply_event(state["devices"], event)
     segment = broadcast("marketing", target="segment", segment={"brand": "huawei"})
     result = expand_for_pin(segment, "u", state, NOON, CAPS, TemplateStore.from_dict({"templates": {}}), only={"hms1"})
-    assert [t for _, targets in result.groups.values() for t, _, _ in targets] == ["hms1"]
+    assert [t for _, targets in result.groups.values() for t, *_ in targets] == ["hms1"]
     assert sum(result.state["caps"].values()) == 1 and list(result.state["vendor_quota"]) == ["2026-11-22|hms1"]
     assert result.state["devices"] == state["devices"], "the pin keeps all its devices"
 
@@ -58,7 +58,7 @@ def test_a_pin_takes_a_broadcast_once_however_many_shards_send_it_and_caps_it_li
     sales = [broadcast("marketing") for _ in range(3)]
     taken = [out for sale in sales for _ in range(2) for out in directory.process(ToPin(key, "broadcast", sale))]
     gathered = [payload for tag, payload in taken if tag is GATHER]
-    assert [(g.vendor, sorted(token for token, _, _ in g.items)) for g in gathered] == [("apns", ["ios1", "ios2"])] * 3
+    assert [(g.vendor, sorted(token for token, *_ in g.items)) for g in gathered] == [("apns", ["ios1", "ios2"])] * 3
     assert sum(directory.state("pin", key).value()["caps"].values()) == 3, "each broadcast counted once"
     [(tag, capped)] = directory.process(ToPin(key, "broadcast", broadcast("marketing")))
     assert tag is GATHER and capped.vendor == NO_VENDOR, "a broadcast's outcomes are gathered"

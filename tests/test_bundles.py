@@ -15,7 +15,9 @@ from pushpipe.jobs.fanout.emit import lane_batch
 from pushpipe.jobs.fanout.messages import LANES, TO_BUNDLER, SmallBatch
 from pushpipe.jobs.lanes import LANE_RECORD_BATCHES, LANE_RECORD_BYTES
 from pushpipe.producer import push_request
-from pushpipe.schemas import codec
+from pushpipe.schemas import codec, keys, profiles
+
+KAFKA_RECORD_LIMIT = 1024 * 1024
 
 
 def request(priority: str = "normal") -> dict:
@@ -23,7 +25,7 @@ def request(priority: str = "normal") -> dict:
 
 
 def batch(tokens: int = 1, priority: str = "normal") -> dict:
-    return records.batch(request(priority), "apns", [(f"t{i}", "u", "") for i in range(tokens)], 2_000, f"test:{tokens}")
+    return records.batch(request(priority), "apns", [(f"t{i}", "u", "", "") for i in range(tokens)], 2_000, f"test:{tokens}")
 
 
 def small(tokens: int = 1) -> SmallBatch:
@@ -37,14 +39,14 @@ def bundled(output: tuple) -> list[dict]:
 
 
 def test_a_small_batch_goes_to_the_bundler_keyed_by_lane_app_and_vendor() -> None:
-    tag, (key, priority, tokens, body) = lane_batch(request("high"), "apns", [("t", "u", "")], 1000, "pin:u:0", 2_000)
+    tag, (key, priority, tokens, body) = lane_batch(request("high"), "apns", [("t", "u", "", "")], 1000, "pin:u:0", 2_000)
     assert tag is TO_BUNDLER and key == "high|app|apns" and (priority, tokens) == ("high", 1)
     [small] = codec.decode("DispatchBundle", codec.encode_array("DispatchBundle", [body]))["batches"]
     assert small["tokens"] == ["t"] and small["priority"] == "high"
 
 
 def test_a_batch_of_half_a_batch_or_more_goes_alone() -> None:
-    tag, payload = lane_batch(request(), "apns", [(f"t{i}", "u", "") for i in range(500)], 1000, "shard:0:0", 2_000)
+    tag, payload = lane_batch(request(), "apns", [(f"t{i}", "u", "", "") for i in range(500)], 1000, "shard:0:0", 2_000)
     assert tag is LANES["normal"]
     [alone] = codec.decode("DispatchBundle", payload)["batches"]
     assert len(alone["tokens"]) == 500
@@ -96,11 +98,22 @@ def test_a_bundle_that_times_out_retries_each_batch() -> None:
         (one["batch_id"], one["tokens"], 1), (two["batch_id"], two["tokens"], 1)]
 
 
+def longest(count: int) -> list[tuple[str, str, str, str]]:
+    """Targets with the longest ids and device profiles there can be."""
+    profile = profiles.encode(dict.fromkeys(profiles.FIELDS, "é" * profiles.MAX_VALUE_BYTES))
+    return [(f"t{i}".ljust(keys.MAX_TOKEN_BYTES, "x"), f"u{i}".ljust(keys.MAX_PIN_BYTES, "p"),
+             f"f{i}".ljust(keys.MAX_TOKEN_BYTES, "y"), profile) for i in range(count)]
+
+
+def test_a_full_batch_of_the_longest_ids_and_profiles_fits_a_kafka_record() -> None:
+    tag, payload = lane_batch(request(), "apns", longest(1000), 1000, "shard:0:0", 2_000)
+    assert tag is LANES["normal"] and len(payload) < KAFKA_RECORD_LIMIT
+
+
 def test_a_bundle_is_sent_before_its_bytes_could_pass_the_kafka_record_limit() -> None:
     h = Harness(Bundler(1000))
-    longest = [(f"t{i}".ljust(256, "x"), f"u{i}".ljust(128, "p"), "f".ljust(256, "y")) for i in range(400)]
-    body = codec.body("DispatchBatch", records.batch(request(), "apns", longest, 1, "test"))  # 400 of 1000 tokens
+    body = codec.body("DispatchBatch", records.batch(request(), "apns", longest(400), 1, "test"))  # 400 of 1000 tokens
     assert not h.process(SmallBatch("normal|app|apns", "normal", 400, body))
     [(tag, payload)] = h.process(SmallBatch("normal|app|apns", "normal", 400, body))  # 800 tokens, > 512 KiB
-    assert tag is LANES["normal"] and LANE_RECORD_BYTES <= len(payload) < 1_000_000
+    assert tag is LANES["normal"] and LANE_RECORD_BYTES <= len(payload) < KAFKA_RECORD_LIMIT
     assert not h.state("size", "normal|app|apns").value()

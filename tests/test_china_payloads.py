@@ -413,7 +413,7 @@ def test_one_class_from_fan_out_to_the_adapters() -> None:
     """The policy's classes (a policy file can add "orders": "service") decide what dispatch tells the vendors."""
     policy = PolicyConfig(classes={"orders": "service"})
     request = {**push_request("a", ["u"], "t", "b", category="orders"), "message_class": message_class("orders", policy.classes)}
-    batch = records.batch(request, "vivo", [("t1", "u", "")], 1, "pin:u:0")
+    batch = records.batch(request, "vivo", [("t1", "u", "", "")], 1, "pin:u:0")
     assert batch["message_class"] == "service" and notification_of(batch).message_class == "service"
     assert notification_of({**batch, "message_class": ""}).message_class == "marketing", "an old batch: the default classes"
 

@@ -114,7 +114,7 @@ def test_high_priority_is_not_starved_by_a_low_priority_flood(pipeline: Settings
 def test_a_lone_batch_on_a_lane_is_sent_and_an_empty_bundle_is_dead_lettered(pipeline: Settings, admin: SimulatorAdmin, run_id: str) -> None:
     """A lane record from before bundles (a bare DispatchBatch) is still sent; an empty bundle is refused with a reason."""
     request = {**push_request(f"lone-{run_id}", ["u"], "t", "b"), "created_at": now_ms()}
-    lone = records.batch(request, "apns", [(tok(run_id, 0), "u", "")], now_ms(), "pin:u:0")
+    lone = records.batch(request, "apns", [(tok(run_id, 0), "u", "", "")], now_ms(), "pin:u:0")
     raw = Producer({"bootstrap.servers": pipeline.kafka_bootstrap})
     raw.produce(pipeline.topics.lane("normal"), codec.encode("DispatchBatch", lone))
     raw.produce(pipeline.topics.lane("normal"), codec.encode("DispatchBundle", {"batches": []}))

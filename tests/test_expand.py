@@ -28,7 +28,7 @@ def test_devices_are_grouped_by_vendor_and_rendered_text() -> None:
                      device_event("a", "u1", "t-fcm", vendor="fcm", locale="en"))
     request = push_request("a", ["u1"], "", "", notification={"template_id": "shipped", "template_vars": {"order": "42"}})
     result = expand_for_pin(request, "u1", state, NOON, PolicyConfig(), TEMPLATES)
-    titles = {(vendor, r["notification"]["title"]): [t for t, _, _ in targets] for (vendor, _), (r, targets) in result.groups.items()}
+    titles = {(vendor, r["notification"]["title"]): [t for t, *_ in targets] for (vendor, _), (r, targets) in result.groups.items()}
     assert titles == {("apns", "Order 42 shipped"): ["t-en"], ("apns", "Bestellung 42 versandt"): ["t-de"],
                       ("fcm", "Order 42 shipped"): ["t-fcm"]}
 
@@ -42,7 +42,7 @@ def test_missing_template_variable_rejects_with_the_reason() -> None:
 def test_test_push_reaches_only_whitelisted_devices() -> None:
     state = pin_with(device_event("a", "u1", "prod"), device_event("a", "u1", "dev", environment="test"))
     result = expand_for_pin(push_request("a", ["u1"], "t", "b", environment="test"), "u1", state, NOON, PolicyConfig(), TEMPLATES)
-    assert [t for _, (_, targets) in result.groups.items() for t, _, _ in targets] == ["dev"]
+    assert [t for _, (_, targets) in result.groups.items() for t, *_ in targets] == ["dev"]
     assert result.not_sent == [Unsent("prod", "suppressed", TEST_TO_PRODUCTION)]
 
 

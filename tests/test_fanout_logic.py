@@ -74,7 +74,7 @@ def test_invalid_requests_have_reasons(change: dict, reason: str) -> None:
 
 def test_batches_carry_the_request_and_are_chunked() -> None:
     request = push_request("a", ["u1"], "t", "b", ttl_s=60)
-    parts = list(records.chunks([(f"t{i}", f"u{i}", "um" if i == 1 else "") for i in range(7)], 3))
+    parts = list(records.chunks([(f"t{i}", f"u{i}", "um" if i == 1 else "", "") for i in range(7)], 3))
     assert [len(p) for p in parts] == [3, 3, 1]
     batch = records.batch(request, "apns", parts[0], now_ms=1, position="pins:0")
     assert batch["msg_id"] == request["msg_id"] and batch["tokens"] == ["t0", "t1", "t2"]
@@ -100,13 +100,13 @@ def test_many_outcomes_are_split_into_results_that_fit_a_kafka_record() -> None:
 
 def test_batch_ids_are_derived_from_app_message_vendor_text_and_position() -> None:
     request = push_request("a", ["u1"], "t", "b")
-    one = records.batch(request, "apns", [("t1", "u1", "")], 1, "shard:3:0")
-    assert records.batch(request, "apns", [("t1", "u1", "")], 2, "shard:3:0")["batch_id"] == one["batch_id"]
-    others = [records.batch(request, "apns", [("t1", "u1", "")], 1, "shard:3:1"),
-              records.batch({**request, "app_id": "b"}, "apns", [("t1", "u1", "")], 1, "shard:3:0"),
-              records.batch(request, "fcm", [("t1", "u1", "")], 1, "shard:3:0"),
+    one = records.batch(request, "apns", [("t1", "u1", "", "")], 1, "shard:3:0")
+    assert records.batch(request, "apns", [("t1", "u1", "", "")], 2, "shard:3:0")["batch_id"] == one["batch_id"]
+    others = [records.batch(request, "apns", [("t1", "u1", "", "")], 1, "shard:3:1"),
+              records.batch({**request, "app_id": "b"}, "apns", [("t1", "u1", "", "")], 1, "shard:3:0"),
+              records.batch(request, "fcm", [("t1", "u1", "", "")], 1, "shard:3:0"),
               records.batch({**request, "notification": {**request["notification"], "title": "other"}}, "apns",
-                             [("t1", "u1", "")], 1, "shard:3:0")]
+                             [("t1", "u1", "", "")], 1, "shard:3:0")]
     assert len({one["batch_id"], *(o["batch_id"] for o in others)}) == 5
 
 

@@ -30,9 +30,10 @@ from pushpipe.jobs.fanout.pin_directory import PinDirectory
 from pushpipe.jobs.fanout.shard_directory import ShardDirectory
 from pushpipe.jobs.fanout.tally import BroadcastTally
 from pushpipe.producer import device_event, preference_event, push_request
-from pushpipe.schemas import codec, keys
+from pushpipe.schemas import codec, keys, profiles
 
 NOON = 1_795_348_800_000  # 2026-11-22 12:00 UTC
+IPHONE = {"brand": "Apple", "model": "iPhone15,3", "os_version": "17.4.1", "app_version": "5.0.1"}
 
 
 def results(out: list) -> list[dict]:
@@ -123,6 +124,14 @@ def test_a_pin_push_becomes_a_batch_per_vendor_and_an_unknown_pin_a_reason(pins:
     assert reasons(pins.process(ToPin(keys.pin_key("a", "nobody"), "request", push_request("a", ["nobody"], "t", "b")))) == ["no_devices"]
 
 
+def test_a_pin_push_carries_each_device_profile_with_its_token(pins: Harness) -> None:
+    key = keys.pin_key("a", "u")
+    pins.process(ToPin(key, "device", device_event("a", "u", "ios1", **IPHONE)))
+    pins.process(ToPin(key, "device", device_event("a", "u", "ios2")))
+    [batch] = batches(pins.process(ToPin(key, "request", made(push_request("a", ["u"], "t", "b"), NOON))))
+    assert dict(zip(batch["tokens"], batch["profiles"], strict=True)) == {"ios1": profiles.encode(IPHONE), "ios2": ""}
+
+
 def test_quiet_hours_hold_a_push_until_they_end_on_the_fake_clock(pins: Harness) -> None:
     key = keys.pin_key("a", "u")
     pins.process(ToPin(key, "device", device_event("a", "u", "ios1")))
@@ -138,7 +147,7 @@ def test_a_pin_list_share_and_a_bad_preference_go_their_ways(pins: Harness) -> N
     key = keys.pin_key("a", "u")
     pins.process(ToPin(key, "device", device_event("a", "u", "ios1")))
     [(tag, gathered)] = pins.process(ToPin(key, "request", push_request("a", ["u", "v"], "t", "b", priority="high")))
-    assert tag is GATHER and gathered.vendor == "apns" and gathered.items == [("ios1", "u", "")]
+    assert tag is GATHER and gathered.vendor == "apns" and gathered.items == [("ios1", "u", "", "")]
     [(tag, _)] = pins.process(ToPin(key, "preference", preference_event("a", "u", "set_timezone", timezone="Mars/Base")))
     assert tag is DLQ
 
@@ -166,6 +175,17 @@ def test_an_urgent_broadcast_is_expanded_by_the_shard_with_its_users_opt_outs(sh
     assert [b["tokens"] for b in batches(out)] == [["ios1"]] and reasons(out) == ["opted_out:channel:apns"]
 
 
+def test_a_broadcast_expanded_by_the_shard_carries_each_device_profile(shards: Harness) -> None:
+    shard = keys.shard_key("a", "ios1")
+    shards.process(ToShard(shard, "device", device_event("a", "u", "ios1", **IPHONE)))
+    stored_before_model_and_os = {k: v for k, v in shards.state("devices", shard).get("ios1").items() if k not in ("model", "os_version")}
+    shards.state("devices", shard).put("ios1x", {**stored_before_model_and_os, "pin": "v"})
+    urgent = push_request("a", [], "t", "b", target="broadcast", category="transactional", priority="high")
+    [batch] = batches(shards.process(ToShard(shard, "everyone", urgent)))
+    assert dict(zip(batch["tokens"], batch["profiles"], strict=True)) == {
+        "ios1": profiles.encode(IPHONE), "ios1x": profiles.encode({"brand": "Apple", "app_version": "5.0.1"})}
+
+
 def test_a_marketing_broadcast_goes_to_each_user_once(shards: Harness) -> None:
     shard = keys.shard_key("a", "t1")
     for pin, token in (("u", "t1"), ("u", "t1b"), ("", "t1c")):
@@ -179,7 +199,7 @@ def test_a_token_push_a_moved_token_and_a_tombstone(shards: Harness) -> None:
     bound = device_event("a", "u", "tok")
     shards.process(in_shard("device", bound))
     [(tag, gathered)] = shards.process(in_shard("token", push_request("a", [], "t", "b", target="tokens", tokens=["tok"])))
-    assert tag is GATHER and gathered.items == [("tok", "u", "")]
+    assert tag is GATHER and gathered.items == [("tok", "u", "", "")]
     [(tag, unbind)] = shards.process(in_shard("device", device_event("a", "w", "tok")))
     assert tag is FEEDBACK and codec.decode("DeviceEvent", unbind)["pin"] == "u", "its old pin stops targeting it"
     [(tag, gone)] = shards.process(in_shard("forget", {"app_id": "a", "token": "tok"}))
@@ -210,14 +230,23 @@ def test_a_broadcast_that_matches_no_device_anywhere_says_so_once_every_shard_re
 def test_the_batcher_gathers_pins_into_full_batches_numbered_in_order() -> None:
     h = Harness(Batcher(3))
     request = push_request("app", [f"u{n}" for n in range(7)], "t", "b")
-    out = [o for n in range(7) for o in h.process(Gather("k", "apns", request, [(f"t{n}", f"u{n}", "")]))]
+    out = [o for n in range(7) for o in h.process(Gather("k", "apns", request, [(f"t{n}", f"u{n}", "", "")]))]
     out += h.advance(100)
     found = batches(out)
     assert [x["tokens"] for x in found] == [["t0", "t1", "t2"], ["t3", "t4", "t5"], ["t6"]]
     again = Harness(Batcher(3))
-    replayed = [o for n in range(7) for o in again.process(Gather("k", "apns", request, [(f"t{n}", f"u{n}", "")]))]
+    replayed = [o for n in range(7) for o in again.process(Gather("k", "apns", request, [(f"t{n}", f"u{n}", "", "")]))]
     assert [x["batch_id"] for x in batches(replayed)] == [x["batch_id"] for x in found[:2]], "a replay gives the same ids"
     assert len({x["batch_id"] for x in found}) == 3
+
+
+def test_the_batcher_carries_profiles_and_takes_a_target_from_before_them() -> None:
+    h = Harness(Batcher(2))
+    request = push_request("app", ["u0", "u1"], "t", "b")
+    out = h.process(Gather("k", "apns", request, [("t0", "u0", "")]))  # three fields: checkpointed before profiles
+    out += h.process(Gather("k", "apns", request, [("t1", "u1", "", profiles.encode(IPHONE))]))
+    [batch] = batches(out)
+    assert batch["tokens"] == ["t0", "t1"] and batch["profiles"] == ["", profiles.encode(IPHONE)]
 
 
 def test_a_receipt_that_names_only_the_token_reaches_its_pin_through_the_shard(shards: Harness) -> None:

@@ -69,10 +69,10 @@ def sender(tmp_path: Path, policy: DispatchPolicy | None = None) -> Sender:
                   SendLedger(tmp_path / "ledger.db"))
 
 
-def batch(tokens: list[str], fallback: dict[str, str] | None = None, attempt: int = 0) -> dict:
+def batch(tokens: list[str], fallback: dict[str, str] | None = None, attempt: int = 0, profiles: dict[str, str] | None = None) -> dict:
     request = push_request("app", ["u1"], "t", "b")
-    record = records.batch(request, "apns", [(t, "u1", (fallback or {}).get(t, "")) for t in tokens], now_ms=1, position="pin:u1:0")
-    return {**record, "attempt": attempt}
+    targets = [(t, "u1", (fallback or {}).get(t, ""), (profiles or {}).get(t, "")) for t in tokens]
+    return {**records.batch(request, "apns", targets, now_ms=1, position="pin:u1:0"), "attempt": attempt}
 
 
 def decoded(outputs: list[tuple[str, bytes]], kind: str) -> list[dict]:
@@ -179,3 +179,35 @@ def test_tokens_wait_for_a_vendor_whose_exits_are_all_down_without_using_their_r
     [retry] = decoded(asyncio.run(s.dispatch(held)), "retry")  # its first real send fails: its one retry is left
     outputs = asyncio.run(s.dispatch(retry))
     assert token_outcomes(decoded(outputs, "result")[0])[0]["final"] and not decoded(outputs, "retry")
+
+
+PROFILES = {"t1": "Apple\x1fiPhone15,3\x1f17.4\x1f5.0", "t2": "Apple\x1fiPhone12,1\x1f16.7\x1f5.0", "dead": "Apple\x1f\x1f\x1f4.9"}
+
+
+def test_profiles_and_environment_reach_the_result_and_the_retry(tmp_path: Path, fakes: dict[str, FakeAdapter]) -> None:
+    fakes["apns"] = FakeAdapter({"dead": [Outcome.INVALID_TOKEN], "t2": [Outcome.UNAVAILABLE]})
+    test_batch = {**batch(["t1", "dead", "t2", "t3"], profiles=PROFILES), "environment": "test"}
+    outputs = asyncio.run(sender(tmp_path).dispatch(test_batch))
+    [result], [retry] = decoded(outputs, "result"), decoded(outputs, "retry")
+    [group] = result["accepted"]
+    assert group["tokens"] == ["t1", "t3"] and group["profiles"] == [PROFILES["t1"], ""]
+    assert {o["token"]: o["profile"] for o in result["outcomes"]} == {"dead": PROFILES["dead"], "t2": PROFILES["t2"]}
+    assert retry["tokens"] == ["t2"] and retry["profiles"] == [PROFILES["t2"]] and retry["pins"] == ["u1"]
+    assert result["environment"] == "test"
+
+
+def test_expired_and_ledger_skipped_tokens_keep_their_profiles(tmp_path: Path, fakes: dict[str, FakeAdapter]) -> None:
+    [expired] = decoded(asyncio.run(sender(tmp_path).dispatch({**batch(["t1"], profiles=PROFILES), "expires_at": 1})), "result")
+    assert [o["profile"] for o in token_outcomes(expired)] == [PROFILES["t1"]]
+    b = batch(["t1", "t2"], profiles=PROFILES)
+    asyncio.run(sender(tmp_path).dispatch(b))
+    [replayed] = decoded(asyncio.run(sender(tmp_path).dispatch(b)), "result")
+    assert {o["token"]: (o["code"], o["profile"]) for o in token_outcomes(replayed)} == {
+        "t1": ("ledger", PROFILES["t1"]), "t2": ("ledger", PROFILES["t2"])}
+
+
+def test_a_batch_written_before_profiles_gives_outcomes_without_one(tmp_path: Path, fakes: dict[str, FakeAdapter]) -> None:
+    fakes["apns"] = FakeAdapter({"t2": [Outcome.UNAVAILABLE]})
+    outputs = asyncio.run(sender(tmp_path).dispatch({**batch(["t1", "t2"]), "profiles": []}))
+    [result], [retry] = decoded(outputs, "result"), decoded(outputs, "retry")
+    assert [o["profile"] for o in token_outcomes(result)] == ["", ""] and retry["profiles"] == []

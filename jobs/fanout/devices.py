@@ -14,10 +14,10 @@ DEVICE_FIELDS = ("vendor", "platform", "environment", "brand", "model", "os_vers
                  "fallback_token", "tags")
 
 
-# A device a batch is sent to: (token, pin or "", the token to fall back to or ""). A plain tuple, not a
-# NamedTuple: a batch's 1,000 targets are pickled between operators, and a NamedTuple costs ~2 us more per
-# target and hop (measured).
-Target = tuple[str, str, str]
+# A device a batch is sent to: (token, pin or "", the token to fall back to or "", its profile: schemas/profiles.py).
+# A plain tuple, not a NamedTuple: a batch's 1,000 targets are pickled between operators, and a NamedTuple costs
+# ~2 us more per target and hop (measured).
+Target = tuple[str, str, str, str]
 
 
 def apply_event(devices: Devices, event: dict[str, Any]) -> Devices:

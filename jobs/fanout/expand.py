@@ -15,6 +15,7 @@ from pushpipe.jobs.fanout.placement import GroupKey, Placement
 from pushpipe.jobs.fanout.records import Unsent
 from pushpipe.jobs.policy.decide import Defer, PolicyConfig, Send, Suppress, decide, filter_devices
 from pushpipe.jobs.policy.templates import TemplateStore
+from pushpipe.schemas import profiles
 
 Record = dict[str, Any]
 TEST_TO_PRODUCTION = "test_push_to_production_device"
@@ -65,7 +66,8 @@ def expand_for_pin(request: Record, pin: str, state: Record, now_ms: int, config
     placement = Placement(request, templates)
     for token in allowed:
         device = devices[token]
-        why_not = placement.place((token, pin, device.get("fallback_token") or ""), device["vendor"], device.get("locale") or "")
+        target = (token, pin, device.get("fallback_token") or "", profiles.encode(device))
+        why_not = placement.place(target, device["vendor"], device.get("locale") or "")
         if why_not:
             result.not_sent.append(Unsent(token, "rejected", why_not))
     result.groups = placement.groups

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 from pushpipe.jobs.fanout.devices import Target
 from pushpipe.jobs.fanout.placement import variant
 from pushpipe.schemas import codec, keys
-from pushpipe.schemas.results import NO_VENDOR
+from pushpipe.schemas.results import NO_VENDOR, token_outcome
 
 Record = dict[str, Any]
 NO_DEVICES = "no_devices"  # the reason of a pin without any device
@@ -39,9 +39,10 @@ def batch(request: Record, vendor: str, targets: list[Target], now_ms: int, posi
         message_class=request.get("message_class", ""),
         campaign=request["campaign"],
         notification=request["notification"],
-        tokens=[t for t, _, _ in targets],
-        pins=[p for _, p, _ in targets],
-        fallback_tokens={t: f for t, _, f in targets if f},
+        tokens=[target[0] for target in targets],
+        pins=[target[1] for target in targets],
+        fallback_tokens={target[0]: target[2] for target in targets if target[2]},
+        profiles=[target[3] if len(target) > 3 else "" for target in targets],  # 3 fields: kept by the Batcher from before profiles
         attempt=0,
         requested_at=request["created_at"],
         due_at=due_at(request),
@@ -79,13 +80,13 @@ def unsent_results(request: Record, key: str, outcomes: list[Unsent], pin: str, 
             batch_id=f"{request['msg_id']}:{key}" + (f":{n}" if n else ""),
             msg_id=request["msg_id"],
             app_id=request["app_id"],
+            environment=request["environment"],
             vendor=NO_VENDOR,
             priority=request["priority"],
             category=request["category"],
             campaign=request["campaign"],
-            outcomes=[{"token": o.token, "outcome": o.outcome, "code": o.reason.split(":")[0], "reason": o.reason,
-                       "vendor_msg_id": "", "pin": o.pin or pin, "exit": "fanout", "final": True, "count": o.number}
-                      for o in part],
+            outcomes=[{**token_outcome(o.token, o.pin or pin, o.outcome, o.reason.split(":")[0], o.reason, "fanout", "", True),
+                       "count": o.number} for o in part],
             requested_at=request["created_at"],
             due_at=due_at(request),
             sent_at=now_ms,

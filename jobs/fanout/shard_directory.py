@@ -23,7 +23,7 @@ from pushpipe.jobs.fanout.placement import Placement
 from pushpipe.jobs.fanout.records import Unsent
 from pushpipe.jobs.policy.decide import per_user_policy_applies
 from pushpipe.jobs.policy.preferences import InvalidPreference, apply_preference, blocked_reason
-from pushpipe.schemas import codec, keys
+from pushpipe.schemas import codec, keys, profiles
 
 Record = dict[str, Any]
 Chosen = list[tuple[str, Record]]  # (token, the shard's summary of its device)
@@ -135,7 +135,8 @@ class ShardDirectory(Directory):
         chosen, unsent = self.allowed(request, chosen)
         placement = Placement(request, self.templates)
         for token, device in chosen:
-            why_not = placement.place((token, device["pin"], device["fallback_token"] or ""), device["vendor"], device["locale"] or "")
+            target = (token, device["pin"], device["fallback_token"] or "", profiles.encode(device))
+            why_not = placement.place(target, device["vendor"], device["locale"] or "")
             if why_not:
                 unsent.append(Unsent(token, "rejected", why_not))
         now = self.clock()

@@ -14,7 +14,8 @@ from pushpipe.jobs.fanout.devices import REMOVING
 Record = dict[str, Any]
 FROM_RECEIPTS = ("invalid_token", "switch_off")  # what the receipt gateway reports of a token
 BLOCKING_FIELDS = ("opted_out_categories", "opted_out_channels", "unsubscribed")
-SUMMARY_FIELDS = ("pin", "vendor", "platform", "environment", "brand", "app_version", "locale", "fallback_token", "tags")
+SUMMARY_FIELDS = ("pin", "vendor", "platform", "environment", "brand", "model", "os_version", "app_version", "locale",
+                  "fallback_token", "tags")
 
 
 def select(devices: Iterable[tuple[str, Record]], request: Record) -> tuple[list[tuple[str, Record]], Counter[str]]:
