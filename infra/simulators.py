@@ -111,6 +111,10 @@ class SimulatorAdmin:
     def reset(self, *, config: bool = True, records: bool = True) -> None:
         self._call("POST", "/reset", body={"config": config, "records": records})
 
+    def register_devices(self, devices: dict[str, dict[str, str]], clear: bool = False) -> int:
+        """Register simulated devices {token: {"app_id", "brand"}} (simulators/devices.py); returns how many are known."""
+        return int(self._call("POST", "/devices", body={"devices": devices, "clear": clear})["devices"])
+
     def register_apns_key(self, team_id: str, key_id: str, public_key_pem: str) -> None:
         self._call("POST", "/keys", body={"vendor": "apns", "team_id": team_id, "key_id": key_id,
                                           "public_key": public_key_pem})

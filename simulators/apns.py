@@ -2,6 +2,12 @@
 
 Checks run in Apple's order of concern: method, outage, provider token, headers, payload, device
 token, then injected faults (503 / quota / 429), then accept and record. See VENDORS.md section 1.
+
+APNs sends no receipts: the app on the device says what arrived. For a token registered with its app
+(admin POST /devices) and with SimConfig.sdk_url set, an accepted alert (aps.mutable-content 1, so its
+Notification Service Extension runs) that reaches the device is acked to the gateway as an SDK "delivered"
+event, then opened and clicked as the population decides (simulators/population.py). Background pushes
+show nothing and wake no extension: no events.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from pushpipe.connectors.dev_credentials import generate_p8, new_key_id, public_pem
+from pushpipe.simulators import population
 from pushpipe.simulators.common import Accepted, Receive, Scope, Send, SimState, header_map, read_body, respond, retry_after
 
 TOKEN_MAX_AGE_S = 3600
@@ -146,6 +153,7 @@ class ApnsSimulator:
         self.state = state or SimState()
         self.tokens = ProviderTokenVerifier()
         self._clock = clock
+        self.users = population.SimulatedApps(self.state)
 
     def register_credentials(self, creds: ApnsCredentials) -> None:
         self.tokens.register(creds.team_id, creds.key_id, creds.public_pem())
@@ -160,6 +168,17 @@ class ApnsSimulator:
         headers.setdefault("apns-id", str(uuid.uuid4()))  # APNs generates one if omitted
         reply = self.handle(scope["method"], scope["path"], headers, body)
         await respond(send, reply.status, _reply_body(reply), _reply_headers(reply, headers["apns-id"]))
+        if reply.status == 200:
+            self.acknowledge(scope["path"][len(PATH_PREFIX):], body)
+
+    def acknowledge(self, token: str, body: bytes) -> None:
+        """The app's Notification Service Extension: an accepted alert to a registered token is acked when it arrives."""
+        if not self.users.has_app(token):
+            return
+        payload = _json_object(body)
+        aps, msg_id = payload.get("aps"), payload.get("msg_id")
+        if isinstance(aps, dict) and aps.get("mutable-content") == 1 and isinstance(msg_id, str) and msg_id:
+            self.users.acknowledge(msg_id, token, time.time())
 
     def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Reply:
         """Decide the reply for one request and record it (no I/O)."""
@@ -201,6 +220,14 @@ class ApnsSimulator:
         if self.state.roll_throttled(now):
             return Reply(429, "TooManyRequests", retry_after_s=self.state.config.retry_after_s)
         return None
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
 
 
 def _reply_body(reply: Reply) -> bytes:

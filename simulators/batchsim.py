@@ -8,6 +8,9 @@ recording per token, dev credentials, and receipts POSTed in the background.
 Receipts: every simulator that has them queues `Receipt`s on its `ReceiptOutbox`, which POSTs them
 to `SimConfig.receipt_url` about once a second (Xiaomi and Meizu document that cadence), encoded by
 the vendor module. Best effort, as vendors do: a failed POST is counted and dropped, never retried.
+A delivery receipt goes only for the devices the push reached (simulators/population.py), when it
+reached each; a device with notifications off gets a SWITCHED_OFF receipt instead where the vendor's
+receipts can say so (`switched_off_receipts`: Xiaomi), else none.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import json
 import secrets
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NamedTuple, Self
@@ -43,11 +46,12 @@ class Request(NamedTuple):
 
 
 DELIVERED = 1  # a Receipt's kind for a delivery
+SWITCHED_OFF = -1  # a Receipt's kind for a delivery to a device whose notifications are off (Xiaomi: barStatus "Disable")
 
 
 @dataclass(frozen=True)
 class Receipt:
-    kind: int  # 1 delivered, 2 clicked, 16 invalid target (the vendor module maps it to its own code)
+    kind: int  # 1 delivered, 2 clicked, 16 invalid target, SWITCHED_OFF (the vendor module maps it to its own code)
     msg_id: str
     param: str  # the sender's callback parameter (our msg_id)
     tokens: tuple[str, ...]
@@ -127,11 +131,11 @@ class ReceiptOutbox:
     _pending: list[tuple[float, str, Any]] = field(default_factory=list)  # (due, url, receipt)
     _task: asyncio.Task[None] | None = None
 
-    def add(self, url: str, receipts: tuple[Any, ...] | list[Any], delay_s: float = 0.0) -> None:
-        """Queue receipts for the callback URL their send carried, else for `url`, to go `delay_s` from now;
-        call from the event loop. Receipts with neither URL are dropped (the sender asked for none)."""
-        due = time.time() + delay_s
-        queued = [(due, target, r) for r in receipts if (target := getattr(r, "url", "") or url)]
+    def add(self, url: str, timed: Iterable[tuple[float, Any]]) -> None:
+        """Queue (delay_s, receipt)s for the callback URL their send carried, else for `url`, each to go delay_s
+        from now; call from the event loop. Receipts with neither URL are dropped (the sender asked for none)."""
+        now = time.time()
+        queued = [(now + delay_s, target, r) for delay_s, r in timed if (target := getattr(r, "url", "") or url)]
         if not queued:
             return
         self._pending.extend(queued)
@@ -184,12 +188,13 @@ class BatchVendorSim:
     name: str
     prefixes: tuple[str, ...]
     auth_paths: ClassVar[frozenset[str]] = frozenset()  # token endpoints: no latency, no faults
+    switched_off_receipts: ClassVar[bool] = False  # its delivery receipts can say "notifications off" (SWITCHED_OFF)
 
     def __init__(self, state: SimState | None = None, clock: Callable[[], float] = time.time) -> None:
         self.state = state or SimState()
         self._clock = clock
         self.outbox = ReceiptOutbox(self.encode_receipts)
-        self.users = population.SimulatedApps()
+        self.users = population.SimulatedApps(self.state)
 
     # -- to override --------------------------------------------------------------------------------
     def routes(self) -> Mapping[str, Route]:
@@ -224,21 +229,27 @@ class BatchVendorSim:
             await self.state.lag()
         reply = self.handle(request)
         await respond(send, reply.status, reply.body, reply.headers)
-        config = self.state.config
-        self.outbox.add(config.receipt_url, self.reached(reply.receipts), config.delivery_delay_ms / 1000)
+        self.outbox.add(self.state.config.receipt_url, self.reached(reply.receipts))
 
-    def reached(self, receipts: tuple[Receipt, ...]) -> list[Receipt]:
-        """The receipts of what reached the devices (population.fate); their apps open and click some."""
-        config, kept = self.state.config, []
+    def reached(self, receipts: tuple[Receipt, ...]) -> list[tuple[float, Receipt]]:
+        """(delay_s, receipt) for what reached the devices (population.fate): a delivery receipt for each arrival
+        time, SWITCHED_OFF for devices with notifications off if the vendor says so; their apps open and click some.
+        Other receipts (invalid targets) go after the vendor's delivery_delay_ms."""
+        out: list[tuple[float, Receipt]] = []
         for r in receipts:
             if r.kind != DELIVERED:
-                kept.append(r)
+                out.append((self.state.config.delivery_delay_ms / 1000, r))
                 continue
-            tokens = [t for t in r.tokens if population.fate(config, r.param, t).delivered]
-            self.users.engage(config, population.app_of_callback(r.url), r.param, tokens, time.time())
-            if tokens:
-                kept.append(replace(r, tokens=tuple(tokens)))
-        return kept
+            fates = self.users.fates(r.param, r.tokens)
+            self.users.engage(population.app_of_callback(r.url), r.param, fates, time.time())
+            groups: dict[tuple[int, float], list[str]] = {}
+            for token, what in fates.items():
+                kind = DELIVERED if what.delivered else SWITCHED_OFF if what.switched_off and self.switched_off_receipts else 0
+                if kind:
+                    groups.setdefault((kind, what.delay_ms), []).append(token)
+            out += [(delay_ms / 1000, replace(r, kind=kind, tokens=tuple(tokens), at=r.at + delay_ms / 1000))
+                    for (kind, delay_ms), tokens in groups.items()]
+        return out
 
     def targets(self, request: Request) -> list[str]:
         """The device tokens a request is for ([] for auth and save steps)."""

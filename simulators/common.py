@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from pushpipe.simulators.devices import DeviceRegistry
+
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -48,6 +50,28 @@ def _tokens(v: Any) -> frozenset[str]:
     return frozenset(str(t) for t in v)
 
 
+@dataclass(frozen=True)
+class Brand:
+    """One phone brand's delivery, overriding the vendor-wide value where set (None = the vendor's)."""
+
+    delivery_rate: float | None = None
+    delivery_delay_ms: float | None = None
+
+
+def _brands(v: Any) -> dict[str, Brand]:
+    """{brand: {"delivery_rate"?, "delivery_delay_ms"?}}, brands in lower case; replaces every earlier override."""
+    if not isinstance(v, Mapping):
+        raise ValueError('must be an object {brand: {"delivery_rate", "delivery_delay_ms"}}')
+    out: dict[str, Brand] = {}
+    for name, fields in v.items():
+        if isinstance(fields, Brand):
+            fields = asdict(fields)
+        if not isinstance(fields, Mapping) or set(fields) - {"delivery_rate", "delivery_delay_ms"}:
+            raise ValueError(f'brand {name!r}: expected {{"delivery_rate", "delivery_delay_ms"}}, got {fields!r:.80}')
+        out[str(name).lower()] = Brand(**{k: None if x is None else _COERCE[k](x) for k, x in fields.items()})
+    return out
+
+
 _COERCE: dict[str, Callable[[Any], Any]] = {
     "latency_ms": _non_negative,
     "throttle_rate": _rate,
@@ -61,6 +85,10 @@ _COERCE: dict[str, Callable[[Any], Any]] = {
     "receipt_url": str,
     "delivery_rate": _rate,
     "delivery_delay_ms": _non_negative,
+    "brands": _brands,
+    "offline_rate": _rate,
+    "offline_ms": _non_negative,
+    "switched_off_rate": _rate,
     "open_rate": _rate,
     "click_rate": _rate,
     "open_delay_ms": _non_negative,
@@ -87,6 +115,10 @@ class SimConfig:
     # the population behind the vendor (simulators/population.py)
     delivery_rate: float = 1.0  # share of accepted pushes that reach their device (and get a receipt)
     delivery_delay_ms: float = 0.0  # from acceptance to the device (and its receipt)
+    brands: dict[str, Brand] = field(default_factory=dict)  # per phone brand (devices.py): its own rate and delay
+    offline_rate: float = 0.0  # share of devices offline for a while: their pushes arrive offline_ms later
+    offline_ms: float = 0.0
+    switched_off_rate: float = 0.0  # share of devices with notifications off (population.py: what each vendor says)
     open_rate: float = 0.0  # share of delivered pushes the app opens
     click_rate: float = 0.0  # share of opened pushes the user clicks through
     open_delay_ms: float = 0.0  # from delivery to the open
@@ -104,6 +136,14 @@ class SimConfig:
 
     def to_json(self) -> dict[str, Any]:
         return {k: sorted(v) if isinstance(v, frozenset) else v for k, v in asdict(self).items()}
+
+    def delivery(self, brand: str) -> tuple[float, float]:
+        """(delivery_rate, delivery_delay_ms) for devices of this brand: its override, else the vendor-wide values."""
+        own = self.brands.get(brand) if brand else None
+        if own is None:
+            return self.delivery_rate, self.delivery_delay_ms
+        rate, delay = own.delivery_rate, own.delivery_delay_ms
+        return (self.delivery_rate if rate is None else rate), (self.delivery_delay_ms if delay is None else delay)
 
 
 @dataclass(frozen=True)
@@ -142,10 +182,12 @@ def _record_json(a: Accepted) -> dict[str, Any]:
 
 
 class SimState:
-    """Fault config, its runtime bits (outage window, quota window, RNG) and the record."""
+    """Fault config, its runtime bits (outage window, quota window, RNG), the record, and the devices (one
+    registry the server shares among its simulators; a reset leaves it alone: AdminApp clears it)."""
 
     def __init__(self, config: SimConfig | None = None) -> None:
         self.config = config or SimConfig()
+        self.devices = DeviceRegistry()
         self.home: dict[str, Any] = {}  # config set at start (server.py): what a reset returns to
         self.recorder = Recorder()
         self._rng = random.Random(self.config.seed)

@@ -13,7 +13,11 @@ payload (notification + data > 4096 bytes: 400 INVALID_ARGUMENT), token format (
 INVALID_ARGUMENT, field message.token), unregistered token (404 UNREGISTERED), then injected faults
 (503 UNAVAILABLE / 429 QUOTA_EXCEEDED, both with Retry-After), then accept: 200 {"name":
 "projects/{p}/messages/{id}"}. Errors carry google.rpc details (FcmError errorCode, BadRequest
-fieldViolations). FCM sends no delivery receipts, so neither does this simulator.
+fieldViolations). FCM sends no delivery receipts, so neither does this simulator: the app on the device
+says what arrived. For a token registered with its app (admin POST /devices) and with SimConfig.sdk_url
+set, an accepted message carrying data.msg_id that reaches the device is acked to the gateway as an SDK
+"delivered" event (the app's onMessageReceived), then, if it has a notification, opened and clicked as
+the population decides (simulators/population.py).
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from pushpipe.simulators import population
 from pushpipe.simulators.common import Accepted, Receive, Scope, Send, SimState, header_map, read_body, respond, retry_after
 from pushpipe.simulators.oauth import AccessTokens, parse_form, write_private
 
@@ -199,6 +204,7 @@ class FcmSimulator:
         self._clock = clock
         self.access_tokens = AccessTokens(self.state, clock)
         self.accounts: dict[str, ServiceAccountKey] = {}  # client_email -> key
+        self.users = population.SimulatedApps(self.state)
 
     def register_credentials(self, creds: FcmCredentials) -> None:
         key = creds.key()
@@ -218,6 +224,18 @@ class FcmSimulator:
             await self.state.lag()
             reply = self.handle(scope["method"], scope["path"], header_map(scope), body)
         await respond(send, reply.status, reply.body, retry_after(reply.retry_after_s))
+        if reply.status == 200 and scope["path"] != TOKEN_PATH:
+            self.acknowledge(body)
+
+    def acknowledge(self, body: bytes) -> None:
+        """The app's onMessageReceived: an accepted message to a registered token is acked when it arrives."""
+        message = _message(body) or {}
+        token, data = message.get("token"), message.get("data")
+        if not isinstance(token, str) or not self.users.has_app(token):
+            return
+        msg_id = data.get("msg_id") if isinstance(data, dict) else None
+        if isinstance(msg_id, str) and msg_id:
+            self.users.acknowledge(msg_id, token, time.time(), shown="notification" in message)
 
     # ---- OAuth -------------------------------------------------------------------------------------
 

@@ -9,7 +9,8 @@ token (401 80200001 invalid / 80200003 expired), app id (403 80300002), request 
 then injected faults (500 81000001; 503 + Retry-After for throttling and quota_per_s), then the
 tokens: malformed or unregistered ones are illegal -> all illegal 400 80300007, some 200 80100000
 with msg = {"success", "failure", "illegal_tokens"}, none 200 80000000. Accepted tokens are
-recorded and, if `receipt_url` is set, get a delivery receipt (simulators.receipts).
+recorded and, if `receipt_url` is set, get a delivery receipt (simulators.receipts) once they reach their
+device (simulators.population).
 
 `HuaweiStyleSimulator` is the machinery shared with the Honor simulator, which swaps the dialect.
 """
@@ -117,7 +118,7 @@ class HuaweiStyleSimulator:
         self.access_tokens = AccessTokens(self.state, clock)
         self.clients: dict[str, tuple[str, str]] = {}  # client_id -> (client_secret, app_id)
         self.receipts = ReceiptOutbox(encode_statuses, interval_s=0.05)
-        self.users = population.SimulatedApps()
+        self.users = population.SimulatedApps(self.state)
 
     def register_credentials(self, creds: ClientCredentials) -> None:
         self.clients[creds.client_id] = (creds.client_secret, creds.app_id)
@@ -135,19 +136,21 @@ class HuaweiStyleSimulator:
             await self.state.lag()
             reply = self.handle(scope["method"], scope["path"], header_map(scope), body)
         await respond(send, reply.status, reply.body, retry_after(reply.retry_after_s))
-        config = self.state.config
-        self.receipts.add(config.receipt_url, self.reached(reply.receipts), config.delivery_delay_ms / 1000)
+        self.receipts.add(self.state.config.receipt_url, self.reached(reply.receipts))
 
-    def reached(self, statuses: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
-        """The statuses of what reached the devices (population.fate); their apps open and click some.
-        The biTag the adapter set names the app and the message ("<app>|<msg>")."""
-        config, kept = self.state.config, []
+    def reached(self, statuses: tuple[dict[str, Any], ...]) -> list[tuple[float, dict[str, Any]]]:
+        """(delay_s, status) for what reached the devices (population.fate), stamped when it arrived; their apps
+        open and click some. A device with notifications off gets none (Huawei's other status codes are
+        UNCONFIRMED). The biTag the adapter set names the app and the message ("<app>|<msg>")."""
+        out: list[tuple[float, dict[str, Any]]] = []
         for tag in dict.fromkeys(s["biTag"] for s in statuses):
             app_id, _, msg_id = str(tag).rpartition("|") if "|" in str(tag) else ("", "", str(tag))
-            tokens = [s["token"] for s in statuses if s["biTag"] == tag and population.fate(config, msg_id, s["token"]).delivered]
-            self.users.engage(config, app_id, msg_id, tokens, time.time())
-            kept += [s for s in statuses if s["biTag"] == tag and s["token"] in set(tokens)]
-        return kept
+            mine = [s for s in statuses if s["biTag"] == tag]
+            fates = self.users.fates(msg_id, [s["token"] for s in mine])
+            self.users.engage(app_id, msg_id, fates, time.time())
+            out += [(what.delay_ms / 1000, {**s, "timestamp": s["timestamp"] + int(what.delay_ms)})
+                    for s in mine if (what := fates[s["token"]]).delivered]
+        return out
 
     # ---- OAuth -------------------------------------------------------------------------------------
 

@@ -5,14 +5,16 @@ Checks, in order: outage (HTTP 503), appId (code "110000"), sign = md5 of the ot
 content not 1-100 characters, not 1-100 pushIds), then injected faults (HTTP 503; code "110010"
 "app pushes too fast" for throttle_rate and quota_per_s; code "110019" daily cap for daily_quota),
 then the pushIds: malformed (not 10-64 of [0-9A-Za-z]) → "110003", unregistered_tokens → "110002",
-switched_off_tokens → "110005" (notification switch off). Replies are HTTP 200
+switched_off_tokens and the devices the population has switched off (SimConfig.switched_off_rate,
+simulators/population.py) → "110005" (notification switch off). Replies are HTTP 200
 {code, message, value, redirect, msgId} with value = {per-target code: [pushIds]} ({} when all
 were accepted), except the 503s.
 
 Receipts (when SimConfig.receipt_url is set), about once a second, a form POST with fields
 `cb` (JSON keyed by "<msgId>-<type>") and `access_token` (the receipt endpoint's token; "" here):
     cb={"<msgId>-1": {"param": "<extra callback.param>", "type": 1, "targets": ["pushId1", "pushId2"]}}
-Type 1 (delivered) is sent for accepted pushIds; clicks (2) are not simulated.
+Type 1 (delivered) is sent for accepted pushIds that reached their device (simulators/population.py);
+clicks (2) are not simulated.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from typing import Any
 
 from pushpipe.connectors.http import json_object
 from pushpipe.connectors.signing import form_body, md5_hex, parse_form, sorted_params
+from pushpipe.simulators import population
 from pushpipe.simulators.batchsim import BatchVendorSim, Encoded, Receipt, Reply, Request, Route, group_receipts, json_reply, new_id, unavailable
 
 PATH = "/garcia/api/server/push/varnished/pushByPushId"
@@ -93,7 +96,8 @@ class MeizuSimulator(BatchVendorSim):
 
     def deliver(self, message: dict[str, Any], push_ids: list[str], now: float) -> Reply:
         accepted, dead, malformed = self.split(push_ids, lambda t: bool(_PUSH_ID.fullmatch(t)))
-        off = [t for t in accepted if t in self.state.config.switched_off_tokens]
+        config = self.state.config
+        off = [t for t in accepted if t in config.switched_off_tokens or population.switched_off(config, t)]
         accepted = [t for t in accepted if t not in set(off)]
         value = {code: ids for code, ids in (("110002", dead), ("110003", malformed), ("110005", off)) if ids}
         msg_id = new_id("NS")

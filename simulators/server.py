@@ -13,11 +13,17 @@ Admin API (JSON, HTTP/1.1; "vendor" in the query or body narrows any call to one
                                      accepted requests; tokens=0 leaves out "unique" and "tokens"
   GET  /stats?prefix=                {"received", "by_status"} every request, by HTTP status
   GET  /config, POST /config         SimConfig fields (+ "outage_s": N for a timed outage)
-  POST /reset                        defaults and empty record ({"records": false} keeps it)
+  POST /reset                        defaults and empty record ({"records": false} keeps it); without
+                                     "vendor", empties the device registry too ({"devices": false} keeps it)
+  POST /devices                      {"devices": {"<token>": {"app_id", "brand"}, ...}[, "clear": true]}
+                                     -> {"devices": N registered}: simulated devices (simulators/devices.py)
+  GET  /devices?token=               {"devices": N[, "device": {"app_id", "brand"} or null]}
   POST /keys                         {"team_id", "key_id", "public_key"} (APNs signing key); with
                                      "vendor": fcm {"service_account"}, hms/honor {"app_id",
                                      "client_secret"[, "client_id"]}; xiaomi, oppo, vivo, meizu,
                                      umeng: the fields of their credentials.json
+The device registry is one per process, shared by every simulator (a token names its device whatever
+the vendor; "vendor" does not narrow it), at most devices.MAX_DEVICES tokens.
 Batch vendors (Xiaomi `/v3/`, OPPO `/server/v1/`, vivo `/message/`, Meizu `/garcia/`, Umeng
 `/api/send`) record each token of a request as received, and answer faults in their own dialect
 (see simulators.batchsim and each module).
@@ -38,6 +44,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from pushpipe.simulators import apns, fcm, hms, honor, meizu, oppo, umeng, vivo, xiaomi
 from pushpipe.simulators.common import Receive, Scope, Send, VendorSim, lifespan, read_body, respond_json
+from pushpipe.simulators.devices import NOBODY, DeviceRegistry
 
 # Every vendor simulator, as `create(state_dir)`: the simulator with its dev credentials registered.
 RECEIPT_URLS_ENV = "PUSHPIPE_SIM_RECEIPT_URLS"
@@ -97,6 +104,8 @@ class AdminApp:
             ("POST", "/config"): self.configure,
             ("POST", "/reset"): self.reset,
             ("POST", "/keys"): self.keys,
+            ("GET", "/devices"): self.devices,
+            ("POST", "/devices"): self.register_devices,
         }
 
     def _select(self, args: dict[str, Any]) -> list[VendorSim]:
@@ -143,11 +152,39 @@ class AdminApp:
         return {v.name: v.state.config.to_json() for v in targets}
 
     def reset(self, args: dict[str, Any]) -> dict[str, Any]:
-        """Back to defaults; {"records": false} keeps the record, {"config": false} the faults."""
+        """Back to defaults; {"records": false} keeps the record, {"config": false} the faults; without a vendor
+        (all of them), the device registry is emptied too unless {"devices": false}."""
         config, records = _flag(args.pop("config", True)), _flag(args.pop("records", True))
+        devices = _flag(args.pop("devices", config and "vendor" not in args))
         for v in self._select(args):
             v.state.reset(config=config, records=records)
+        if devices:
+            for registry in self._registries():
+                registry.clear()
         return {"ok": True}
+
+    def devices(self, args: dict[str, Any]) -> dict[str, Any]:
+        registry = self._registry()
+        out: dict[str, Any] = {"devices": len(registry)}
+        if "token" in args:
+            found = registry.get(str(args["token"]))
+            out["device"] = found._asdict() if found != NOBODY else None
+        return out
+
+    def register_devices(self, args: dict[str, Any]) -> dict[str, Any]:
+        """{"devices": {token: {"app_id", "brand"}}}: add or replace them (all or none); with {"clear": true}, in place
+        of every device registered before."""
+        return {"devices": self._registry().register(args.get("devices", {}), clear=_flag(args.get("clear", False)))}
+
+    def _registries(self) -> list[DeviceRegistry]:
+        """The simulators' device registries: one, shared, in a server (build_vendors)."""
+        return list({id(v.state.devices): v.state.devices for v in self.vendors.values()}.values())
+
+    def _registry(self) -> DeviceRegistry:
+        registries = self._registries()
+        if len(registries) != 1:
+            raise ValueError(f"the simulators do not share one device registry ({len(registries)})")
+        return registries[0]
 
     def keys(self, args: dict[str, Any]) -> dict[str, Any]:
         args.setdefault("vendor", "apns")
@@ -182,8 +219,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def build_vendors(state_dir: Path) -> dict[str, VendorSim]:
-    """Create every vendor simulator with its dev credentials registered."""
+    """Create every vendor simulator with its dev credentials registered, sharing one device registry."""
     sims = [create(state_dir) for create in SIMULATORS]
+    registry = DeviceRegistry()
+    for sim in sims:
+        sim.state.devices = registry
     return {sim.name: sim for sim in sims}
 
 

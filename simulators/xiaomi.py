@@ -14,7 +14,9 @@ Receipts (when SimConfig.receipt_url is set; the request's extra.callback.type b
 form-encoded POST with one field `data`, a JSON object keyed by message id:
     data={"<msg id>": {"param": "<extra.callback.param>", "type": 1, "targets": "regid1,regid2",
                        "jobkey": "", "barStatus": "Enable", "timestamp": <ms>}}
-one POST per receipt type (a message id can appear once per JSON object).
+one POST per receipt type (a message id can appear once per JSON object). A device with notifications
+off (SimConfig.switched_off_rate, simulators/population.py) gets its type 1 receipt with barStatus "Disable",
+in a POST of its own.
 """
 from __future__ import annotations
 
@@ -26,7 +28,18 @@ from pathlib import Path
 from typing import Any
 
 from pushpipe.connectors.signing import form_body, parse_form
-from pushpipe.simulators.batchsim import BatchVendorSim, Encoded, Receipt, Reply, Request, Route, group_receipts, json_reply, new_id
+from pushpipe.simulators.batchsim import (
+    SWITCHED_OFF,
+    BatchVendorSim,
+    Encoded,
+    Receipt,
+    Reply,
+    Request,
+    Route,
+    group_receipts,
+    json_reply,
+    new_id,
+)
 
 PATH = "/v3/message/regid"
 MAX_REGIDS = 1000
@@ -64,6 +77,7 @@ def param_error(f: Mapping[str, str], package: str, regids: list[str]) -> Reply 
 class XiaomiSimulator(BatchVendorSim):
     name = "xiaomi"
     prefixes: tuple[str, ...] = ("/v3/",)
+    switched_off_receipts = True  # barStatus "Disable"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -120,9 +134,10 @@ class XiaomiSimulator(BatchVendorSim):
     def encode_receipts(self, receipts: list[Receipt]) -> list[Encoded]:
         by_kind: dict[int, dict[str, Any]] = {}
         for r in group_receipts(receipts).values():
+            off = r.kind == SWITCHED_OFF
             by_kind.setdefault(r.kind, {})[r.msg_id] = {
-                "param": r.param, "type": r.kind, "targets": ",".join(r.tokens), "jobkey": "",
-                "barStatus": "Enable", "timestamp": int(r.at * 1000)}
+                "param": r.param, "type": DELIVERED if off else r.kind, "targets": ",".join(r.tokens), "jobkey": "",
+                "barStatus": "Disable" if off else "Enable", "timestamp": int(r.at * 1000)}
         return [(form_body({"data": json.dumps(doc, ensure_ascii=False)}), "application/x-www-form-urlencoded")
                 for doc in by_kind.values()]
 
