@@ -37,6 +37,7 @@ Row = dict[str, Any]
 JOB = "analytics"
 WINDOW = Time.seconds(1)
 SUMMARY_TTL = Time.days(7)  # results of a message arriving later than this start a new summary
+RECEIPT_WAIT_MS = 10 * 60_000  # how long a receipt waits for its token's result before it counts without it
 
 Summary = dict[str, Any]
 
@@ -110,6 +111,8 @@ class MessageLifecycle(KeyedProcessFunction):
     (at-least-once delivery, or a replay after a restart: batch ids are deterministic) or a vendor's retried
     callback changes nothing. A receipt that comes before its token's result waits for it in `waiting`."""
 
+    clock = staticmethod(runtime.now_ms)
+
     def open(self, runtime_context: RuntimeContext) -> None:
         ttl = StateTtlConfig.new_builder(SUMMARY_TTL).build()
 
@@ -123,6 +126,7 @@ class MessageLifecycle(KeyedProcessFunction):
         self.tokens = runtime_context.get_map_state(state(MapStateDescriptor("tokens", Types.STRING(), Types.PICKLED_BYTE_ARRAY())))
         self.waiting = runtime_context.get_map_state(state(MapStateDescriptor("waiting", Types.STRING(), Types.PICKLED_BYTE_ARRAY())))
         self.waiting_count = runtime_context.get_state(state(ValueStateDescriptor("waiting-count", Types.INT())))
+        self.unmatched = runtime_context.get_state(state(ValueStateDescriptor("unmatched", Types.INT())))
         self.counters = StageCounters(runtime_context, "message-totals")
 
     def process_element(self, record: Record, ctx: KeyedProcessFunction.Context) -> Iterator[Written]:
@@ -132,7 +136,7 @@ class MessageLifecycle(KeyedProcessFunction):
         self.counted.put(key, True)
         summary = self.summary.value() or empty_summary()
         if is_receipt(record):
-            rows = self.take_receipt(record)
+            rows = self.take_receipt(record, ctx)
         else:
             summary = add_result(summary, record)
             rows = self.take_result(record)
@@ -146,10 +150,27 @@ class MessageLifecycle(KeyedProcessFunction):
         if self.message.value() is None:
             self.message.update(lifecycle.message_of(result))
         if lives:
+            if self.unmatched.value():  # tokens whose receipts were counted without them: keep what they reached
+                lives = {t: life._replace(times={**known.times, **life.times}) if (known := self.tokens.get(t)) else life
+                         for t, life in lives.items()}
             self.tokens.put_all(lives)
             if self.waiting_count.value():
                 rows += self.settle_waiting(lives)
         return rows
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Written]:
+        """Receipts whose tokens' results have not come in RECEIPT_WAIT_MS (a send older than this job's state, or
+        none of ours): counted without the send's dimensions, so nothing received is left out."""
+        overdue = {token: receipts for token, receipts in list(self.waiting.items())
+                   if min(r["received_at"] for r in receipts) + RECEIPT_WAIT_MS <= timestamp}
+        if not overdue:
+            return
+        unknown = {token: lifecycle.TokenLife(receipts[0]["vendor"], "", "", "", {}) for token, receipts in overdue.items()}
+        rows = self.settle_waiting(unknown)
+        self.unmatched.update((self.unmatched.value() or 0) + len(overdue))
+        summary = add_states(self.summary.value() or empty_summary(), rows)
+        self.summary.update(summary)
+        yield Written(next(iter(overdue.values()))[0], summary, rows)
 
     def settle_waiting(self, lives: dict[str, lifecycle.TokenLife]) -> list[Row]:
         """The rows of receipts that came before their tokens' results."""
@@ -159,7 +180,7 @@ class MessageLifecycle(KeyedProcessFunction):
             if waiting is None:
                 continue
             for receipt in sorted(waiting, key=lifecycle.receipt_time):
-                life, new_row = lifecycle.add_receipt(life, receipt, self.message.value())
+                life, new_row = lifecycle.add_receipt(life, receipt, self.message.value() or lifecycle.UNKNOWN_MESSAGE)
                 rows += [new_row] if new_row else []
             self.tokens.put(token, life)
             self.waiting.remove(token)
@@ -167,13 +188,14 @@ class MessageLifecycle(KeyedProcessFunction):
         self.waiting_count.update(self.waiting_count.value() - settled)
         return rows
 
-    def take_receipt(self, receipt: Record) -> list[Row]:
+    def take_receipt(self, receipt: Record, ctx: KeyedProcessFunction.Context) -> list[Row]:
         life = self.tokens.get(receipt["token"])
-        if life is None:  # before its token's result: kept until it comes
+        if life is None:  # before its token's result: kept until it comes, or for RECEIPT_WAIT_MS
             self.waiting.put(receipt["token"], [*(self.waiting.get(receipt["token"]) or []), receipt])
             self.waiting_count.update((self.waiting_count.value() or 0) + 1)
+            ctx.timer_service().register_processing_time_timer(self.clock() + RECEIPT_WAIT_MS)
             return []
-        life, new_row = lifecycle.add_receipt(life, receipt, self.message.value())
+        life, new_row = lifecycle.add_receipt(life, receipt, self.message.value() or lifecycle.UNKNOWN_MESSAGE)
         if new_row is None:
             return []
         self.tokens.put(receipt["token"], life)

@@ -36,6 +36,9 @@ class Message(NamedTuple):
     campaign: str
 
 
+UNKNOWN_MESSAGE = Message("", "", "")  # of receipts counted without their message's results
+
+
 def message_of(result: Record) -> Message:
     return Message(str(result["priority"]), result["category"], result["campaign"] or "")
 

@@ -118,3 +118,15 @@ def test_rows_recorded_after_the_writer_started_are_inserted_without_a_check() -
     ch = FakeClickHouse({("a", "m1", "t1", "p-t1", "accepted", "")})
     LifecycleWriter(ch, "db", started_ms=-100_000).insert(rows)  # type: ignore[arg-type]
     assert ch.queries == 0 and len(ch.inserted) == 1
+
+
+def test_a_receipt_whose_send_never_comes_counts_after_the_wait_without_its_dimensions() -> None:
+    harness = Harness(analytics.MessageLifecycle())
+    assert harness.process(receipt("t9", "delivered", 3_400), key="a|m1")[0].rows == []
+    assert harness.advance(analytics.RECEIPT_WAIT_MS - 10_000) == []
+    (late,) = harness.advance(20_000)
+    assert [(r["token"], r["state"], r["latency_ms"], r["brand"]) for r in late.rows] == [("t9", "delivered", -1, "")]
+    assert late.summary["counts"] == {"delivered": 1}
+    again = harness.process(receipt("t9", "delivered", 3_400, source="sdk"), key="a|m1")
+    after = harness.process(result([("t9", "accepted")]), key="a|m1")
+    assert again[0].rows == [] and states(after) == [("t9", "accepted", 1_000)]
