@@ -137,19 +137,26 @@ def test_a_population_delivers_and_opens_the_share_it_was_given(pipeline: Settin
         admin.reset(records=False)
 
 
-def test_a_killed_analytics_job_and_receipts_sent_again_are_counted_once(pipeline: Settings, run_id: str) -> None:
-    app, messages, tokens = f"replay-{run_id}", 5, 100
+def test_a_killed_analytics_job_and_receipts_sent_again_are_counted_once(pipeline: Settings, producer: PushProducer,
+                                                                         run_id: str) -> None:
+    app, messages, tokens = f"replay-{run_id}", 5, 50
+    devices = [demo_token("apns", run_id, t) for t in range(2 * tokens)]  # APNs: the apps' SDK acks are its only receipts
+    registered(producer, pipeline, *[device_event(app, f"u{t}", token) for t, token in enumerate(devices)])
+    pushes = [push_request(app, [f"u{t}" for t in range(2 * tokens)], "Order shipped", "Arriving today") for _ in range(messages)]
+    sent(producer, *pushes)
+    observe.wait_for(lambda: all(message_counts(pipeline, app, p["msg_id"]).get("accepted") == 2 * tokens for p in pushes), 120,
+                     "every push accepted")
 
     def wave(first_token: int) -> list[dict]:
-        return [{"msg_id": f"{run_id}-m{m}", "token": f"t{t}", "kind": "delivered", "ts": int(time.time() * 1000)}
-                for m in range(messages) for t in range(first_token, first_token + tokens)]
+        return [{"msg_id": p["msg_id"], "token": devices[t], "kind": "delivered", "ts": int(time.time() * 1000)}
+                for p in pushes for t in range(first_token, first_token + tokens)]
 
     def posted(events: list[dict]) -> None:
         for start in range(0, len(events), 100):
             assert sdk_post(pipeline, app, events[start:start + 100]).status_code == 200
 
     def es_delivered() -> list[int]:
-        return [message_counts(pipeline, app, f"{run_id}-m{m}").get("delivered", 0) for m in range(messages)]
+        return [message_counts(pipeline, app, p["msg_id"]).get("delivered", 0) for p in pushes]
 
     posted(wave(0))
     observe.wait_for(lambda: receipts(pipeline, app).get("delivered") == messages * tokens, 60, "the first wave in ClickHouse")
