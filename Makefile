@@ -26,7 +26,7 @@ up: setup ## install and start Kafka, Elasticsearch, ClickHouse, the simulators 
 down: setup ## stop everything
 	$(BIN)/pushpipe down
 
-status: setup ## component, version, address, health
+status: setup ## components' health, each stage's figures from Prometheus, firing alerts
 	$(BIN)/pushpipe status
 
 demo: setup ## README command 1: the whole pipeline on embedded defaults, with real pushes and analytics

@@ -46,7 +46,12 @@ def record(settings: Settings, name: str, reason: str) -> Record:
 
 def describe(entry: Record | None) -> str:
     """The status column: "0", or "2 (last 11:32:05: Python worker gone for 10s)"."""
+    return f"{entry['count']} (last {last(entry)})" if entry and entry.get("count") else "0"
+
+
+def last(entry: Record | None) -> str:
+    """The latest restart, "11:32:05: Python worker gone for 10s"; "" when there was none."""
     if not entry or not entry.get("count"):
-        return "0"
+        return ""
     at = time.strftime("%H:%M:%S", time.localtime(entry.get("last_at", 0)))
-    return f"{entry['count']} (last {at}: {entry.get('reason', '?')})"
+    return f"{at}: {entry.get('reason', '?')}"

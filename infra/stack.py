@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from pushpipe.config import Settings, masked_url
@@ -98,15 +99,35 @@ def down(settings: Settings) -> None:
 STATUS_HEADER = ("component", "version", "address", "health", "restarts")
 
 
-def status_rows(settings: Settings) -> list[tuple[str, str, str, str, str]]:
-    rows = []
+@dataclass(frozen=True)
+class ComponentStatus:
+    """One component's line in `pushpipe status` (passwords in URLs masked)."""
+    name: str
+    version: str
+    address: str
+    ok: bool
+    detail: str
+    restarts: int
+    last_restart: str  # "11:32:05: Python worker gone for 10s", or ""
+
+    def row(self) -> tuple[str, str, str, str, str]:
+        state = ("up" if self.ok else "DOWN") + (f" ({self.detail})" if self.detail else "")
+        return (self.name, self.version, self.address, state, f"{self.restarts} (last {self.last_restart})" if self.last_restart else "0")
+
+
+def component_statuses(settings: Settings) -> list[ComponentStatus]:
     counts = restarts.load(settings)
+    statuses = []
     for component in components():
         health = component.health(settings)
-        state = ("up" if health.ok else "DOWN") + (f" ({masked_url(health.detail)})" if health.detail else "")
-        rows.append((component.name, component.version, masked_url(component.address(settings)), state,
-                     restarts.describe(counts.get(component.name))))
-    return rows
+        record = counts.get(component.name)
+        statuses.append(ComponentStatus(component.name, component.version, masked_url(component.address(settings)), health.ok,
+                                        masked_url(health.detail), int((record or {}).get("count", 0)), restarts.last(record)))
+    return statuses
+
+
+def status_rows(settings: Settings) -> list[tuple[str, str, str, str, str]]:
+    return [status.row() for status in component_statuses(settings)]
 
 
 def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:

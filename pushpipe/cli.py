@@ -1,95 +1,149 @@
-"""pushpipe: up | down | status | demo | sql | receipts-setup."""
+"""pushpipe: up | down | status | demo | sql | receipts-setup (typer; tables with rich)."""
 from __future__ import annotations
 
-import argparse
+import json
 import sys
+import time
+from typing import Annotated
 
-from pushpipe.config import load
+import typer
+
+from pushpipe.config import Settings, load
+
+app = typer.Typer(name="pushpipe", help="Push-notification pipeline on Kafka + PyFlink.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_show_locals=False)  # locals would show the settings' passwords
 
 
-def cmd_up(args: argparse.Namespace) -> None:
-    """Exits 1, naming each component, when anything is not healthy once up has finished."""
+def show_status(settings: Settings, as_json: bool = False, one_line: bool = False) -> None:
+    """The components' health, each stage's figures and the firing alerts, once (as JSON: indented, or on one line)."""
+    from pushpipe import status_view, stream_health
     from pushpipe.infra import stack
 
-    down = stack.up(load(), with_jobs=not args.services_only)
-    cmd_status(args)
-    if down:
-        print("pushpipe up: not healthy: " + "; ".join(down), file=sys.stderr)
-        sys.exit(1)
+    components = stack.component_statuses(settings)
+    health = stream_health.read(settings.prometheus_url)
+    if as_json:
+        typer.echo(json.dumps(status_view.document(components, health), indent=None if one_line else 2))
+    else:
+        status_view.console().print(status_view.render(components, health))
 
 
-def cmd_down(args: argparse.Namespace) -> None:
+@app.command()
+def up(services_only: Annotated[bool, typer.Option("--services-only", help="Start the services only, not the Flink jobs.")] = False,
+       ) -> None:
+    """Install and start Kafka, Elasticsearch, ClickHouse, simulators, monitoring and the jobs, then show the status.
+
+    Idempotent. Exits 1, naming each component, when anything is not healthy once up has finished."""
+    from pushpipe.infra import stack
+
+    settings = load()
+    down_now = stack.up(settings, with_jobs=not services_only)
+    show_status(settings)
+    if down_now:
+        print("pushpipe up: not healthy: " + "; ".join(down_now), file=sys.stderr)
+        raise typer.Exit(1)
+
+
+@app.command()
+def down() -> None:
+    """Stop everything pushpipe started."""
     from pushpipe.infra import stack
 
     stack.down(load())
 
 
-def cmd_status(args: argparse.Namespace) -> None:
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document (components, prometheus, stages, alerts)"
+                                                             " and nothing else.")] = False,
+           watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh until Ctrl-C (with --json: one document per line).")] = False,
+           every: Annotated[float, typer.Option("--every", "-n", min=0.5, metavar="SECONDS", help="Seconds between refreshes with --watch.")]
+           = 2.0) -> None:
+    """Each component's health, each stage's figures from Prometheus, and the firing alerts.
+
+    Components: version, address, health, restarts. Stages (fanout, dispatch and each of its vendors, analytics, gateway):
+    throughput, Kafka consumer lag, failure rate, p99 due-to-accepted latency, dead letters, open breakers, firing alerts.
+    When Prometheus does not answer, status says so and still shows the components."""
+    settings = load()
+    if not watch:
+        show_status(settings, as_json)
+        return
+    try:
+        if as_json:
+            while True:
+                show_status(settings, as_json=True, one_line=True)
+                time.sleep(every)
+        _watch_live(settings, every)
+    except KeyboardInterrupt:  # the way out of --watch
+        pass
+
+
+def _watch_live(settings: Settings, every: float) -> None:
+    from rich.console import RenderableType
+    from rich.live import Live
+
+    from pushpipe import status_view, stream_health
     from pushpipe.infra import stack
 
-    rows = stack.status_rows(load())
-    print(stack.format_table(stack.STATUS_HEADER, rows))
+    def screen() -> RenderableType:
+        return status_view.render(stack.component_statuses(settings), stream_health.read(settings.prometheus_url),
+                                  status_view.watch_title(every))
+
+    out = status_view.console()
+    if not out.is_terminal:  # a pipe or a log: one screen after the other (rich.live would print only the last)
+        while True:
+            out.print(screen())
+            time.sleep(every)
+    with Live(screen(), console=out, auto_refresh=False) as live:
+        while True:
+            time.sleep(every)
+            live.update(screen(), refresh=True)
 
 
-def cmd_demo(args: argparse.Namespace) -> None:
-    from pushpipe import demo
+@app.command()
+def demo(users: Annotated[int, typer.Option(min=1, help="How many users to push to.")] = 1000,
+         devices_per_user: Annotated[int, typer.Option(min=1, help="Simulated devices per user, across the vendors.")] = 3) -> None:
+    """Start the stack, send pushes to simulated devices, show the analytics."""
+    from pushpipe import demo as run_demo
 
-    demo.run(load(), pins=args.users, per_pin=args.devices_per_user)
+    run_demo.run(load(), pins=users, per_pin=devices_per_user)
 
 
-def cmd_sql(args: argparse.Namespace) -> None:
-    from pushpipe.infra import stack
+@app.command()
+def sql(query: Annotated[str, typer.Argument(help="The SQL, e.g. \"SELECT * FROM pushpipe.delivery_per_minute LIMIT 10\".")]) -> None:
+    """Run SQL against the pipeline's ClickHouse and print the rows as a table."""
+    from pushpipe import status_view
     from pushpipe.sinks import clickhouse
 
-    rows = clickhouse.connect(load(), create=False).rows(args.query)
+    rows = clickhouse.connect(load(), create=False).rows(query)
     if rows:
-        header = tuple(rows[0])
-        print(stack.format_table(header, [tuple(str(r[c]) for c in header) for r in rows]))
+        status_view.console().print(status_view.rows_table(rows))
 
 
-def cmd_receipts_setup(args: argparse.Namespace) -> None:
-    """What an app's team needs for receipts: the receipt URLs to set in HMS's and Honor's consoles, and the key its
-    SDK sends with events. They are credentials: asked for, printed once, never logged."""
+@app.command("receipts-setup")
+def receipts_setup(app_id: Annotated[str, typer.Argument(metavar="APP", help="The app id.")]) -> None:
+    """Print an app's receipt URLs for the HMS and Honor consoles and the key its SDK sends with events.
+
+    They are credentials: asked for, printed once, never logged."""
     from pushpipe.gateway import signing
     from pushpipe.infra import gateway
     from pushpipe.schemas import keys
 
     settings = load()
-    keys.check_app_id(args.app)
+    keys.check_app_id(app_id)
     key = signing.load_key(settings.receipt_key_file, create=True)
     for vendor, url in gateway.console_urls(settings).items():
         print(f"{vendor} console receipt URL:  {url}")
-    print(f"{args.app} SDK events:          POST {settings.gateway_url}/v1/sdk/{args.app}/events")
-    print(f"{args.app} SDK key (X-Pushpipe-Key): {signing.sdk_key(key, args.app)}")
-
-
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pushpipe", description="push-notification pipeline on Kafka + PyFlink")
-    sub = p.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="install and start Kafka, Elasticsearch, ClickHouse, simulators and the jobs")
-    up.add_argument("--services-only", action="store_true", help="do not start the Flink jobs")
-    up.set_defaults(func=cmd_up)
-    sub.add_parser("down", help="stop everything").set_defaults(func=cmd_down)
-    sub.add_parser("status", help="component, version, address and health").set_defaults(func=cmd_status)
-    demo = sub.add_parser("demo", help="start the stack, send pushes to simulated devices, show the analytics")
-    demo.add_argument("--users", type=int, default=1000)
-    demo.add_argument("--devices-per-user", type=int, default=3)
-    demo.set_defaults(func=cmd_demo)
-    sql = sub.add_parser("sql", help="run SQL against the pipeline's ClickHouse")
-    sql.add_argument("query")
-    sql.set_defaults(func=cmd_sql)
-    setup = sub.add_parser("receipts-setup", help="print an app's receipt URLs for the vendor consoles and its SDK key")
-    setup.add_argument("app", help="the app id")
-    setup.set_defaults(func=cmd_receipts_setup)
-    return p
+    print(f"{app_id} SDK events:          POST {settings.gateway_url}/v1/sdk/{app_id}/events")
+    print(f"{app_id} SDK key (X-Pushpipe-Key): {signing.sdk_key(key, app_id)}")
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parser().parse_args(argv)
+    """The `pushpipe` script. Returns when a command succeeds (typer would exit 0), so that Python code can call it;
+    exits non-zero otherwise (130 on Ctrl-C, 2 on a usage error, 1 with the message on bad settings)."""
     try:
-        args.func(args)
-    except KeyboardInterrupt:
-        sys.exit(130)
+        app(args=argv, prog_name="pushpipe")
+    except SystemExit as done:
+        if done.code not in (0, None):
+            raise
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import sys
 import time
 import uuid
 
-from pushpipe import observe
+from pushpipe import observe, status_view
 from pushpipe.config import Settings, masked_url
 from pushpipe.connectors.base import Vendor
 from pushpipe.connectors.registry import SPECS
@@ -96,8 +96,7 @@ def show_clickhouse(settings: Settings, run_id: str, expected: int) -> None:
            f"WHERE campaign = 'demo-{run_id}' GROUP BY vendor, category ORDER BY category, vendor")
     rows = observe.wait_for(lambda: _complete(ch.rows(sql), expected), 120, "ClickHouse to show every result")
     print("\nClickHouse (pushpipe.dispatch_results):")
-    header = tuple(rows[0])
-    print(stack.format_table(header, [tuple(str(r[c]) for c in header) for r in rows]))
+    status_view.console().print(status_view.rows_table(rows))
 
 
 def rates_sql(db: str, run_id: str) -> str:
@@ -133,8 +132,7 @@ def show_rates(settings: Settings, run_id: str) -> None:
     rows = observe.wait_for(settled, 120, "the receipts and opens to arrive", interval_s=1.0)
     print("\n\nDelivery and open rates: deliveries from the vendors' receipts (APNs and FCM send none; vivo only for single"
           " sends), opens from the apps' SDKs:")
-    header = tuple(rows[0])
-    print(stack.format_table(header, [tuple(str(r[c]) for c in header) for r in rows]))
+    status_view.console().print(status_view.rows_table(rows))
 
 
 def _complete(rows: list[dict], expected: int) -> list[dict] | None:
@@ -171,7 +169,7 @@ def print_next_steps(settings: Settings) -> None:
     db = settings.clickhouse_database
     print(f"""
 The stack is still running. Next:
-  pushpipe status                                   # components and health
+  pushpipe status                                   # components, each stage's figures, firing alerts
   pushpipe sql "SELECT * FROM {db}.delivery_per_minute ORDER BY minute DESC LIMIT 10"
   curl '{masked_url(settings.clickhouse_url)}/?query=SELECT+count()+FROM+{db}.dispatch_results'
   curl '{masked_url(settings.es_url)}/{settings.es_index}/_search?q=app_id:{DEMO_APP}&size=1&pretty'

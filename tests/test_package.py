@@ -40,4 +40,4 @@ def test_the_wheel_installs_into_a_fresh_venv_and_every_job_imports(tmp_path: Pa
         "import pushpipe.infra.flink as flink; assert list(flink.JAVA_SOURCES.rglob('*.java')), 'java sources'",
     ])
     run(python, "-c", check, cwd=tmp_path)
-    assert "usage: pushpipe" in run(venv / "bin" / "pushpipe", "--help", cwd=tmp_path)
+    assert "Usage: pushpipe" in run(venv / "bin" / "pushpipe", "--help", cwd=tmp_path)

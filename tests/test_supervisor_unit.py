@@ -2,7 +2,6 @@
 each problem's grace: the logic, without services."""
 from __future__ import annotations
 
-import argparse
 import signal
 import subprocess
 import time
@@ -23,17 +22,20 @@ def test_not_up_names_each_unhealthy_component_and_why() -> None:
 
 def test_up_exits_non_zero_naming_the_component(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(stack, "up", lambda settings, with_jobs: ["job-dispatch: RESTARTING: boom"])
-    monkeypatch.setattr(cli, "cmd_status", lambda args: None)
+    monkeypatch.setattr(cli, "show_status", lambda settings: None)
     with pytest.raises(SystemExit) as exit_:
-        cli.cmd_up(argparse.Namespace(services_only=False))
+        cli.main(["up"])
     assert exit_.value.code == 1
     assert "not healthy: job-dispatch: RESTARTING: boom" in capsys.readouterr().err
 
 
 def test_up_exits_zero_when_all_is_up(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stack, "up", lambda settings, with_jobs: [])
-    monkeypatch.setattr(cli, "cmd_status", lambda args: None)
-    cli.cmd_up(argparse.Namespace(services_only=False))
+    started: list[bool] = []
+    monkeypatch.setattr(stack, "up", lambda settings, with_jobs: started.append(with_jobs) or [])
+    monkeypatch.setattr(cli, "show_status", lambda settings: None)
+    cli.main(["up"])
+    cli.main(["up", "--services-only"])
+    assert started == [True, False]
 
 
 def test_restarts_are_counted_with_the_last_reason(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,1 @@
+../../pushpipe/status_view.py

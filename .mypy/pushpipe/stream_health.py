@@ -1,0 +1,1 @@
+../../pushpipe/stream_health.py
