@@ -1,11 +1,13 @@
 """Receipts through the real receipt gateway into ClickHouse (`pushpipe up` first, or it starts it).
 
-Posts N receipts as an app's SDK would (batches of --batch events, --concurrency uploads in flight), and
-prints: receipts/s acknowledged by the gateway (each answer waits for Kafka's acks=all), seconds from the
-last acknowledgement until ClickHouse counts them all, and CPU per receipt for each component.
+First (not measured) registers --devices HMS devices and sends --messages broadcasts to them, and waits
+until ClickHouse holds every accepted token's lifecycle. Then posts a delivered receipt for each (message,
+token), as the apps' SDKs would (batches of --batch events, --concurrency uploads in flight), and prints:
+receipts/s acknowledged by the gateway (each answer waits for Kafka's acks=all), seconds from the last
+acknowledgement until ClickHouse's lifecycle counts them all, and CPU per receipt for each component.
 Goal (issue 13): 5,000 receipts/s, each counted in ClickHouse within 5 s.
 
-    .venv/bin/python -m bench.receipts --receipts 50000
+    .venv/bin/python -m bench.receipts --devices 10000 --messages 5
 """
 from __future__ import annotations
 
@@ -21,17 +23,19 @@ from pushpipe import observe
 from pushpipe.config import Settings, load
 from pushpipe.gateway import signing
 from pushpipe.infra import stack
+from pushpipe.producer import PushProducer, device_event, push_request
 from pushpipe.sinks import clickhouse
 
 GOAL_PER_S, GOAL_LAG_S = 5000, 5.0
 
 
-async def post_all(settings: Settings, app: str, receipts: int, batch: int, concurrency: int) -> float:
-    """Post every receipt; the seconds it took until the last was acknowledged."""
+async def post_all(settings: Settings, app: str, sends: list[tuple[str, str]], batch: int, concurrency: int) -> float:
+    """Post a delivered receipt for every (message, token); the seconds until the last was acknowledged."""
     key = signing.sdk_key(signing.load_key(settings.receipt_key_file), app)
     url = f"{settings.gateway_url}/v1/sdk/{app}/events"
-    bodies = [{"events": [{"msg_id": f"m{n // 1000}", "token": f"t{n}", "kind": "opened", "ts": int(time.time() * 1000)}
-                          for n in range(start, min(receipts, start + batch))]} for start in range(0, receipts, batch)]
+    now = int(time.time() * 1000)
+    bodies = [{"events": [{"msg_id": msg_id, "token": token, "kind": "delivered", "ts": now}
+                          for msg_id, token in sends[start:start + batch]]} for start in range(0, len(sends), batch)]
     queue: asyncio.Queue[dict] = asyncio.Queue()
     for body in bodies:
         queue.put_nowait(body)
@@ -48,34 +52,56 @@ async def post_all(settings: Settings, app: str, receipts: int, batch: int, conc
     return time.monotonic() - started
 
 
-def counted(settings: Settings, app: str) -> int:
+def lifecycle_count(settings: Settings, app: str, state: str) -> int:
     ch = clickhouse.connect(settings, create=False)
     try:
-        rows = ch.rows(f"SELECT count() AS n FROM {settings.clickhouse_database}.receipts WHERE app_id = '{app}'")
+        rows = ch.rows(f"SELECT count() AS n FROM {settings.clickhouse_database}.lifecycle_events "
+                       f"WHERE app_id = '{app}' AND state = '{state}'")
         return int(rows[0]["n"])
     finally:
         ch.close()
 
 
+def sent_broadcasts(settings: Settings, app: str, devices: int, messages: int) -> list[tuple[str, str]]:
+    """Register the devices, broadcast to them, wait until every token is accepted: the (message, token) pairs."""
+    producer, run = PushProducer(settings), uuid.uuid4().hex[:8]
+    tokens = [f"{run}{n:08x}IQAAAACy" + "x" * 40 for n in range(devices)]  # HMS-shaped
+    for n, token in enumerate(tokens):
+        producer.device_event(device_event(app, f"u{n}", token, vendor="hms"))
+    producer.flush()
+    observe.wait_fanout_read(settings, timeout_s=600)
+    pushes = [push_request(app, [], "Receipts bench", f"#{n}", target="broadcast") for n in range(messages)]
+    for push in pushes:
+        producer.request(push)
+    producer.flush()
+    observe.wait_for(lambda: lifecycle_count(settings, app, "accepted") >= devices * messages, 600,
+                     "every token accepted and in ClickHouse", interval_s=2.0)
+    return [(push["msg_id"], token) for push in pushes for token in tokens]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--receipts", type=int, default=50_000)
+    parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--messages", type=int, default=5, help="broadcasts, each to every device")
     parser.add_argument("--batch", type=int, default=100, help="events per SDK upload")
     parser.add_argument("--concurrency", type=int, default=16, help="uploads in flight")
     args = parser.parse_args()
     settings = load()
     stack.up(settings)
     app = f"bench-{uuid.uuid4().hex[:8]}"
+    sends = sent_broadcasts(settings, app, args.devices, args.messages)
     with CpuMeter(settings) as cpu:
-        seconds = asyncio.run(post_all(settings, app, args.receipts, args.batch, args.concurrency))
+        seconds = asyncio.run(post_all(settings, app, sends, args.batch, args.concurrency))
         acknowledged = time.monotonic()
-        observe.wait_for(lambda: counted(settings, app) >= args.receipts, 300, "ClickHouse to count every receipt")
+        observe.wait_for(lambda: lifecycle_count(settings, app, "delivered") >= len(sends), 600,
+                         "ClickHouse to count every receipt", interval_s=0.2)
         lag = time.monotonic() - acknowledged
-    rate = args.receipts / seconds
-    print(f"\n{args.receipts:,} receipts in uploads of {args.batch}, {args.concurrency} in flight")
+    rate = len(sends) / seconds
+    print(f"\n{len(sends):,} delivered receipts ({args.messages} broadcasts to {args.devices:,} devices) in uploads of "
+          f"{args.batch}, {args.concurrency} in flight")
     print(f"  gateway: {rate:,.0f} receipts/s acknowledged (goal {GOAL_PER_S:,}/s) in {seconds:.1f} s")
-    print(f"  ClickHouse counted the last of them {lag:.1f} s after it was acknowledged (goal {GOAL_LAG_S:.0f} s)")
-    print(cpu.table(per=args.receipts, unit="receipt"))
+    print(f"  ClickHouse's lifecycle counted the last of them {lag:.1f} s after it was acknowledged (goal {GOAL_LAG_S:.0f} s)")
+    print(cpu.table(per=len(sends), unit="receipt"))
 
 
 if __name__ == "__main__":

@@ -43,12 +43,20 @@ class Refused(Exception):
         self.status, self.reason, self.detail = status, reason, detail
 
 
-def receipt(heard: Heard, vendor: str, source: str, now_ms: int) -> bytes:
+def receipt(heard: Heard, vendor: str, source: str, now_ms: int) -> dict[str, Any]:
     """The Receipt record of what was heard; its id is the same whenever the same receipt comes again."""
     same = keys.SEP.join((heard.app_id, heard.msg_id, heard.token, heard.kind, source))
-    return codec.encode("Receipt", codec.new_record(
+    return codec.new_record(
         "Receipt", receipt_id=hashlib.sha256(same.encode()).hexdigest()[:32], msg_id=heard.msg_id, app_id=heard.app_id,
-        vendor=vendor, token=heard.token, kind=heard.kind, code=heard.code, source=source, ts=heard.ts, received_at=now_ms))
+        vendor=vendor, token=heard.token, kind=heard.kind, code=heard.code, source=source, ts=heard.ts, received_at=now_ms)
+
+
+def receipt_batches(heard: list[Heard], vendor: str, source: str, now_ms: int) -> list[tuple[bytes, bytes]]:
+    """(key, ReceiptBatch) per message: a body's receipts of one message travel as one record."""
+    by_message: dict[str, list[dict[str, Any]]] = {}
+    for h in heard:
+        by_message.setdefault(keys.message_key(h.app_id, h.msg_id), []).append(receipt(h, vendor, source, now_ms))
+    return [(key.encode(), codec.encode("ReceiptBatch", {"receipts": receipts})) for key, receipts in by_message.items()]
 
 
 def device_news(heard: Heard, vendor: str, now_ms: int) -> bytes:
@@ -112,7 +120,7 @@ class Gateway:
             return JSONResponse({"error": refused.reason, "reason": refused.detail}, refused.status)
         now = int(time.time() * 1000)
         sender = vendor or source
-        records = [(self.receipts_topic, keys.message_key(h.app_id, h.msg_id).encode(), receipt(h, vendor, source, now)) for h in heard]
+        records = [(self.receipts_topic, key, value) for key, value in receipt_batches(heard, vendor, source, now)]
         if problems:  # one dead letter for the body's bad items, each named with its reason
             listed = "; ".join(f"{p.item}: {p.reason}" for p in problems)
             records.append(self._letter(where, body, "bad_item", f"{len(problems)} of the body's items refused: {listed}", app_id))

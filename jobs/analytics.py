@@ -7,8 +7,9 @@ per-batch rows, receipts, devices) + Elasticsearch (messages with their counts; 
 Totals and lifecycles live in Flink state, so after a crash they are restored with the offsets they match.
 Every sink is idempotent, so replays do not double count: ReplacingMergeTree rows, lifecycle rows checked
 before they are inserted (sinks/lifecycle.py), absolute message totals, deliveries versioned by attempt.
-A receipt is counted once per receipt_id (a vendor that retries a callback sends the same receipt again)
-and each state once per token; one that arrives before its token's result waits for it.
+Receipts come as groups of one message's (the gateway writes a ReceiptBatch per message of a body: few fat
+records); each state counts once per token (a vendor's retry, or its receipt and the app's ack of the same
+delivery); a receipt that arrives before its token's result waits for it.
 
 Run: python -m pushpipe.jobs.analytics
 """
@@ -28,7 +29,7 @@ from pushpipe import liveness
 from pushpipe.config import Settings
 from pushpipe.jobs import deadletters, lifecycle, runtime
 from pushpipe.jobs.counting import StageCounters, counting_letters, reason_code
-from pushpipe.schemas import keys, results
+from pushpipe.schemas import codec, keys, results
 from pushpipe.sinks import clickhouse, elastic
 from pushpipe.sinks import lifecycle as lifecycle_sink
 
@@ -38,13 +39,14 @@ JOB = "analytics"
 WINDOW = Time.seconds(1)
 SUMMARY_TTL = Time.days(7)  # results of a message arriving later than this start a new summary
 RECEIPT_WAIT_MS = 10 * 60_000  # how long a receipt waits for its token's result before it counts without it
+TIMER_GRAIN_MS = 60_000  # waiting receipts of a message share a timer per minute
 
 Summary = dict[str, Any]
 
 
 @liveness.watched
 class Parse(ProcessFunction):
-    """DispatchResults or Receipts (`name`), bad values to push.dlq."""
+    """DispatchResults (`name`), bad values to push.dlq."""
 
     def __init__(self, topic: str, name: str) -> None:
         self.topic, self.name = topic, name
@@ -56,8 +58,34 @@ class Parse(ProcessFunction):
         yield from counting_letters(self.counters, self.topic, deadletters.decode_or_dlq(JOB, self.topic, self.name, value))
 
 
-def is_receipt(record: Record) -> bool:
-    return "receipt_id" in record
+@liveness.watched
+class ParseReceipts(ProcessFunction):
+    """ReceiptBatches (what the gateway writes) and single Receipts, as one group per (app, message) (a
+    ReceiptsOf record), bad values to push.dlq."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.counters = StageCounters(runtime_context, f"parse-{self.topic}")
+
+    def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterator[Any]:
+        name = "ReceiptBatch" if codec.record_name(value) == "ReceiptBatch" else "Receipt"
+        for item in counting_letters(self.counters, self.topic, deadletters.decode_or_dlq(JOB, self.topic, name, value)):
+            yield from receipt_groups(item["receipts"] if name == "ReceiptBatch" else [item]) if isinstance(item, dict) else [item]
+
+
+def receipt_groups(receipts: list[Record]) -> list[Record]:
+    """Receipts grouped by message: {"app_id", "msg_id", "receipts"} each (a batch may mix messages)."""
+    groups: dict[tuple[str, str], Record] = {}
+    for r in receipts:
+        groups.setdefault((r["app_id"], r["msg_id"]), {"app_id": r["app_id"], "msg_id": r["msg_id"], "receipts": []})["receipts"].append(r)
+    return list(groups.values())
+
+
+def is_receipts(record: Record) -> bool:
+    """A group of receipts of one message (ParseReceipts), not a DispatchResult."""
+    return "receipts" in record
 
 
 def add_result(summary: Summary, result: dict[str, Any]) -> Summary:
@@ -89,9 +117,10 @@ def empty_summary() -> Summary:
     return {"counts": {}, "vendors": [], "last_completed_at": 0}
 
 
-def counted_key(record: Record) -> str:
-    """What a message's totals remember having counted: a batch attempt's result, or a receipt."""
-    return f"receipt:{record['receipt_id']}" if is_receipt(record) else f"{record['batch_id']}/{record['attempt']}"
+def counted_key(result: Record) -> str:
+    """What a message's totals remember having counted: a batch attempt's result (receipts are counted once per
+    token and state, in the token's life)."""
+    return f"{result['batch_id']}/{result['attempt']}"
 
 
 class Written(NamedTuple):
@@ -130,14 +159,14 @@ class MessageLifecycle(KeyedProcessFunction):
         self.counters = StageCounters(runtime_context, "message-totals")
 
     def process_element(self, record: Record, ctx: KeyedProcessFunction.Context) -> Iterator[Written]:
-        key = counted_key(record)
-        if self.counted.get(key) is not None:  # thread mode: get of a missing key answers None
-            return
-        self.counted.put(key, True)
         summary = self.summary.value() or empty_summary()
-        if is_receipt(record):
-            rows = self.take_receipt(record, ctx)
+        if is_receipts(record):
+            rows = self.take_receipts(record["receipts"], ctx)
         else:
+            key = counted_key(record)
+            if self.counted.get(key) is not None:  # thread mode: get of a missing key answers None
+                return
+            self.counted.put(key, True)
             summary = add_result(summary, record)
             rows = self.take_result(record)
         summary = add_states(summary, [r for r in rows if r["state"] in lifecycle.AFTER])
@@ -170,7 +199,8 @@ class MessageLifecycle(KeyedProcessFunction):
         self.unmatched.update((self.unmatched.value() or 0) + len(overdue))
         summary = add_states(self.summary.value() or empty_summary(), rows)
         self.summary.update(summary)
-        yield Written(next(iter(overdue.values()))[0], summary, rows)
+        first = next(iter(overdue.values()))[0]
+        yield Written({"app_id": first["app_id"], "msg_id": first["msg_id"], "receipts": []}, summary, rows)  # written before
 
     def settle_waiting(self, lives: dict[str, lifecycle.TokenLife]) -> list[Row]:
         """The rows of receipts that came before their tokens' results."""
@@ -188,23 +218,32 @@ class MessageLifecycle(KeyedProcessFunction):
         self.waiting_count.update(self.waiting_count.value() - settled)
         return rows
 
-    def take_receipt(self, receipt: Record, ctx: KeyedProcessFunction.Context) -> list[Row]:
-        life = self.tokens.get(receipt["token"])
-        if life is None:  # before its token's result: kept until it comes, or for RECEIPT_WAIT_MS
-            self.waiting.put(receipt["token"], [*(self.waiting.get(receipt["token"]) or []), receipt])
-            self.waiting_count.update((self.waiting_count.value() or 0) + 1)
-            ctx.timer_service().register_processing_time_timer(self.clock() + RECEIPT_WAIT_MS)
-            return []
-        life, new_row = lifecycle.add_receipt(life, receipt, self.message.value() or lifecycle.UNKNOWN_MESSAGE)
-        if new_row is None:
-            return []
-        self.tokens.put(receipt["token"], life)
-        return [new_row]
+    def take_receipts(self, receipts: list[Record], ctx: KeyedProcessFunction.Context) -> list[Row]:
+        message = self.message.value() or lifecycle.UNKNOWN_MESSAGE
+        rows: list[Row] = []
+        waited = 0
+        for receipt in receipts:
+            token = receipt["token"]
+            life = self.tokens.get(token)
+            if life is None:  # before its token's result: kept until it comes, or for RECEIPT_WAIT_MS
+                self.waiting.put(token, [*(self.waiting.get(token) or []), receipt])
+                waited += 1
+                continue
+            life, new_row = lifecycle.add_receipt(life, receipt, message)
+            if new_row is not None:  # else a state the token reached before (a vendor's retry, an app's ack too)
+                self.tokens.put(token, life)
+                rows.append(new_row)
+        if waited:
+            self.waiting_count.update((self.waiting_count.value() or 0) + waited)
+            due = self.clock() + RECEIPT_WAIT_MS
+            ctx.timer_service().register_processing_time_timer(due - due % TIMER_GRAIN_MS + TIMER_GRAIN_MS)  # one per minute
+        return rows
 
     def count(self, record: Record) -> None:
         """Receipts by kind and source; tokens by vendor, outcome and reason code (counted once, like the totals)."""
-        if is_receipt(record):
-            self.counters.count("pushpipe_receipts", kind=record["kind"], source=record["source"])
+        if is_receipts(record):
+            for receipt in record["receipts"]:
+                self.counters.count("pushpipe_receipts", kind=receipt["kind"], source=receipt["source"])
             return
         for outcome in record["outcomes"]:
             self.counters.count("pushpipe_tokens", results.weight(outcome), vendor=record["vendor"], outcome=outcome["outcome"],
@@ -270,8 +309,9 @@ class WriteWindow(ProcessWindowFunction):
         written = list(elements)
         messages = [(w.record, w.summary, w.rows) for w in written if w.summary is not None]
         self.ch.insert(self.tables["devices"], [lifecycle_sink.device_row(w.record) for w in written if w.summary is None])
-        self.ch.insert(self.tables["results"], [clickhouse.result_row(record) for record, _, _ in messages if not is_receipt(record)])
-        self.ch.insert(self.tables["receipts"], [clickhouse.receipt_row(record) for record, _, _ in messages if is_receipt(record)])
+        self.ch.insert(self.tables["results"], [clickhouse.result_row(record) for record, _, _ in messages if not is_receipts(record)])
+        self.ch.insert(self.tables["receipts"], [clickhouse.receipt_row(receipt) for record, _, _ in messages
+                                                 if is_receipts(record) for receipt in record["receipts"]])
         rows = [r for _, _, message_rows in messages for r in message_rows]
         self.lifecycle.insert(rows)
         elastic.write(self.es, elastic.window_actions(self.settings, [(record, summary) for record, summary, _ in messages], rows))
@@ -288,7 +328,7 @@ def build(settings: Settings) -> Any:
     results_in = (runtime.kafka_source(env, settings, topics.results, group)
                   .process(Parse(topics.results, "DispatchResult")).name("parse-results").uid("parse-results"))
     receipts_in = (runtime.kafka_source(env, settings, topics.receipts, group)
-                   .process(Parse(topics.receipts, "Receipt")).name("parse-receipts").uid("parse-receipts"))
+                   .process(ParseReceipts(topics.receipts)).name("parse-receipts").uid("parse-receipts"))
     for parsed in (results_in, receipts_in):
         runtime.sink_dlq(parsed, settings)
     device_topics = [topics.device_events, topics.device_feedback]

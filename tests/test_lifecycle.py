@@ -6,7 +6,8 @@ from typing import Any
 
 from flink_fakes import Harness
 from pushpipe.jobs import analytics, lifecycle
-from pushpipe.schemas import profiles
+from pushpipe.jobs.deadletters import DLQ
+from pushpipe.schemas import codec, profiles
 from pushpipe.sinks import elastic
 from pushpipe.sinks.lifecycle import LifecycleWriter
 
@@ -26,9 +27,14 @@ def receipt(token: str, kind: str, ts: int, source: str = "vendor", n: int = 0) 
             "token": token, "kind": kind, "code": "1", "source": source, "ts": ts, "received_at": ts + 5}
 
 
+def as_input(record: dict[str, Any]) -> dict[str, Any]:
+    """A result as it is, a receipt as ParseReceipts passes it on: a group of one message's receipts."""
+    return analytics.receipt_groups([record])[0] if "receipt_id" in record else record
+
+
 def run(*records: dict[str, Any]) -> list[analytics.Written]:
     harness = Harness(analytics.MessageLifecycle())
-    return [w for r in records for w in harness.process(r, key="a|m1")]
+    return [w for r in records for w in harness.process(as_input(r), key="a|m1")]
 
 
 def states(written: list[analytics.Written]) -> list[tuple[str, str, int]]:
@@ -122,11 +128,29 @@ def test_rows_recorded_after_the_writer_started_are_inserted_without_a_check() -
 
 def test_a_receipt_whose_send_never_comes_counts_after_the_wait_without_its_dimensions() -> None:
     harness = Harness(analytics.MessageLifecycle())
-    assert harness.process(receipt("t9", "delivered", 3_400), key="a|m1")[0].rows == []
+    assert harness.process(as_input(receipt("t9", "delivered", 3_400)), key="a|m1")[0].rows == []
     assert harness.advance(analytics.RECEIPT_WAIT_MS - 10_000) == []
-    (late,) = harness.advance(20_000)
+    (late,) = harness.advance(10_000 + analytics.TIMER_GRAIN_MS)
     assert [(r["token"], r["state"], r["latency_ms"], r["brand"]) for r in late.rows] == [("t9", "delivered", -1, "")]
     assert late.summary["counts"] == {"delivered": 1}
-    again = harness.process(receipt("t9", "delivered", 3_400, source="sdk"), key="a|m1")
-    after = harness.process(result([("t9", "accepted")]), key="a|m1")
+    again = harness.process(as_input(receipt("t9", "delivered", 3_400, source="sdk")), key="a|m1")
+    after = harness.process(as_input(result([("t9", "accepted")])), key="a|m1")
     assert again[0].rows == [] and states(after) == [("t9", "accepted", 1_000)]
+
+
+def test_a_batch_of_receipts_of_several_messages_is_one_group_per_message() -> None:
+    groups = analytics.receipt_groups([receipt("t1", "delivered", 1), {**receipt("t2", "delivered", 2), "msg_id": "m2"},
+                                       receipt("t3", "opened", 3)])
+    assert [(g["msg_id"], [r["token"] for r in g["receipts"]]) for g in groups] == [("m1", ["t1", "t3"]), ("m2", ["t2"])]
+
+
+def test_receipts_come_as_the_gateways_batches_or_one_by_one_and_a_bad_value_is_dead_lettered() -> None:
+    parse = analytics.ParseReceipts("push.receipts")
+    parse.open(None)
+    one, two = receipt("t1", "delivered", 1), receipt("t2", "opened", 2)
+    batch = codec.encode("ReceiptBatch", {"receipts": [one, two]})
+    assert [len(g["receipts"]) for g in parse.process_element(batch, None)] == [2]
+    (single,) = parse.process_element(codec.encode("Receipt", one), None)
+    assert single == {"app_id": "a", "msg_id": "m1", "receipts": [one]}
+    ((tag, letter),) = parse.process_element(b"not avro", None)
+    assert tag is DLQ and codec.decode("DeadLetter", letter)["error"] == "malformed_avro"

@@ -142,7 +142,7 @@ def gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[httpx.Asyn
 
 def written(outbox: FakeOutbox) -> list[tuple[str, str, str, str]]:
     """(app, msg, token, kind) of every Receipt the gateway wrote."""
-    records = [codec.decode("Receipt", v) for topic, _, v in outbox.sent if topic == "push.receipts"]
+    records = [r for topic, _, v in outbox.sent if topic == "push.receipts" for r in codec.decode("ReceiptBatch", v)["receipts"]]
     return sorted((r["app_id"], r["msg_id"], r["token"], r["kind"]) for r in records)
 
 
@@ -178,7 +178,7 @@ def test_apns_registered_tokens_are_acked_by_their_app_then_opened(tmp_path: Pat
     assert asyncio.run(scenario()) == [200] * 4
     assert written(outbox) == [(APP, "m1", reached, "delivered"), (APP, "m1", reached, "opened")]
     assert (sim.users.posted, sim.users.failed) == (2, 0)
-    ts = {r["kind"]: r["ts"] for _, _, v in outbox.sent for r in [codec.decode("Receipt", v)]}
+    ts = {r["kind"]: r["ts"] for _, _, v in outbox.sent for r in codec.decode("ReceiptBatch", v)["receipts"]}
     assert ts["delivered"] >= int((sent_at + 0.05) * 1000) and 29 <= ts["opened"] - ts["delivered"] <= 31, "the brand's delay, then the open's"
 
 
