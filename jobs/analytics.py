@@ -38,6 +38,10 @@ JOB = "analytics"
 WINDOW = Time.seconds(1)
 SUMMARY_TTL = Time.days(7)  # results of a message arriving later than this start a new summary
 RECEIPT_WAIT_MS = 10 * 60_000  # how long a receipt waits for its token's result before it counts without it
+# the latency of these states (from the state before: lifecycle.AFTER) as histograms per vendor, in ms: counters count
+# whole numbers (StageCounters.observe); the bounds go from a simulator's milliseconds to a device offline for a day
+LATENCY_HISTOGRAMS = {"delivered": "pushpipe_accepted_to_delivered_milliseconds", "opened": "pushpipe_delivered_to_opened_milliseconds"}
+LATENCY_BUCKETS_MS = (100, 500, 1_000, 5_000, 10_000, 30_000, 60_000, 300_000, 600_000, 3_600_000, 86_400_000)
 
 Summary = dict[str, Any]
 
@@ -143,6 +147,7 @@ class MessageLifecycle(KeyedProcessFunction):
         summary = add_states(summary, [r for r in rows if r["state"] in lifecycle.AFTER])
         self.summary.update(summary)
         self.count(record)
+        self.observe(rows)
         yield Written(record, summary, rows)
 
     def take_result(self, result: Record) -> list[Row]:
@@ -170,6 +175,7 @@ class MessageLifecycle(KeyedProcessFunction):
         self.unmatched.update((self.unmatched.value() or 0) + len(overdue))
         summary = add_states(self.summary.value() or empty_summary(), rows)
         self.summary.update(summary)
+        self.observe(rows)
         yield Written(next(iter(overdue.values()))[0], summary, rows)
 
     def settle_waiting(self, lives: dict[str, lifecycle.TokenLife]) -> list[Row]:
@@ -211,6 +217,13 @@ class MessageLifecycle(KeyedProcessFunction):
                                 code=reason_code(outcome["code"]), final=str(outcome["final"]).lower())
         self.counters.count("pushpipe_tokens", results.grouped_count(record), vendor=record["vendor"], outcome="accepted",
                             code="", final="true")
+
+    def observe(self, rows: list[Row]) -> None:
+        """The latency of each new delivered and opened state whose state before is known (each once per token, as the rows)."""
+        for r in rows:
+            name = LATENCY_HISTOGRAMS.get(r["state"])
+            if name and r["latency_ms"] >= 0:
+                self.counters.observe(name, r["latency_ms"], LATENCY_BUCKETS_MS, vendor=r["vendor"])
 
 
 @liveness.watched

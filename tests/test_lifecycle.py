@@ -130,3 +130,23 @@ def test_a_receipt_whose_send_never_comes_counts_after_the_wait_without_its_dime
     again = harness.process(receipt("t9", "delivered", 3_400, source="sdk"), key="a|m1")
     after = harness.process(result([("t9", "accepted")]), key="a|m1")
     assert again[0].rows == [] and states(after) == [("t9", "accepted", 1_000)]
+
+
+def test_accepted_to_delivered_and_delivered_to_opened_are_histograms_per_vendor_of_each_tokens_first_state() -> None:
+    harness = Harness(analytics.MessageLifecycle())
+    for record in (result([("t1", "accepted"), ("t2", "accepted")]), receipt("t1", "delivered", 3_400),
+                   receipt("t1", "delivered", 3_450, source="sdk"), receipt("t2", "delivered", 48_000),
+                   receipt("t1", "opened", 9_400, source="sdk"), receipt("t9", "delivered", 3_400),
+                   receipt("t9", "opened", 4_400, source="sdk")):
+        harness.process(record, key="a|m1")
+    harness.advance(analytics.RECEIPT_WAIT_MS)  # t9's receipts count without its send: its delivery has no latency, its open has
+    metrics = harness.metrics
+
+    def histogram(name: str) -> tuple[list[int | None], int | None, int | None]:
+        buckets = [metrics.count_of(f"{name}_bucket", stage="message-totals", le=le, vendor="xiaomi")
+                   for le in ("100", "500", "30000", "60000", "Inf")]
+        return (buckets, metrics.count_of(f"{name}_count", stage="message-totals", vendor="xiaomi"),
+                metrics.count_of(f"{name}_sum", stage="message-totals", vendor="xiaomi"))
+
+    assert histogram("pushpipe_accepted_to_delivered_milliseconds") == ([0, 1, 1, 2, 2], 2, 400 + 45_000)
+    assert histogram("pushpipe_delivered_to_opened_milliseconds") == ([0, 0, 2, 2, 2], 2, 6_000 + 1_000)
