@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from pushpipe.connectors.base import AdapterSession, InvalidNotification, Notification, Outcome, Secret, TokenResult, Vendor, mask_secrets, reveal
-from pushpipe.connectors.credentials import AccessToken, CredentialCache
+from pushpipe.connectors.credentials import UNWATCHED, AccessToken, CredentialCache, CredentialEvents
 from pushpipe.connectors.h2client import H2Client, H2Error
 from pushpipe.connectors.http import parse_retry_after, ssl_context, transport_failure
 from pushpipe.connectors.limits import PayloadLimit
@@ -29,6 +29,7 @@ PRODUCTION_URL = "https://api.push.apple.com"
 SANDBOX_URL = "https://api.sandbox.push.apple.com"
 MAX_PAYLOAD_BYTES = 4096
 MAX_COLLAPSE_ID_BYTES = 64
+PROVIDER_TOKEN_LIFETIME_S = 3600  # Apple refuses a JWT older than this (403 ExpiredProviderToken)
 PRIORITY = {"high": "10", "normal": "5", "low": "1"}
 VOLATILE_HEADERS = frozenset({"apns-id", "apns-expiration"})  # new values with every request: kept out of HPACK's table
 DEAD_TOKEN_REASONS = frozenset({"Unregistered", "ExpiredToken", "BadDeviceToken", "DeviceTokenNotForTopic"})
@@ -174,16 +175,18 @@ def classify_response(token: str, status: int, headers: Mapping[str, str], body:
 
 class ProviderToken(CredentialCache):
     """The cached ES256 JWT: minted on first use, re-minted after refresh_s or when invalidated (a 403
-    ExpiredProviderToken; many in-flight 403s cause one refresh)."""
+    ExpiredProviderToken; many in-flight 403s cause one refresh). It expires PROVIDER_TOKEN_LIFETIME_S after its iat."""
+
+    kind: ClassVar[str] = "provider jwt"
 
     def __init__(self, team_id: str, key_id: str, private_pem: str, *, clock: Clock,
-                 refresh_s: float) -> None:
-        super().__init__(clock=clock)
+                 refresh_s: float, events: CredentialEvents = UNWATCHED) -> None:
+        super().__init__(clock=clock, refresh_margin_s=PROVIDER_TOKEN_LIFETIME_S - refresh_s, events=events)
         key = serialization.load_pem_private_key(private_pem.encode(), password=None)
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise ValueError("an APNs .p8 key must be an EC P-256 private key")
         self._key = key
-        self._team_id, self._key_id, self._refresh_s = team_id, key_id, refresh_s
+        self._team_id, self._key_id = team_id, key_id
 
     def get(self) -> str:
         return self.obtain_now(self._mint)
@@ -191,7 +194,7 @@ class ProviderToken(CredentialCache):
     def _mint(self, now: float) -> AccessToken:
         claims = {"iss": self._team_id, "iat": int(now)}
         token = jwt.encode(claims, self._key, algorithm="ES256", headers={"kid": self._key_id})
-        return AccessToken(token, now + self._refresh_s)
+        return AccessToken(token, int(now) + PROVIDER_TOKEN_LIFETIME_S)
 
 
 # ---- transport -------------------------------------------------------------------------------
@@ -217,7 +220,7 @@ class ApnsAdapter(AdapterSession[ApnsConfig, _Session]):
     def start(self) -> _Session:
         c = self.config
         token = ProviderToken(c.team_id, c.key_id, c.private_pem(), clock=self._clock,
-                              refresh_s=c.token_refresh_s)
+                              refresh_s=c.token_refresh_s, events=self.credential_events)
         clients = {url: H2Client(url, ssl_context(c.verify), c.timeout_s, volatile=VOLATILE_HEADERS)
                    for url in {c.base_url, c.sandbox_url}}
         return _Session(clients, asyncio.Semaphore(c.max_streams), token)

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar, Generic, Literal, NamedTuple, Protocol, TypeVar, get_args
 
+from pushpipe.connectors.credentials import UNWATCHED, CredentialEvents
+
 
 class Vendor(StrEnum):
     APNS = "apns"
@@ -117,6 +119,7 @@ class VendorConfig(Protocol):
 class VendorAdapter(Protocol):
     vendor: Vendor
     max_batch: int  # most tokens the pipeline should pass to one send()
+    credential_events: CredentialEvents  # where its credential caches report (set before open(); connectors.credentials)
 
     async def open(self) -> None:
         """Create clients and credentials; call once before send()."""
@@ -193,6 +196,7 @@ class AdapterSession(Generic[AC, S]):
     The adapter keeps its config, the config's max_batch and the clock it reads (time.time unless a test fakes it)."""
 
     _session: S | None = None
+    credential_events: CredentialEvents = UNWATCHED
 
     def __init__(self, config: AC, *, clock: Callable[[], float] = time.time) -> None:
         self.config = config

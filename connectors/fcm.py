@@ -279,7 +279,7 @@ class FcmAdapter(AdapterSession[FcmConfig, _Session]):
             form = {"grant_type": JWT_BEARER, "assertion": assertion}
             return await request_token(client, token_url, form, self._clock)
 
-        tokens = AccessTokenCache(fetch, clock=self._clock, refresh_margin_s=c.refresh_margin_s)
+        tokens = AccessTokenCache(fetch, clock=self._clock, refresh_margin_s=c.refresh_margin_s, events=self.credential_events)
         sender = H2Client(c.base_url, ssl_context(c.verify), c.timeout_s)
         return _Session(client, sender, asyncio.Semaphore(c.max_streams), tokens, c.send_path())
 

@@ -280,7 +280,8 @@ class HuaweiStyleAdapter(AdapterSession[C, _Session], Generic[C]):
         c = self.config
         client = new_client(c.verify, c.timeout_s)
         fetch = client_credentials(client, c.token_url(), c.oauth_client_id(), c.secret(), self._clock)
-        return _Session(client, AccessTokenCache(fetch, clock=self._clock, refresh_margin_s=c.refresh_margin_s))
+        tokens = AccessTokenCache(fetch, clock=self._clock, refresh_margin_s=c.refresh_margin_s, events=self.credential_events)
+        return _Session(client, tokens)
 
     async def stop(self, session: _Session) -> None:
         await session.client.aclose()

@@ -169,8 +169,8 @@ class OppoAdapter(BatchAdapter[OppoConfig, dict[str, str]]):
     auth: AuthTokenCache  # created in open()
 
     def on_open(self, client: httpx.AsyncClient) -> None:
-        self.auth = AuthTokenCache(lambda: self._fetch_token(client), clock=self._clock,
-                                refresh_s=self.config.token_refresh_s)
+        self.auth = AuthTokenCache(lambda: self._fetch_token(client), clock=self._clock, lifetime_s=TOKEN_LIFETIME_S,
+                                   refresh_s=self.config.token_refresh_s, events=self.credential_events)
 
     def prepare(self, notification: Notification) -> dict[str, str]:
         return build_content(notification, self.config)

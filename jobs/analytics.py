@@ -40,6 +40,10 @@ WINDOW = Time.seconds(1)
 SUMMARY_TTL = Time.days(7)  # results of a message arriving later than this start a new summary
 RECEIPT_WAIT_MS = 10 * 60_000  # how long a receipt waits for its token's result before it counts without it
 TIMER_GRAIN_MS = 60_000  # waiting receipts of a message share a timer per minute
+# the latency of these states (from the state before: lifecycle.AFTER) as histograms per vendor, in ms: counters count
+# whole numbers (StageCounters.observe); the bounds go from a simulator's milliseconds to a device offline for a day
+LATENCY_HISTOGRAMS = {"delivered": "pushpipe_accepted_to_delivered_milliseconds", "opened": "pushpipe_delivered_to_opened_milliseconds"}
+LATENCY_BUCKETS_MS = (100, 500, 1_000, 5_000, 10_000, 30_000, 60_000, 300_000, 600_000, 3_600_000, 86_400_000)
 
 Summary = dict[str, Any]
 
@@ -172,6 +176,7 @@ class MessageLifecycle(KeyedProcessFunction):
         summary = add_states(summary, [r for r in rows if r["state"] in lifecycle.AFTER])
         self.summary.update(summary)
         self.count(record)
+        self.observe(rows)
         yield Written(record, summary, rows)
 
     def take_result(self, result: Record) -> list[Row]:
@@ -199,6 +204,7 @@ class MessageLifecycle(KeyedProcessFunction):
         self.unmatched.update((self.unmatched.value() or 0) + len(overdue))
         summary = add_states(self.summary.value() or empty_summary(), rows)
         self.summary.update(summary)
+        self.observe(rows)
         first = next(iter(overdue.values()))[0]
         yield Written({"app_id": first["app_id"], "msg_id": first["msg_id"], "receipts": []}, summary, rows)  # written before
 
@@ -250,6 +256,16 @@ class MessageLifecycle(KeyedProcessFunction):
                                 code=reason_code(outcome["code"]), final=str(outcome["final"]).lower())
         self.counters.count("pushpipe_tokens", results.grouped_count(record), vendor=record["vendor"], outcome="accepted",
                             code="", final="true")
+
+    def observe(self, rows: list[Row]) -> None:
+        """The latency of each new delivered and opened state whose state before is known (each once per token, as the rows)."""
+        latencies: dict[tuple[str, str], list[int]] = {}
+        for r in rows:
+            name = LATENCY_HISTOGRAMS.get(r["state"])
+            if name and r["latency_ms"] >= 0:
+                latencies.setdefault((name, r["vendor"]), []).append(r["latency_ms"])
+        for (name, vendor), values in latencies.items():
+            self.counters.observe(name, values, LATENCY_BUCKETS_MS, vendor=vendor)
 
 
 @liveness.watched

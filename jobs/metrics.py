@@ -5,6 +5,7 @@ The Python worker creates its operators when the first batch arrives, so /metric
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -25,8 +26,13 @@ DUE_TO_ACCEPTED = Histogram("pushpipe_batch_due_to_accepted_seconds",
                             " accepting its tokens, per batch", ["vendor", "priority"],
                             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900))
 INFLIGHT = Gauge("pushpipe_dispatch_inflight_batches", "Batches being sent", ["priority"])
+# credential: "tls ca" (watch_expiry), or a kind of connectors.credentials ("access token", "auth token", "provider jwt"),
+# which are fetched on use and live hours at most: an idle vendor's may lie in the past
 CREDENTIAL_EXPIRY = Gauge("pushpipe_credential_expiry_timestamp_seconds",
-                          "When a vendor credential or TLS certificate in use expires (Unix time)", ["vendor", "credential"])
+                          "When a vendor credential or TLS certificate in use expires (Unix time; the earliest of the vendor's exits)",
+                          ["vendor", "credential"])
+CREDENTIAL_FAILURES = Counter("pushpipe_credential_refresh_failures", "Failed fetches (or mints) of a vendor credential",
+                              ["vendor", "credential"])
 
 _served: set[int] = set()
 
@@ -39,6 +45,25 @@ def watch_expiry(configs: Mapping[str, object]) -> None:
             expiry = earliest_expiry(Path(verify).read_bytes())
             if expiry is not None:
                 CREDENTIAL_EXPIRY.labels(vendor, "tls ca").set(expiry)
+
+
+@dataclass
+class ExitCredentials:
+    """One exit's credential events (connectors.credentials.CredentialEvents) as its vendor's metrics. The exits of a
+    vendor share `held` ((vendor, credential) -> exit -> expiry), so the gauge is the earliest expiry among them."""
+
+    vendor: str
+    exit: str
+    held: dict[tuple[str, str], dict[str, float]]
+
+    def obtained(self, credential: str, expires_at: float) -> None:
+        expiries = self.held.setdefault((self.vendor, credential), {})
+        expiries[self.exit] = expires_at
+        CREDENTIAL_EXPIRY.labels(self.vendor, credential).set(min(expiries.values()))
+        CREDENTIAL_FAILURES.labels(self.vendor, credential)  # the series starts at 0, so increase() sees a first failure
+
+    def failed(self, credential: str) -> None:
+        CREDENTIAL_FAILURES.labels(self.vendor, credential).inc()
 
 
 def earliest_expiry(pem: bytes) -> float | None:

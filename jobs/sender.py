@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from pushpipe.connectors.base import Notification, Outcome, TokenResult, VendorAdapter, VendorConfig
+from pushpipe.connectors.credentials import UNWATCHED, CredentialEvents
 from pushpipe.connectors.registry import create_adapter
 from pushpipe.jobs import metrics
 from pushpipe.jobs.breaker import CircuitBreaker
@@ -45,6 +46,7 @@ class Exit:
     spec: ExitSpec
     config: VendorConfig
     breaker: CircuitBreaker
+    credentials: CredentialEvents = UNWATCHED  # where its adapter's credential caches report
     adapter: VendorAdapter | None = None
     opening: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -52,6 +54,7 @@ class Exit:
         async with self.opening:
             if self.adapter is None:
                 adapter = create_adapter(self.vendor, self.config)
+                adapter.credential_events = self.credentials
                 await adapter.open()
                 self.adapter = adapter
         return self.adapter
@@ -134,12 +137,14 @@ class Sender:
         self.callback_url = callback_url or (lambda vendor, app_id: "")
         self.configs = configs
         self.ledger = ledger
+        self.expiries: dict[tuple[str, str], dict[str, float]] = {}  # when each exit's credentials expire (metrics.ExitCredentials)
         self.exits = {vendor: self._exits(vendor, config) for vendor, config in configs.items()}
         self.limiters: dict[tuple[str, str], AdaptiveRateLimiter] = {}
 
     def _exits(self, vendor: str, config: VendorConfig) -> list[Exit]:
         return [Exit(vendor, spec, dataclasses.replace(cast(Any, config), **spec.overrides) if spec.overrides else config,
-                     CircuitBreaker(self.policy.failure_threshold, self.policy.open_s))
+                     CircuitBreaker(self.policy.failure_threshold, self.policy.open_s),
+                     metrics.ExitCredentials(vendor, spec.name, self.expiries))
                 for spec in self.policy.exits_for(vendor)]
 
     def limiter(self, app_id: str, vendor: str) -> AdaptiveRateLimiter:

@@ -3,7 +3,8 @@
 `Harness(fn)` opens the function against a runtime context whose states are kept per key (as Flink's
 are), and drives it: `process(message)` under the message's key (its first field), `advance(ms)` moves
 the clock and fires the timers that come due, in order, each under its own key. Both return what the
-function emitted. The smaller stand-ins (Value, Listed, Mapped, Context) serve tests of one call.
+function emitted; `metrics` holds what its counters counted (MetricGroup). The smaller stand-ins (Value, Listed,
+Mapped, Context) serve tests of one call.
 """
 from __future__ import annotations
 
@@ -69,6 +70,33 @@ class Mapped:
         self.data = {}
 
 
+class MetricGroup:
+    """Flink's metric group as jobs/counting.py uses it: key/value groups and counters. `counts` holds each counter,
+    from its registration on, by (name, its groups' (key, value) path), and is shared by all the groups under this one."""
+
+    def __init__(self, path: tuple[tuple[str, str], ...] = (), counts: dict | None = None) -> None:
+        self.path, self.counts = path, {} if counts is None else counts
+
+    def add_group(self, key: str, value: str) -> MetricGroup:
+        return MetricGroup((*self.path, (key, value)), self.counts)
+
+    def counter(self, name: str) -> _Counter:
+        self.counts.setdefault((name, self.path), 0)
+        return _Counter(self.counts, (name, self.path))
+
+    def count_of(self, name: str, **labels: str) -> int | None:
+        """The count of the counter `name` whose groups are exactly `labels`; None if none was registered."""
+        return next((n for (counted, path), n in self.counts.items() if counted == name and dict(path) == labels), None)
+
+
+class _Counter:
+    def __init__(self, counts: dict, key: tuple) -> None:
+        self.counts, self.key = counts, key
+
+    def inc(self, n: int = 1) -> None:
+        self.counts[self.key] += n
+
+
 class Timers:
     def __init__(self) -> None:
         self.now, self.pending = 5_000, set()
@@ -102,6 +130,7 @@ class Harness:
         self.fn, self.now, self.key = fn, now, ""
         self.states: dict[tuple[str, str], Any] = {}
         self.timers: set[tuple[int, str]] = set()
+        self.metrics = MetricGroup()
         fn.clock = lambda: self.now
         fn.open(_Runtime(self))
 
@@ -138,6 +167,9 @@ class _Runtime:
 
     def get_list_state(self, descriptor: Any) -> Any:
         return _PerKey(self.h, descriptor.name, Listed)
+
+    def get_metrics_group(self) -> MetricGroup:
+        return self.h.metrics
 
 
 class _PerKey:

@@ -5,8 +5,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from flink_fakes import Harness
 from pushpipe.infra import prometheus
-from pushpipe.jobs import metrics
+from pushpipe.jobs import analytics, metrics
+from test_lifecycle import as_input, receipt, result
 
 ALERTING = Path(prometheus.__file__).parent / "alerting"
 
@@ -20,7 +22,7 @@ def promtool(*args: str) -> str:
 
 
 def test_the_rules_are_valid_and_each_fires_on_its_series_and_only_there() -> None:
-    assert "SUCCESS: 13 rules found" in promtool("check", "rules", str(ALERTING / "rules.yml"))
+    assert "SUCCESS: 15 rules found" in promtool("check", "rules", str(ALERTING / "rules.yml"))
     assert "SUCCESS" in promtool("test", "rules", str(ALERTING / "rules_test.yml"))
 
 
@@ -38,3 +40,14 @@ def test_a_tls_bundle_reports_its_earliest_expiry(tmp_path) -> None:
     expiry = metrics.earliest_expiry(tls.ca_cert.read_bytes())
     assert expiry is not None and expiry > 0
     assert metrics.earliest_expiry(b"not a certificate") is None
+
+
+def test_the_delivery_latency_rule_reads_the_histogram_by_the_name_flink_gives_it() -> None:
+    """Flink's reporter names an operator's counter flink_taskmanager_job_task_operator_, the keys of its groups, its
+    name (jobs/counting.py): a label added to the histogram changes its name, and the rule must follow."""
+    harness = Harness(analytics.MessageLifecycle())
+    for record in (result([("t1", "accepted")]), receipt("t1", "delivered", 3_400)):
+        harness.process(as_input(record), key="a|m1")
+    names = {"_".join(["flink_taskmanager_job_task_operator", *(key for key, _ in path), name]) for name, path in harness.metrics.counts}
+    (bucket,) = [n for n in names if n.endswith("_pushpipe_accepted_to_delivered_milliseconds_bucket")]
+    assert bucket in (ALERTING / "rules.yml").read_text()

@@ -113,7 +113,7 @@ def test_cached_token_is_fetched_once_refreshed_by_age_and_invalidated_once() ->
         return f"tok{len(fetched)}"
 
     async def scenario() -> list[str]:
-        cache = AuthTokenCache(fetch, clock=clock, refresh_s=100)
+        cache = AuthTokenCache(fetch, clock=clock, lifetime_s=1000, refresh_s=100)
         seen = [await cache.get(), await cache.get()]
         clock.now += 100
         seen.append(await cache.get())
@@ -135,7 +135,7 @@ def test_concurrent_gets_share_one_fetch() -> None:
         return "tok"
 
     async def scenario() -> list[str]:
-        cache = AuthTokenCache(fetch, clock=FakeClock(NOW), refresh_s=100)
+        cache = AuthTokenCache(fetch, clock=FakeClock(NOW), lifetime_s=1000, refresh_s=100)
         return list(await asyncio.gather(*(cache.get() for _ in range(5))))
 
     assert asyncio.run(scenario()) == ["tok"] * 5 and len(calls) == 1

@@ -1,36 +1,16 @@
 """Operators' business counters as Flink metric groups (a fake group records what Flink would export)."""
 from __future__ import annotations
 
+from flink_fakes import MetricGroup
 from pushpipe.jobs.counting import StageCounters, counting_letters, reason_code
 from pushpipe.jobs.deadletters import dead_letter
 
 
-class Group:
-    def __init__(self, path: tuple[tuple[str, str], ...] = ()) -> None:
-        self.path, self.counts = path, {}
-
-    def add_group(self, key: str, value: str) -> Group:
-        child = Group((*self.path, (key, value)))
-        child.counts = self.counts
-        return child
-
-    def counter(self, name: str) -> Counter:
-        return Counter(self.counts, (name, self.path))
-
-
-class Counter:
-    def __init__(self, counts: dict, key: tuple) -> None:
-        self.counts, self.key = counts, key
-
-    def inc(self, n: int = 1) -> None:
-        self.counts[self.key] = self.counts.get(self.key, 0) + n
-
-
 class Context:
     def __init__(self) -> None:
-        self.group = Group()
+        self.group = MetricGroup()
 
-    def get_metrics_group(self) -> Group:
+    def get_metrics_group(self) -> MetricGroup:
         return self.group
 
 
@@ -51,3 +31,19 @@ def test_counts_are_kept_per_name_and_labels_and_dead_letters_by_error_and_topic
 
 def test_a_context_without_metrics_counts_nothing_and_fails_nothing() -> None:
     StageCounters(object(), "intake").count("pushpipe_requests_in", target="pin")
+
+
+def test_a_value_counts_in_each_bucket_whose_bound_it_does_not_exceed_and_in_count_and_sum() -> None:
+    context = Context()
+    counters = StageCounters(context, "message-totals")
+    counters.observe("pushpipe_wait_milliseconds", [250, 1000], (100, 500, 1000), vendor="hms")
+    counters.observe("pushpipe_wait_milliseconds", [5000], (100, 500, 1000), vendor="hms")
+    counters.observe("pushpipe_wait_milliseconds", [], (100, 500, 1000), vendor="hms")
+    group = context.group
+
+    def bucket(le: str) -> int | None:
+        return group.count_of("pushpipe_wait_milliseconds_bucket", stage="message-totals", le=le, vendor="hms")
+
+    assert [bucket(le) for le in ("100", "500", "1000", "Inf")] == [0, 1, 2, 3], "cumulative, the bound included, 100 from the start"
+    assert group.count_of("pushpipe_wait_milliseconds_count", stage="message-totals", vendor="hms") == 3
+    assert group.count_of("pushpipe_wait_milliseconds_sum", stage="message-totals", vendor="hms") == 6250

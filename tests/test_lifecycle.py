@@ -154,3 +154,24 @@ def test_receipts_come_as_the_gateways_batches_or_one_by_one_and_a_bad_value_is_
     assert single == {"app_id": "a", "msg_id": "m1", "receipts": [one]}
     ((tag, letter),) = parse.process_element(b"not avro", None)
     assert tag is DLQ and codec.decode("DeadLetter", letter)["error"] == "malformed_avro"
+
+
+def test_accepted_to_delivered_and_delivered_to_opened_are_histograms_per_vendor_of_each_tokens_first_state() -> None:
+    harness = Harness(analytics.MessageLifecycle())
+    for record in (result([("t1", "accepted"), ("t2", "accepted")]), receipt("t1", "delivered", 3_400),
+                   receipt("t1", "delivered", 3_450, source="sdk"), receipt("t2", "delivered", 48_000),
+                   receipt("t1", "opened", 9_400, source="sdk"), receipt("t9", "delivered", 3_400),
+                   receipt("t9", "opened", 4_400, source="sdk")):
+        harness.process(as_input(record), key="a|m1")
+    # t9's receipts count without its send: its delivery has no latency, its open has
+    harness.advance(analytics.RECEIPT_WAIT_MS + analytics.TIMER_GRAIN_MS)
+    metrics = harness.metrics
+
+    def histogram(name: str) -> tuple[list[int | None], int | None, int | None]:
+        buckets = [metrics.count_of(f"{name}_bucket", stage="message-totals", le=le, vendor="xiaomi")
+                   for le in ("100", "500", "30000", "60000", "Inf")]
+        return (buckets, metrics.count_of(f"{name}_count", stage="message-totals", vendor="xiaomi"),
+                metrics.count_of(f"{name}_sum", stage="message-totals", vendor="xiaomi"))
+
+    assert histogram("pushpipe_accepted_to_delivered_milliseconds") == ([0, 1, 1, 2, 2], 2, 400 + 45_000)
+    assert histogram("pushpipe_delivered_to_opened_milliseconds") == ([0, 0, 2, 2, 2], 2, 6_000 + 1_000)

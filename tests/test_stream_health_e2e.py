@@ -73,6 +73,8 @@ def test_prometheus_scrapes_every_stage(pipeline: Settings, producer: PushProduc
         assert any(name.startswith(stage) for name in operators), (stage, operators)
     observe.wait_for(lambda: query(pipeline, 'pushpipe_dispatch_tokens_total{vendor="hms"}'), 60, "dispatch counters")
     assert query(pipeline, "pushpipe_credential_expiry_timestamp_seconds"), "the TLS trust files' expiry"
+    observe.wait_for(lambda: query(pipeline, 'pushpipe_credential_expiry_timestamp_seconds{vendor="hms",credential="access token"} > time()'),
+                     60, "the expiry of the access token dispatch fetched to send")
     for business in ("pushpipe_requests_in", "pushpipe_tokens"):  # the operators' own counters, through Flink's reporter
         observe.wait_for(lambda: query(pipeline, f'{{__name__=~".*{business}"}}'), 60, f"the {business} counter")
     assert query(pipeline, 'up{job="gateway"} == 1')
