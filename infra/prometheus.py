@@ -1,10 +1,10 @@
 """Prometheus and Alertmanager (Debian's `prometheus` and `prometheus-alertmanager`) as managed services.
 
 Prometheus scrapes every stage: each Flink job's own metrics (pushed to the Pushgateway by Flink's Prometheus
-reporter: operators' records in and out, backpressure, checkpoints, restarts, the Kafka sources' lag), the dispatch worker's and the
-receipt gateway's /metrics, and evaluates infra/alerting/rules.yml; Alertmanager routes what fires to the
-example webhook receiver of infra/alerting/alertmanager.yml. run_dir/prometheus and run_dir/alertmanager
-hold their generated config, data and logs.
+reporter: operators' records in and out, backpressure, checkpoints, restarts, the Kafka sources' lag), the Kafka lag that the
+supervisor measures and pushes there too (infra/lag.py), the dispatch worker's and the receipt gateway's /metrics, and evaluates
+infra/alerting/rules.yml; Alertmanager routes what fires to the example webhook receiver of infra/alerting/alertmanager.yml.
+run_dir/prometheus and run_dir/alertmanager hold their generated config, data and logs.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def scrape_config(settings: Settings) -> dict[str, Any]:
         "rule_files": [str(RULES)],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [_host_port(settings.alertmanager_url)]}]}]},
         "scrape_configs": [
-            # each job's own labels (job="pushpipe-<job>") kept, as Flink pushed them
+            # each pusher's own labels kept: job="pushpipe-<job>" as Flink pushed them, job="pushpipe-lag" (infra/lag.py)
             {"job_name": "flink", "honor_labels": True, "static_configs": [{"targets": [_host_port(settings.pushgateway_url)]}]},
             {"job_name": "dispatch", "static_configs": [{"targets": dispatch}]},
             {"job_name": "gateway", "static_configs": [{"targets": [_host_port(settings.gateway_url)]}]},

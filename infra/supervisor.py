@@ -7,6 +7,7 @@ died, or when a Problem has lasted its grace: a job stuck RESTARTING, a job whos
 gone while Flink noticed nothing (infra/jobs.py), a service unhealthy for a minute. A restarted job
 resumes from its latest checkpoint. Each restart is counted in run_dir/supervisor/restarts.json
 (infra/restarts.py). Restarts run in threads of their own, so one slow start does not blind the rest.
+A thread of its own measures the jobs' Kafka consumer lag and pushes it to the Pushgateway (infra/lag.py).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pushpipe.config import Settings, load
-from pushpipe.infra import process, restarts
+from pushpipe.infra import lag, process, restarts
 from pushpipe.infra.components import supervised
 from pushpipe.infra.service import Health, Problem, Service
 
@@ -162,6 +163,7 @@ def run(settings: Settings) -> None:
     components = supervised()
     watches: dict[str, Watch] = {}
     say(f"supervising {', '.join(c.name for c in components)} every {POLL_S:.0f}s")
+    lag.start(settings, say)
     while True:
         _reap_children()
         poll(components, settings, watches)

@@ -80,6 +80,28 @@ def test_prometheus_scrapes_every_stage(pipeline: Settings, producer: PushProduc
     assert query(pipeline, 'up{job="gateway"} == 1')
 
 
+def test_the_supervisor_pushes_kafka_lag_and_the_oldest_request_age(pipeline: Settings, producer: PushProducer, run_id: str) -> None:
+    """infra/lag.py through the Pushgateway: every partition each job reads, with its labels; a request's age back to 0 once read."""
+    from pushpipe.infra import lag
+
+    sent(producer, push_request(f"lag-{run_id}", ["u"], "t", "b"))
+
+    def series(metric: str) -> list[dict[str, str]]:
+        return [r["metric"] for r in query(pipeline, f'{metric}{{job="pushpipe-lag"}}')]
+
+    observe.wait_for(lambda: {m["job_name"] for m in series(lag.LAG)} == set(JOBS), 60, "the lag of every job")
+    partitions = {str(n) for n in range(pipeline.kafka_partitions)}
+    for job, topics in lag.sources(pipeline.topics).items():
+        rows = [m for m in series(lag.LAG) if m["job_name"] == job]
+        assert {m["group"] for m in rows} == {f"pushpipe-{job}"}
+        assert {(m["topic"], m["partition"]) for m in rows} == {(t, n) for t in topics for n in partitions}, job
+        assert {m["topic"] for m in series(lag.AGE) if m["job_name"] == job} == set(topics), job
+    requests = f'{lag.AGE}{{job="pushpipe-lag", job_name="fanout", topic="{pipeline.topics.requests}"}}'
+    observe.wait_for(lambda: [r for r in query(pipeline, requests) if float(r["value"][1]) == 0], 90,
+                     "the oldest request's age back to 0 once fanout has read and committed")
+    assert not [a for a in firing(pipeline, "JobDown") if a["labels"].get("job") == "pushpipe-lag"]
+
+
 def test_a_vendor_outage_fires_the_failure_alert_and_it_resolves(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin,
                                                                  webhook: list[dict], run_id: str) -> None:
     app = f"alert-{run_id}"
