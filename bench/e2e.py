@@ -53,6 +53,35 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 
+def measure(settings: Settings, devices: int, per_user: int, requests: int, rate: float) -> tuple[CpuMeter, list[tuple[str, str]]]:
+    """Register the devices, send the requests; the CPU each component spent until the last token was accepted,
+    and the figures."""
+    run, app = uuid.uuid4().hex[:8], "bench-app"
+    users = max(1, devices // per_user)
+    producer = PushProducer(settings)
+    register(producer, settings, app, run, users, per_user)
+
+    t0 = time.time()
+    expected = requests * per_user
+    admin = SimulatorAdmin(settings.simulator_admin_url, timeout_s=60)
+    with CpuMeter(settings) as cpu:
+        created, produce_s = produce(producer, app, run, users, requests, rate)
+        observe.wait_for(lambda: admin.accepted(run, tokens=False)["count"] >= expected, 3600, f"{expected} accepted tokens")
+    records = admin.accepted(run, payloads=True)["records"]
+    latencies = [r["at"] * 1000 - created[r["payload"]["msg_id"]] for r in records]
+    accept_span = max(r["at"] for r in records) - t0
+
+    observe.wait_campaign_counted(settings, f"bench-{run}", expected, 600)
+    ch_s = time.time() - t0
+    return cpu, [
+        ("requests/s produced", f"{requests / produce_s:,.0f}"),
+        ("tokens/s accepted by the simulator", f"{expected / accept_span:,.0f}"),
+        ("p50 produce->accept latency", f"{percentile(latencies, 50):,.0f} ms"),
+        ("p99 produce->accept latency", f"{percentile(latencies, 99):,.0f} ms"),
+        ("seconds until ClickHouse shows the counts", f"{ch_s:.1f} s"),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=3000)
@@ -62,33 +91,12 @@ def main() -> None:
     args = parser.parse_args()
     settings = load()
     stack.up(settings)
-    run, app = uuid.uuid4().hex[:8], "bench-app"
-    users = max(1, args.devices // args.per_user)
-    producer = PushProducer(settings)
-    register(producer, settings, app, run, users, args.per_user)
-
-    t0 = time.time()
-    expected = args.requests * args.per_user
-    admin = SimulatorAdmin(settings.simulator_admin_url, timeout_s=60)
-    with CpuMeter(settings) as cpu:
-        created, produce_s = produce(producer, app, run, users, args.requests, args.rate)
-        observe.wait_for(lambda: admin.accepted(run, tokens=False)["count"] >= expected, 3600, f"{expected} accepted tokens")
+    cpu, figures = measure(settings, args.devices, args.per_user, args.requests, args.rate)
     print(f"\nCPU spent from the first request until the last token was accepted:\n{cpu.table(args.requests, 'request')}")
-    records = admin.accepted(run, payloads=True)["records"]
-    latencies = [r["at"] * 1000 - created[r["payload"]["msg_id"]] for r in records]
-    accept_span = max(r["at"] for r in records) - t0
-
-    observe.wait_campaign_counted(settings, f"bench-{run}", expected, 600)
-    ch_s = time.time() - t0
-
-    print(f"\nbench/e2e.py: {users * args.per_user} devices, {args.requests} single-user requests, {expected} tokens (APNs simulator)")
-    print(stack.format_table(("figure", "value"), [
-        ("requests/s produced", f"{args.requests / produce_s:,.0f}"),
-        ("tokens/s accepted by the simulator", f"{expected / accept_span:,.0f}"),
-        ("p50 produce->accept latency", f"{percentile(latencies, 50):,.0f} ms"),
-        ("p99 produce->accept latency", f"{percentile(latencies, 99):,.0f} ms"),
-        ("seconds until ClickHouse shows the counts", f"{ch_s:.1f} s"),
-    ]))
+    users = max(1, args.devices // args.per_user)
+    print(f"\nbench/e2e.py: {users * args.per_user} devices, {args.requests} single-user requests, "
+          f"{args.requests * args.per_user} tokens (APNs simulator)")
+    print(stack.format_table(("figure", "value"), figures))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ outside [a-zA-Z0-9:_] into "_" ("message-totals" -> "message_totals", "0.5" -> "
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -24,14 +25,19 @@ MAX_LABEL_CHARS = 40
 LE_INF = "Inf"  # the last bucket's bound: "+Inf" would reach Prometheus as "_Inf"; histogram_quantile reads "Inf" as +Inf
 
 
+ENABLED = os.environ.get("PUSHPIPE_STAGE_METRICS", "true").lower() not in ("0", "false", "no", "off")  # Settings.stage_metrics
+
+
 class StageCounters:
     def __init__(self, runtime_context: Any, stage: str) -> None:
+        self.group: Any = None
+        self._counters: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
+        if not ENABLED:  # read from the environment: operators run in worker interpreters, not the job's main one
+            return
         try:
             self.group = runtime_context.get_metrics_group().add_group("stage", stage)
         except Exception as bad:  # noqa: BLE001 - a metrics failure must not stop the pipeline
             log.warning("no metrics for %s: %s", stage, bad)
-            self.group = None
-        self._counters: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
 
     def count(self, name: str, n: int = 1, **labels: str) -> None:
         counter = self._counter(name, labels) if n > 0 else None

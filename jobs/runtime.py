@@ -69,14 +69,6 @@ def flink_config(settings: Settings, job: str, overrides: dict[str, str] | None 
         "restart-strategy.exponential-delay.reset-backoff-threshold": "2min",
         "rest.bind-address": "127.0.0.1",
         "rest.port": str(settings.flink_rest_port(job)),
-        # Flink's own metrics (records in/out per operator, backpressure, checkpoints, restarts, Kafka lag), pushed to
-        # Prometheus's Pushgateway every 5 s: Flink's scraped reporter has no bind address and would listen on every interface
-        "metrics.reporter.promgateway.factory.class": "org.apache.flink.metrics.prometheus.PrometheusPushGatewayReporterFactory",
-        "metrics.reporter.promgateway.hostUrl": settings.pushgateway_url,
-        "metrics.reporter.promgateway.jobName": f"pushpipe-{job}",
-        "metrics.reporter.promgateway.randomJobNameSuffix": "false",
-        "metrics.reporter.promgateway.deleteOnShutdown": "true",
-        "metrics.reporter.promgateway.interval": "5 SECONDS",
         # loopback only: the blob server and RPC bind to the job manager's host, data to the task manager's
         "jobmanager.bind-host": "127.0.0.1",
         "jobmanager.rpc.address": "127.0.0.1",
@@ -85,6 +77,8 @@ def flink_config(settings: Settings, job: str, overrides: dict[str, str] | None 
         # the stack's own temp files (Python worker dirs, RocksDB working dirs), not the machine's /tmp
         "io.tmp.dirs": str(settings.run_dir / f"job-{job}" / "tmp"),
     }
+    if settings.stage_metrics:
+        values.update(metrics_reporter(settings, job))
     values.update(overrides or {})
     restore = latest_checkpoint(chk)
     if restore is not None:
@@ -95,6 +89,19 @@ def flink_config(settings: Settings, job: str, overrides: dict[str, str] | None 
     for key, value in values.items():
         config.set_string(key, value)
     return config
+
+
+def metrics_reporter(settings: Settings, job: str) -> dict[str, str]:
+    """Flink's own metrics (records in/out per operator, backpressure, checkpoints, restarts, Kafka lag), pushed to
+    Prometheus's Pushgateway every 5 s: Flink's scraped reporter has no bind address and would listen on every interface."""
+    return {
+        "metrics.reporter.promgateway.factory.class": "org.apache.flink.metrics.prometheus.PrometheusPushGatewayReporterFactory",
+        "metrics.reporter.promgateway.hostUrl": settings.pushgateway_url,
+        "metrics.reporter.promgateway.jobName": f"pushpipe-{job}",
+        "metrics.reporter.promgateway.randomJobNameSuffix": "false",
+        "metrics.reporter.promgateway.deleteOnShutdown": "true",
+        "metrics.reporter.promgateway.interval": "5 SECONDS",
+    }
 
 
 def environment(settings: Settings, job: str, overrides: dict[str, str] | None = None,
