@@ -128,8 +128,8 @@ def counted_key(result: Record) -> str:
 
 
 class Written(NamedTuple):
-    """What the writer gets: a DispatchResult, Receipt or DeviceEvent, the message's totals after it (None
-    for a DeviceEvent) and the lifecycle rows it completed."""
+    """What the writer gets: a DispatchResult, a group of one message's receipts (ParseReceipts) or a DeviceEvent,
+    the message's totals after it (None for a DeviceEvent) and the lifecycle rows it completed."""
     record: Record
     summary: Summary | None
     rows: list[Row]
@@ -140,9 +140,9 @@ class MessageLifecycle(KeyedProcessFunction):
     """Per (app, message): counts by outcome and vendors, so each ES write carries absolute totals, and the
     lifecycle of each of its tokens (jobs/lifecycle.py), so each state is a row with its dimensions and latency.
 
-    The batch attempts and receipts already counted are a map state beside the totals, so a duplicate result
-    (at-least-once delivery, or a replay after a restart: batch ids are deterministic) or a vendor's retried
-    callback changes nothing. A receipt that comes before its token's result waits for it in `waiting`."""
+    The batch attempts already counted are a map state beside the totals, so a duplicate result (at-least-once
+    delivery, or a replay after a restart: batch ids are deterministic) changes nothing; a receipt counts only
+    for a state its token has not reached. A receipt that comes before its token's result waits in `waiting`."""
 
     clock = staticmethod(runtime.now_ms)
 
@@ -196,7 +196,7 @@ class MessageLifecycle(KeyedProcessFunction):
         """Receipts whose tokens' results have not come in RECEIPT_WAIT_MS (a send older than this job's state, or
         none of ours): counted without the send's dimensions, so nothing received is left out."""
         overdue = {token: receipts for token, receipts in list(self.waiting.items())
-                   if min(r["received_at"] for r in receipts) + RECEIPT_WAIT_MS <= timestamp}
+                   if min(r["received_at"] or r["ts"] for r in receipts) + RECEIPT_WAIT_MS <= timestamp}
         if not overdue:
             return
         unknown = {token: lifecycle.TokenLife(receipts[0]["vendor"], "", "", "", {}) for token, receipts in overdue.items()}
