@@ -101,8 +101,9 @@ def test_a_campaigns_lifecycle_answers_the_analysts_questions_exactly(pipeline: 
     (by_campaign,) = ask(pipeline, "open-rate-by-campaign", app)
     assert (by_campaign["campaign"], by_campaign["delivered"], by_campaign["opened"]) == (campaign, expected["delivered"], opened)
     p99 = {r["brand"]: r["p99_ms"] for r in ask(pipeline, "p99-accepted-to-delivered-by-brand", app)}
-    # the delays the population was given (counted by the simulator from before its answer reached dispatch)
-    assert 240 <= p99["xiaomi"] < 5_000 and 720 <= p99["huawei"] < 6_000, p99
+    # the delays the population was given: 300 ms, 900 ms (a t-digest estimate of latencies that the simulator
+    # counts from before its answer reaches dispatch, so a little under them)
+    assert 150 <= p99["xiaomi"] < p99["huawei"] < 6_000 and p99["huawei"] >= 450, p99
     codes = {(r["vendor"], r["state"]): int(r["receipts"]) for r in ask(pipeline, "top-receipt-codes", app)}
     assert codes[("xiaomi", "delivered")] == delivered["xiaomi"] and codes[("apns", "delivered")] == delivered["apns"]
     assert {r["brand"]: int(r["devices"]) for r in ask(pipeline, "devices-by-brand", app)} == {
