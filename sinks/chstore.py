@@ -139,12 +139,24 @@ def decompressed(body: bytes, encoding: str) -> bytes:
     if encoding == "lz4":
         import lz4.frame
 
-        return bytes(lz4.frame.decompress(body))
+        return _every_frame(body, lambda: lz4.frame.LZ4FrameDecompressor())
     if encoding == "zstd":
         import zstandard
 
-        return zstandard.ZstdDecompressor().decompressobj().decompress(body)
+        return _every_frame(body, lambda: zstandard.ZstdDecompressor().decompressobj())
     raise QueryError(415, f"Code: 1. DB::Exception: unsupported Content-Encoding {encoding!r}")
+
+
+def _every_frame(body: bytes, decompressor: Any) -> bytes:
+    """All the frames of a body, one after another: clickhouse-connect compresses each block of a large insert
+    as a frame of its own, and a decompressor stops at the end of its frame (the first alone lost every row
+    after the first 16,384)."""
+    parts = []
+    while body:
+        frame = decompressor()
+        parts.append(frame.decompress(body))
+        body = frame.unused_data
+    return b"".join(parts)
 
 
 def parse_request(path: str, headers: Any, body: bytes) -> Request:

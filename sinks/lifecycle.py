@@ -9,12 +9,14 @@ between pushpipe's own machines) are checked against the table before they are i
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections import defaultdict
 from typing import Any
 
 from pushpipe.sinks.clickhouse import ClickHouseClient
 from pushpipe.sinks.lifecycle_ddl import ATTRIBUTES
 
+log = logging.getLogger("pushpipe.sinks")
 Row = dict[str, Any]
 KEY = ("token", "pin", "state", "code")  # with app_id and msg_id: one event
 CHECKED_PER_QUERY = 2000
@@ -34,7 +36,9 @@ class LifecycleWriter:
         old = [r for r in rows if r["recorded_at"] <= self.check_before_ms]
         written = self.already_written(old) if old else set()
         new = [r for r in rows if key_of(r) not in written] if written else rows
-        self.skipped += len(rows) - len(new)
+        if len(new) < len(rows):
+            self.skipped += len(rows) - len(new)
+            log.info("%d of %d lifecycle rows were written before a restart: not again", len(rows) - len(new), len(rows))
         self.client.insert(self.table, [as_columns(r) for r in new])
 
     def already_written(self, rows: list[Row]) -> set[tuple[str, ...]]:

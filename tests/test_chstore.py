@@ -111,3 +111,15 @@ def test_an_analysts_slow_query_does_not_hold_back_the_pipelines_inserts(store: 
           f" median {sorted(lags)[len(lags) // 2] * 1000:.0f} ms")
     assert slow["s"] > 3 and len(lags) >= 5, "the query ran long enough to measure"
     assert max(lags) < slow["s"] / 2, "inserts went on while the query ran (one lock made them wait it out)"
+
+
+def test_an_insert_of_many_blocks_keeps_every_row(store: str) -> None:
+    """clickhouse-connect sends a large insert as many compressed blocks, each a frame of its own; a store that read
+    the first frame alone kept 16,384 rows of each insert (the lifecycle rows of a broadcast)."""
+    settings = load(clickhouse_url=store, clickhouse_database="pp")
+    ch = clickhouse.connect(settings)
+    rows = [{"app_id": "a", "msg_id": "m", "token": f"t{i}"} for i in range(50_000)]
+    ch.command("CREATE TABLE pp.many (app_id String, msg_id String, token String) ENGINE = MergeTree ORDER BY token")
+    ch.insert("pp.many", rows)
+    assert ch.rows("SELECT count() AS n, uniqExact(token) AS u FROM pp.many") == [{"n": 50_000, "u": 50_000}]
+    ch.close()
