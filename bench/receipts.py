@@ -23,6 +23,7 @@ from pushpipe import observe
 from pushpipe.config import Settings, load
 from pushpipe.gateway import signing
 from pushpipe.infra import stack
+from pushpipe.infra.simulators import SimulatorAdmin
 from pushpipe.producer import PushProducer, device_event, push_request
 from pushpipe.sinks import clickhouse
 
@@ -63,7 +64,17 @@ def lifecycle_count(settings: Settings, app: str, state: str) -> int:
 
 
 def sent_broadcasts(settings: Settings, app: str, devices: int, messages: int) -> list[tuple[str, str]]:
-    """Register the devices, broadcast to them, wait until every token is accepted: the (message, token) pairs."""
+    """Register the devices, broadcast to them, wait until every token is accepted: the (message, token) pairs.
+    The simulated HMS devices send no receipts of their own meanwhile: the benchmark's are the only ones."""
+    admin = SimulatorAdmin(settings.simulator_admin_url)
+    admin.configure(vendor="hms", delivery_rate=0.0)
+    try:
+        return _sent_broadcasts(settings, app, devices, messages)
+    finally:
+        admin.reset(records=False)
+
+
+def _sent_broadcasts(settings: Settings, app: str, devices: int, messages: int) -> list[tuple[str, str]]:
     producer, run = PushProducer(settings), uuid.uuid4().hex[:8]
     tokens = [f"{run}{n:08x}IQAAAACy" + "x" * 40 for n in range(devices)]  # HMS-shaped
     for n, token in enumerate(tokens):
