@@ -30,8 +30,10 @@ from pushpipe.sinks import clickhouse
 GOAL_PER_S, GOAL_LAG_S = 5000, 5.0
 
 
-async def post_all(settings: Settings, app: str, sends: list[tuple[str, str]], batch: int, concurrency: int) -> float:
-    """Post a delivered receipt for every (message, token); the seconds until the last was acknowledged."""
+async def post_all(settings: Settings, app: str, sends: list[tuple[str, str]], batch: int, concurrency: int,
+                   rate: float = 0) -> float:
+    """Post a delivered receipt for every (message, token), at `rate` receipts/s (0: as fast as the gateway takes
+    them); the seconds until the last was acknowledged."""
     key = signing.sdk_key(signing.load_key(settings.receipt_key_file), app)
     url = f"{settings.gateway_url}/v1/sdk/{app}/events"
     now = int(time.time() * 1000)
@@ -45,7 +47,10 @@ async def post_all(settings: Settings, app: str, sends: list[tuple[str, str]], b
 
         async def worker() -> None:
             while not queue.empty():
+                n = len(bodies) - queue.qsize()  # the body's place: sent no sooner than the rate allows
                 body = queue.get_nowait()
+                if rate:
+                    await asyncio.sleep(max(0.0, started + n * batch / rate - time.monotonic()))
                 answer = await client.post(url, json=body, headers={"x-pushpipe-key": key})
                 answer.raise_for_status()
 
@@ -96,13 +101,14 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=5, help="broadcasts, each to every device")
     parser.add_argument("--batch", type=int, default=100, help="events per SDK upload")
     parser.add_argument("--concurrency", type=int, default=16, help="uploads in flight")
+    parser.add_argument("--rate", type=float, default=0, help="receipts/s to post at (0: as fast as the gateway takes them)")
     args = parser.parse_args()
     settings = load()
     stack.up(settings)
     app = f"bench-{uuid.uuid4().hex[:8]}"
     sends = sent_broadcasts(settings, app, args.devices, args.messages)
     with CpuMeter(settings) as cpu:
-        seconds = asyncio.run(post_all(settings, app, sends, args.batch, args.concurrency))
+        seconds = asyncio.run(post_all(settings, app, sends, args.batch, args.concurrency, args.rate))
         acknowledged = time.monotonic()
         observe.wait_for(lambda: lifecycle_count(settings, app, "delivered") >= len(sends), 600,
                          "ClickHouse to count every receipt", interval_s=0.2)
@@ -110,7 +116,8 @@ def main() -> None:
     rate = len(sends) / seconds
     print(f"\n{len(sends):,} delivered receipts ({args.messages} broadcasts to {args.devices:,} devices) in uploads of "
           f"{args.batch}, {args.concurrency} in flight")
-    print(f"  gateway: {rate:,.0f} receipts/s acknowledged (goal {GOAL_PER_S:,}/s) in {seconds:.1f} s")
+    posted = f" (posted at {args.rate:,.0f}/s)" if args.rate else ""
+    print(f"  gateway: {rate:,.0f} receipts/s acknowledged{posted} (goal {GOAL_PER_S:,}/s) in {seconds:.1f} s")
     print(f"  ClickHouse's lifecycle counted the last of them {lag:.1f} s after it was acknowledged (goal {GOAL_LAG_S:.0f} s)")
     print(cpu.table(per=len(sends), unit="receipt"))
 

@@ -49,6 +49,22 @@ def latest_checkpoint(directory: Path) -> Path | None:
     return max(done, key=lambda m: m.stat().st_mtime).parent if done else None
 
 
+def same_backend(directory: Path, backend: str) -> bool:
+    """Whether the job's checkpoints were taken with `backend` (noted beside them; none noted: as before). A
+    checkpoint of another backend cannot be restored: the job then starts afresh from its committed Kafka
+    offsets, and the old checkpoints are kept aside."""
+    noted = directory / "state-backend"
+    before = noted.read_text().strip() if noted.exists() else backend
+    if before != backend:
+        aside = directory.with_name(f"{directory.name}-{before}-{int(time.time())}")
+        directory.rename(aside)
+        log.warning("%s: its checkpoints were taken with the %s state backend, it now uses %s: starting afresh from "
+                    "its committed Kafka offsets (old checkpoints in %s)", directory.name, before, backend, aside)
+    directory.mkdir(parents=True, exist_ok=True)
+    noted.write_text(backend)
+    return before == backend
+
+
 def flink_config(settings: Settings, job: str, overrides: dict[str, str] | None = None) -> Configuration:
     config = Configuration()
     chk = checkpoint_dir(settings, job)
@@ -80,7 +96,7 @@ def flink_config(settings: Settings, job: str, overrides: dict[str, str] | None 
     if settings.stage_metrics:
         values.update(metrics_reporter(settings, job))
     values.update(overrides or {})
-    restore = latest_checkpoint(chk)
+    restore = latest_checkpoint(chk) if same_backend(chk, values.get("state.backend.type", "hashmap")) else None
     if restore is not None:
         values["execution.state-recovery.path"] = str(restore)
         # operators have stable uids; state of operators a new version dropped is ignored
@@ -89,6 +105,16 @@ def flink_config(settings: Settings, job: str, overrides: dict[str, str] | None 
     for key, value in values.items():
         config.set_string(key, value)
     return config
+
+
+# State that grows with the install base (fan-out's device directory, analytics' token lifecycles): RocksDB with
+# incremental checkpoints writes only what changed, where the heap backend copies all of it every checkpoint.
+ROCKSDB_STATE = {"state.backend.type": "rocksdb", "execution.checkpointing.incremental": "true",
+                 "taskmanager.memory.managed.size": "1g",  # RocksDB block cache and write buffers
+                 # Each checkpoint flushes a small file of keys spread over the whole key range; level
+                 # compaction then rewrote the whole directory level with it (a steady ~14% of a core at
+                 # 1M pins under single-pin traffic). Universal compaction merges small runs with each other.
+                 "state.backend.rocksdb.compaction.style": "UNIVERSAL"}
 
 
 def metrics_reporter(settings: Settings, job: str) -> dict[str, str]:

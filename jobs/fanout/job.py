@@ -20,14 +20,6 @@ from pushpipe.jobs.fanout.tally import BroadcastTally
 from pushpipe.schemas import keys
 
 BYTES = runtime.BYTES
-STATE_BACKEND = {"state.backend.type": "rocksdb", "execution.checkpointing.incremental": "true",
-                 "taskmanager.memory.managed.size": "1g",  # RocksDB block cache and write buffers
-                 # Each checkpoint flushes a small file of pins spread over the whole key range; level
-                 # compaction then rewrote the whole directory level with it (a steady ~14% of a core at
-                 # 1M pins under single-pin traffic). Universal compaction merges small runs with each other.
-                 "state.backend.rocksdb.compaction.style": "UNIVERSAL"}
-
-
 def message_key(request: dict[str, Any]) -> str:
     return keys.message_key(request["app_id"], request["msg_id"])
 
@@ -35,7 +27,7 @@ def message_key(request: dict[str, Any]) -> str:
 def build(settings: Settings) -> StreamExecutionEnvironment:
     # The device directory grows with the install base: RocksDB with incremental checkpoints writes only
     # what changed, where the heap backend would copy every device on every checkpoint.
-    env = runtime.environment(settings, JOB, STATE_BACKEND, mode="thread")
+    env = runtime.environment(settings, JOB, runtime.ROCKSDB_STATE, mode="thread")
     topics, group = settings.topics, f"pushpipe-{JOB}"
     reqs = (runtime.kafka_source(env, settings, topics.requests, group)
             .process(ParseRequests(settings)).name("parse-requests").uid("parse-requests"))
