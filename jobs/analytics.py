@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 from pyflink.common import Time, Types
@@ -320,20 +321,28 @@ class WriteWindow(ProcessWindowFunction):
         db = self.settings.clickhouse_database
         self.tables = {"results": f"{db}.dispatch_results", "receipts": f"{db}.receipts", "devices": f"{db}.device_events"}
         self.lifecycle = lifecycle_sink.LifecycleWriter(self.ch, db, int(time.time() * 1000))
+        self.beside = ThreadPoolExecutor(1, thread_name_prefix="write-elasticsearch")
 
     def process(self, key: int, context: ProcessWindowFunction.Context, elements: Iterable[Written]) -> Iterator[int]:
+        """ClickHouse and Elasticsearch side by side (each waits on its server, not on Python); raises if either failed."""
         written = list(elements)
         messages = [(w.record, w.summary, w.rows) for w in written if w.summary is not None]
+        rows = [r for _, _, message_rows in messages for r in message_rows]
+        actions = elastic.window_actions(self.settings, [(record, summary) for record, summary, _ in messages], rows)
+        to_elasticsearch = self.beside.submit(elastic.write, self.es, actions)
+        self.write_clickhouse(written, messages, rows)
+        to_elasticsearch.result()
+        yield len(written)
+
+    def write_clickhouse(self, written: list[Written], messages: list[tuple[Record, Any, list[Row]]], rows: list[Row]) -> None:
         self.ch.insert(self.tables["devices"], [lifecycle_sink.device_row(w.record) for w in written if w.summary is None])
         self.ch.insert(self.tables["results"], [clickhouse.result_row(record) for record, _, _ in messages if not is_receipts(record)])
         self.ch.insert(self.tables["receipts"], [clickhouse.receipt_row(receipt) for record, _, _ in messages
                                                  if is_receipts(record) for receipt in record["receipts"]])
-        rows = [r for _, _, message_rows in messages for r in message_rows]
         self.lifecycle.insert(rows)
-        elastic.write(self.es, elastic.window_actions(self.settings, [(record, summary) for record, summary, _ in messages], rows))
-        yield len(written)
 
     def close(self) -> None:
+        self.beside.shutdown()
         self.ch.close()
         self.es.close()
 
