@@ -229,17 +229,20 @@ class MessageLifecycle(KeyedProcessFunction):
         message = self.message.value() or lifecycle.UNKNOWN_MESSAGE
         rows: list[Row] = []
         waited = 0
+        changed: dict[str, lifecycle.TokenLife] = {}  # written back at once: one call into the JVM
         for receipt in receipts:
             token = receipt["token"]
-            life = self.tokens.get(token)
+            life = changed.get(token) or self.tokens.get(token)
             if life is None:  # before its token's result: kept until it comes, or for RECEIPT_WAIT_MS
                 self.waiting.put(token, [*(self.waiting.get(token) or []), receipt])
                 waited += 1
                 continue
             life, new_row = lifecycle.add_receipt(life, receipt, message)
             if new_row is not None:  # else a state the token reached before (a vendor's retry, an app's ack too)
-                self.tokens.put(token, life)
+                changed[token] = life
                 rows.append(new_row)
+        if changed:
+            self.tokens.put_all(changed)
         if waited:
             self.waiting_count.update((self.waiting_count.value() or 0) + waited)
             due = self.clock() + RECEIPT_WAIT_MS
