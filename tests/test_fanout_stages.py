@@ -122,6 +122,8 @@ def test_a_pin_push_becomes_a_batch_per_vendor_and_an_unknown_pin_a_reason(pins:
     out = pins.process(ToPin(key, "request", made(push_request("a", ["u"], "t", "b", priority="high"), NOON)))
     assert sorted((b["vendor"], tuple(b["tokens"]), b["pins"][0]) for b in batches(out)) == [("apns", ("ios1",), "u"), ("hms", ("hms1",), "u")]
     assert reasons(pins.process(ToPin(keys.pin_key("a", "nobody"), "request", push_request("a", ["nobody"], "t", "b")))) == ["no_devices"]
+    expanded = {v: pins.metrics.count_of("pushpipe_tokens_expanded", stage="pin-directory", vendor=v) for v in ("apns", "hms")}
+    assert expanded == {"apns": 1, "hms": 1}
 
 
 def test_a_pin_push_carries_each_device_profile_with_its_token(pins: Harness) -> None:
@@ -173,6 +175,7 @@ def test_an_urgent_broadcast_is_expanded_by_the_shard_with_its_users_opt_outs(sh
     [report] = [m for tag, m in out if tag is REPORT]
     assert report == ShardReport(keys.message_key("a", urgent["msg_id"]), urgent, 2)
     assert [b["tokens"] for b in batches(out)] == [["ios1"]] and reasons(out) == ["opted_out:channel:apns"]
+    assert shards.metrics.count_of("pushpipe_tokens_expanded", stage="shard-directory", vendor="apns") == 1
 
 
 def test_a_broadcast_expanded_by_the_shard_carries_each_device_profile(shards: Harness) -> None:

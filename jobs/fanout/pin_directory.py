@@ -32,6 +32,8 @@ BROADCASTS_TTL = Time.days(2)  # how long a pin remembers the broadcasts it took
 
 @liveness.watched
 class PinDirectory(Directory):
+    stage = "pin-directory"
+
     def open(self, runtime_context: RuntimeContext) -> None:
         super().open(runtime_context)
         self.state = runtime_context.get_state(ValueStateDescriptor("pin", PICKLED))
@@ -88,6 +90,7 @@ class PinDirectory(Directory):
             gathered = [o._replace(pin="" if unknown else pin) for o in outcomes]
             yield GATHER, Gather(keys.group_key(request["app_id"], request["msg_id"], NO_VENDOR, ""), NO_VENDOR, request, gathered)
         for (vendor, text), (rendered_request, targets) in result.groups.items():
+            self.expanded(vendor, len(targets))
             if request["target"] == "pin":
                 for n, part in enumerate(records.chunks(targets, self.batch_size)):
                     yield lane_batch(rendered_request, vendor, part, self.batch_size, f"pin:{pin}:{n}", now)

@@ -31,6 +31,8 @@ Chosen = list[tuple[str, Record]]  # (token, the shard's summary of its device)
 
 @liveness.watched
 class ShardDirectory(Directory):
+    stage = "shard-directory"
+
     def open(self, runtime_context: RuntimeContext) -> None:
         super().open(runtime_context)
         self.devices = runtime_context.get_map_state(MapStateDescriptor("devices", Types.STRING(), PICKLED))
@@ -143,6 +145,7 @@ class ShardDirectory(Directory):
         if unsent:
             yield from not_sent(request, f"{position}:unsent", unsent, now)
         for (vendor, text), (rendered_request, targets) in placement.groups.items():
+            self.expanded(vendor, len(targets))
             if batcher:
                 yield GATHER, Gather(keys.group_key(request["app_id"], request["msg_id"], vendor, text), vendor, rendered_request, targets)
             else:
