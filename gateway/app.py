@@ -32,6 +32,9 @@ from pushpipe.schemas import codec, keys, letters
 
 JOB = "gateway"
 MAX_BODY_BYTES = 1024 * 1024
+RECEIPTS_PER_RECORD = 1000  # ~250 KB of Avro: far below Kafka's 1 MiB record limit
+# a sender's time outside these is taken as the gateway's (a device clock at 1970, or far ahead)
+EARLIEST_TS_MS, LATEST_AHEAD_MS = 946_684_800_000, 86_400_000  # 2000-01-01; a day ahead
 DEVICE_NEWS = {"invalid_target": "invalid_token", "switched_off": "switch_off"}  # receipt kind -> DeviceEvent kind
 RECEIPTS = Counter("pushpipe_gateway_receipts_total", "Receipts written to push.receipts", ["source", "vendor", "kind"])
 REFUSED = Counter("pushpipe_gateway_refused_total", "Callbacks, uploads and items refused, by reason", ["source", "reason"])
@@ -46,17 +49,20 @@ class Refused(Exception):
 def receipt(heard: Heard, vendor: str, source: str, now_ms: int) -> dict[str, Any]:
     """The Receipt record of what was heard; its id is the same whenever the same receipt comes again."""
     same = keys.SEP.join((heard.app_id, heard.msg_id, heard.token, heard.kind, source))
+    ts = heard.ts if EARLIEST_TS_MS <= heard.ts <= now_ms + LATEST_AHEAD_MS else now_ms  # a clock that cannot be right
     return codec.new_record(
         "Receipt", receipt_id=hashlib.sha256(same.encode()).hexdigest()[:32], msg_id=heard.msg_id, app_id=heard.app_id,
-        vendor=vendor, token=heard.token, kind=heard.kind, code=heard.code, source=source, ts=heard.ts, received_at=now_ms)
+        vendor=vendor, token=heard.token, kind=heard.kind, code=heard.code, source=source, ts=ts, received_at=now_ms)
 
 
 def receipt_batches(heard: list[Heard], vendor: str, source: str, now_ms: int) -> list[tuple[bytes, bytes]]:
-    """(key, ReceiptBatch) per message: a body's receipts of one message travel as one record."""
+    """(key, ReceiptBatch) per message: a body's receipts of one message travel as few records, of at most
+    RECEIPTS_PER_RECORD each (a body of 1 MB of tokens would otherwise be a record over Kafka's limit)."""
     by_message: dict[str, list[dict[str, Any]]] = {}
     for h in heard:
         by_message.setdefault(keys.message_key(h.app_id, h.msg_id), []).append(receipt(h, vendor, source, now_ms))
-    return [(key.encode(), codec.encode("ReceiptBatch", {"receipts": receipts})) for key, receipts in by_message.items()]
+    return [(key.encode(), codec.encode("ReceiptBatch", {"receipts": receipts[start:start + RECEIPTS_PER_RECORD]}))
+            for key, receipts in by_message.items() for start in range(0, len(receipts), RECEIPTS_PER_RECORD)]
 
 
 def device_news(heard: Heard, vendor: str, now_ms: int) -> bytes:

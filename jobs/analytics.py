@@ -5,8 +5,9 @@ per-batch rows, receipts, devices) + Elasticsearch (messages with their counts; 
     push.receipts -> parse -┴-> key app|msg: MessageLifecycle (totals, each token's lifecycle) -┐
     device.events, device.feedback -> parse-devices ---------------------------------------------┴-> 1 s windows -> bulk writes
 Totals and lifecycles live in Flink state, so after a crash they are restored with the offsets they match.
-Every sink is idempotent, so replays do not double count: ReplacingMergeTree rows, lifecycle rows checked
-before they are inserted (sinks/lifecycle.py), absolute message totals, deliveries versioned by attempt.
+Every count is idempotent, so replays do not double count: ReplacingMergeTree rows, lifecycle rows checked
+before they are inserted (sinks/lifecycle.py), absolute message totals, deliveries versioned by attempt;
+device_events keeps each event as often as it is read, and the device statistics take its latest and first.
 Receipts come as groups of one message's (the gateway writes a ReceiptBatch per message of a body: few fat
 records); each state counts once per token (a vendor's retry, or its receipt and the app's ack of the same
 delivery); a receipt that arrives before its token's result waits for it.
@@ -199,6 +200,8 @@ class MessageLifecycle(KeyedProcessFunction):
         overdue = {token: receipts for token, receipts in list(self.waiting.items())
                    if min(r["received_at"] or r["ts"] for r in receipts) + RECEIPT_WAIT_MS <= timestamp}
         if not overdue:
+            if self.waiting_count.value():  # a gateway clock ahead of this one: look again
+                ctx.timer_service().register_processing_time_timer(timestamp + TIMER_GRAIN_MS)
             return
         unknown = {token: lifecycle.TokenLife(receipts[0]["vendor"], "", "", "", {}) for token, receipts in overdue.items()}
         rows = self.settle_waiting(unknown)
@@ -206,6 +209,8 @@ class MessageLifecycle(KeyedProcessFunction):
         summary = add_states(self.summary.value() or empty_summary(), rows)
         self.summary.update(summary)
         self.observe(rows)
+        if self.waiting_count.value():  # others not overdue yet: look again
+            ctx.timer_service().register_processing_time_timer(timestamp + TIMER_GRAIN_MS)
         first = next(iter(overdue.values()))[0]
         yield Written({"app_id": first["app_id"], "msg_id": first["msg_id"], "receipts": []}, summary, rows)  # written before
 
@@ -285,20 +290,20 @@ class ParseDevices(ProcessFunction):
 
     def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterator[Written]:
         for item in deadletters.decode_or_tombstone(JOB, ",".join(self.topics), "DeviceEvent", value):
-            if isinstance(item, deadletters.Tombstone):
-                item = deleted_device(item)
+            if isinstance(item, deadletters.Tombstone):  # at the record's Kafka time: the same on a replay
+                item = deleted_device(item, ctx.timestamp() or runtime.now_ms())
             if isinstance(item, dict) and counts_for_devices(item):
                 yield Written(item, None, [])
             else:
                 self.counters.count("pushpipe_device_events_skipped")
 
 
-def deleted_device(dead: deadletters.Tombstone) -> Record | None:
+def deleted_device(dead: deadletters.Tombstone, ts: int) -> Record | None:
     """The deregistration a device.events tombstone (key app|token) stands for."""
     app_id, _, token = dead.key.partition(keys.SEP)
     if not token:
         return None
-    return {"app_id": app_id, "token": token, "kind": "deregister", "reason": "tombstone", "ts": int(time.time() * 1000)}
+    return {"app_id": app_id, "token": token, "kind": "deregister", "reason": "tombstone", "ts": ts}
 
 
 def counts_for_devices(event: Record) -> bool:

@@ -45,9 +45,12 @@ def message_of(result: Record) -> Message:
 
 def row(ts: int, record: Record, token: str, pin: str, state: str, code: str, n: int, latency_ms: int, vendor: str,
         profile: str, environment: str, message: Message, source: str, recorded_at: int) -> Row:
-    return {"ts": ts, "recorded_at": recorded_at, "app_id": record["app_id"], "msg_id": record["msg_id"], "token": token, "pin": pin, "state": state,
-            "code": code, "n": n, "latency_ms": latency_ms, "vendor": vendor, **profiles.decode(profile),
-            "environment": environment, **message._asdict(), "source": source}
+    """A lifecycle_events row; `batch_id` (a result's, "" for a receipt) tells apart the token-less rows of one
+    message (each shard's skipped devices, each pin's outcome), so each row has a key of its own."""
+    return {"ts": ts, "recorded_at": recorded_at, "batch_id": record.get("batch_id", ""), "app_id": record["app_id"],
+            "msg_id": record["msg_id"], "token": token, "pin": pin, "state": state, "code": code, "n": n,
+            "latency_ms": latency_ms, "vendor": vendor, **profiles.decode(profile), "environment": environment,
+            **message._asdict(), "source": source}
 
 
 def result_rows(result: Record) -> tuple[list[Row], dict[str, TokenLife]]:

@@ -50,11 +50,10 @@ def latest_checkpoint(directory: Path) -> Path | None:
 
 
 def same_backend(directory: Path, backend: str) -> bool:
-    """Whether the job's checkpoints were taken with `backend` (noted beside them; none noted: as before). A
-    checkpoint of another backend cannot be restored: the job then starts afresh from its committed Kafka
-    offsets, and the old checkpoints are kept aside."""
+    """Whether the job's checkpoints were taken with `backend` (noted beside them). A checkpoint of another backend
+    cannot be restored: the job then starts afresh from its committed Kafka offsets, the old checkpoints set aside."""
     noted = directory / "state-backend"
-    before = noted.read_text().strip() if noted.exists() else backend
+    before = noted.read_text().strip() if noted.exists() else backend_of(directory, backend)
     if before != backend:
         aside = directory.with_name(f"{directory.name}-{before}-{int(time.time())}")
         directory.rename(aside)
@@ -63,6 +62,13 @@ def same_backend(directory: Path, backend: str) -> bool:
     directory.mkdir(parents=True, exist_ok=True)
     noted.write_text(backend)
     return before == backend
+
+
+def backend_of(directory: Path, default: str) -> str:
+    """The backend of checkpoints taken before backends were noted: RocksDB's incremental ones share files."""
+    if latest_checkpoint(directory) is None:
+        return default
+    return "rocksdb" if any(directory.glob("*/shared/*")) else "hashmap"
 
 
 def flink_config(settings: Settings, job: str, overrides: dict[str, str] | None = None) -> Configuration:

@@ -155,6 +155,8 @@ def _every_frame(body: bytes, decompressor: Any) -> bytes:
     while body:
         frame = decompressor()
         parts.append(frame.decompress(body))
+        if not frame.eof:
+            raise QueryError(400, "Code: 27. DB::Exception: the compressed body ends inside a frame (truncated)")
         body = frame.unused_data
     return b"".join(parts)
 

@@ -33,6 +33,8 @@ COUNTS: dict[str, tuple[str, ...]] = {
     "clicked": ("clicked",),
     "dismissed": ("dismissed",),
 }
+SENT = ("sent", "failed")  # what reached a vendor: not fan-out's rejections (a payload no vendor takes)
+SENT_ONLY = " AND source != 'fanout'"
 # latency column -> the state whose latency_ms it takes (the time since the state before)
 LATENCIES = {"due_to_accepted_ms": "accepted", "accepted_to_delivered_ms": "delivered", "delivered_to_opened_ms": "opened"}
 GRAINS = (("minute", "toStartOfMinute(ts)", "7 DAY"), ("hour", "toStartOfHour(ts)", "90 DAY"),
@@ -61,6 +63,7 @@ def lifecycle_table(db: str) -> str:
         campaign String,
         source LowCardinality(String),
         recorded_at DateTime64(3),
+        batch_id String,
         INDEX ts_range ts TYPE minmax GRANULARITY 1,
         INDEX pin_lookup pin TYPE bloom_filter GRANULARITY 4
     ) ENGINE = MergeTree
@@ -85,7 +88,8 @@ def rollup_table(db: str, grain: str, ttl: str) -> str:
 
 
 def rollup_view(db: str, grain: str, bucket: str) -> str:
-    counts = ",\n           ".join(f"sumIf(n, state IN ({_quoted(states)})) AS {c}" for c, states in COUNTS.items())
+    counts = ",\n           ".join(f"sumIf(n, state IN ({_quoted(states)}){SENT_ONLY if c in SENT else ''}) AS {c}"
+                                   for c, states in COUNTS.items())
     latencies = ",\n           ".join(f"quantileTDigestStateIf(latency_ms, state = '{s}' AND latency_ms >= 0) AS {c}"
                                       for c, s in LATENCIES.items())
     return f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.rollup_{grain}_mv TO {db}.rollup_{grain} AS
@@ -150,7 +154,7 @@ def devices(db: str) -> list[str]:
             {attribute_states}
         ) ENGINE = AggregatingMergeTree
         ORDER BY (app_id, token)""",
-        # a replayed device event changes nothing here: latest and first are the same after it
+        # a device event read again (a replay) changes nothing here: its latest and first are the same after it
         f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.devices_mv TO {db}.devices AS
         SELECT app_id, token, min(ts) AS first_seen,
                argMaxState(kind, ts) AS last_kind,
@@ -209,4 +213,5 @@ def rates(db: str, grain: str) -> str:
 def ddl(db: str) -> list[str]:
     rollups = [s for grain, bucket, ttl in GRAINS
                for s in (rollup_table(db, grain, ttl), rollup_view(db, grain, bucket), rates(db, grain))]
-    return [lifecycle_table(db), *rollups, *codes(db), *devices(db)]
+    added = f"ALTER TABLE {db}.lifecycle_events ADD COLUMN IF NOT EXISTS batch_id String AFTER recorded_at"  # tables made before it
+    return [lifecycle_table(db), added, *rollups, *codes(db), *devices(db)]

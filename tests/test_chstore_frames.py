@@ -7,7 +7,7 @@ import lz4.frame
 import pytest
 import zstandard
 
-from pushpipe.sinks.chstore import decompressed
+from pushpipe.sinks.chstore import QueryError, decompressed
 
 BLOCKS = [bytes([n]) * 70_000 for n in range(3)]  # clickhouse-connect compresses each block of an insert apart
 
@@ -19,3 +19,9 @@ BLOCKS = [bytes([n]) * 70_000 for n in range(3)]  # clickhouse-connect compresse
 ])
 def test_a_body_of_several_compressed_frames_is_read_whole(encoding: str, compress) -> None:
     assert decompressed(b"".join(compress(block) for block in BLOCKS), encoding) == b"".join(BLOCKS)
+
+
+def test_a_truncated_frame_is_an_error_not_fewer_rows() -> None:
+    whole = lz4.frame.compress(BLOCKS[0])
+    with pytest.raises(QueryError, match="truncated"):
+        decompressed(whole[:-10], "lz4")

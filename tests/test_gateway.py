@@ -171,3 +171,13 @@ def test_receipts_setup_prints_the_console_urls_and_the_apps_sdk_key(tmp_path, m
     key = signing.load_key(load_settings().receipt_key_file)
     assert f"X-Pushpipe-Key): {signing.sdk_key(key, 'shop')}" in printed
     assert signing.console_url(load_settings().gateway_url, key, "hms") in printed and "honor console" in printed
+
+
+def test_a_large_callback_is_split_into_records_below_kafkas_limit_and_an_impossible_time_is_the_gateways() -> None:
+    heard = [Heard("app", "m-1", f"t{n:06d}" + "x" * 150, "delivered", "1", 10**15 if n == 0 else 1_795_964_000_000)
+             for n in range(2500)]
+    records = app.receipt_batches(heard, "xiaomi", "vendor", 1_795_964_001_000)
+    batches = [codec.decode("ReceiptBatch", value)["receipts"] for _, value in records]
+    assert [len(b) for b in batches] == [1000, 1000, 500] and max(len(v) for _, v in records) < 512 * 1024
+    assert {key for key, _ in records} == {b"app|m-1"}
+    assert batches[0][0]["ts"] == 1_795_964_001_000 and batches[0][1]["ts"] == 1_795_964_000_000

@@ -105,7 +105,8 @@ class FakeClickHouse:
 
     def rows(self, sql: str, settings: Any = None) -> list[dict[str, str]]:
         self.queries += 1
-        return [dict(zip(("token", "pin", "state", "code"), key[2:], strict=True)) for key in self.stored if f"'{key[2]}'" in sql]
+        return [dict(zip(("token", "pin", "state", "code", "batch_id"), key[2:], strict=True)) for key in self.stored
+                if f"'{key[2]}'" in sql]
 
     def insert(self, table: str, rows: list[dict[str, Any]]) -> None:
         self.inserted += rows
@@ -113,7 +114,7 @@ class FakeClickHouse:
 
 def test_rows_recorded_before_the_writer_started_are_checked_and_those_already_written_skipped() -> None:
     rows, _ = lifecycle.result_rows(result([("t1", "accepted"), ("t2", "accepted")]))  # recorded at 3,000
-    ch = FakeClickHouse({("a", "m1", "t1", "p-t1", "accepted", "")})
+    ch = FakeClickHouse({("a", "m1", "t1", "p-t1", "accepted", "", "b1")})
     writer = LifecycleWriter(ch, "db", started_ms=10_000)  # type: ignore[arg-type]
     writer.insert(rows)
     assert [r["token"] for r in ch.inserted] == ["t2"] and writer.skipped == 1 and ch.queries == 1
@@ -121,7 +122,7 @@ def test_rows_recorded_before_the_writer_started_are_checked_and_those_already_w
 
 def test_rows_recorded_after_the_writer_started_are_inserted_without_a_check() -> None:
     rows, _ = lifecycle.result_rows(result([("t1", "accepted")]))
-    ch = FakeClickHouse({("a", "m1", "t1", "p-t1", "accepted", "")})
+    ch = FakeClickHouse({("a", "m1", "t1", "p-t1", "accepted", "", "b1")})
     LifecycleWriter(ch, "db", started_ms=-100_000).insert(rows)  # type: ignore[arg-type]
     assert ch.queries == 0 and len(ch.inserted) == 1
 
@@ -175,3 +176,26 @@ def test_accepted_to_delivered_and_delivered_to_opened_are_histograms_per_vendor
 
     assert histogram("pushpipe_accepted_to_delivered_milliseconds") == ([0, 1, 1, 2, 2], 2, 400 + 45_000)
     assert histogram("pushpipe_delivered_to_opened_milliseconds") == ([0, 0, 2, 2, 2], 2, 6_000 + 1_000)
+
+
+def test_the_token_less_rows_of_each_shard_have_keys_of_their_own() -> None:
+    """Each shard of a broadcast reports its skipped devices as one row without a token: after a restart, one
+    stored row must not stand for the others."""
+    def skipped(batch: str, n: int) -> dict[str, Any]:
+        r = result([], batch=batch)
+        r["outcomes"] = [{"token": "", "outcome": "suppressed", "code": "switched_off", "reason": "", "vendor_msg_id": "",
+                          "pin": "", "exit": "", "final": True, "count": n}]
+        return r
+    rows = [row for b, n in (("shard-1", 5), ("shard-2", 40), ("shard-3", 17)) for row in lifecycle.result_rows(skipped(b, n))[0]]
+    ch = FakeClickHouse({("a", "m1", "", "", "suppressed", "switched_off", "shard-1")})
+    LifecycleWriter(ch, "db", started_ms=10_000).insert(rows)  # type: ignore[arg-type]
+    assert [(r["batch_id"], r["n"]) for r in ch.inserted] == [("shard-2", 40), ("shard-3", 17)]
+
+
+def test_a_waiting_receipt_from_a_gateway_clock_ahead_is_looked_at_again_until_it_counts() -> None:
+    harness = Harness(analytics.MessageLifecycle())
+    ahead = {**receipt("t9", "delivered", 0), "received_at": harness.now + 3 * analytics.TIMER_GRAIN_MS}
+    harness.process(as_input(ahead), key="a|m1")
+    assert harness.advance(analytics.RECEIPT_WAIT_MS + analytics.TIMER_GRAIN_MS) == []  # its first timer: not yet
+    (late,) = harness.advance(4 * analytics.TIMER_GRAIN_MS)
+    assert [(r["token"], r["state"]) for r in late.rows] == [("t9", "delivered")]
