@@ -16,7 +16,6 @@ Run: python -m pushpipe.jobs.analytics
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
@@ -328,7 +327,7 @@ class WriteWindow(ProcessWindowFunction):
         elastic.ensure_indices(self.es, self.settings)
         db = self.settings.clickhouse_database
         self.tables = {"results": f"{db}.dispatch_results", "receipts": f"{db}.receipts", "devices": f"{db}.device_events"}
-        self.lifecycle = lifecycle_sink.LifecycleWriter(self.ch, db, int(time.time() * 1000))
+        self.lifecycle = lifecycle_sink.LifecycleWriter(self.ch, db, runtime.now_ms())
         self.beside = ThreadPoolExecutor(1, thread_name_prefix="write-elasticsearch")
 
     def process(self, key: int, context: ProcessWindowFunction.Context, elements: Iterable[Written]) -> Iterator[int]:

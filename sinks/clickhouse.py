@@ -132,11 +132,12 @@ NOT_SENT = ("expired", "suppressed")  # with exit "fanout": rejected before any 
 
 def receipt_row(receipt: Row) -> Row:
     """The receipts row of one Receipt."""
-    return {"day": dt.date.fromtimestamp(receipt["ts"] / 1000), "ts": _time(receipt["ts"]), "received_at": _time(receipt["received_at"]),
+    return {"day": dt.date.fromtimestamp(receipt["ts"] / 1000), "ts": utc_time(receipt["ts"]), "received_at": utc_time(receipt["received_at"]),
             **{field: receipt[field] for field in ("app_id", "msg_id", "vendor", "token", "kind", "code", "source", "receipt_id")}}
 
 
-def _time(ms: int) -> dt.datetime:
+def utc_time(ms: int) -> dt.datetime:
+    """A DateTime64 column's value of epoch milliseconds."""
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
 
 

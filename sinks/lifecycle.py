@@ -8,12 +8,11 @@ between pushpipe's own machines) are checked against the table before they are i
 """
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections import defaultdict
 from typing import Any
 
-from pushpipe.sinks.clickhouse import ClickHouseClient
+from pushpipe.sinks.clickhouse import ClickHouseClient, utc_time
 from pushpipe.sinks.lifecycle_ddl import ATTRIBUTES
 
 log = logging.getLogger("pushpipe.sinks")
@@ -64,17 +63,14 @@ def key_of(r: Row) -> tuple[str, ...]:
 
 def as_columns(r: Row) -> Row:
     """The table's columns of a lifecycle row (times as datetimes)."""
-    return {**r, "ts": _time(r["ts"]), "recorded_at": _time(r["recorded_at"])}
+    return {**r, "ts": utc_time(r["ts"]), "recorded_at": utc_time(r["recorded_at"])}
 
 
 def device_row(event: dict[str, Any]) -> Row:
     """The device_events row of one DeviceEvent."""
-    return {"ts": _time(event["ts"]), "app_id": event["app_id"], "token": event["token"], "kind": str(event["kind"]),
+    return {"ts": utc_time(event["ts"]), "app_id": event["app_id"], "token": event["token"], "kind": str(event["kind"]),
             "reason": event.get("reason") or "", **{a: str(event.get(a) or "") for a in ATTRIBUTES}}
 
-
-def _time(ms: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
 
 
 def _literal(value: str) -> str:

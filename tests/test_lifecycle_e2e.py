@@ -38,9 +38,8 @@ def guide_queries() -> dict[str, str]:
     return dict(re.findall(r"```sql ([\w-]+)\n(.*?)```", GUIDE.read_text(), re.DOTALL))
 
 
-def ask(settings: Settings, name: str, app: str) -> list[dict]:
-    """A guide query as written, for this test's app, with yesterday read as today (the run is today)."""
-    sql = guide_queries()[name].replace("'shop'", f"'{app}'").replace("yesterday()", "today()")
+def rows(settings: Settings, sql: str) -> list[dict]:
+    """The rows of a query written for the database `pushpipe`, asked of the run's database."""
     ch = clickhouse.connect(settings, create=False)
     try:
         return ch.rows(sql.replace("pushpipe.", f"{settings.clickhouse_database}."))
@@ -48,25 +47,22 @@ def ask(settings: Settings, name: str, app: str) -> list[dict]:
         ch.close()
 
 
+def ask(settings: Settings, name: str, app: str, pin: str = "u1") -> list[dict]:
+    """A guide query as written, for this test's app (and pin), with yesterday read as today (the run is today)."""
+    sql = guide_queries()[name].replace("'shop'", f"'{app}'").replace("'u1'", f"'{pin}'").replace("yesterday()", "today()")
+    return rows(settings, sql)
+
+
 def states(settings: Settings, app: str) -> dict[str, int]:
-    ch = clickhouse.connect(settings, create=False)
-    try:
-        rows = ch.rows(f"SELECT state, sum(n) AS n FROM {settings.clickhouse_database}.lifecycle_events "
-                       f"WHERE app_id = '{app}' GROUP BY state")
-        return {r["state"]: int(r["n"]) for r in rows}
-    finally:
-        ch.close()
+    found = rows(settings, f"SELECT state, sum(n) AS n FROM pushpipe.lifecycle_events WHERE app_id = '{app}' GROUP BY state")
+    return {r["state"]: int(r["n"]) for r in found}
 
 
 def rollup_sums(settings: Settings, app: str) -> dict[str, int]:
-    ch = clickhouse.connect(settings, create=False)
-    try:
-        columns = ("accepted", "delivered", "opened", "clicked")
-        (row,) = ch.rows(f"SELECT {', '.join(f'sum({c}) AS {c}' for c in columns)} FROM "
-                         f"{settings.clickhouse_database}.rollup_minute WHERE app_id = '{app}'")
-        return {c: int(row[c]) for c in columns}
-    finally:
-        ch.close()
+    columns = ("accepted", "delivered", "opened", "clicked")
+    (row,) = rows(settings, f"SELECT {', '.join(f'sum({c}) AS {c}' for c in columns)} FROM pushpipe.rollup_minute "
+                            f"WHERE app_id = '{app}'")
+    return {c: int(row[c]) for c in columns}
 
 
 def test_a_campaigns_lifecycle_answers_the_analysts_questions_exactly(pipeline: Settings, producer: PushProducer, admin,
@@ -109,12 +105,7 @@ def test_a_campaigns_lifecycle_answers_the_analysts_questions_exactly(pipeline: 
     assert {r["brand"]: int(r["devices"]) for r in ask(pipeline, "devices-by-brand", app)} == {
         brand: count for brand, count, _ in CROWD.values()}
     xiaomi_pin = pins[devices["xiaomi"][0]]
-    story_sql = guide_queries()["pin-story"].replace("'u1'", f"'{xiaomi_pin}'")
-    ch = clickhouse.connect(pipeline, create=False)
-    try:
-        steps = [r["state"] for r in ch.rows(story_sql.replace("'shop'", f"'{app}'").replace("pushpipe.", f"{pipeline.clickhouse_database}."))]
-    finally:
-        ch.close()
+    steps = [r["state"] for r in ask(pipeline, "pin-story", app, pin=xiaomi_pin)]
     first = fates["xiaomi"][0]
     assert steps == ["accepted", *(["delivered"] if first.delivered else []), *(["opened"] if first.opened else []),
                      *(["clicked"] if first.clicked else [])]
