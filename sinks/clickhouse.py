@@ -111,8 +111,9 @@ class ClickHouseClient:
             columns = list(rows[0])
             self._client.insert(table, [[row[c] for c in columns] for row in rows], column_names=columns)
 
-    def rows(self, sql: str, settings: dict[str, Any] | None = None) -> list[Row]:
-        return list(self._client.query(sql, settings=settings).named_results())
+    def rows(self, sql: str, settings: dict[str, Any] | None = None, parameters: dict[str, Any] | None = None) -> list[Row]:
+        """The rows as dicts; `parameters` bind the query's {name:Type} placeholders on the server (never formatted in)."""
+        return list(self._client.query(sql, parameters=parameters, settings=settings).named_results())
 
     def close(self) -> None:
         self._client.close()
