@@ -41,7 +41,7 @@ def sources(topics: Topics) -> dict[str, tuple[str, ...]]:
     devices = (topics.device_events, topics.device_feedback)
     return {"fanout": (topics.requests, *devices, topics.preferences),
             "dispatch": (*topics.lanes, topics.retry),
-            "analytics": (topics.results, topics.receipts, *devices)}
+            "analytics": (topics.results, topics.receipts, *devices, topics.preferences)}
 
 
 def group_of(job: str) -> str:

@@ -1,9 +1,11 @@
-"""Analytics job: results, receipts and device events -> ClickHouse (lifecycle events and their rollups,
-per-batch rows, receipts, devices) + Elasticsearch (messages with their counts; deliveries with their states).
+"""Analytics job: results, receipts, device and preference events -> ClickHouse (lifecycle events and their rollups,
+per-batch rows, receipts, devices) + Elasticsearch (messages with their counts; deliveries with their states;
+devices and preferences, for diagnosis: sinks/device_docs.py).
 
     push.results  -> parse -┐
     push.receipts -> parse -┴-> key app|msg: MessageLifecycle (totals, each token's lifecycle) -┐
-    device.events, device.feedback -> parse-devices ---------------------------------------------┴-> 1 s windows -> bulk writes
+    device.events, device.feedback -> parse-devices ---------------------------------------------┤
+    user.preferences -> parse-preferences --------------------------------------------------------┴-> 1 s windows -> bulk writes
 Totals and lifecycles live in Flink state, so after a crash they are restored with the offsets they match.
 Every count is idempotent, so replays do not double count: ReplacingMergeTree rows, lifecycle rows checked
 before they are inserted (sinks/lifecycle.py), absolute message totals, deliveries versioned by attempt;
@@ -129,8 +131,9 @@ def counted_key(result: Record) -> str:
 
 
 class Written(NamedTuple):
-    """What the writer gets: a DispatchResult, a group of one message's receipts (ParseReceipts) or a DeviceEvent,
-    the message's totals after it (None for a DeviceEvent) and the lifecycle rows it completed."""
+    """What the writer gets: a DispatchResult, a group of one message's receipts (ParseReceipts), a DeviceEvent or
+    a PreferenceEvent (with its `setting`), the message's totals after it (None for the last two) and the lifecycle
+    rows it completed."""
     record: Record
     summary: Summary | None
     rows: list[Row]
@@ -297,6 +300,42 @@ class ParseDevices(ProcessFunction):
                 self.counters.count("pushpipe_device_events_skipped")
 
 
+@liveness.watched
+class ParsePreferences(ProcessFunction):
+    """PreferenceEvents, for the pins' preference documents, each with the setting its Kafka key names; a tombstone
+    is that setting's deletion. Fan-out owns this topic's dead letters: a bad value is skipped here (counted)."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.counters = StageCounters(runtime_context, "parse-preferences")
+
+    def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterator[Written]:
+        for item in deadletters.decode_or_tombstone(JOB, self.topic, "PreferenceEvent", value):
+            event = (deleted_preference(item) if isinstance(item, deadletters.Tombstone)
+                     else with_setting(item) if isinstance(item, dict) else None)
+            if event is not None:
+                yield Written(event, None, [])
+            else:
+                self.counters.count("pushpipe_preference_events_skipped")
+
+
+def with_setting(event: Record) -> Record:
+    """The event with the setting its Kafka key names (keys.preference_key: app|pin|setting)."""
+    return {**event, "setting": keys.preference_key(event).split(keys.SEP, 2)[2]}
+
+
+def deleted_preference(dead: deadletters.Tombstone) -> Record | None:
+    """The deletion of the setting a user.preferences tombstone (key app|pin|setting) stands for."""
+    app_id, pin, setting = (dead.key.split(keys.SEP, 2) + ["", ""])[:3]
+    return {"app_id": app_id, "pin": pin, "setting": setting, "deleted": True} if pin and setting else None
+
+
+def is_preference(record: Record) -> bool:
+    return "setting" in record
+
+
 def deleted_device(dead: deadletters.Tombstone, ts: int) -> Record | None:
     """The deregistration a device.events tombstone (key app|token) stands for."""
     app_id, _, token = dead.key.partition(keys.SEP)
@@ -335,14 +374,16 @@ class WriteWindow(ProcessWindowFunction):
         written = list(elements)
         messages = [(w.record, w.summary, w.rows) for w in written if w.summary is not None]
         rows = [r for _, _, message_rows in messages for r in message_rows]
-        actions = elastic.window_actions(self.settings, [(record, summary) for record, summary, _ in messages], rows)
+        people = [w.record for w in written if w.summary is None]  # device and preference events
+        actions = elastic.window_actions(self.settings, [(record, summary) for record, summary, _ in messages], rows, people)
         to_elasticsearch = self.beside.submit(elastic.write, self.es, actions)
         self.write_clickhouse(written, messages, rows)
         to_elasticsearch.result()
         yield len(written)
 
     def write_clickhouse(self, written: list[Written], messages: list[tuple[Record, Any, list[Row]]], rows: list[Row]) -> None:
-        self.ch.insert(self.tables["devices"], [lifecycle_sink.device_row(w.record) for w in written if w.summary is None])
+        self.ch.insert(self.tables["devices"], [lifecycle_sink.device_row(w.record) for w in written
+                                                if w.summary is None and not is_preference(w.record)])
         self.ch.insert(self.tables["results"], [clickhouse.result_row(record) for record, _, _ in messages if not is_receipts(record)])
         self.ch.insert(self.tables["receipts"], [clickhouse.receipt_row(receipt) for record, _, _ in messages
                                                  if is_receipts(record) for receipt in record["receipts"]])
@@ -369,11 +410,14 @@ def build(settings: Settings) -> Any:
     devices_in = (runtime.kafka_source(env, settings, device_topics, group)
                   .process(ParseDevices(device_topics), output_type=Types.PICKLED_BYTE_ARRAY())
                   .name("parse-devices").uid("parse-devices"))
+    preferences_in = (runtime.kafka_source(env, settings, topics.preferences, group)
+                      .process(ParsePreferences(topics.preferences), output_type=Types.PICKLED_BYTE_ARRAY())
+                      .name("parse-preferences").uid("parse-preferences"))
     messages = (results_in.union(receipts_in).key_by(message_key, key_type=Types.STRING())
                 .process(MessageLifecycle(), output_type=Types.PICKLED_BYTE_ARRAY())
                 .name("message-totals").uid("message-totals"))
     written = (
-        messages.union(devices_in)
+        messages.union(devices_in, preferences_in)
         .key_by(lambda written: 0, key_type=Types.INT())  # one writer: few, fat bulk writes
         .window(TumblingProcessingTimeWindows.of(WINDOW))
         .process(WriteWindow(settings), output_type=Types.INT())

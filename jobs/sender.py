@@ -89,7 +89,8 @@ def notification_of(batch: Record, callback_url: str = "") -> Notification:
 
 
 def result_record(batch: Record, outcomes: Outcomes, sent_at: int) -> Record:
-    keys = ("batch_id", "msg_id", "app_id", "environment", "vendor", "priority", "category", "campaign", "attempt", "requested_at", "due_at")
+    keys = ("batch_id", "msg_id", "app_id", "environment", "vendor", "priority", "category", "campaign", "attempt", "requested_at", "due_at",
+            "taken_at", "batched_at")
     return codec.new_record("DispatchResult", **{k: batch[k] for k in keys}, outcomes=outcomes.single,
                             accepted=outcomes.accepted, sent_at=sent_at, completed_at=now_ms())
 

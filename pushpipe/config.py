@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     es_url: str = "http://127.0.0.1:19200"
     es_index: str = Field("pushpipe-messages", min_length=1)
     es_deliveries_index: str = Field("pushpipe-deliveries", min_length=1)
+    es_devices_index: str = Field("pushpipe-devices", min_length=1)  # each device's state, for diagnosis by pin
+    es_preferences_index: str = Field("pushpipe-preferences", min_length=1)  # each pin's latest preference settings
     # "embedded" (chDB owned by the chstore process) or "server" (clickhouse-connect)
     clickhouse_mode: Literal["embedded", "server"] = "embedded"
     clickhouse_url: str = "http://127.0.0.1:18123"  # may hold user:password@ (masked wherever it is shown)

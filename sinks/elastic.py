@@ -12,7 +12,7 @@
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -21,6 +21,7 @@ from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
 
 from pushpipe.config import Settings
 from pushpipe.schemas import keys, results
+from pushpipe.sinks import device_docs
 
 Action = dict[str, Any]
 CHUNK_SIZE = 2000  # actions per bulk request: a window can hold 100k+ deliveries
@@ -66,9 +67,9 @@ DELIVERY_MAPPING: dict[str, Any] = {
         "campaign": {"type": "keyword"},
         "completed_at": {"type": "date", "format": "epoch_millis"},
         "count": {"type": "integer"},  # an outcome without a token that stands for this many pins or devices
-        # the lifecycle's times: requested, sent, (accepted:) completed_at, then what the receipts said
-        "requested_at": {"type": "date", "format": "epoch_millis"},
-        "sent_at": {"type": "date", "format": "epoch_millis"},
+        # the lifecycle's times: requested, taken in by fan-out, due, batched, sent, (accepted:) completed_at, then what
+        # the receipts said (0: unknown)
+        **{f"{hop}_at": {"type": "date", "format": "epoch_millis"} for hop in ("requested", "taken", "due", "batched", "sent")},
     },
 }
 TIMED_STATES = ("delivered", "opened", "clicked", "dismissed")  # a receipt state with its own time field
@@ -98,8 +99,9 @@ def connect(settings: Settings) -> Elasticsearch:
 
 
 def ensure_indices(es: Elasticsearch, settings: Settings) -> None:
-    """Creates the message and delivery indices if missing; an existing one keeps its mapping, gets the refresh interval."""
-    for index, mapping in ((settings.es_index, MESSAGE_MAPPING), (settings.es_deliveries_index, DELIVERY_MAPPING)):
+    """Creates the message, delivery, device and preference indices if missing; an existing one keeps its mapping, gets the refresh interval."""
+    for index, mapping in ((settings.es_index, MESSAGE_MAPPING), (settings.es_deliveries_index, DELIVERY_MAPPING),
+                           *device_docs.indices(settings)):
         if not es.indices.exists(index=index):  # ignore 400: created meanwhile by another writer
             es.options(ignore_status=400).indices.create(index=index, mappings=mapping, settings=INDEX_SETTINGS)
         else:  # fields added since the index was made (a mapping only grows)
@@ -159,6 +161,9 @@ def delivery_actions(index: str, result: dict[str, Any]) -> list[Action]:
                 "campaign": result["campaign"],
                 "completed_at": result["completed_at"],
                 "requested_at": result["requested_at"],
+                "taken_at": result["taken_at"],
+                "due_at": result["due_at"] or result["requested_at"],
+                "batched_at": result["batched_at"],
                 "sent_at": result["sent_at"],
                 "count": o.get("count", 0),
             },
@@ -185,10 +190,11 @@ def receipt_actions(index: str, rows: list[dict[str, Any]]) -> list[Action]:
 
 
 def window_actions(settings: Settings, pairs: list[tuple[dict[str, Any], dict[str, Any]]],
-                   rows: list[dict[str, Any]]) -> list[Action]:
+                   rows: list[dict[str, Any]], devices: Sequence[dict[str, Any]] = ()) -> list[Action]:
     """What a window of (DispatchResult or Receipt, message totals) pairs and their lifecycle rows writes: one
     update per message, with its latest totals (they are absolute, so earlier ones in the window would be
-    overwritten), then every delivery, then the receipts' states of the deliveries."""
+    overwritten), then every delivery, then the receipts' states of the deliveries; then the window's
+    DeviceEvents and PreferenceEvents (those with a `setting`), in order."""
     latest: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
     for record, summary in pairs:  # a message's last totals, with the fields of its last result (receipts have none)
         message = (record["app_id"], record["msg_id"])
@@ -196,7 +202,9 @@ def window_actions(settings: Settings, pairs: list[tuple[dict[str, Any], dict[st
         latest[message] = (described, summary)
     return [*(message_action(settings.es_index, r, s) for r, s in latest.values()),
             *(action for record, _ in pairs if "batch_id" in record for action in delivery_actions(settings.es_deliveries_index, record)),
-            *receipt_actions(settings.es_deliveries_index, rows)]
+            *receipt_actions(settings.es_deliveries_index, rows),
+            *(device_docs.preference_action(settings.es_preferences_index, event) if "setting" in event
+              else device_docs.device_action(settings.es_devices_index, event) for event in devices)]
 
 
 def write(es: Elasticsearch, actions: Iterable[Action]) -> None:
@@ -216,7 +224,8 @@ def _is_stale_delivery(item: dict[str, Any]) -> bool:
     receipt's update of a delivery that is gone (a token's delivery removed from the index meanwhile)."""
     ((op_type, info),) = item.items()
     status = info.get("status")
-    return (op_type == "index" and status == 409) or (op_type == "update" and status == 404)  # messages upsert: never 404
+    return ((op_type == "index" and status == 409) or (op_type == "update" and status == 404)  # messages upsert: never 404
+            or (op_type == "delete" and status == 404))  # a preference deleted again (a replayed tombstone)
 
 
 def deliveries(es: Elasticsearch, settings: Settings, app_id: str, msg_id: str, size: int = 10_000) -> dict[str, dict[str, Any]]:

@@ -81,11 +81,12 @@ def test_a_long_pin_list_goes_out_a_slice_per_timer() -> None:
 def test_a_duplicate_is_a_result_and_a_scheduled_request_waits_for_its_time() -> None:
     h = Harness(Intake(3600))
     later = made(push_request("app", ["u"], "t", "b", deliver_at=h.now + 60_000), h.now)
+    taken_at = h.now
     assert not take(h, later)
     assert reasons(take(h, later)) == ["duplicate"]
     assert not h.advance(59_999), "not before its time"
     [routed] = h.advance(1)
-    assert routed == ToPin(keys.pin_key("app", "u"), "request", {**later, "pins": []})
+    assert routed == ToPin(keys.pin_key("app", "u"), "request", {**later, "pins": [], "taken_at": taken_at})
 
 
 def test_a_request_past_its_ttl_expires_and_a_broadcast_goes_to_every_shard() -> None:

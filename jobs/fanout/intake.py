@@ -49,6 +49,7 @@ class Intake(KeyedProcessFunction):
 
     def process_element(self, request: Record, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         now = self.clock()
+        request = {**request, "taken_at": now}
         if self.seen.value():
             yield from not_sent(request, "duplicate", [Unsent("", "suppressed", "duplicate")], now)
             return
@@ -74,7 +75,7 @@ class Intake(KeyedProcessFunction):
             self.due.clear()
             yield from self.release(request, now, ctx)
             return
-        yield from self.release(records.occurrence(request, timestamp), now, ctx)
+        yield from self.release({**records.occurrence(request, timestamp), "taken_at": now}, now, ctx)
         following = next_fire(request["recurrence"], timestamp, request["recurrence_tz"])
         if request["recurrence_until"] and following > request["recurrence_until"]:
             self.scheduled.clear()

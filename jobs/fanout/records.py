@@ -48,6 +48,7 @@ def batch(request: Record, vendor: str, targets: list[Target], now_ms: int, posi
         due_at=due_at(request),
         expires_at=request["created_at"] + request["ttl_s"] * 1000,
         batched_at=now_ms,
+        taken_at=request.get("taken_at", 0),
     )
 
 
@@ -91,6 +92,7 @@ def unsent_results(request: Record, key: str, outcomes: list[Unsent], pin: str, 
             due_at=due_at(request),
             sent_at=now_ms,
             completed_at=now_ms,
+            taken_at=request.get("taken_at", 0),
         )
 
 
