@@ -1,15 +1,17 @@
-"""pushpipe: up | down | status | demo | sql | receipts-setup (typer; tables with rich)."""
+"""pushpipe: up | down | status | demo | sql | receipts-setup | diagnose | test-push (typer; tables with rich)."""
 from __future__ import annotations
 
 import json
 import sys
 import time
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 import typer
 
 from pushpipe.config import Settings, load
 
+T = TypeVar("T")
 app = typer.Typer(name="pushpipe", help="Push-notification pipeline on Kafka + PyFlink.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_show_locals=False)  # locals would show the settings' passwords
 
@@ -134,6 +136,74 @@ def receipts_setup(app_id: Annotated[str, typer.Argument(metavar="APP", help="Th
         print(f"{vendor} console receipt URL:  {url}")
     print(f"{app_id} SDK events:          POST {settings.gateway_url}/v1/sdk/{app_id}/events")
     print(f"{app_id} SDK key (X-Pushpipe-Key): {signing.sdk_key(key, app_id)}")
+
+
+def _support_call(settings: Settings, command: str, call: Callable[[], T]) -> T:
+    """Runs a support command's read; bad input, nothing found or a store not answering end it with one clear line."""
+    from pushpipe.support import diagnose, unreachable
+
+    try:
+        return call()
+    except (ValueError, diagnose.NotFound) as bad:
+        print(f"pushpipe {command}: {bad}", file=sys.stderr)
+    except unreachable.ERRORS as down:
+        print(f"pushpipe {command}: {unreachable.describe(settings, down)}", file=sys.stderr)
+    raise typer.Exit(1)
+
+
+@app.command()
+def diagnose(app_id: Annotated[str, typer.Argument(metavar="APP", help="The app id.")],
+             pin: Annotated[str | None, typer.Option(help="A user: devices, preferences, caps, quiet hours, recent pushes.")] = None,
+             msg: Annotated[str | None, typer.Option(help="A message: its path through every hop, counts, failures.")] = None,
+             as_json: Annotated[bool, typer.Option("--json", help="Print the story as one JSON document.")] = False) -> None:
+    """Why did (or didn't) this user get the push? One pin's or one message's story, with the reasons in plain words."""
+    from pushpipe import status_view
+    from pushpipe.support import diagnose as stories
+    from pushpipe.support import story_view
+
+    settings = load()
+    if (pin is None) == (msg is None):
+        print("pushpipe diagnose: give exactly one of --pin or --msg", file=sys.stderr)
+        raise typer.Exit(2)
+    if pin is not None:
+        story = _support_call(settings, "diagnose", lambda: stories.pin_story(settings, app_id, pin))
+        shown = story_view.pin_story(story)
+    else:
+        story = _support_call(settings, "diagnose", lambda: stories.message_story(settings, app_id, msg or ""))
+        shown = story_view.message_story(story)
+    if as_json:
+        typer.echo(json.dumps(story, indent=2))
+    else:
+        status_view.console().print(shown)
+
+
+@app.command("test-push")
+def test_push(app_id: Annotated[str, typer.Argument(metavar="APP", help="The app id.")],
+              pin: Annotated[str | None, typer.Option(help="Every active device of this user.")] = None,
+              token: Annotated[str | None, typer.Option(help="One device.")] = None,
+              environment: Annotated[str, typer.Option(help="The app's environment: production or test.")] = "production",
+              timeout: Annotated[float, typer.Option(min=1, metavar="SECONDS", help="How long to follow it.")] = 60.0) -> None:
+    """Send a test push to one device or all of a pin's devices, and follow it live to the vendor's answer and the receipt."""
+    from pushpipe.support import story_view, testpush
+
+    settings = load()
+    sent = _support_call(settings, "test-push", lambda: testpush.send(settings, app_id, pin, token, environment))
+    print(f"test push {sent['msg_id']} to {len(sent['targets'])} device(s), following for up to {timeout:g} s")
+    shown: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while True:
+        now = _support_call(settings, "test-push", lambda: testpush.progress(settings, app_id, sent["msg_id"], sent["targets"]))
+        for line in (story_view.progress_line(d) for d in now["deliveries"]):
+            if line not in shown:
+                shown.add(line)
+                print(line)
+        if now["done"]:
+            return
+        if time.monotonic() > deadline:
+            print(f"pushpipe test-push: not every device answered within {timeout:g} s; "
+                  f"`pushpipe diagnose {app_id} --msg {sent['msg_id']}` shows it later", file=sys.stderr)
+            raise typer.Exit(1)
+        time.sleep(1)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,10 +24,11 @@ from pushpipe.support import explain
 Story = dict[str, Any]
 Doc = dict[str, Any]
 RECENT_MESSAGES = 10  # pushes shown in a pin's story
+LATEST_EXPLAINED = 3  # of which the verdict explains
 SWITCH_HISTORY = 20  # changes shown per device
 # A hop's SLA: the most it should take after the hop before it (ms); None: no SLA (a person's behaviour).
 HOPS: tuple[tuple[str, str, int | None], ...] = (
-    ("produced", "requested_at", None), ("taken in", "taken_at", 1_000), ("due", "due_at", None),
+    ("produced", "requested_at", None), ("taken in", "taken_at", 1_000), ("held until due", "due_at", None),
     ("expanded and batched", "batched_at", 1_000), ("sent", "sent_at", 1_000), ("accepted", "completed_at", 2_000),
     ("delivered", "delivered_at", 60_000), ("opened", "opened_at", None),
 )
@@ -176,7 +177,8 @@ def push_why(shown: list[Doc], reached: int) -> str:
 
 def pin_verdict(story: Story) -> list[str]:
     """Plain sentences: the latest push's story, then what stands in the way of the next one."""
-    verdict = [f"Latest push {p['msg_id']}: {p['why']}".strip() for p in story["pushes"][:1]]
+    verdict = [f"{'Latest push' if n == 0 else 'Before it,'} {p['msg_id']} ({p.get('category') or 'unknown category'}): {p['why']}"
+               for n, p in enumerate(story["pushes"][:LATEST_EXPLAINED])]
     verdict += device_findings(story["devices"])
     if story["quiet_hours"] and story["quiet_hours"]["active_now"]:
         q = story["quiet_hours"]
@@ -257,8 +259,8 @@ def hop_view(times: Mapping[str, Doc]) -> list[Doc]:
     previous: int | None = None
     for name, field, sla in HOPS:
         t = times.get(field) or {}
-        if not t.get("n"):
-            continue
+        if not t.get("n") or (field == "due_at" and previous is not None and t["first"] <= previous):
+            continue  # not reached; or due at once, not held by a schedule or quiet hours
         at = int(t["first"])
         since: int | None = at - previous if previous is not None else None
         hops.append({"name": name, "at": at, "last": int(t["last"]), "median": int(t["median"] or at), "count": t["n"],

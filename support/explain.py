@@ -39,11 +39,12 @@ RECEIPTS = {
 }
 
 
-def when(ms: int | None, tz: dt.tzinfo = dt.UTC) -> str:
-    """An epoch-ms time as a person reads it, in `tz`."""
+def when(ms: int | None, tz: dt.tzinfo = dt.UTC, precise: bool = False) -> str:
+    """An epoch-ms time as a person reads it, in `tz` (`precise`: to the millisecond)."""
     if not ms:
         return "an unknown time"
-    return dt.datetime.fromtimestamp(ms / 1000, tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+    shown = dt.datetime.fromtimestamp(ms / 1000, tz)
+    return shown.strftime("%Y-%m-%d %H:%M:%S") + (f".{ms % 1000:03d}" if precise else "") + shown.strftime(" %Z")
 
 
 def why(d: Delivery) -> str:
