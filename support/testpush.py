@@ -86,6 +86,18 @@ def progress(settings: Settings, app_id: str, msg_id: str, targets: list[str] | 
     return {"app_id": app_id, "msg_id": msg_id, "done": done, "deliveries": shown}
 
 
+def summary(now: dict[str, Any]) -> tuple[bool, str]:
+    """(every device's vendor accepted it, one line of what came of the test push)."""
+    deliveries = now["deliveries"]
+    accepted = [d for d in deliveries if d.get("outcome") == "accepted"]
+    reached = sum(explain.delivered(d) for d in accepted)
+    silent = sum(not answered(d) for d in accepted)
+    line = f"accepted for {len(accepted)} of {len(deliveries)} device(s), delivered to {reached}"
+    if silent:
+        line += f"; no receipt yet from {silent} (offline, switched off without a receipt, or APNs without a Notification Service Extension)"
+    return len(accepted) == len(deliveries), line
+
+
 def answered(d: dict[str, Any]) -> bool:
     """The delivery has come to rest: not accepted (a final failure), or accepted and a receipt said what happened."""
     if d.get("outcome") != "accepted":
