@@ -22,7 +22,10 @@ SUPPRESSED = {
     "vendor_quota": "the vendor's daily quota of marketing pushes for this device was used up ({detail})",
     "duplicate": "a request with the same msg id had already been taken (a resend within the dedup window)",
     "test_push_to_production_device": "a test app's push may not reach a production device",
-    "disabled": "the device is disabled",
+    "switched_off": "the device has notifications switched off (or is disabled), so it was not sent to",
+    "unknown_token": "no device with this token is registered for the app",
+    "test_device": "a production push does not go to a test device",
+    "production_device": "a test push does not go to a production device",
 }
 # the dispatch job's outcomes (jobs/sender.py), then the receipts' states (jobs/lifecycle.py)
 FAILED = {

@@ -19,6 +19,7 @@ from pushpipe.schemas import profiles
 
 Record = dict[str, Any]
 TEST_TO_PRODUCTION = "test_push_to_production_device"
+SWITCHED_OFF = "switched_off"  # a pin's device with notifications off: not sent to, and said so
 
 
 @dataclass
@@ -44,7 +45,12 @@ def expand_for_pin(request: Record, pin: str, state: Record, now_ms: int, config
     if request["environment"] == "test":  # test apps reach whitelisted (test) devices only
         result.not_sent += [Unsent(t, "suppressed", TEST_TO_PRODUCTION) for t, d in sorted(devices.items())
                             if d["environment"] != "test"]
+    switched_off = [Unsent(t, "suppressed", SWITCHED_OFF) for t, d in sorted(devices.items())
+                    if not d.get("enabled", True) and d.get("environment", "production") == request["environment"]]
     decision = decide(request, state if only is None else {**state, "devices": devices}, now_ms, config)
+    if isinstance(decision, Suppress) and decision.reason == "no_devices" and switched_off:
+        result.not_sent += switched_off  # every device of the pin is switched off: each says so
+        return result
     if isinstance(decision, Defer):
         result.defer_until = decision.until_ms
         return result
@@ -57,7 +63,7 @@ def expand_for_pin(request: Record, pin: str, state: Record, now_ms: int, config
     assert isinstance(decision, Send)
     allowed, blocked, quota = filter_devices(request, state["devices"], state["vendor_quota"], now_ms, config,
                                              prefs=state["prefs"], only=only)
-    result.not_sent += [Unsent(t, "suppressed", reason) for t, reason in sorted(blocked.items())]
+    result.not_sent += [Unsent(t, "suppressed", reason) for t, reason in sorted(blocked.items())] + switched_off
     if not allowed:
         if only is None or not blocked:
             result.suppressed = "all devices suppressed" if blocked else "no_devices"
