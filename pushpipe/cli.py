@@ -1,15 +1,25 @@
+<<<<<<< HEAD
 """pushpipe: up | down | status | demo | sql | receipts-setup | diagnose | test-push (typer; tables with rich)."""
+=======
+"""pushpipe: up | down | status | demo | sql | receipts-setup | report (typer; tables with rich)."""
+>>>>>>> report
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 import time
+<<<<<<< HEAD
 from collections.abc import Callable
 from typing import Annotated, TypeVar
+=======
+from pathlib import Path
+from typing import Annotated
+>>>>>>> report
 
 import typer
 
-from pushpipe.config import Settings, load
+from pushpipe.config import Settings, load, masked_url
 
 T = TypeVar("T")
 app = typer.Typer(name="pushpipe", help="Push-notification pipeline on Kafka + PyFlink.", no_args_is_help=True,
@@ -138,6 +148,7 @@ def receipts_setup(app_id: Annotated[str, typer.Argument(metavar="APP", help="Th
     print(f"{app_id} SDK key (X-Pushpipe-Key): {signing.sdk_key(key, app_id)}")
 
 
+<<<<<<< HEAD
 def _support_call(settings: Settings, command: str, call: Callable[[], T]) -> T:
     """Runs a support command's read; bad input, nothing found or a store not answering end it with one clear line."""
     from pushpipe.support import diagnose, unreachable
@@ -206,6 +217,47 @@ def test_push(app_id: Annotated[str, typer.Argument(metavar="APP", help="The app
     print(f"test push {sent['msg_id']}: {summary}")
     if not all_accepted:
         raise typer.Exit(1)
+=======
+@app.command()
+def report(week: Annotated[bool, typer.Option("--week", help="The 7 days ending with --end (the only period for now; required).")] = False,
+           app_id: Annotated[str | None, typer.Option("--app", metavar="APP", help="One app's figures (default: all apps).")] = None,
+           end: Annotated[str | None, typer.Option("--end", metavar="YYYY-MM-DD", help="The week's last day, UTC (default: today).")] = None,
+           out: Annotated[Path | None, typer.Option("--out", metavar="PATH", help="Where to write the PNG (default: "
+                                                    "run/reports/week-<end>-<app or all>.png).")] = None) -> None:
+    """The week's key figures from ClickHouse as a phone-sized PNG: sends, delivery and open rates by day and by vendor,
+    failures by reason, latency. Prints the PNG's path and the sends, delivery rate and open rate."""
+    def usage(message: str) -> typer.Exit:
+        print(f"pushpipe report: {message}", file=sys.stderr)
+        return typer.Exit(2)
+
+    if not week:
+        raise usage("say which period: --week (the 7 days ending with --end, default today; the only period for now)")
+    try:
+        last_day = dt.datetime.strptime(end, "%Y-%m-%d").date() if end is not None else None
+    except ValueError:
+        raise usage(f"--end {end!r} is not a date YYYY-MM-DD") from None
+
+    from clickhouse_connect.driver.exceptions import Error as ClickHouseError
+
+    from pushpipe.schemas import keys
+    from pushpipe.support import report as week_report
+
+    settings = load()
+    try:
+        path, figures = week_report.week(settings, last_day, app_id, out)
+    except keys.InvalidId as bad:
+        raise usage(str(bad)) from None
+    except ClickHouseError as failed:
+        first_line = (str(failed).strip().splitlines() or [type(failed).__name__])[0]
+        print(f"pushpipe report: ClickHouse at {masked_url(settings.clickhouse_url)}: {masked_url(first_line)}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    except OSError as failed:  # the PNG not written: --out a folder, no room, no permission
+        print(f"pushpipe report: cannot write the PNG: {failed}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    print(path)
+    for line in week_report.summary(figures):
+        print(line)
+>>>>>>> report
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -280,7 +280,7 @@ def commands() -> list[tuple[str, Any]]:
 
 
 def test_every_command_and_option_has_help_text() -> None:
-    assert [name for name, _ in commands()] == ["demo", "diagnose", "down", "receipts-setup", "sql", "status", "test-push", "up"]
+    assert [name for name, _ in commands()] == ["demo", "diagnose", "down", "receipts-setup", "report", "sql", "status", "test-push", "up"]
     for name, command in commands():
         assert command.help, name
         for param in command.params:
