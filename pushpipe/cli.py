@@ -1,21 +1,13 @@
-<<<<<<< HEAD
-"""pushpipe: up | down | status | demo | sql | receipts-setup | diagnose | test-push (typer; tables with rich)."""
-=======
-"""pushpipe: up | down | status | demo | sql | receipts-setup | report (typer; tables with rich)."""
->>>>>>> report
+"""pushpipe: up | down | status | demo | sql | receipts-setup | diagnose | test-push | report (typer; tables with rich)."""
 from __future__ import annotations
 
 import datetime as dt
 import json
 import sys
 import time
-<<<<<<< HEAD
 from collections.abc import Callable
-from typing import Annotated, TypeVar
-=======
 from pathlib import Path
-from typing import Annotated
->>>>>>> report
+from typing import Annotated, TypeVar
 
 import typer
 
@@ -148,7 +140,6 @@ def receipts_setup(app_id: Annotated[str, typer.Argument(metavar="APP", help="Th
     print(f"{app_id} SDK key (X-Pushpipe-Key): {signing.sdk_key(key, app_id)}")
 
 
-<<<<<<< HEAD
 def _support_call(settings: Settings, command: str, call: Callable[[], T]) -> T:
     """Runs a support command's read; bad input, nothing found or a store not answering end it with one clear line."""
     from pushpipe.support import diagnose, unreachable
@@ -217,7 +208,8 @@ def test_push(app_id: Annotated[str, typer.Argument(metavar="APP", help="The app
     print(f"test push {sent['msg_id']}: {summary}")
     if not all_accepted:
         raise typer.Exit(1)
-=======
+
+
 @app.command()
 def report(week: Annotated[bool, typer.Option("--week", help="The 7 days ending with --end (the only period for now; required).")] = False,
            app_id: Annotated[str | None, typer.Option("--app", metavar="APP", help="One app's figures (default: all apps).")] = None,
@@ -257,7 +249,8 @@ def report(week: Annotated[bool, typer.Option("--week", help="The 7 days ending 
     print(path)
     for line in week_report.summary(figures):
         print(line)
->>>>>>> report
+
+
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -99,8 +99,10 @@ def test_a_test_push_is_followed_to_the_vendor_and_the_receipt(pipeline: Setting
 
     push = testpush.send(pipeline, app, pin="bob")
     assert sorted(push["targets"]) == sorted([hms, apns])
-    now = observe.wait_for(lambda: (p := testpush.progress(pipeline, app, push["msg_id"], push["targets"]))
-                           if {d["token"]: d for d in p["deliveries"]}[hms].get("delivered_at") else None, 90, "the test push's receipt")
+    def hms_delivered() -> dict | None:
+        now = testpush.progress(pipeline, app, push["msg_id"], push["targets"])
+        return now if {d["token"]: d for d in now["deliveries"]}[hms].get("delivered_at") else None
+    now = observe.wait_for(hms_delivered, 90, "the test push's receipt")
     by_token = {d["token"]: d for d in now["deliveries"]}
     assert by_token[apns]["outcome"] == "accepted"
     ok, line = testpush.summary(now)
