@@ -25,6 +25,7 @@ Story = dict[str, Any]
 Doc = dict[str, Any]
 RECENT_MESSAGES = 10  # pushes shown in a pin's story
 LATEST_EXPLAINED = 3  # of which the verdict explains
+NO_VENDOR = "none"  # the vendor of what fan-out did not send: a device's own is shown instead
 SWITCH_HISTORY = 20  # changes shown per device
 # A hop's SLA: the most it should take after the hop before it (ms); None: no SLA (a person's behaviour).
 HOPS: tuple[tuple[str, str, int | None], ...] = (
@@ -69,7 +70,9 @@ def _pin_story(settings: Settings, app_id: str, pin: str, devices: list[Doc], pr
     finally:
         ch.close()
     shown = [device_view(d, history.get(d["token"], []), deliveries, now) for d in devices]
-    pushes = recent_pushes(deliveries)
+    vendors = {d["token"]: d.get("vendor") for d in devices}
+    pushes = recent_pushes([{**d, "vendor": vendors.get(d.get("token") or "", d["vendor"])} if d.get("vendor") == NO_VENDOR else d
+                            for d in deliveries])
     described = messages_described(settings, app_id, [p["msg_id"] for p in pushes])
     pushes = [{**p, **described.get(p["msg_id"], {})} for p in pushes]
     story = {"app_id": app_id, "pin": pin, "timezone": tz, "local_time": explain.when(now, ZoneInfo(tz)),
