@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pushpipe.infra.clickhouse import ClickHouse
+from pushpipe.infra.console import Console
 from pushpipe.infra.elasticsearch import Elasticsearch
 from pushpipe.infra.gateway import Gateway
 from pushpipe.infra.jobs import all_jobs
@@ -12,7 +13,8 @@ from pushpipe.infra.simulators import Simulators
 
 
 def services() -> list[Service]:
-    return [Kafka(), Elasticsearch(), ClickHouse(), Simulators(), Gateway(), Pushgateway(), Prometheus(), Alertmanager()]
+    return [Kafka(), Elasticsearch(), ClickHouse(), Simulators(), Gateway(), Pushgateway(), Prometheus(), Alertmanager(),
+            Console()]  # last: it reads the others
 
 
 def supervised() -> list[Service]:

@@ -34,7 +34,7 @@ def show_status(settings: Settings, as_json: bool = False, one_line: bool = Fals
 @app.command()
 def up(services_only: Annotated[bool, typer.Option("--services-only", help="Start the services only, not the Flink jobs.")] = False,
        ) -> None:
-    """Install and start Kafka, Elasticsearch, ClickHouse, simulators, monitoring and the jobs, then show the status.
+    """Install and start Kafka, Elasticsearch, ClickHouse, simulators, monitoring, the web console and the jobs, then show the status.
 
     Idempotent. Exits 1, naming each component, when anything is not healthy once up has finished."""
     from pushpipe.infra import stack

@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     simulator_admin_url: str = "http://127.0.0.1:18444"
     # the receipt gateway as vendors and apps reach it (it listens on this URL's host and port)
     gateway_url: str = "http://127.0.0.1:18480"
+    # the web console for support and on-call staff (console/; it listens on this URL's host and port)
+    console_url: str = "http://127.0.0.1:18490"
     # the key that signs receipt callback URLs and apps' SDK keys (gateway/signing.py); `pushpipe up` creates it
     receipt_key_file: Path = Path()  # default: run/receipt.key
     # JSON: {"apns": {ApnsConfig fields}, ...}; `pushpipe up` writes one for the simulators here
@@ -131,8 +133,8 @@ class Settings(BaseSettings):
             counts[name.strip()] = int(number)
         return counts
 
-    @field_validator("es_url", "clickhouse_url", "simulator_url", "simulator_admin_url", "gateway_url", "prometheus_url",
-                     "pushgateway_url", "alertmanager_url", "alert_webhook_url")
+    @field_validator("es_url", "clickhouse_url", "simulator_url", "simulator_admin_url", "gateway_url", "console_url",
+                     "prometheus_url", "pushgateway_url", "alertmanager_url", "alert_webhook_url")
     @classmethod
     def _url(cls, value: str) -> str:
         parts = urlsplit(value)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 MODULES = ("pushpipe.jobs.fanout", "pushpipe.jobs.dispatch", "pushpipe.jobs.analytics", "pushpipe.jobs.policy.policyfile",
-           "pushpipe.sinks.chstore", "pushpipe.simulators.server", "pushpipe.infra.stack", "pushpipe.connectors.apns")
+           "pushpipe.sinks.chstore", "pushpipe.simulators.server", "pushpipe.infra.stack", "pushpipe.connectors.apns",
+           "pushpipe.console.app")
 
 
 def run(*argv: str | Path, cwd: Path) -> str:
@@ -38,6 +39,8 @@ def test_the_wheel_installs_into_a_fresh_venv_and_every_job_imports(tmp_path: Pa
         f"assert pushpipe.__file__.startswith({str(site)!r}), pushpipe.__file__",
         "assert list(codec.HISTORY_DIR.glob('*.avsc')), 'schema history'",
         "import pushpipe.infra.flink as flink; assert list(flink.JAVA_SOURCES.rglob('*.java')), 'java sources'",
+        "import pushpipe.console.app as console; assert {'index.html', 'diagnose.html', 'overview.js', 'console.css'}"
+        " <= {p.name for p in console.STATIC.iterdir()}, 'the console pages'",
     ])
     run(python, "-c", check, cwd=tmp_path)
     assert "Usage: pushpipe" in run(venv / "bin" / "pushpipe", "--help", cwd=tmp_path)
