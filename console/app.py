@@ -92,8 +92,6 @@ def failure(failed: Exception) -> tuple[int, str]:
         return 400, str(failed)
     if isinstance(failed, (ConnectionError, TimeoutError)):
         return 502, f"a service the console reads did not answer ({type(failed).__name__})"
-    if isinstance(failed, NotImplementedError) or (isinstance(failed, ModuleNotFoundError) and (failed.name or "").startswith("pushpipe.")):
-        return 501, "this part of the console is not available yet in this version of pushpipe"
     return 500, f"the console failed ({type(failed).__name__}); its log has the details"
 
 

@@ -7,10 +7,9 @@ pass through (404, 400). No message carries a password: URLs are masked.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,7 +22,7 @@ from pushpipe.infra import stack
 from pushpipe.sinks import clickhouse
 from pushpipe.stream_health import PrometheusError, StreamHealth
 from pushpipe.stream_health import read as read_prometheus
-from pushpipe.support import diagnose, testpush
+from pushpipe.support import diagnose, report, testpush
 
 Doc = dict[str, Any]
 HEALTH_TTL_S = 5.0  # vendor and stream health share one reading of Prometheus for this long
@@ -108,15 +107,13 @@ class RealSources:
                 raise Unavailable(f"Kafka at {self.settings.kafka_bootstrap} did not take the test push: {detail(failed)}") from failed
 
     def test_push_progress(self, app: str, msg_id: str, targets: list[str] | None = None) -> Doc:
-        follow: Callable[..., Doc] = testpush.progress  # support/testpush.py's progress takes the targets too (its stub not yet)
         with self.reading():
-            return follow(self.settings, app, msg_id, targets) if targets else follow(self.settings, app, msg_id)
+            return testpush.progress(self.settings, app, msg_id, targets)
 
     def week_report(self, app: str | None) -> Path:
-        report = importlib.import_module("pushpipe.support.report")  # support/report.py
         with self.reading():
             png, _figures = report.week(self.settings, app_id=app)
-        return Path(png)
+        return png
 
     def _prometheus(self) -> StreamHealth:
         """One reading of every stage figure and the firing alerts, kept HEALTH_TTL_S."""
