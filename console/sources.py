@@ -33,7 +33,8 @@ OVERVIEW_SQL = """SELECT toUnixTimestamp(bucket) * 1000 AS at, vendor, brand,
 FROM {db}.rates_hour
 WHERE bucket >= now() - INTERVAL {{hours:UInt32}} HOUR{app_filter}
 GROUP BY bucket, vendor, brand
-ORDER BY bucket, vendor, brand"""
+HAVING accepted > 0
+ORDER BY bucket, vendor, brand"""  # HAVING: not what fan-out did not send (vendor none), which has no rate
 APP_FILTER = " AND app_id = {app:String}"
 
 

@@ -171,3 +171,9 @@ def test_each_preference_setting_has_its_own_compaction_key() -> None:
              keys.preference_key(event("set_quiet_hours"))}
     assert found == {"a|u|category:marketing", "a|u|channel:hms", "a|u|subscription", "a|u|timezone", "a|u|quiet_hours"}
     assert keys.preference_key(event("opt_in", category="marketing")) == "a|u|category:marketing"
+
+
+def test_a_pin_or_token_listed_twice_is_taken_once() -> None:
+    request = push_request("app", ["a", "b", "a", "c", "b"], "t", "b", tokens=["x", "x"])
+    once = validate.without_repeats(request)
+    assert once["pins"] == ["a", "b", "c"] and once["tokens"] == ["x"] and request["pins"] == ["a", "b", "a", "c", "b"]

@@ -13,7 +13,7 @@ from pushpipe.jobs.counting import StageCounters, counting_letters
 from pushpipe.jobs.deadletters import Tombstone, dead_letter, decode_or_dlq, decode_or_tombstone, tombstone_letter
 from pushpipe.jobs.fanout import devices
 from pushpipe.jobs.fanout.messages import TO_SHARD, ToPin, ToShard
-from pushpipe.jobs.fanout.validate import InvalidRequest, validate
+from pushpipe.jobs.fanout.validate import InvalidRequest, validate, without_repeats
 from pushpipe.jobs.policy.classify import message_class
 from pushpipe.jobs.policy.policyfile import policy_config
 from pushpipe.jobs.policy.preferences import InvalidPreference, reset_event
@@ -46,6 +46,7 @@ class ParseRequests(ProcessFunction):
             except InvalidRequest as bad:
                 yield dead_letter(JOB, self.topic, value, "invalid_request", str(bad), msg_id=item["msg_id"], app_id=item["app_id"])
                 continue
+            item = without_repeats(item)
             item["message_class"] = message_class(item["category"], self.classes)
             self.counters.count("pushpipe_requests_in", target=item["target"], priority=item["priority"])
             yield item

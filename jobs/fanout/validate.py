@@ -41,6 +41,11 @@ def validate(request: Record) -> None:
         raise InvalidRequest("notification has no title, body, data or template")
 
 
+def without_repeats(request: Record) -> Record:
+    """The request with each pin and token once, in their first order: a pin listed twice gets one push, not two."""
+    return {**request, "pins": list(dict.fromkeys(request["pins"])), "tokens": list(dict.fromkeys(request["tokens"]))}
+
+
 def _check_ids(request: Record) -> None:
     keys.check_app_id(request["app_id"])
     keys.check_msg_id(request["msg_id"])
