@@ -99,7 +99,8 @@ def run(settings: Settings, pins: int = 1000, per_pin: int = 3) -> None:
     show_clickhouse(settings, run_id, expected)
     show_rates(settings, run_id)
     show_elasticsearch(settings, run_id)
-    print_next_steps(settings)
+    show_diagnosis(settings, f"user-{run_id}-0")
+    print_next_steps(settings, f"user-{run_id}-0")
 
 
 def show_clickhouse(settings: Settings, run_id: str, expected: int) -> None:
@@ -174,11 +175,25 @@ Elasticsearch, one message (counts, vendors), its deliveries (one per token), an
   curl '{deliveries}/_search?q=app_id:{DEMO_APP}+AND+pin:{pin}&sort=completed_at:desc&size=20&pretty'""")
 
 
-def print_next_steps(settings: Settings) -> None:
+def show_diagnosis(settings: Settings, pin: str) -> None:
+    """What support staff see first of one demo user: the verdict of `pushpipe diagnose`."""
+    from pushpipe.support import diagnose
+
+    story = diagnose.pin_story(settings, DEMO_APP, pin)
+    print(f"\npushpipe diagnose {DEMO_APP} --pin {pin} (the verdict; the command shows the devices and pushes too):")
+    for line in story["verdict"]:
+        print(f"  - {line}")
+
+
+def print_next_steps(settings: Settings, pin: str) -> None:
     db = settings.clickhouse_database
     print(f"""
 The stack is still running. Next:
   pushpipe status                                   # components, each stage's figures, firing alerts
+  open {settings.console_url}                  # the web console: rates by vendor and brand, health, diagnosis
+  pushpipe diagnose {DEMO_APP} --pin {pin}          # one user's story; --msg MSG_ID for one message's
+  pushpipe test-push {DEMO_APP} --pin {pin}         # a test push, followed to the vendor's answer and the receipt
+  pushpipe report --week --app {DEMO_APP}             # the week as a phone-sized PNG
   pushpipe sql "SELECT * FROM {db}.delivery_per_minute ORDER BY minute DESC LIMIT 10"
   curl '{masked_url(settings.clickhouse_url)}/?query=SELECT+count()+FROM+{db}.dispatch_results'
   curl '{masked_url(settings.es_url)}/{settings.es_index}/_search?q=app_id:{DEMO_APP}&size=1&pretty'

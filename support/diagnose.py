@@ -174,7 +174,7 @@ def push_view(msg_id: str, deliveries: list[Doc]) -> Doc:
 def push_why(shown: list[Doc], reached: int) -> str:
     reasons = list(dict.fromkeys(d["why"] for d in shown))
     if reached:
-        return f"Delivered to {reached} of {len(shown)} device(s). " + (" ".join(r for r in reasons if not r.startswith("Delivered")))
+        return " ".join([f"Delivered to {reached} of {len(shown)} device(s).", *(r for r in reasons if not r.startswith("Delivered"))])
     return " ".join(reasons)
 
 
