@@ -32,6 +32,7 @@ from pushpipe import liveness
 from pushpipe.config import Settings
 from pushpipe.jobs import deadletters, lifecycle, runtime
 from pushpipe.jobs.counting import StageCounters, counting_letters, reason_code
+from pushpipe.jobs.fanout import devices
 from pushpipe.schemas import codec, keys, results
 from pushpipe.sinks import clickhouse, elastic
 from pushpipe.sinks import lifecycle as lifecycle_sink
@@ -294,7 +295,7 @@ class ParseDevices(ProcessFunction):
         for item in deadletters.decode_or_tombstone(JOB, ",".join(self.topics), "DeviceEvent", value):
             if isinstance(item, deadletters.Tombstone):  # at the record's Kafka time: the same on a replay
                 item = deleted_device(item, ctx.timestamp() or runtime.now_ms())
-            if isinstance(item, dict) and counts_for_devices(item):
+            if isinstance(item, dict) and counts_for_devices(item) and not devices.event_problem(item):  # fan-out dead-letters those
                 yield Written(item, None, [])
             else:
                 self.counters.count("pushpipe_device_events_skipped")
@@ -314,11 +315,21 @@ class ParsePreferences(ProcessFunction):
     def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterator[Written]:
         for item in deadletters.decode_or_tombstone(JOB, self.topic, "PreferenceEvent", value):
             event = (deleted_preference(item) if isinstance(item, deadletters.Tombstone)
-                     else with_setting(item) if isinstance(item, dict) else None)
+                     else with_setting(item) if isinstance(item, dict) and well_formed(item) else None)
             if event is not None:
                 yield Written(event, None, [])
             else:
                 self.counters.count("pushpipe_preference_events_skipped")
+
+
+def well_formed(event: Record) -> bool:
+    """Ids fan-out takes (it dead-letters the others): only those make preference documents."""
+    try:
+        keys.check_app_id(event["app_id"])
+        keys.check_pin(event["pin"])
+    except keys.InvalidId:
+        return False
+    return True
 
 
 def with_setting(event: Record) -> Record:

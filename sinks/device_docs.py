@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from elasticsearch import Elasticsearch
@@ -37,6 +38,7 @@ PREFERENCE_MAPPING: dict[str, Any] = {
     "dynamic": "strict",
     "properties": {"app_id": KEYWORD, "pin": KEYWORD, "setting": KEYWORD, **{f: KEYWORD for f in PREFERENCE_FIELDS}, "ts": TIME},
 }
+# a device's state after each kind of event; a refreshed token's old one is "replaced"
 STATES = {"bind": "active", "report": "active", "unbind": "unbound", "deregister": "deregistered", "invalid_token": "cleaned"}
 SWITCHES = {"switch_on": "on", "switch_off": "off"}
 
@@ -58,15 +60,25 @@ def device_change(event: Record) -> dict[str, Any]:
     return change
 
 
-def device_action(index: str, event: Record) -> Action:
-    doc = {"app_id": event["app_id"], "token": event["token"], **device_change(event)}
-    return {"_op_type": "update", "_index": index, "_id": f"{event['app_id']}:{event['token']}", "doc": doc,
+def device_actions(index: str, event: Record) -> list[Action]:
+    """The update of the event's device; on a token refresh, also the old token's: replaced by the new one."""
+    actions = [_device_update(index, event["app_id"], event["token"], device_change(event))]
+    if event.get("previous_token"):
+        replaced = {"state": "replaced", "state_reason": f"refreshed to {event['token']}", "updated_at": event["ts"]}
+        actions.append(_device_update(index, event["app_id"], event["previous_token"], replaced))
+    return actions
+
+
+def _device_update(index: str, app_id: str, token: str, change: dict[str, Any]) -> Action:
+    return {"_op_type": "update", "_index": index, "_id": f"{app_id}:{token}", "doc": {"app_id": app_id, "token": token, **change},
             "doc_as_upsert": True, "retry_on_conflict": 5}
 
 
 def preference_action(index: str, event: Record) -> Action:
     """The latest event of a setting (`event["setting"]`, set by the parser), or its deletion (`deleted`)."""
     doc_id = keys.SEP.join((event["app_id"], event["pin"], event["setting"]))
+    if len(doc_id.encode()) > keys.ES_ID_BYTES:  # a long category name: its digest keeps the id within Elasticsearch's limit
+        doc_id = f"sha256:{hashlib.sha256(doc_id.encode()).hexdigest()}"
     if event.get("deleted"):
         return {"_op_type": "delete", "_index": index, "_id": doc_id}
     doc = {"app_id": event["app_id"], "pin": event["pin"], "setting": event["setting"], "ts": event["ts"],

@@ -203,8 +203,9 @@ def window_actions(settings: Settings, pairs: list[tuple[dict[str, Any], dict[st
     return [*(message_action(settings.es_index, r, s) for r, s in latest.values()),
             *(action for record, _ in pairs if "batch_id" in record for action in delivery_actions(settings.es_deliveries_index, record)),
             *receipt_actions(settings.es_deliveries_index, rows),
-            *(device_docs.preference_action(settings.es_preferences_index, event) if "setting" in event
-              else device_docs.device_action(settings.es_devices_index, event) for event in devices)]
+            *(action for event in devices for action in (
+                [device_docs.preference_action(settings.es_preferences_index, event)] if "setting" in event
+                else device_docs.device_actions(settings.es_devices_index, event)))]
 
 
 def write(es: Elasticsearch, actions: Iterable[Action]) -> None:

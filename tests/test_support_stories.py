@@ -2,9 +2,10 @@
 folded as fan-out folds them, the verdict's findings, device and preference documents."""
 from __future__ import annotations
 
-from pushpipe.jobs.analytics import deleted_preference, with_setting
+from pushpipe.jobs.analytics import ParseDevices, deleted_preference, well_formed, with_setting
 from pushpipe.jobs.deadletters import Tombstone
 from pushpipe.producer import device_event, preference_event
+from pushpipe.schemas import codec
 from pushpipe.sinks import device_docs
 from pushpipe.support import diagnose, explain, testpush
 
@@ -83,8 +84,10 @@ def test_device_documents_follow_the_device_events() -> None:
     assert off["switch"] == "off" and "state" not in off
     dead = device_docs.device_change(device_event("a", "u", "tok", vendor="hms", kind="invalid_token", reason="80300007"))
     assert dead == {"state": "cleaned", "state_reason": "80300007", "updated_at": dead["updated_at"]}
-    action = device_docs.device_action("devices", bind)
+    [action] = device_docs.device_actions("devices", bind)
     assert action["_id"] == "a:tok" and action["doc_as_upsert"]
+    refreshed = device_docs.device_actions("devices", device_event("a", "u", "new", vendor="hms", kind="report", previous_token="tok"))
+    assert [(a["_id"], a["doc"]["state"]) for a in refreshed] == [("a:new", "active"), ("a:tok", "replaced")]
 
 
 def test_preference_documents_are_the_latest_of_each_setting_and_tombstones_delete() -> None:
@@ -92,6 +95,8 @@ def test_preference_documents_are_the_latest_of_each_setting_and_tombstones_dele
     assert event["setting"] == "category:marketing"
     action = device_docs.preference_action("prefs", event)
     assert action["_op_type"] == "index" and action["_id"] == "a|u|category:marketing"
+    long = device_docs.preference_action("prefs", {**event, "setting": "category:" + "x" * 600})
+    assert long["_id"].startswith("sha256:") and len(long["_id"]) < 512
     deleted = deleted_preference(Tombstone("user.preferences", "a|u|quiet_hours"))
     assert deleted is not None
     assert device_docs.preference_action("prefs", deleted) == {"_op_type": "delete", "_index": "prefs", "_id": "a|u|quiet_hours"}
@@ -107,3 +112,18 @@ def test_a_test_push_is_done_when_every_device_came_to_rest() -> None:
     assert ok and "delivered to 1" in line and "no receipt yet from 1" in line
     ok, _ = testpush.summary({"deliveries": [accepted, failed]})
     assert not ok
+
+
+class NotCounted:
+    def count(self, *args: object, **labels: object) -> None:
+        pass
+
+
+def test_only_well_formed_device_and_preference_events_make_documents() -> None:
+    assert well_formed(preference_event("a", "u", "unsubscribe"))
+    assert not well_formed(preference_event("a", "u" * 300, "unsubscribe"))
+    parse = ParseDevices(["device.events"])
+    parse.counters = NotCounted()
+    good = list(parse.process_element(codec.encode("DeviceEvent", device_event("a", "u", "tok")), None))  # type: ignore[arg-type]
+    bad = list(parse.process_element(codec.encode("DeviceEvent", device_event("a", "u", "t" * 300)), None))  # type: ignore[arg-type]
+    assert len(good) == 1 and bad == []

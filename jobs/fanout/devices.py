@@ -42,11 +42,11 @@ def event_problem(event: dict[str, Any]) -> str | None:
     """Why a DeviceEvent cannot be taken (the reason for the DLQ), or None."""
     try:
         keys.check_app_id(event["app_id"])
-        if event["pin"]:  # none: an anonymous install, reached by broadcasts, segments and its token
+        if event.get("pin"):  # none: an anonymous install, reached by broadcasts, segments and its token
             keys.check_pin(event["pin"])
         keys.check_token(event["token"])
         for field in ("previous_token", "fallback_token"):
-            if event[field]:
+            if event.get(field):
                 keys.check_token(event[field], field)
     except keys.InvalidId as bad:
         return str(bad)
