@@ -339,8 +339,11 @@ def with_setting(event: Record) -> Record:
 
 def deleted_preference(dead: deadletters.Tombstone) -> Record | None:
     """The deletion of the setting a user.preferences tombstone (key app|pin|setting) stands for."""
-    app_id, pin, setting = (dead.key.split(keys.SEP, 2) + ["", ""])[:3]
-    return {"app_id": app_id, "pin": pin, "setting": setting, "deleted": True} if pin and setting else None
+    try:
+        app_id, pin, setting = keys.parse_preference_key(dead.key)
+    except keys.InvalidId:
+        return None
+    return {"app_id": app_id, "pin": pin, "setting": setting, "deleted": True} if setting else None
 
 
 def is_preference(record: Record) -> bool:

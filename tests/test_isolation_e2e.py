@@ -163,6 +163,8 @@ def test_records_at_the_size_limit_and_tombstones_on_every_input_topic_never_sto
     good = push_request(app, ["u"], "still flowing", "b")
     sent(producer, good)
     observe.wait_for(lambda: admin.accepted(run_id)["unique"] == 1, 120, "a good push after the poison")
+    observe.wait_for(lambda: message_counts(pipeline, app, good["msg_id"]) == {"accepted": 1}, 120,
+                     "the good push counted: the analytics writer did not stall on the poison")
     letters = dead_letters(pipeline, len(sizes), lambda d: d["payload_sha256"] in sizes, timeout_s=120)
     assert {d["payload_sha256"] for d in letters} == set(sizes), "every oversize record is dead-lettered"
     for letter in letters:

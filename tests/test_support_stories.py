@@ -101,6 +101,7 @@ def test_preference_documents_are_the_latest_of_each_setting_and_tombstones_dele
     assert deleted is not None
     assert device_docs.preference_action("prefs", deleted) == {"_op_type": "delete", "_index": "prefs", "_id": "a|u|quiet_hours"}
     assert deleted_preference(Tombstone("user.preferences", "a|u")) is None
+    assert deleted_preference(Tombstone("user.preferences", "a|" + "u" * 900_000 + "|timezone")) is None
 
 
 def test_a_test_push_is_done_when_every_device_came_to_rest() -> None:
@@ -125,5 +126,5 @@ def test_only_well_formed_device_and_preference_events_make_documents() -> None:
     parse = ParseDevices(["device.events"])
     parse.counters = NotCounted()
     good = list(parse.process_element(codec.encode("DeviceEvent", device_event("a", "u", "tok")), None))  # type: ignore[arg-type]
-    bad = list(parse.process_element(codec.encode("DeviceEvent", device_event("a", "u", "t" * 300)), None))  # type: ignore[arg-type]
+    bad = list(parse.process_element(codec.encode("DeviceEvent", device_event("a", "u", "t" * 900_000)), None))  # type: ignore[arg-type]
     assert len(good) == 1 and bad == []
