@@ -1,4 +1,4 @@
-"""pushpipe: up | down | status | demo | sql | receipts-setup | diagnose | test-push | report (typer; tables with rich)."""
+"""pushpipe: up | down | status | demo | sql | receipts-setup | diagnose | test-push | report | schemas (typer; tables with rich)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -251,6 +251,30 @@ def report(week: Annotated[bool, typer.Option("--week", help="The 7 days ending 
         print(line)
 
 
+schemas_app = typer.Typer(name="schemas", help="pushpipe's Avro schemas in a Confluent-compatible schema registry.", no_args_is_help=True)
+app.add_typer(schemas_app)
+
+
+@schemas_app.command("register")
+def schemas_register() -> None:
+    """Register each topic's value schema in the registry at PUSHPIPE_SCHEMA_REGISTRY_URL, each subject BACKWARD compatible.
+
+    Subjects: <topic>-value (Confluent's default TopicNameStrategy); push.receipts carries two record types, so
+    pushpipe.Receipt and pushpipe.ReceiptBatch (RecordNameStrategy). Idempotent. Exits 1 when the registry does not
+    answer or refuses a schema (e.g. one incompatible with a subject's earlier versions)."""
+    from pushpipe.schemas import codec, registry
+
+    settings = load()
+    if not settings.schema_registry_url:
+        print(f"pushpipe schemas register: no schema registry: set {registry.URL_ENV}", file=sys.stderr)
+        raise typer.Exit(1)
+    for subject, name in registry.subjects(settings.topics):
+        try:
+            done = registry.register(settings.schema_registry_url, subject, codec.schema_text(name))
+        except registry.RegistryError as failed:
+            print(f"pushpipe schemas register: {masked_url(str(failed))}", file=sys.stderr)
+            raise typer.Exit(1) from None
+        print(f"{subject:<30} {name:<16} id {done.schema_id:<5} version {done.version:<4} {registry.COMPATIBILITY}")
 
 
 def main(argv: list[str] | None = None) -> None:

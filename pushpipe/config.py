@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     # (infra/jobs.py) builds them and sets it for each job
     pipeline_jars: str = ""
     topics: Topics = Field(default_factory=lambda: Topics())
+    # a Confluent-compatible schema registry (comma-separated URLs; user:password@ for basic auth): readers then also take
+    # values in Confluent's framing, their writer schemas fetched by id; `pushpipe schemas register` fills it. "": none
+    schema_registry_url: str = ""
 
     @field_validator("daily_caps", "vendor_quotas", mode="before")
     @classmethod
@@ -141,6 +144,17 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("expected an http:// or https:// URL with a host")
         return value.rstrip("/")
+
+    @field_validator("schema_registry_url")
+    @classmethod
+    def _registry_url(cls, value: str) -> str:
+        urls = [url.strip().rstrip("/") for url in value.split(",")] if value.strip() else []
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https", "mock") or not parts.hostname:
+                raise ValueError("expected http:// or https:// URLs with a host, separated by commas (mock://name: in memory, "
+                                 "for tests), or nothing")
+        return ",".join(urls)
 
     @model_validator(mode="after")
     def _run_files(self) -> Settings:

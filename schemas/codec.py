@@ -5,6 +5,9 @@ fingerprint of the writer schema's parsing canonical form, then the Avro binary 
 Readers find the writer schema by fingerprint among the current schemas and the older
 versions kept in `schemas/history/`, and resolve it to the current schema, so old writers
 keep working after a compatible change. Each schema is parsed once per process.
+
+Readers also take Confluent's schema-registry framing (0x00, a 4-byte schema id, the body): the
+writer schema comes by id from the registry (`schemas/registry.py`) and is resolved the same way.
 """
 from __future__ import annotations
 
@@ -17,7 +20,10 @@ from pathlib import Path
 from typing import Any, cast
 
 import fastavro
+from fastavro.read import SchemaResolutionError
 from fastavro.schema import load_schema, parse_schema, to_parsing_canonical_form
+
+from pushpipe.schemas.errors import BadRecord as BadRecord  # raised here and by schemas/registry.py
 
 SCHEMA_DIR = Path(__file__).parent
 HISTORY_DIR = SCHEMA_DIR / "history"
@@ -27,15 +33,6 @@ RECORDS = ("Notification", "PushRequest", "DeviceEvent", "PreferenceEvent", "Dis
            "DispatchResult", "Receipt", "ReceiptBatch", "DeadLetter")
 
 Record = dict[str, Any]
-
-
-class BadRecord(ValueError):
-    """A value that cannot be decoded; `error` is a machine-readable class for the DLQ."""
-
-    def __init__(self, error: str, reason: str) -> None:
-        super().__init__(reason)
-        self.error = error
-        self.reason = reason
 
 
 def _rabin_table() -> list[int]:
@@ -84,6 +81,11 @@ def schema(name: str) -> Any:
     return _schemas().current[name]
 
 
+def schema_text(name: str) -> str:
+    """The current schema as one JSON document, its named types written inline: what a schema registry takes."""
+    return json.dumps({key: value for key, value in schema(name).items() if not key.startswith("__")})  # not fastavro's marks
+
+
 def encode(name: str, record: Record) -> bytes:
     return _schemas().headers[name] + body(name, record)
 
@@ -112,18 +114,35 @@ def encode_array(name: str, bodies: list[bytes]) -> bytes:
     return b"".join([header, bytes(varint), *bodies, b"\x00"])
 
 
-def _writer(payload: bytes | None) -> tuple[str, Any]:
-    """(record name, writer schema) of a single-object-encoded value, or raise BadRecord."""
-    if not payload or len(payload) < HEADER_LEN or payload[:2] != MAGIC:
-        raise BadRecord("malformed_avro", "value is not Avro single-object encoded (missing C3 01 header)")
-    writer = _schemas().writers.get(payload[2:HEADER_LEN])
-    if writer is None:
-        raise BadRecord("unknown_schema", f"unknown writer schema fingerprint {payload[2:HEADER_LEN].hex()}")
-    return writer
+def _writer(payload: bytes | None) -> tuple[str, Any, int]:
+    """(record name, writer schema, where the body starts) of a value, or raise BadRecord."""
+    if payload and payload[:2] == MAGIC and len(payload) >= HEADER_LEN:
+        writer = _schemas().writers.get(payload[2:HEADER_LEN])
+        if writer is None:
+            raise BadRecord("unknown_schema", f"unknown writer schema fingerprint {payload[2:HEADER_LEN].hex()}")
+        return (*writer, HEADER_LEN)
+    if payload and payload[0] == 0:  # Confluent's framing
+        from pushpipe.schemas import registry  # only here: confluent-kafka's registry client is slow to import
+
+        return (*registry.writer(payload, _registered), registry.HEADER_LEN)
+    raise BadRecord("malformed_avro", "value is not Avro single-object encoded (missing C3 01 header) nor in Confluent's "
+                                      "schema-registry framing (00 and a schema id)")
+
+
+def _registered(writer: Any) -> tuple[str, Any]:
+    """(record name, schema to read with) of a writer schema from a registry: one of ours (current or history) by
+    fingerprint, else the writer itself, if it is a record of ours by its full name (pushpipe.PushRequest, ...)."""
+    known = _schemas().writers.get(fingerprint(writer))
+    if known is not None:
+        return known
+    full_name = str(writer.get("name", "")) if isinstance(writer, dict) else str(writer)
+    if not full_name.startswith("pushpipe.") or full_name.removeprefix("pushpipe.") not in RECORDS:
+        raise BadRecord("unknown_schema", f"writer schema {full_name!r} is not a pushpipe record ({', '.join(RECORDS)})")
+    return full_name.removeprefix("pushpipe."), writer
 
 
 def record_name(payload: bytes | None) -> str | None:
-    """The record type a value was written as (by its fingerprint), or None when unknown or not Avro."""
+    """The record type a value was written as, or None when unknown or not Avro."""
     try:
         return _writer(payload)[0]
     except BadRecord:
@@ -131,13 +150,15 @@ def record_name(payload: bytes | None) -> str | None:
 
 
 def decode(name: str, payload: bytes | None) -> Record:
-    """Decode a single-object-encoded value as the current `name` schema, or raise BadRecord."""
-    writer_name, writer_schema = _writer(payload)
+    """Decode a value (single-object encoded or in Confluent's framing) as the current `name` schema, or raise BadRecord."""
+    writer_name, writer_schema, body_at = _writer(payload)
     if writer_name != name:
         raise BadRecord("wrong_schema", f"expected {name}, got a {writer_name} record")
     assert payload is not None  # _writer refused it otherwise
     try:
-        return cast(Record, fastavro.schemaless_reader(io.BytesIO(payload[HEADER_LEN:]), writer_schema, _schemas().current[name]))
+        return cast(Record, fastavro.schemaless_reader(io.BytesIO(payload[body_at:]), writer_schema, _schemas().current[name]))
+    except SchemaResolutionError as exc:
+        raise BadRecord("incompatible_schema", f"cannot read {name} as its writer wrote it: {exc}") from exc
     except Exception as exc:  # fastavro raises many types for truncated or corrupt bodies
         raise BadRecord("malformed_avro", f"cannot decode {name} body: {type(exc).__name__}: {exc}") from exc
 

@@ -21,6 +21,14 @@ def test_defaults_describe_the_embedded_stack(monkeypatch, tmp_path) -> None:
     assert settings.vendors_file == tmp_path / "run" / "vendors.json" and settings.policy_file == tmp_path / "run" / "policy.json"
 
 
+def test_a_schema_registry_is_optional_and_may_have_several_urls(monkeypatch) -> None:
+    monkeypatch.delenv("PUSHPIPE_SCHEMA_REGISTRY_URL", raising=False)
+    assert load().schema_registry_url == ""
+    monkeypatch.setenv("PUSHPIPE_SCHEMA_REGISTRY_URL", f"http://sr:{PASSWORD}@a:8081/, https://b:8081")
+    settings = load()
+    assert settings.schema_registry_url == f"http://sr:{PASSWORD}@a:8081,https://b:8081" and PASSWORD not in str(settings.masked())
+
+
 @pytest.mark.parametrize("name, value, expected", [
     ("KAFKA_PARTITIONS", "four", "valid integer"),
     ("KAFKA_PARTITIONS", "0", "greater than or equal to 1"),
@@ -29,6 +37,8 @@ def test_defaults_describe_the_embedded_stack(monkeypatch, tmp_path) -> None:
     ("DAILY_CAPS", "marketing:3", "name=count pairs"),
     ("QUIET_HOURS", "10pm-7am", "should match pattern"),
     ("BATCH_SIZE", "5000", "less than or equal to 1000"),
+    ("SCHEMA_REGISTRY_URL", "localhost:8081", "http:// or https:// URLs"),
+    ("SCHEMA_REGISTRY_URL", "http://a:8081,", "http:// or https:// URLs"),
 ])
 def test_a_bad_value_names_its_variable_and_what_it_expects(monkeypatch, name: str, value: str, expected: str) -> None:
     monkeypatch.setenv(f"PUSHPIPE_{name}", value)

@@ -280,14 +280,17 @@ def commands() -> list[tuple[str, Any]]:
 
 
 def test_every_command_and_option_has_help_text() -> None:
-    assert [name for name, _ in commands()] == ["demo", "diagnose", "down", "receipts-setup", "report", "sql", "status", "test-push", "up"]
-    for name, command in commands():
+    assert [name for name, _ in commands()] == ["demo", "diagnose", "down", "receipts-setup", "report", "schemas", "sql", "status",
+                                                "test-push", "up"]
+    subcommands = [(f"schemas {name}", command) for name, command in sorted(dict(commands())["schemas"].commands.items())]
+    assert [name for name, _ in subcommands] == ["schemas register"]
+    for name, command in commands() + subcommands:
         assert command.help, name
         for param in command.params:
             assert getattr(param, "help", None), f"{name} {param.name}"
 
 
-@pytest.mark.parametrize("argv", [[]] + [[name] for name, _ in commands()])
+@pytest.mark.parametrize("argv", [[]] + [[name] for name, _ in commands()] + [["schemas", "register"]])
 def test_help_of_every_command(argv: list[str]) -> None:
     result = CliRunner().invoke(cli.app, [*argv, "--help"], prog_name="pushpipe")
     assert result.exit_code == 0 and f"Usage: pushpipe {' '.join(argv)}".strip() in result.stdout
