@@ -85,7 +85,8 @@ def test_pushes_flow_end_to_end(pipeline: Settings, producer: PushProducer, dlq_
     totals_sql = (f"SELECT uniqExact(msg_id) AS messages, sum(requested) AS requested, sum(sent) AS sent, "
                   f"sum(accepted) AS accepted, sum(invalid_token) AS invalid, sum(suppressed) AS suppressed, "
                   f"sum(failed) AS failed FROM {db}.dispatch_results FINAL WHERE app_id = '{app}'")
-    want = {"messages": USERS + 2, "requested": 2 * USERS * DEVICES_PER_USER + 1, "sent": 2 * USERS * DEVICES_PER_USER + 1,
+    # requested: every token with an outcome, the dead one and the switched-off one among them (its own outcome)
+    want = {"messages": USERS + 2, "requested": 2 * USERS * DEVICES_PER_USER + 2, "sent": 2 * USERS * DEVICES_PER_USER + 1,
             "accepted": 2 * USERS * DEVICES_PER_USER, "invalid": 1, "failed": 1,
             "suppressed": 3}  # the pins with no device, with the device switched off and with it unbound
     totals = observe.wait_for(lambda: _matches(ch.rows(totals_sql)[0], want), 60, f"ClickHouse totals {want}")
