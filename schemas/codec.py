@@ -24,7 +24,7 @@ HISTORY_DIR = SCHEMA_DIR / "history"
 MAGIC = b"\xc3\x01"
 HEADER_LEN = 10
 RECORDS = ("Notification", "PushRequest", "DeviceEvent", "PreferenceEvent", "DispatchBatch", "DispatchBundle",
-           "DispatchResult", "Receipt", "ReceiptBatch", "DeadLetter")
+           "DispatchResult", "Receipt", "ReceiptBatch", "DeadLetter", "App")
 
 Record = dict[str, Any]
 
