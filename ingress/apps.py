@@ -194,7 +194,7 @@ class AppFollower(MemoryApps):
             while not self._stop.is_set():
                 message = self._consumer.poll(0.2)
                 if message is not None and not message.error():
-                    self._take(message.key(), message.value())
+                    apply_record(self, message.key(), message.value())
                     partition, offset = message.partition(), message.offset()
                     if partition is not None and offset is not None and offset + 1 >= ends.get(partition, 0):
                         ends.pop(partition, None)
@@ -224,14 +224,17 @@ class AppFollower(MemoryApps):
         self._consumer.assign([TopicPartition(self.topic, number, OFFSET_BEGINNING) for number in partitions])
         return ends
 
-    def _take(self, key: bytes | None, value: bytes | None) -> None:
-        if value is None:  # a tombstone deletes the app
-            self.delete((key or b"").decode())
-            return
-        try:
-            self.put(App.from_record(codec.decode("App", value)))
-        except codec.BadRecord as bad:
-            log.warning("apps: a record that is no App is left out (%s)", bad.error)
+
+
+def apply_record(apps: MemoryApps, key: bytes | None, value: bytes | None) -> None:
+    """One record of the apps topic: an App replaces the app's earlier one, a tombstone (no value) deletes the app."""
+    if value is None:
+        apps.delete((key or b"").decode())
+        return
+    try:
+        apps.put(App.from_record(codec.decode("App", value)))
+    except codec.BadRecord as bad:
+        log.warning("apps: a record that is no App is left out (%s)", bad.error)
 
 
 class KafkaApps:

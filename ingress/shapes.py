@@ -146,20 +146,21 @@ REASON_FIELDS = (("target 'segment'", "segment"), ("target 'tokens'", "tokens"),
                  ("a pin", "pins"), ("a token", "tokens"), (" pins", "pins"), (" tokens", "tokens"))
 
 
-def push_request(doc: Any, app: App, msg_id: str, now_ms: int, where: str = "") -> Record:
-    """The PushRequest of one JSON push, with `msg_id` unless the body names its own (then they must agree)."""
+def push_request(doc: Any, app: App, now_ms: int, header_id: str = "", default_id: str = "", where: str = "") -> Record:
+    """The PushRequest of one JSON push. Its msg id: the body's msg_id or `header_id` (the Idempotency-Key; when both
+    are given they must agree), else `default_id`, else a new one."""
     problems = checked(doc, PUSH, ("target", "notification"), where)
     if problems:
         raise Invalid(problems)
     problems = checked(doc["notification"], NOTIFICATION, (), f"{where}notification.")
     problems |= each(doc.get("pins", []), lambda pin: keys.check_pin(pin, "pin"), f"{where}pins")
     problems |= each(doc.get("tokens", []), lambda token: keys.check_token(token, "token"), f"{where}tokens")
-    if doc.get("msg_id") not in (None, msg_id) and msg_id:
+    if doc.get("msg_id") not in (None, header_id) and header_id:
         problems[f"{where}msg_id"] = "differs from the Idempotency-Key header: send one or make them equal"
     if problems:
         raise Invalid(problems)
     fields = {k: v for k, v in doc.items() if k not in ("notification", "msg_id")}
-    record = codec.new_record("PushRequest", **fields, msg_id=doc.get("msg_id") or msg_id or new_msg_id(), app_id=app.app_id,
+    record = codec.new_record("PushRequest", **fields, msg_id=doc.get("msg_id") or header_id or default_id or new_msg_id(), app_id=app.app_id,
                               environment=app.environment, created_at=now_ms,
                               notification=codec.new_record("Notification", **doc["notification"]))
     try:
@@ -182,7 +183,8 @@ def push_batch(doc: Any, app: App, idempotency_key: str, now_ms: int, max_batch:
     records: list[Record] = []
     for i, message in enumerate(messages):
         try:
-            records.append(push_request(message, app, f"{idempotency_key}-{i}" if idempotency_key else "", now_ms, f"messages[{i}]."))
+            default_id = f"{idempotency_key}-{i}" if idempotency_key else ""
+            records.append(push_request(message, app, now_ms, default_id=default_id, where=f"messages[{i}]."))
         except Invalid as bad:
             problems |= bad.fields
     seen: dict[str, int] = {}

@@ -32,9 +32,9 @@ class MessageReader(Protocol):
 
 
 class ElasticMessages:
-    def __init__(self, settings: Settings, timeout_s: float = 5.0) -> None:
+    def __init__(self, settings: Settings, timeout_s: float = 5.0, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.index = settings.es_index
-        self._client = httpx.AsyncClient(base_url=settings.es_url, timeout=timeout_s)
+        self._client = httpx.AsyncClient(base_url=settings.es_url, timeout=timeout_s, transport=transport)
 
     async def message(self, app_id: str, msg_id: str) -> Doc | None:
         try:

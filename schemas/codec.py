@@ -144,7 +144,7 @@ def decode(name: str, payload: bytes | None) -> Record:
 
 def new_record(name: str, **fields: Any) -> Record:
     """A record of the current schema with every default filled in, then `fields`."""
-    record = {key: (copy.deepcopy(value) if isinstance(value, (dict, list)) else value)  # fresh maps and arrays
+    record = {key: ((copy.deepcopy(value) if value else type(value)()) if isinstance(value, (dict, list)) else value)  # fresh maps and arrays
               for key, value in _defaults(name)}
     record.update(fields)
     return record

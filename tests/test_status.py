@@ -280,8 +280,11 @@ def commands() -> list[tuple[str, Any]]:
 
 
 def test_every_command_and_option_has_help_text() -> None:
-    assert [name for name, _ in commands()] == ["demo", "diagnose", "down", "receipts-setup", "report", "sql", "status", "test-push", "up"]
-    for name, command in commands():
+    assert [name for name, _ in commands()] == ["app", "demo", "diagnose", "down", "receipts-setup", "report", "sql", "status", "test-push",
+                                                "up"]
+    subcommands = [(f"app {name}", command) for name, command in sorted(dict(commands())["app"].commands.items())]
+    assert [name for name, _ in subcommands] == ["app create", "app list", "app rotate-secret"]
+    for name, command in commands() + subcommands:
         assert command.help, name
         for param in command.params:
             assert getattr(param, "help", None), f"{name} {param.name}"
