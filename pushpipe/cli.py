@@ -275,12 +275,18 @@ def _registry_call(settings: Settings, call: Callable[[Registry], T]) -> T:
 
     from pushpipe.ingress.apps import AppProblem
 
+    registry = None
     try:
-        return call(open_registry(settings))
+        registry = open_registry(settings)
+        return call(registry)
     except AppProblem as bad:
         print(f"pushpipe app: {bad}", file=sys.stderr)
     except (KafkaException, TimeoutError) as down:
         print(f"pushpipe app: Kafka at {settings.kafka_bootstrap} did not answer ({down}): is the stack up (pushpipe up)?", file=sys.stderr)
+    finally:
+        close = getattr(registry.store, "close", None) if registry is not None else None
+        if close is not None:
+            close()
     raise typer.Exit(1)
 
 
