@@ -12,9 +12,21 @@ Starlette app on granian. The server runs in a process of its own; the load come
 each stack takes), then paced at --rate (latency at a load all of them take). CPU per request is the server
 process tree's user + system CPU over the measured seconds, divided by the requests answered.
 
-Measured on this project's 2-core machine (Python 3.11, 10 s per phase, 64 connections, paced phase at 3,000/s;
-figures in the commit that added this file and in ingress/api.py's docstring), the choice: Starlette on
-uvicorn (httptools, uvloop). See ingress/api.py for the figures and the reasoning.
+The candidates other than Starlette and uvicorn come with `pip install -c constraints.txt -e '.[dev,asgi-bench]'`.
+
+Measured on this project's 2-core machine (Python 3.11; 64 connections; the server, the load and a CI run of
+the whole stack sharing the 2 cores, so figures swing by 2x between rounds: compare within a round). The round
+with the least neighbour load (8 s per phase, paced at 3,000/s):
+
+    stack              max req/s   CPU µs/req   paced 3,000/s: p50 ms  p99 ms   CPU µs/req
+    starlette-uvicorn      8,994          76                   0.76    6.46          109
+    litestar-uvicorn       6,337         122                   1.69   37.03          174
+    starlette-granian      6,226         132                   1.86   85.14          197
+    fastapi-uvicorn        3,282         270                  45.71  128.17          280
+
+Over 11 rounds in three runs (busier ones too), Starlette on uvicorn spent the least CPU per request in every
+round (76-121 µs at the most it takes; granian 119-184, Litestar 122-204, FastAPI 270-503) and took the most
+requests/s in 8 of 11 (granian in the other 3). Hence ingress/api.py: Starlette on uvicorn.
 """
 # no `from __future__ import annotations`: FastAPI and Litestar read the handlers' annotations, which name local classes
 import argparse

@@ -153,21 +153,25 @@ def push_request(doc: Any, app: App, now_ms: int, header_id: str = "", default_i
     if problems:
         raise Invalid(problems)
     problems = checked(doc["notification"], NOTIFICATION, (), f"{where}notification.")
-    problems |= each(doc.get("pins", []), lambda pin: keys.check_pin(pin, "pin"), f"{where}pins")
-    problems |= each(doc.get("tokens", []), lambda token: keys.check_token(token, "token"), f"{where}tokens")
     if doc.get("msg_id") not in (None, header_id) and header_id:
         problems[f"{where}msg_id"] = "differs from the Idempotency-Key header: send one or make them equal"
-    if problems:
-        raise Invalid(problems)
+    if problems:  # with every bad pin and token too (a good request has them checked once, by fan-out's rules below)
+        raise Invalid(problems | bad_ids(doc.get("pins", []), doc.get("tokens", []), where))
     fields = {k: v for k, v in doc.items() if k not in ("notification", "msg_id")}
     record = codec.new_record("PushRequest", **fields, msg_id=doc.get("msg_id") or header_id or default_id or new_msg_id(), app_id=app.app_id,
                               environment=app.environment, created_at=now_ms,
                               notification=codec.new_record("Notification", **doc["notification"]))
     try:
-        validate.validate(record)
+        validate.validate(record)  # the id rules of every pin and token too: on the way in, each is checked once
     except validate.InvalidRequest as bad:
-        raise Invalid({where + next((field for needle, field in REASON_FIELDS if needle in str(bad)), "body"): str(bad)}) from None
+        ids = bad_ids(record["pins"], record["tokens"], where)  # which pin or token, by its place
+        raise Invalid(ids or {where + next((field for needle, field in REASON_FIELDS if needle in str(bad)), "body"): str(bad)}) from None
     return validate.without_repeats(record)
+
+
+def bad_ids(pins: list[str], tokens: list[str], where: str) -> dict[str, str]:
+    return (each(pins, lambda pin: keys.check_pin(pin, "pin"), f"{where}pins")
+            | each(tokens, lambda token: keys.check_token(token, "token"), f"{where}tokens"))
 
 
 def push_batch(doc: Any, app: App, idempotency_key: str, now_ms: int, max_batch: int) -> list[Record]:

@@ -153,7 +153,8 @@ def test_bad_fields_are_400_each_named_and_nothing_is_queued(stack: Stack) -> No
     assert "U+0000" in answer.json()["fields"]["pins[1]"]
     for body, field in (({**PUSH, "pins": ["a", "b"]}, "pins"), ({**PUSH, "deliver_at": 10**13, "ttl_s": 60}, "deliver_at"),
                         ({**PUSH, "notification": {}}, "notification"), ({**PUSH, "recurrence": "every day"}, "recurrence"),
-                        ({"notification": {"title": "x"}}, "target"), ({**PUSH, "msg_id": "a|b"}, "msg_id"), ([PUSH], "body")):
+                        ({"notification": {"title": "x"}}, "target"), ({**PUSH, "msg_id": "a|b"}, "msg_id"), ([PUSH], "body"),
+                        ({**PUSH, "pins": ["bo\x00b"]}, "pins[0]"), ({**PUSH, "target": "tokens", "pins": [], "tokens": ["t", "a b"]}, "tokens[1]")):
         answer = stack.push(body)
         assert answer.status_code == 400 and field in answer.json()["fields"], (body, answer.json())
     not_json = stack.client.post("/v1/apps/shop/push", content=b"{nope", headers=stack.headers())

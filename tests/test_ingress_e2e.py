@@ -84,7 +84,9 @@ def test_an_app_made_with_the_cli_sends_over_http_to_a_simulated_device(pipeline
     again = caller.post("/push", {"target": "pin", "pins": ["alice"], "notification": {"title": "Shipped"}}, **{"Idempotency-Key": msg_id})
     assert again.status_code == 202  # the same message: fan-out's dedup window takes it once
     rotated = cli("app", "rotate-secret", app)
-    assert rotated.returncode == 0 and caller.message(msg_id).status_code == 401, "the old secret stops working"
+    assert rotated.returncode == 0, rotated.stderr
+    observe.wait_for(lambda: caller.message(msg_id).status_code == 401, 30, "the old secret to stop working")
+    assert Caller(pipeline, app, rotated.stdout.splitlines()[1].strip()).message(msg_id).status_code == 200
 
 
 def test_the_4xx_answers_of_the_real_api(pipeline: Settings, run_id: str) -> None:
