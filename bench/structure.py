@@ -14,11 +14,11 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
-PACKAGES = ("pushpipe", "jobs", "schemas", "connectors", "sinks", "infra", "simulators", "gateway", "support", "console")
+PACKAGES = ("pushpipe", "jobs", "schemas", "connectors", "sinks", "infra", "simulators", "gateway", "support", "console", "ingress")
 # The root package holds both the bottom layer (settings, the jobs' liveness beats) and the top (the CLI, demo,
 # reference producer): shown as two rooms, so that an arrow between packages says which layer it reaches.
 CORE = ("pushpipe", "pushpipe.config", "pushpipe.liveness")
-ROOMS = ("core", "jobs", "schemas", "connectors", "sinks", "infra", "simulators", "gateway", "support", "console", "cli")
+ROOMS = ("core", "jobs", "schemas", "connectors", "sinks", "infra", "simulators", "gateway", "support", "console", "ingress", "cli")
 
 
 def modules(root: Path) -> dict[str, Path]:

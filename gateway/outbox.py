@@ -11,11 +11,11 @@ Record = tuple[str, bytes, bytes]  # (topic, key, value)
 
 
 class Outbox:
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, client_id: str = "pushpipe-gateway") -> None:
         self.producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
-                                  "linger.ms": 5, "compression.type": "lz4", "client.id": "pushpipe-gateway"})
+                                  "linger.ms": 5, "compression.type": "lz4", "client.id": client_id})
         self._stop = threading.Event()
-        self._poller = threading.Thread(target=self._poll, name="gateway-kafka-poll", daemon=True)
+        self._poller = threading.Thread(target=self._poll, name=f"{client_id}-kafka-poll", daemon=True)
         self._poller.start()
 
     async def send(self, records: list[Record]) -> None:

@@ -5,6 +5,7 @@ from pushpipe.infra.clickhouse import ClickHouse
 from pushpipe.infra.console import Console
 from pushpipe.infra.elasticsearch import Elasticsearch
 from pushpipe.infra.gateway import Gateway
+from pushpipe.infra.ingress import Ingress
 from pushpipe.infra.jobs import all_jobs
 from pushpipe.infra.kafka import Kafka
 from pushpipe.infra.prometheus import Alertmanager, Prometheus, Pushgateway
@@ -13,7 +14,7 @@ from pushpipe.infra.simulators import Simulators
 
 
 def services() -> list[Service]:
-    return [Kafka(), Elasticsearch(), ClickHouse(), Simulators(), Gateway(), Pushgateway(), Prometheus(), Alertmanager(),
+    return [Kafka(), Elasticsearch(), ClickHouse(), Simulators(), Gateway(), Ingress(), Pushgateway(), Prometheus(), Alertmanager(),
             Console()]  # last: it reads the others
 
 

@@ -50,6 +50,7 @@ def scrape_config(settings: Settings) -> dict[str, Any]:
             {"job_name": "flink", "honor_labels": True, "static_configs": [{"targets": [_host_port(settings.pushgateway_url)]}]},
             {"job_name": "dispatch", "static_configs": [{"targets": dispatch}]},
             {"job_name": "gateway", "static_configs": [{"targets": [_host_port(settings.gateway_url)]}]},
+            {"job_name": "ingress", "static_configs": [{"targets": [_host_port(settings.api_url)]}]},
         ],
     }
 

@@ -1,4 +1,4 @@
-"""pushpipe: up | down | status | demo | sql | receipts-setup | diagnose | test-push | report | schemas (typer; tables with rich)."""
+"""pushpipe: up | down | status | demo | sql | receipts-setup | diagnose | test-push | report | schemas | app (typer; tables with rich)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -7,11 +7,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from pushpipe.config import Settings, load, masked_url
+
+if TYPE_CHECKING:
+    from pushpipe.ingress.apps import App, Registry
 
 T = TypeVar("T")
 app = typer.Typer(name="pushpipe", help="Push-notification pipeline on Kafka + PyFlink.", no_args_is_help=True,
@@ -275,6 +278,98 @@ def schemas_register() -> None:
             print(f"pushpipe schemas register: {masked_url(str(failed))}", file=sys.stderr)
             raise typer.Exit(1) from None
         print(f"{subject:<30} {name:<16} id {done.schema_id:<5} version {done.version:<4} {registry.COMPATIBILITY}")
+
+apps_cli = typer.Typer(help="The apps that may use the HTTP API: create, rotate-secret, list (kept on the compacted Kafka topic apps).",
+                       no_args_is_help=True)
+app.add_typer(apps_cli, name="app")
+
+
+def open_registry(settings: Settings) -> Registry:
+    """The app registry on the stack's Kafka, read to its end (tests replace this with one in memory)."""
+    from pushpipe.ingress.apps import KafkaApps, Registry
+
+    store = KafkaApps(settings)
+    store.follower.wait_loaded(30)
+    return Registry(store)
+
+
+def _registry_call(settings: Settings, call: Callable[[Registry], T]) -> T:
+    """Runs a registry command; a refused operation or Kafka not answering ends it with one clear line."""
+    from confluent_kafka import KafkaException
+
+    from pushpipe.ingress.apps import AppProblem
+
+    registry = None
+    try:
+        registry = open_registry(settings)
+        return call(registry)
+    except AppProblem as bad:
+        print(f"pushpipe app: {bad}", file=sys.stderr)
+    except (KafkaException, TimeoutError) as down:
+        print(f"pushpipe app: Kafka at {settings.kafka_bootstrap} did not answer ({down}): is the stack up (pushpipe up)?", file=sys.stderr)
+    finally:
+        close = getattr(registry.store, "close", None) if registry is not None else None
+        if close is not None:
+            close()
+    raise typer.Exit(1)
+
+
+def _show_secrets(app_id: str, secret: str, callback: str | None) -> None:
+    print(f"API secret of {app_id} (shown this once: keep it; send it as Authorization: Bearer <secret>):\n  {secret}")
+    if callback is not None:
+        print(f"receipt callback secret of {app_id} (pushpipe signs its receipt callbacks with it):\n  {callback}")
+
+
+def _callback_secret(settings: Settings, app: App) -> str:
+    from pushpipe.gateway import signing
+    from pushpipe.ingress.apps import callback_secret
+
+    return callback_secret(signing.load_key(settings.receipt_key_file, create=True), app)
+
+
+@apps_cli.command("create")
+def app_create(app_id: Annotated[str, typer.Argument(metavar="APP", help="The app id: 1-64 of A-Z a-z 0-9 . _ -")],
+               environment: Annotated[str, typer.Option(help="production, or test (reaches only test devices).")] = "production",
+               vendors: Annotated[str, typer.Option(help="The vendors its devices may use, comma-separated (default: all).")] = "",
+               rate: Annotated[float, typer.Option(min=0.001, metavar="PER_S", help="Pushes it may send per second.")] = 100.0) -> None:
+    """Register an app; prints its API secret and receipt callback secret, once (they are never shown again, nor logged)."""
+    settings = load()
+    chosen = [v.strip() for v in vendors.split(",") if v.strip()]
+    made, secret = _registry_call(settings, lambda registry: registry.create(app_id, environment, chosen, rate))
+    print(f"app {app_id} created: {environment}, vendors {', '.join(made.vendors) or 'all'}, {rate:g} pushes/s")
+    _show_secrets(app_id, secret, _callback_secret(settings, made))
+
+
+@apps_cli.command("rotate-secret")
+def app_rotate_secret(app_id: Annotated[str, typer.Argument(metavar="APP", help="The app id.")],
+                      callback: Annotated[bool, typer.Option("--callback", help="Rotate the receipt callback secret too.")]
+                      = False) -> None:
+    """Give an app a new API secret (the old one stops working at once); prints it once."""
+    settings = load()
+    rotated, secret = _registry_call(settings, lambda registry: registry.rotate_secret(app_id, callback))
+    _show_secrets(app_id, secret, _callback_secret(settings, rotated) if callback else None)
+
+
+@apps_cli.command("list")
+def app_list(as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False) -> None:
+    """The apps: environment, vendors, rate, when made and changed (never a secret)."""
+    from pushpipe import status_view
+
+    settings = load()
+    shown = _registry_call(settings, lambda registry: registry.list())
+    if as_json:
+        typer.echo(json.dumps(shown, indent=2))
+        return
+    rows = [{"app": a["app_id"], "environment": a["environment"], "vendors": ",".join(a["vendors"]) or "all",
+             "pushes/s": f"{a['rate_per_s']:g}", "created": _when(a["created_at"]), "updated": _when(a["updated_at"])} for a in shown]
+    if rows:
+        status_view.console().print(status_view.rows_table(rows))
+    else:
+        print("no apps yet: pushpipe app create APP")
+
+
+def _when(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def main(argv: list[str] | None = None) -> None:

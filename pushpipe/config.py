@@ -39,6 +39,7 @@ class Topics:
     device_feedback: str = "device.feedback"  # invalid tokens found by dispatch, read by fan-out
     preferences: str = "user.preferences"
     dlq: str = "push.dlq"
+    apps: str = "apps"  # the app registry (ingress/apps.py), key = app id
 
     def lane(self, priority: str) -> str:
         return f"{self.dispatch}.{priority}"
@@ -48,13 +49,13 @@ class Topics:
         return [self.lane(p) for p in PRIORITIES]
 
     @property
-    def compacted(self) -> tuple[str, str]:
+    def compacted(self) -> tuple[str, ...]:
         """The topics that hold the latest record per key (a tombstone deletes the key); the rest are logs."""
-        return (self.device_events, self.preferences)
+        return (self.device_events, self.preferences, self.apps)
 
     def all(self) -> list[str]:
         return [self.requests, self.device_events, self.preferences, *self.lanes, self.retry, self.results,
-                self.receipts, self.device_feedback, self.dlq]
+                self.receipts, self.device_feedback, self.dlq, self.apps]
 
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -84,6 +85,13 @@ class Settings(BaseSettings):
     gateway_url: str = "http://127.0.0.1:18480"
     # the web console for support and on-call staff (console/; it listens on this URL's host and port)
     console_url: str = "http://127.0.0.1:18490"
+    # the HTTP send and device API (ingress/; it listens on this URL's host and port)
+    api_url: str = "http://127.0.0.1:18470"
+    # the API's request body limit (413 beyond) and the most messages of one batch send
+    api_max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    api_max_batch: int = Field(500, ge=1, le=10_000)
+    # how long a send waits for Kafka's acknowledgement before it is answered 503
+    api_ack_timeout_s: float = Field(10.0, gt=0)
     # the key that signs receipt callback URLs and apps' SDK keys (gateway/signing.py); `pushpipe up` creates it
     receipt_key_file: Path = Path()  # default: run/receipt.key
     # JSON: {"apns": {ApnsConfig fields}, ...}; `pushpipe up` writes one for the simulators here
@@ -136,7 +144,7 @@ class Settings(BaseSettings):
             counts[name.strip()] = int(number)
         return counts
 
-    @field_validator("es_url", "clickhouse_url", "simulator_url", "simulator_admin_url", "gateway_url", "console_url",
+    @field_validator("es_url", "clickhouse_url", "simulator_url", "simulator_admin_url", "gateway_url", "console_url", "api_url",
                      "prometheus_url", "pushgateway_url", "alertmanager_url", "alert_webhook_url")
     @classmethod
     def _url(cls, value: str) -> str:

@@ -30,7 +30,7 @@ HISTORY_DIR = SCHEMA_DIR / "history"
 MAGIC = b"\xc3\x01"
 HEADER_LEN = 10
 RECORDS = ("Notification", "PushRequest", "DeviceEvent", "PreferenceEvent", "DispatchBatch", "DispatchBundle",
-           "DispatchResult", "Receipt", "ReceiptBatch", "DeadLetter")
+           "DispatchResult", "Receipt", "ReceiptBatch", "DeadLetter", "App")
 
 Record = dict[str, Any]
 
@@ -165,7 +165,7 @@ def decode(name: str, payload: bytes | None) -> Record:
 
 def new_record(name: str, **fields: Any) -> Record:
     """A record of the current schema with every default filled in, then `fields`."""
-    record = {key: (copy.deepcopy(value) if isinstance(value, (dict, list)) else value)  # fresh maps and arrays
+    record = {key: ((copy.deepcopy(value) if value else type(value)()) if isinstance(value, (dict, list)) else value)  # fresh maps and arrays
               for key, value in _defaults(name)}
     record.update(fields)
     return record

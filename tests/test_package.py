@@ -11,7 +11,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 MODULES = ("pushpipe.jobs.fanout", "pushpipe.jobs.dispatch", "pushpipe.jobs.analytics", "pushpipe.jobs.policy.policyfile",
            "pushpipe.sinks.chstore", "pushpipe.simulators.server", "pushpipe.infra.stack", "pushpipe.connectors.apns",
-           "pushpipe.console.app", "pushpipe.schemas.registry")
+           "pushpipe.console.app", "pushpipe.schemas.registry", "pushpipe.ingress.api")
 
 
 def run(*argv: str | Path, cwd: Path) -> str:

@@ -280,10 +280,12 @@ def commands() -> list[tuple[str, Any]]:
 
 
 def test_every_command_and_option_has_help_text() -> None:
-    assert [name for name, _ in commands()] == ["demo", "diagnose", "down", "receipts-setup", "report", "schemas", "sql", "status",
+    assert [name for name, _ in commands()] == ["app", "demo", "diagnose", "down", "receipts-setup", "report", "schemas", "sql", "status",
                                                 "test-push", "up"]
-    subcommands = [(f"schemas {name}", command) for name, command in sorted(dict(commands())["schemas"].commands.items())]
-    assert [name for name, _ in subcommands] == ["schemas register"]
+    groups = {"app": ["create", "list", "rotate-secret"], "schemas": ["register"]}
+    subcommands = [(f"{group} {name}", command) for group in groups
+                   for name, command in sorted(dict(commands())[group].commands.items())]
+    assert [name for name, _ in subcommands] == [f"{group} {name}" for group, names in groups.items() for name in names]
     for name, command in commands() + subcommands:
         assert command.help, name
         for param in command.params:

@@ -1,0 +1,147 @@
+"""Single pushes through the HTTP send API (ingress/api.py): requests/s, latency and CPU per request.
+
+    .venv/bin/python -m bench.ingress                      # the running stack's API (`pushpipe up`), Kafka beside it
+    .venv/bin/python -m bench.ingress --noop               # the API app alone, Kafka's acknowledgement a no-op: checks the bench
+
+Against the stack it registers an app of its own (a rate far above the load) and sends single pushes to pins
+without devices (fan-out counts them as such: what is measured is the API and Kafka's acks=all). Each request is
+POST /v1/apps/<app>/push with a new Idempotency-Key, paced at --rate from a process of its own (bench/httpload.py:
+keep-alive connections, latency from when each request was due). Prints requests/s answered 202, p50/p99/p999 in
+ms, the other answers, and the CPU per request of the API's process tree (and, on the stack, of Kafka's).
+Goal (issue 16): 5,000 single sends/s with p99 <= 20 ms, Kafka beside it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+from bench.asgi_choice import tree_cpu
+from bench.httpload import drive, json_request
+from pushpipe.config import Settings, load
+from pushpipe.infra import process
+
+GOAL_PER_S, GOAL_P99_MS = 5000, 20.0
+NOOP_APP, NOOP_SECRET = "bench-noop", "bench-noop-secret"
+BODY = {"target": "pin", "pins": ["bench-user"], "notification": {"title": "Your order shipped", "body": "Arriving Tuesday"},
+        "category": "transactional", "ttl_s": 600}
+
+
+class NoopOutbox:
+    """Kafka's acknowledgement at once."""
+
+    async def send(self, records: list[tuple[str, bytes, bytes]]) -> None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+class NoMessages:
+    async def message(self, app_id: str, msg_id: str) -> dict[str, Any] | None:
+        return None
+
+    async def close(self) -> None:
+        pass
+
+
+def serve_noop(port: int) -> None:
+    import uvicorn
+
+    from pushpipe.ingress import api
+    from pushpipe.ingress.apps import App, MemoryApps, hash_secret
+
+    apps = MemoryApps([App(NOOP_APP, hash_secret(NOOP_SECRET), "salt", rate_per_s=1e6)])
+    server = api.create(load(), apps, NoopOutbox(), NoMessages())
+    uvicorn.run(server, host="127.0.0.1", port=port, loop="uvloop", http="httptools", access_log=False, log_level="warning")
+
+
+def drive_once(url: str, app: str, secret: str, run: str, seconds: float, concurrency: int, rate: float) -> None:
+    headers = {"X-Pushpipe-App": app, "Authorization": f"Bearer {secret}"}
+
+    def push(number: int) -> tuple[str, dict[str, str], bytes]:
+        return json_request(f"/v1/apps/{app}/push", {**headers, "Idempotency-Key": f"{run}-{number}"}, BODY)
+
+    print(json.dumps(drive(url, push, concurrency, seconds, rate).summary()))
+
+
+def stack_app(settings: Settings, run: str) -> tuple[str, str]:
+    """A new app for this run, once the API has read it."""
+    import httpx
+
+    from pushpipe.ingress.apps import KafkaApps, Registry
+
+    store = KafkaApps(settings)
+    try:
+        store.follower.wait_loaded(30)
+        app, secret = Registry(store).create(f"bench-{run}", rate_per_s=1e6)
+    finally:
+        store.close()
+    headers = {"X-Pushpipe-App": app.app_id, "Authorization": f"Bearer {secret}"}
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{settings.api_url}/v1/apps/{app.app_id}/messages/none", headers=headers, timeout=5).status_code == 401:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the API did not learn the bench's app within 30 s")
+        time.sleep(0.2)
+    return app.app_id, secret
+
+
+def run_phase(url: str, app: str, secret: str, run: str, seconds: float, concurrency: int, rate: float,
+              measured: dict[str, int]) -> tuple[dict[str, Any], dict[str, float]]:
+    before = {name: tree_cpu(pid) for name, pid in measured.items()}
+    out = subprocess.run([sys.executable, "-m", "bench.ingress", "drive", url, app, secret, run, str(seconds), str(concurrency), str(rate)],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out), {name: tree_cpu(pid) - before[name] for name, pid in measured.items()}
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "serve-noop":
+        serve_noop(int(sys.argv[2]))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "drive":
+        url, app, secret, run, seconds, concurrency, rate = sys.argv[2:9]
+        drive_once(url, app, secret, run, float(seconds), int(concurrency), float(rate))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rate", type=float, default=GOAL_PER_S, help="pushes/s offered (0: as fast as it answers)")
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--concurrency", type=int, default=128, help="connections (each with one request in flight)")
+    parser.add_argument("--noop", action="store_true", help="serve the API app here with a no-op Kafka, not the stack's")
+    parser.add_argument("--port", type=int, default=18972, help="--noop: the port to serve on (loopback)")
+    args = parser.parse_args()
+    settings, run = load(), uuid.uuid4().hex[:8]
+    server = None
+    if args.noop:
+        url, app, secret = f"http://127.0.0.1:{args.port}", NOOP_APP, NOOP_SECRET
+        server = subprocess.Popen([sys.executable, "-m", "bench.ingress", "serve-noop", str(args.port)], start_new_session=True)
+        measured = {"send-api": server.pid}
+        time.sleep(3)
+    else:
+        url = settings.api_url
+        app, secret = stack_app(settings, run)
+        measured = {name: pid for name in ("ingress", "kafka") if (pid := process.read_pid(settings, name)) is not None}
+    try:
+        run_phase(url, app, secret, f"{run}-warm", 3, args.concurrency, min(args.rate, 1000) if args.rate else 0, measured)
+        figures, cpu = run_phase(url, app, secret, run, args.seconds, args.concurrency, args.rate, measured)
+    finally:
+        if server is not None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(15)
+    accepted = figures["statuses"].get("202", 0)
+    print(f"offered {args.rate:,.0f}/s for {args.seconds:g} s over {args.concurrency} connections to {url}")
+    print(f"answered 202: {accepted / figures['seconds']:,.0f}/s ({accepted:,}); others: {figures['statuses']} {figures['errors']}")
+    print(f"latency ms: p50 {figures['p50_ms']:.2f}  p99 {figures['p99_ms']:.2f}  p999 {figures['p999_ms']:.2f}")
+    for name, seconds in cpu.items():
+        print(f"CPU {name}: {seconds:.1f} s, {seconds / max(1, figures['requests']) * 1e6:,.0f} µs per request")
+    met = accepted / figures["seconds"] >= GOAL_PER_S * 0.98 and figures["p99_ms"] <= GOAL_P99_MS
+    print(f"goal {GOAL_PER_S:,}/s with p99 <= {GOAL_P99_MS:g} ms: {'met' if met else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""Run the send API: python -m pushpipe.ingress (address: the api_url setting)."""
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit
+
+import uvicorn
+
+from pushpipe.config import load
+from pushpipe.gateway.outbox import Outbox
+from pushpipe.ingress import api
+from pushpipe.ingress.apps import AppFollower
+from pushpipe.ingress.status import ElasticMessages
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = load()
+    where = urlsplit(settings.api_url)
+    apps = AppFollower(settings).start()
+    server = api.create(settings, apps, Outbox(settings.kafka_bootstrap, client_id="pushpipe-ingress"), ElasticMessages(settings),
+                        ready=apps.loaded.is_set)
+    # access logs off: they would say which app calls what; secrets are in headers, which uvicorn never logs
+    uvicorn.run(server, host=where.hostname or "127.0.0.1", port=where.port or 18470, access_log=False,
+                loop="uvloop", http="httptools", log_level="warning")
+
+
+main()

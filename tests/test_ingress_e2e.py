@@ -1,0 +1,126 @@
+"""The HTTP send API through the real stack: apps made with the CLI, devices bound and pushes sent over HTTP,
+delivered to the vendor simulator and counted; the 4xx answers; one app's credentials never reaching another's.
+
+Every test takes the `pipeline` fixture: `pushpipe up` (infra/) runs Kafka, the jobs, Elasticsearch, the simulators and
+the send API (infra/ingress.py) on api_url."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from pushpipe import observe
+from pushpipe.config import Settings
+from pushpipe.ingress.apps import KafkaApps, Registry
+
+pytestmark = pytest.mark.stack
+
+
+def tok(run_id: str, n: int) -> str:
+    return f"{run_id}{n:05x}".ljust(64, "a")
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pushpipe.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+class Caller:
+    """One app's HTTP client: its credentials on every request."""
+
+    def __init__(self, settings: Settings, app: str, secret: str) -> None:
+        self.app = app
+        self.http = httpx.Client(base_url=settings.api_url, timeout=30,
+                                 headers={"X-Pushpipe-App": app, "Authorization": f"Bearer {secret}"})
+
+    def post(self, path: str, body: Any, app: str | None = None, **headers: str) -> httpx.Response:
+        return self.http.post(f"/v1/apps/{app or self.app}{path}", json=body, headers=headers)
+
+    def message(self, msg_id: str, app: str | None = None) -> httpx.Response:
+        return self.http.get(f"/v1/apps/{app or self.app}/messages/{msg_id}")
+
+
+def made(settings: Settings, app: str, rate: float = 1000) -> Caller:
+    """A new app, once the API has read it from the apps topic."""
+    store = KafkaApps(settings)
+    try:
+        store.follower.wait_loaded(30)
+        _, secret = Registry(store).create(app, rate_per_s=rate)
+    finally:
+        store.close()
+    caller = Caller(settings, app, secret)
+    observe.wait_for(lambda: caller.message("none").status_code == 404, 30, f"the API to know app {app}")
+    return caller
+
+
+def bound(settings: Settings, caller: Caller, pin: str, *tokens: str) -> None:
+    for token in tokens:
+        answer = caller.post("/devices/bind", {"token": token, "vendor": "apns", "pin": pin})
+        assert answer.status_code == 202, answer.text
+    observe.wait_fanout_read(settings, timeout_s=90)
+
+
+def test_an_app_made_with_the_cli_sends_over_http_to_a_simulated_device(pipeline: Settings, run_id: str) -> None:
+    app = f"http-{run_id}"
+    created = cli("app", "create", app, "--rate", "100")
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.splitlines()[2].strip()
+    listed = cli("app", "list")
+    assert app in listed.stdout and secret not in listed.stdout
+    caller = Caller(pipeline, app, secret)
+    observe.wait_for(lambda: caller.message("none").status_code == 404, 30, f"the API to know app {app}")
+    bound(pipeline, caller, "alice", tok(run_id, 1))
+    msg_id = f"order-{run_id}"
+    sent = caller.post("/push", {"target": "pin", "pins": ["alice"], "notification": {"title": "Shipped", "body": "Tuesday"}},
+                       **{"Idempotency-Key": msg_id})
+    assert sent.status_code == 202 and sent.json() == {"msg_ids": [msg_id]}
+    observe.wait_for(lambda: observe.simulator_accepted(pipeline, run_id)["unique"] == 1, 90, "the simulator to accept the push")
+    shown = observe.wait_for(lambda: (r := caller.message(msg_id)).status_code == 200 and r.json()["counts"].get("accepted") and r.json(),
+                             120, "the message's counts")
+    assert shown["state"] in ("accepted", "delivered", "opened") and shown["counts"]["accepted"] == 1
+    again = caller.post("/push", {"target": "pin", "pins": ["alice"], "notification": {"title": "Shipped"}}, **{"Idempotency-Key": msg_id})
+    assert again.status_code == 202  # the same message: fan-out's dedup window takes it once
+    rotated = cli("app", "rotate-secret", app)
+    assert rotated.returncode == 0, rotated.stderr
+    observe.wait_for(lambda: caller.message(msg_id).status_code == 401, 30, "the old secret to stop working")
+    assert Caller(pipeline, app, rotated.stdout.splitlines()[1].strip()).message(msg_id).status_code == 200
+
+
+def test_the_4xx_answers_of_the_real_api(pipeline: Settings, run_id: str) -> None:
+    caller = made(pipeline, f"err-{run_id}", rate=2)
+    bad = caller.post("/push", {"target": "pin", "pins": ["a", "b"], "notification": {"title": 1}})
+    assert bad.status_code == 400 and set(bad.json()["fields"]) == {"notification.title"}
+    bad = caller.post("/push", {"target": "pin", "pins": ["a", "b"], "notification": {"title": "x"}})
+    assert bad.status_code == 400 and set(bad.json()["fields"]) == {"pins"}
+    wrong = httpx.post(f"{pipeline.api_url}/v1/apps/{caller.app}/push", json={}, headers={"X-Pushpipe-App": caller.app,
+                                                                                         "Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong.json()["error"] == "unauthenticated"
+    large = caller.post("/push", {"target": "pin", "pins": ["a"], "notification": {"title": "x" * (pipeline.api_max_body_bytes + 1)}})
+    assert large.status_code == 413
+    push = {"target": "pin", "pins": ["nobody"], "notification": {"title": "x"}}
+    answers = [caller.post("/push", push) for _ in range(4)]
+    limited = [a for a in answers if a.status_code == 429]
+    assert limited and int(limited[0].headers["Retry-After"]) >= 1 and limited[0].json()["error"] == "rate_limited"
+    assert "pushpipe_api_errors_total" in httpx.get(f"{pipeline.api_url}/metrics").text
+    assert httpx.get(f"{pipeline.api_url}/openapi.json").json()["openapi"] == "3.1.0"
+
+
+def test_one_apps_credentials_never_reach_another_apps_messages_or_devices(pipeline: Settings, run_id: str) -> None:
+    a, b = made(pipeline, f"iso-a-{run_id}"), made(pipeline, f"iso-b-{run_id}")
+    bound(pipeline, b, "alice", tok(run_id, 2))
+    msg_id = f"m-{uuid.uuid4().hex[:8]}"
+    note = {"target": "pin", "pins": ["alice"], "notification": {"title": "for b's alice"}}
+    assert b.post("/push", note, **{"Idempotency-Key": msg_id}).status_code == 202
+    for answer in (a.post("/push", note, app=b.app), a.post("/devices/deregister", {"token": tok(run_id, 2), "vendor": "apns"}, app=b.app),
+                   a.post("/preferences", {"pin": "alice", "kind": "unsubscribe"}, app=b.app), a.message(msg_id, app=b.app)):
+        assert answer.status_code == 403, answer.text
+    observe.wait_for(lambda: b.message(msg_id).status_code == 200, 120, "b's message counted")
+    assert a.message(msg_id).status_code == 404, "a's own message of that id does not exist"
+    mine = f"a-{msg_id}"
+    assert a.post("/push", note, **{"Idempotency-Key": mine}).status_code == 202  # a's alice has no device
+    shown = observe.wait_for(lambda: (r := a.message(mine)).status_code == 200 and r.json(), 120, "a's message counted")
+    assert not shown["counts"].get("accepted") and shown["state"] == "not_sent"
+    assert observe.simulator_accepted(pipeline, tok(run_id, 2))["count"] == 1, "b's device got b's push, and only that"
