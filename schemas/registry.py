@@ -132,7 +132,7 @@ def subjects(topics: Topics) -> list[tuple[str, str]]:
     """(subject, record name) of every value schema pushpipe's topics carry."""
     one_type = [(topics.requests, "PushRequest"), (topics.device_events, "DeviceEvent"), (topics.device_feedback, "DeviceEvent"),
                 (topics.preferences, "PreferenceEvent"), *((lane, "DispatchBundle") for lane in topics.lanes),
-                (topics.retry, "DispatchBatch"), (topics.results, "DispatchResult"), (topics.dlq, "DeadLetter")]
+                (topics.retry, "DispatchBatch"), (topics.results, "DispatchResult"), (topics.dlq, "DeadLetter"), (topics.apps, "App")]
     return [(f"{topic}-value", name) for topic, name in one_type] + [(f"pushpipe.{name}", name) for name in ("Receipt", "ReceiptBatch")]
 
 
