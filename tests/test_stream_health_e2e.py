@@ -65,7 +65,8 @@ def test_prometheus_scrapes_every_stage(pipeline: Settings, producer: PushProduc
         found = httpx.get(f"{pipeline.prometheus_url}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
         return {t["scrapeUrl"]: t["health"] for t in found}
 
-    observe.wait_for(lambda: set(targets().values()) == {"up"} and len(targets()) == 3, 90, "every target up")  # pushgateway, dispatch, gateway
+    # pushgateway, dispatch, the receipt gateway, the send API
+    observe.wait_for(lambda: set(targets().values()) == {"up"} and len(targets()) == 4, 90, "every target up")
     jobs = {r["metric"]["job_name"] for r in query(pipeline, "flink_jobmanager_job_uptime")}
     assert jobs == set(JOBS), "Flink's own metrics from every job"
     operators = {r["metric"]["operator_name"] for r in query(pipeline, "flink_taskmanager_job_task_operator_numRecordsIn")}
@@ -77,7 +78,7 @@ def test_prometheus_scrapes_every_stage(pipeline: Settings, producer: PushProduc
                      60, "the expiry of the access token dispatch fetched to send")
     for business in ("pushpipe_requests_in", "pushpipe_tokens"):  # the operators' own counters, through Flink's reporter
         observe.wait_for(lambda: query(pipeline, f'{{__name__=~".*{business}"}}'), 60, f"the {business} counter")
-    assert query(pipeline, 'up{job="gateway"} == 1')
+    assert query(pipeline, 'up{job="gateway"} == 1') and query(pipeline, 'up{job="ingress"} == 1')
 
 
 def test_the_supervisor_pushes_kafka_lag_and_the_oldest_request_age(pipeline: Settings, producer: PushProducer, run_id: str) -> None:
