@@ -52,7 +52,7 @@ def token_of(device: int) -> str:
 def device_actions(settings: Settings, devices: int) -> Iterator[dict[str, Any]]:
     for n in range(devices):
         vendor = VENDORS[n % len(VENDORS)]
-        yield device_docs.device_action(settings.es_devices_index, {
+        yield from device_docs.device_actions(settings.es_devices_index, {
             "app_id": APP, "token": token_of(n), "kind": "bind", "ts": NOW - 86_400_000, "pin": pin_of(n), "vendor": vendor,
             "platform": "ios" if vendor == "apns" else "android", "environment": "production", "brand": vendor, "model": "m1",
             "os_version": "14", "app_version": "5.2", "locale": "en", "timezone": "Asia/Shanghai", "tags": [], "fallback_token": None})
@@ -60,6 +60,10 @@ def device_actions(settings: Settings, devices: int) -> Iterator[dict[str, Any]]
 
 def outcome_of(n: int) -> str:
     return "invalid_token" if n % 20 == 0 else "suppressed" if n % 20 == 1 else "accepted"
+
+
+def code_of(outcome: str) -> str:
+    return "0" if outcome == "accepted" else outcome
 
 
 def delivery_actions(settings: Settings, devices: int, deliveries: int, messages: int) -> Iterator[dict[str, Any]]:
@@ -72,8 +76,9 @@ def delivery_actions(settings: Settings, devices: int, deliveries: int, messages
                  "sent_at": requested + 400, "completed_at": requested + 900}
         for first in range(0, per_message, BATCH):
             numbers = range(first, min(first + BATCH, per_message))
-            outcomes = [results.token_outcome(token_of(device), pin_of(device), outcome_of(i), "0" if outcome_of(i) == "accepted" else outcome_of(i),
-                                              "", "", "", True) for i in numbers for device in [(m * per_message + i) % devices]]
+            devices_of = [(m * per_message + i) % devices for i in numbers]
+            outcomes = [results.token_outcome(token_of(device), pin_of(device), outcome, code_of(outcome), "", "", "", True)
+                        for device, outcome in zip(devices_of, map(outcome_of, numbers), strict=True)]
             result = {"app_id": APP, "msg_id": f"m{m:05d}", "vendor": VENDORS[m % len(VENDORS)], "batch_id": f"b{m}-{first}",
                       "attempt": 0, "campaign": None, "outcomes": outcomes, "accepted": [], **times}
             for i, action in zip(numbers, elastic.delivery_actions(settings.es_deliveries_index, result), strict=True):

@@ -50,14 +50,15 @@ def pin_story(settings: Settings, app_id: str, pin: str) -> Story:
         devices = device_docs.devices_of_pin(es, settings, app_id, pin)
         settings_docs = device_docs.preferences_of_pin(es, settings, app_id, pin)
         deliveries = elastic.pin_story(es, settings, app_id, pin, size=500)
+        if not (devices or settings_docs or deliveries):
+            raise NotFound(f"app {app_id!r} knows no pin {pin!r}: no device bound to it, no preference set, no push to it kept")
+        return _pin_story(settings, es, app_id, pin, devices, fold(settings_docs), deliveries)
     finally:
         es.close()
-    if not (devices or settings_docs or deliveries):
-        raise NotFound(f"app {app_id!r} knows no pin {pin!r}: no device bound to it, no preference set, no push to it kept")
-    return _pin_story(settings, app_id, pin, devices, fold(settings_docs), deliveries)
 
 
-def _pin_story(settings: Settings, app_id: str, pin: str, devices: list[Doc], prefs: Doc, deliveries: list[Doc]) -> Story:
+def _pin_story(settings: Settings, es: Elasticsearch, app_id: str, pin: str, devices: list[Doc], prefs: Doc,
+               deliveries: list[Doc]) -> Story:
     config = policyfile.policy_config(settings)
     tz = decide.effective_timezone(prefs, {d["token"]: d for d in devices}, config.default_tz)
     start, end = decide.quiet_window(prefs, config)
@@ -73,7 +74,7 @@ def _pin_story(settings: Settings, app_id: str, pin: str, devices: list[Doc], pr
     vendors = {d["token"]: d.get("vendor") for d in devices}
     pushes = recent_pushes([{**d, "vendor": vendors.get(d.get("token") or "", d["vendor"])} if d.get("vendor") == NO_VENDOR else d
                             for d in deliveries])
-    described = messages_described(settings, app_id, [p["msg_id"] for p in pushes])
+    described = messages_described(es, settings, app_id, [p["msg_id"] for p in pushes])
     pushes = [{**p, **described.get(p["msg_id"], {})} for p in pushes]
     story = {"app_id": app_id, "pin": pin, "timezone": tz, "local_time": explain.when(now, ZoneInfo(tz)),
              "quiet_hours": quiet_hours, "preferences": {k: prefs[k] for k in ("opted_out_categories", "opted_out_channels", "unsubscribed")},
@@ -149,22 +150,17 @@ def recent_pushes(deliveries: list[Doc]) -> list[Doc]:
     return [push_view(msg_id, ds) for msg_id, ds in by_message.items()]
 
 
-def messages_described(settings: Settings, app_id: str, msg_ids: list[str]) -> dict[str, Doc]:
+def messages_described(es: Elasticsearch, settings: Settings, app_id: str, msg_ids: list[str]) -> dict[str, Doc]:
     """msg id -> its category, priority and campaign, from the message documents."""
     if not msg_ids:
         return {}
-    es = elastic.connect(settings)
-    try:
-        found = es.mget(index=settings.es_index, ids=[keys.message_doc_id(app_id, m) for m in msg_ids])
-    finally:
-        es.close()
+    found = es.mget(index=settings.es_index, ids=[keys.message_doc_id(app_id, m) for m in msg_ids])
     return {d["_source"]["msg_id"]: {k: d["_source"].get(k) for k in ("category", "priority", "campaign")}
             for d in found["docs"] if d.get("found") and d["_source"].get("app_id") == app_id}
 
 
 def push_view(msg_id: str, deliveries: list[Doc]) -> Doc:
-    shown = [{**{k: d.get(k) for k in ("token", "vendor", "outcome", "code", "reason", "requested_at", "sent_at", "completed_at",
-                                       "delivered_at", "opened_at", "receipt", "receipt_code")}, "why": explain.why(d)} for d in deliveries]
+    shown = [explain.delivery_view(d) for d in deliveries]
     reached = sum(explain.delivered(d) for d in deliveries)
     return {"msg_id": msg_id, "requested_at": deliveries[0].get("requested_at"), "deliveries": shown,
             "outcome_summary": f"delivered to {reached} of {len(deliveries)} device(s)",

@@ -79,5 +79,14 @@ def _after_accepted(d: Delivery) -> str:
             f"{silent}.")
 
 
+DELIVERY_FIELDS = ("token", "vendor", "outcome", "code", "reason", "requested_at", "sent_at", "completed_at", "delivered_at",
+                   "opened_at", "receipt", "receipt_code")
+
+
+def delivery_view(d: Delivery) -> dict[str, Any]:
+    """What a story shows of one delivery: its outcome, the lifecycle's times, and why."""
+    return {**{k: d.get(k) for k in DELIVERY_FIELDS}, "why": why(d)}
+
+
 def delivered(d: Delivery) -> bool:
     return bool(d.get("delivered_at") or d.get("opened_at"))

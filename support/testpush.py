@@ -18,8 +18,6 @@ from pushpipe.support import explain
 
 CAMPAIGN = "pushpipe-test-push"
 ENVIRONMENTS = ("production", "test")
-DELIVERY_FIELDS = ("token", "vendor", "outcome", "code", "reason", "requested_at", "sent_at", "completed_at", "delivered_at",
-                   "opened_at", "receipt", "receipt_code")
 
 
 class Refused(ValueError):
@@ -79,7 +77,7 @@ def progress(settings: Settings, app_id: str, msg_id: str, targets: list[str] | 
         found = elastic.deliveries(es, settings, app_id, msg_id)
     finally:
         es.close()
-    shown = [{**{k: d.get(k) for k in DELIVERY_FIELDS}, "why": explain.why(d)} for d in found.values()]
+    shown = [explain.delivery_view(d) for d in found.values()]
     waiting = [t for t in targets or [] if t not in found]
     shown += [{"token": t, "outcome": None, "why": "Waiting for the vendor's answer."} for t in waiting]
     done = bool(found) and not waiting and all(answered(d) for d in found.values())
