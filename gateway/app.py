@@ -35,7 +35,7 @@ from pushpipe.gateway import callbacks, signing
 from pushpipe.gateway.callbacks import BadCallback, Heard, Problem
 from pushpipe.gateway.outbox import Outbox, Record
 from pushpipe.schemas import codec, keys, letters
-from pushpipe.schemas.apps import App, AppLookup, MemoryApps
+from pushpipe.schemas.apps import AppLookup, MemoryApps
 
 JOB = "gateway"
 MAX_BODY_BYTES = 1024 * 1024
@@ -125,8 +125,7 @@ class Gateway:
     def _registered_only(self, parsed: callbacks.Parsed) -> callbacks.Parsed:
         """A console callback's receipts of apps in the registry; those of any other app are a refused item per app."""
         heard, problems = parsed
-        known: dict[str, App | None] = {app_id: self.apps.get(app_id) for app_id in {h.app_id for h in heard}}
-        strangers = Tally(h.app_id for h in heard if known[h.app_id] is None)
+        strangers = Tally(h.app_id for h in heard if self.apps.get(h.app_id) is None)
         refused = [Problem(f"app {app_id}", f"{UNKNOWN_APP}: {n} receipt(s) of an app not in the app registry")
                    for app_id, n in sorted(strangers.items())]
         return [h for h in heard if h.app_id not in strangers], problems + refused
@@ -177,8 +176,6 @@ class Gateway:
 
 def _shown(problem: Problem) -> dict[str, str]:
     return {"item": problem.item, "reason": problem.reason}
-
-
 
 
 async def metrics(request: Request) -> Response:
