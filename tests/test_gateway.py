@@ -260,3 +260,22 @@ def test_callbacks_wait_for_the_registrys_first_read(tmp_path) -> None:
     answer = xiaomi_receipt(client, signing.callback_url("", KEY, "xiaomi", "shop"))
     assert (answer.status_code, answer.json()["error"]) == (503, "unavailable") and not outbox.sent
     assert client.get("/health").status_code == 503
+
+
+def test_dispatch_signs_a_registered_apps_callback_urls_with_its_key_and_follows_a_rotation(tmp_path) -> None:
+    from pushpipe.jobs.dispatch import receipt_callbacks
+
+    settings = load(home=tmp_path)
+    key = signing.load_key(settings.receipt_key_file, create=True)
+    registered = MemoryApps([SHOP])
+    callback_url = receipt_callbacks(settings, registered)
+    assert callback_url is not None
+    client = TestClient(app.create(settings, key, FakeOutbox(), registered))  # type: ignore[arg-type]
+    url = callback_url("xiaomi", "shop")
+    assert url == signing.callback_url(settings.gateway_url, signing.key_for(key, SHOP), "xiaomi", "shop")
+    assert callback_url("xiaomi", "stranger") == signing.callback_url(settings.gateway_url, key, "xiaomi", "stranger")
+    assert callback_url("apns", "shop") == "", "APNs takes no callback URL"
+    registered.put(replace(SHOP, callback_salt="second-salt"))
+    rotated = callback_url("xiaomi", "shop")
+    assert rotated != url and xiaomi_receipt(client, rotated.removeprefix(settings.gateway_url)).status_code == 200
+    assert xiaomi_receipt(client, url.removeprefix(settings.gateway_url)).status_code == 401
