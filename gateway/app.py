@@ -8,12 +8,18 @@ A request is answered 200 only after Kafka acknowledged every record it made (ac
 acknowledged receipt is never lost; a vendor that gets no answer, or a 503, sends it again, and the same
 receipt twice has the same receipt_id (counted once downstream). What cannot be taken gets a 4xx with
 the reason, is counted, and goes to push.dlq; the good receipts of a body beside a bad item still count.
+
+Apps of the registry (schemas/apps.py, followed by a thread) have keys of their own (gateway/signing.py key_for);
+until the registry is read, callbacks are answered 503 (sent again) rather than checked against a partial one.
+With `app_registry_required`, an app not in it is refused 404 unknown_app, and a console callback's receipts
+of such an app are refused items.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import time
+from collections import Counter as Tally
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -29,6 +35,7 @@ from pushpipe.gateway import callbacks, signing
 from pushpipe.gateway.callbacks import BadCallback, Heard, Problem
 from pushpipe.gateway.outbox import Outbox, Record
 from pushpipe.schemas import codec, keys, letters
+from pushpipe.schemas.apps import AppLookup, MemoryApps
 
 JOB = "gateway"
 MAX_BODY_BYTES = 1024 * 1024
@@ -38,6 +45,7 @@ EARLIEST_TS_MS, LATEST_AHEAD_MS = 946_684_800_000, 86_400_000  # 2000-01-01; a d
 DEVICE_NEWS = {"invalid_target": "invalid_token", "switched_off": "switch_off"}  # receipt kind -> DeviceEvent kind
 RECEIPTS = Counter("pushpipe_gateway_receipts_total", "Receipts written to push.receipts", ["source", "vendor", "kind"])
 REFUSED = Counter("pushpipe_gateway_refused_total", "Callbacks, uploads and items refused, by reason", ["source", "reason"])
+UNKNOWN_APP = "unknown_app"
 
 
 class Refused(Exception):
@@ -74,8 +82,9 @@ def device_news(heard: Heard, vendor: str, now_ms: int) -> bytes:
 
 
 class Gateway:
-    def __init__(self, settings: Settings, key: bytes, outbox: Outbox) -> None:
-        self.key, self.outbox = key, outbox
+    def __init__(self, settings: Settings, key: bytes, outbox: Outbox, apps: AppLookup, ready: Callable[[], bool]) -> None:
+        self.key, self.outbox, self.apps, self.ready = key, outbox, apps, ready
+        self.required = settings.app_registry_required
         self.receipts_topic, self.dlq_topic = settings.topics.receipts, settings.topics.dlq
         self.feedback_topic = settings.topics.device_feedback
 
@@ -90,27 +99,41 @@ class Gateway:
     def _callback(self, request: Request, vendor: str, app: str, body: bytes) -> tuple[str, callbacks.Parsed]:
         if vendor not in callbacks.READERS:
             raise Refused(404, "unknown_vendor", f"no receipt callbacks from vendor {vendor[:40]!r}")
-        app_id = "" if app == signing.CONSOLE else self._app(app)
-        if not signing.valid(signing.signature(self.key, vendor, app_id), request.path_params["sig"]):
+        app_id, key = ("", self.key) if app == signing.CONSOLE else self._app(app)
+        if not signing.valid(signing.signature(key, vendor, app_id), request.path_params["sig"]):
             raise Refused(401, "bad_signature", f"the URL's signature is not the one pushpipe gave {vendor} for this app")
-        return app_id, callbacks.parse(vendor, body, request.headers.get("content-type", ""), app_id)
+        parsed = callbacks.parse(vendor, body, request.headers.get("content-type", ""), app_id)
+        return app_id, self._registered_only(parsed) if self.required and not app_id else parsed
 
     def _sdk(self, request: Request, app: str, body: bytes) -> tuple[str, callbacks.Parsed]:
-        app_id = self._app(app)
-        if not signing.valid(signing.sdk_key(self.key, app_id), request.headers.get("x-pushpipe-key", "")):
+        app_id, key = self._app(app)
+        if not signing.valid(signing.sdk_key(key, app_id), request.headers.get("x-pushpipe-key", "")):
             raise Refused(401, "bad_key", "X-Pushpipe-Key is missing or not this app's SDK key")
         return app_id, callbacks.sdk_events(body, app_id)
 
-    @staticmethod
-    def _app(app: str) -> str:
+    def _app(self, app: str) -> tuple[str, bytes]:
+        """The app of a URL, and the key its signatures are made with (its own once registered)."""
         try:
             keys.check_app_id(app)
         except keys.InvalidId as bad:
-            raise Refused(404, "unknown_app", str(bad)) from None
-        return app
+            raise Refused(404, UNKNOWN_APP, str(bad)) from None
+        registered = self.apps.get(app)
+        if registered is None and self.required:
+            raise Refused(404, UNKNOWN_APP, f"app {app!r} is not in the app registry, and only registered apps are served")
+        return app, signing.key_for(self.key, registered)
+
+    def _registered_only(self, parsed: callbacks.Parsed) -> callbacks.Parsed:
+        """A console callback's receipts of apps in the registry; those of any other app are a refused item per app."""
+        heard, problems = parsed
+        strangers = Tally(h.app_id for h in heard if self.apps.get(h.app_id) is None)
+        refused = [Problem(f"app {app_id}", f"{UNKNOWN_APP}: {n} receipt(s) of an app not in the app registry")
+                   for app_id, n in sorted(strangers.items())]
+        return [h for h in heard if h.app_id not in strangers], problems + refused
 
     async def _take(self, request: Request, source: str, vendor: str,
                     read: Callable[[bytes], tuple[str, callbacks.Parsed]]) -> Response:
+        if not self.ready():
+            return JSONResponse({"error": "unavailable", "reason": "the app registry is still being read: send again soon"}, 503)
         body = await request.body()
         where = f"http:{request.url.path.rsplit('/', 1)[0] if source == 'vendor' else request.url.path}"
         try:
@@ -136,8 +159,8 @@ class Gateway:
             return JSONResponse({"error": "unavailable", "reason": "Kafka did not take the receipts: send them again"}, 503)
         for h in heard:
             RECEIPTS.labels(source, sender, h.kind).inc()
-        if problems:
-            REFUSED.labels(source, "bad_item").inc(len(problems))
+        for reason, n in Tally(UNKNOWN_APP if p.reason.startswith(UNKNOWN_APP) else "bad_item" for p in problems).items():
+            REFUSED.labels(source, reason).inc(n)
         return JSONResponse({"accepted": len(heard), "refused": [_shown(p) for p in problems]})
 
     def _letter(self, where: str, body: bytes, error: str, reason: str, app_id: str) -> Record:
@@ -155,25 +178,28 @@ def _shown(problem: Problem) -> dict[str, str]:
     return {"item": problem.item, "reason": problem.reason}
 
 
-async def health(request: Request) -> Response:
-    return JSONResponse({"ok": True})
-
-
 async def metrics(request: Request) -> Response:
     return Response(generate_latest(), media_type="text/plain; version=0.0.4")
 
 
-def create(settings: Settings, key: bytes, outbox: Outbox) -> Starlette:
-    gateway = Gateway(settings, key, outbox)
+def create(settings: Settings, key: bytes, outbox: Outbox, apps: AppLookup | None = None,
+           ready: Callable[[], bool] = lambda: True, closing: Callable[[], None] = lambda: None) -> Starlette:
+    """The gateway's app; `apps` is the app registry (None: empty), `ready` whether it has been read, `closing` ends it."""
+    gateway = Gateway(settings, key, outbox, apps if apps is not None else MemoryApps(), ready)
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"ok": ready()}, 200 if ready() else 503)
+
     routes: list[Any] = [
         Route("/r/{vendor}/{app}/{sig}", gateway.vendor_callback, methods=["POST"]),
         Route("/v1/sdk/{app}/events", gateway.sdk_upload, methods=["POST"]),
         Route("/health", health), Route("/metrics", metrics),
     ]
-    return Starlette(routes=routes, lifespan=lambda _: _closing(outbox))
+    return Starlette(routes=routes, lifespan=lambda _: _closing(outbox, closing))
 
 
 @contextlib.asynccontextmanager
-async def _closing(outbox: Outbox) -> AsyncIterator[None]:
+async def _closing(outbox: Outbox, closing: Callable[[], None]) -> AsyncIterator[None]:
     yield
     outbox.close()
+    closing()

@@ -4,10 +4,15 @@ Both are HMACs of one key (the `receipt_key_file` setting; `pushpipe up` creates
 dispatch job can sign the callback URL it gives a vendor with each send, and the gateway can check it,
 without a table of per-app secrets:
 - a vendor that takes a callback URL with each message (Xiaomi, OPPO, vivo, Meizu) posts to
-  /r/<vendor>/<app>/<sig>, sig = HMAC(key, "<vendor>|<app>");
+  /r/<vendor>/<app>/<sig>, sig = HMAC(app key, "<vendor>|<app>");
 - a vendor whose receipt URL is set once in its console (HMS, Honor) posts to /r/<vendor>/-/<sig>,
-  sig = HMAC(key, "<vendor>|"), and names the app in each receipt's biTag ("<app>|<msg>");
-- an app's SDK posts its events with the header X-Pushpipe-Key: HMAC(key, "sdk|<app>").
+  sig = HMAC(receipt key, "<vendor>|"), and names the app in each receipt's biTag ("<app>|<msg>"): one URL
+  for every app;
+- an app's SDK posts its events with the header X-Pushpipe-Key: HMAC(app key, "sdk|<app>").
+The app key (`key_for`) of an app of the registry (schemas/apps.py) is its own, derived from the receipt key
+and the app's callback salt: `pushpipe app rotate-secret APP --callback` makes a new salt, and every
+signature and SDK key the app had stops working. An app not in the registry has the receipt key itself, as
+before apps existed (refused instead with `app_registry_required`).
 A leaked signature lets its holder post receipts for that one vendor and app, nothing else.
 """
 from __future__ import annotations
@@ -19,9 +24,16 @@ import os
 import secrets
 from pathlib import Path
 
+from pushpipe.schemas.apps import App, callback_key
+
 CONSOLE = "-"  # the app part of a console-configured receipt URL: the app is in each receipt
 SIG_CHARS = 22  # 132 bits of the HMAC: short enough for Xiaomi's and Meizu's 128-byte callback limit
 CALLBACK_MAX_BYTES = 128  # Xiaomi, Meizu, vivo: a longer callback URL is refused
+
+
+def key_for(receipt_key: bytes, app: App | None) -> bytes:
+    """The key that signs `app`'s callback URLs and SDK key: its own for a registered app, else the receipt key."""
+    return receipt_key if app is None else callback_key(receipt_key, app)
 
 
 def signature(key: bytes, vendor: str, app_id: str) -> str:

@@ -1,9 +1,10 @@
 """The app registry: which apps may use the HTTP API, with what secret, environment, vendors and send rate.
 
 Apps are data: each is an App record (schemas/pushpipe.App.avsc) on the compacted topic `apps`, keyed by the app
-id, so Kafka keeps each app's latest record for ever; every process that needs them (the API, later the jobs)
-loads the topic into memory and follows it (AppFollower, a consumer thread). `pushpipe app create|rotate-secret|list`
-writes and reads them through Registry.
+id, so Kafka keeps each app's latest record for ever; every process that needs them (the API, the receipt gateway,
+the fan-out and dispatch jobs) loads the topic into memory and follows it (schemas/apps.py: App, AppFollower, a
+consumer thread, neutral ground for all of them). `pushpipe app create|rotate-secret|list` writes and reads them
+through Registry, here.
 
 No usable secret is stored:
 - the API secret is 32 random bytes (43 characters), shown once when made and kept only as a scrypt hash
@@ -11,9 +12,9 @@ No usable secret is stored:
   memory-hard, and scrypt is in the standard library (OpenSSL's), so no C extension to build or pin; for a
   256-bit random secret a slow hash only matters if the topic leaks, and then scrypt's cost is plenty. The API
   pays it once per secret and process, then compares a keyed digest in memory (ingress/auth.py);
-- the receipt callback secret (which pushpipe signs the receipt callbacks it sends an app with) is derived, like
-  the gateway's SDK keys (gateway/signing.py): HMAC(receipt key, "callback|<app>|<salt>"); the record keeps the
-  salt only, and a new salt rotates it.
+- the receipt callback secret is derived: HMAC(receipt key, "callback|<app>|<salt>") (schemas/apps.py callback_key),
+  the app's own receipt key, which signs the callback URLs dispatch gives vendors for the app and makes its SDK key
+  (gateway/signing.py); the record keeps the salt only, and a new salt rotates them all.
 Nothing here logs a secret or a hash; `shown` is an app without them.
 """
 from __future__ import annotations
@@ -23,23 +24,30 @@ import hashlib
 import hmac
 import logging
 import secrets
-import threading
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, replace
-from typing import Any, Protocol
+from dataclasses import replace
+from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from pushpipe.config import Settings
 from pushpipe.connectors.base import Vendor
 from pushpipe.schemas import codec, keys
+from pushpipe.schemas.apps import DEFAULT_RATE_PER_S, callback_key
+
+# the readers' part (schemas/apps.py), also found here by the API, the CLI and tests
+from pushpipe.schemas.apps import App as App
+from pushpipe.schemas.apps import AppFollower as AppFollower
+from pushpipe.schemas.apps import AppLookup as AppLookup
+from pushpipe.schemas.apps import AppStore as AppStore
+from pushpipe.schemas.apps import MemoryApps as MemoryApps
+from pushpipe.schemas.apps import apply_record as apply_record
 
 log = logging.getLogger(__name__)
 
 ENVIRONMENTS = ("production", "test")
 VENDORS = tuple(v.value for v in Vendor)
-DEFAULT_RATE_PER_S = 100.0
 MAX_RATE_PER_S = 1_000_000.0
 SCRYPT_LOG2_N, SCRYPT_R, SCRYPT_P = 14, 8, 1
 SECRET_BYTES = 32
@@ -47,38 +55,6 @@ SECRET_BYTES = 32
 
 class AppProblem(ValueError):
     """A registry operation that cannot be done: an app that exists already or not at all, a bad value."""
-
-
-@dataclass(frozen=True)
-class App:
-    app_id: str
-    secret_hash: str
-    callback_salt: str
-    environment: str = "production"
-    vendors: tuple[str, ...] = ()  # empty: every vendor
-    rate_per_s: float = DEFAULT_RATE_PER_S
-    created_at: int = 0
-    updated_at: int = 0
-
-    def allows(self, vendor: str) -> bool:
-        return not self.vendors or vendor in self.vendors
-
-    def shown(self) -> dict[str, Any]:
-        """What may be shown of the app: no secret, no hash, no salt."""
-        return {"app_id": self.app_id, "environment": self.environment, "vendors": list(self.vendors), "rate_per_s": self.rate_per_s,
-                "created_at": self.created_at, "updated_at": self.updated_at}
-
-    def record(self) -> dict[str, Any]:
-        return {**asdict(self), "vendors": list(self.vendors)}
-
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> App:
-        return cls(app_id=record["app_id"], secret_hash=record["secret_hash"], callback_salt=record["callback_salt"],
-                   environment=record["environment"], vendors=tuple(record["vendors"]), rate_per_s=record["rate_per_s"],
-                   created_at=record["created_at"], updated_at=record["updated_at"])
-
-    def __repr__(self) -> str:  # a stray log line or traceback shows no hash
-        return f"App({self.app_id!r}, {self.environment}, vendors={list(self.vendors) or 'all'}, {self.rate_per_s:g}/s)"
 
 
 # --- secrets ---------------------------------------------------------------------------------------------------
@@ -108,9 +84,9 @@ def secret_matches(secret_hash: str, secret: str) -> bool:
 
 
 def callback_secret(receipt_key: bytes, app: App) -> str:
-    """The secret pushpipe signs this app's receipt callbacks with (a new callback salt changes it)."""
-    digest = hmac.new(receipt_key, f"callback|{app.app_id}|{app.callback_salt}".encode(), hashlib.sha256).digest()
-    return _b64(digest)
+    """The app's receipt callback secret: its own receipt key (schemas/apps.py callback_key), which signs its callback URLs
+    and makes its SDK key; a new callback salt changes it."""
+    return _b64(callback_key(receipt_key, app))
 
 
 def _scrypt(secret: str, salt: bytes, log2_n: int, r: int, p: int) -> bytes:
@@ -129,113 +105,6 @@ _UNKNOWN_APP_HASH = hash_secret("no app has this secret")  # checked for an unkn
 
 
 # --- where apps are kept ---------------------------------------------------------------------------------------
-
-class AppStore(Protocol):
-    """Apps by id, as the registry's readers see them; `put` returns once the app is kept (Kafka acknowledged it)."""
-
-    def get(self, app_id: str) -> App | None: ...
-
-    def all(self) -> list[App]: ...
-
-    def put(self, app: App) -> None: ...
-
-
-class MemoryApps:
-    """Apps in memory: the follower's view of the topic, and the store tests use."""
-
-    def __init__(self, apps: Iterable[App] = ()) -> None:
-        self._apps = {app.app_id: app for app in apps}
-        self._lock = threading.Lock()
-
-    def get(self, app_id: str) -> App | None:
-        return self._apps.get(app_id)
-
-    def all(self) -> list[App]:
-        with self._lock:
-            return sorted(self._apps.values(), key=lambda app: app.app_id)
-
-    def put(self, app: App) -> None:
-        with self._lock:
-            self._apps[app.app_id] = app
-
-    def delete(self, app_id: str) -> None:
-        with self._lock:
-            self._apps.pop(app_id, None)
-
-
-class AppFollower(MemoryApps):
-    """The apps topic in memory: read from its start, then followed by a background thread. `loaded` is set once it
-    has read up to the end the topic had when it started; until then an app may be missing."""
-
-    def __init__(self, settings: Settings) -> None:
-        super().__init__()
-        self.topic = settings.topics.apps
-        self.loaded = threading.Event()
-        self._stop = threading.Event()
-        self._consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "pushpipe-apps-reader",
-                                   "enable.auto.commit": False, "log_level": 0})  # assigned, never subscribed: no group
-        self._thread = threading.Thread(target=self._follow, name="apps-follower", daemon=True)
-
-    def start(self) -> AppFollower:
-        self._thread.start()
-        return self
-
-    def wait_loaded(self, timeout_s: float) -> None:
-        if not self.loaded.wait(timeout_s):
-            raise TimeoutError(f"the app registry (topic {self.topic}) was not read within {timeout_s:g} s")
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _follow(self) -> None:
-        try:
-            ends = self._assign()
-            while not self._stop.is_set():
-                message = self._consumer.poll(0.2)
-                if message is not None and not message.error():
-                    apply_record(self, message.key(), message.value())
-                    partition, offset = message.partition(), message.offset()
-                    if partition is not None and offset is not None and offset + 1 >= ends.get(partition, 0):
-                        ends.pop(partition, None)
-                if not ends:
-                    self.loaded.set()
-        finally:
-            self._consumer.close()
-
-    def _assign(self) -> dict[int, int]:
-        """Assign every partition from its start; the end offset of each that has records (what `loaded` waits for)."""
-        while not self._stop.is_set():
-            try:
-                metadata = self._consumer.list_topics(self.topic, timeout=5)
-                partitions = metadata.topics[self.topic].partitions
-                if metadata.topics[self.topic].error is None and partitions:
-                    break
-            except KafkaException:
-                pass
-            self._stop.wait(1)  # the topic is not there yet (ensure_topics makes it)
-        else:
-            return {}
-        ends = {}
-        for number in partitions:
-            low, high = self._consumer.get_watermark_offsets(TopicPartition(self.topic, number), timeout=10)
-            if high > low:
-                ends[number] = high
-        self._consumer.assign([TopicPartition(self.topic, number, OFFSET_BEGINNING) for number in partitions])
-        return ends
-
-
-
-def apply_record(apps: MemoryApps, key: bytes | None, value: bytes | None) -> None:
-    """One record of the apps topic: an App replaces the app's earlier one, a tombstone (no value) deletes the app."""
-    if value is None:
-        apps.delete((key or b"").decode())
-        return
-    try:
-        apps.put(App.from_record(codec.decode("App", value)))
-    except codec.BadRecord as bad:
-        log.warning("apps: a record that is no App is left out (%s)", bad.error)
-
 
 class KafkaApps:
     """The registry on Kafka: reads from a follower, writes with acks=all and waits until Kafka has the app."""
@@ -304,6 +173,13 @@ class Registry:
         self.store.put(rotated)
         log.info("app %s: secret rotated%s", app_id, " (and the receipt callback secret)" if callback else "")
         return rotated, secret
+
+    def rotate_callback(self, app_id: str) -> App:
+        """A new receipt callback secret alone (a new salt): the app's earlier callback signatures and SDK key stop working."""
+        rotated = replace(self._existing(app_id), callback_salt=new_salt(), updated_at=self._now())
+        self.store.put(rotated)
+        log.info("app %s: receipt callback secret rotated", app_id)
+        return rotated
 
     def list(self) -> list[dict[str, Any]]:
         return [app.shown() for app in self.store.all()]

@@ -33,7 +33,7 @@ from pushpipe.jobs import deadletters, dispatch_policy, metrics, runtime
 from pushpipe.jobs.lanes import LANE_RECORD_BATCHES
 from pushpipe.jobs.ledger import SendLedger
 from pushpipe.jobs.sender import Sender, now_ms, subset
-from pushpipe.schemas import codec
+from pushpipe.schemas import apps, codec
 
 JOB = "dispatch"
 CAPACITY = 200  # lane records in flight
@@ -103,27 +103,30 @@ def as_bundle(element: list[dict[str, Any]] | dict[str, Any]) -> list[dict[str, 
 
 
 
-def receipt_callbacks(settings: Settings) -> Callable[[str, str], str] | None:
-    """callback_url(vendor, app) for the vendors that take a receipt URL with each send (gateway/signing.py);
-    None without the key (`pushpipe up` makes it): sends then carry no callback, and those vendors post none."""
+def receipt_callbacks(settings: Settings, registry: apps.AppLookup) -> Callable[[str, str], str] | None:
+    """callback_url(vendor, app) for the vendors that take a receipt URL with each send (gateway/signing.py), signed
+    with the app's key as the registry has it now (so a rotated callback secret signs the next sends); None without
+    the receipt key (`pushpipe up` makes it): sends then carry no callback, and those vendors post none."""
     if not settings.receipt_key_file.exists():
         log.warning("no receipt key at %s: sends carry no receipt callback URL", settings.receipt_key_file)
         return None
     key = signing.load_key(settings.receipt_key_file)
     per_message = {vendor.value for vendor, spec in SPECS.items() if spec.receipts == "message"}
-    urls: dict[tuple[str, str], str] = {}
+    urls: dict[tuple[str, str, str], str] = {}  # (vendor, app, its callback salt): the URL
 
     def callback_url(vendor: str, app_id: str) -> str:
         if vendor not in per_message:
             return ""
-        if (vendor, app_id) not in urls:
-            url = signing.callback_url(settings.gateway_url, key, vendor, app_id)
+        app = registry.get(app_id)
+        cached = (vendor, app_id, app.callback_salt if app else "")
+        if cached not in urls:
+            url = signing.callback_url(settings.gateway_url, signing.key_for(key, app), vendor, app_id)
             if len(url.encode()) > signing.CALLBACK_MAX_BYTES:
                 log.warning("no receipts from %s for app %s: its callback URL would be %d bytes, over %d (shorten gateway_url)",
                             vendor, app_id, len(url.encode()), signing.CALLBACK_MAX_BYTES)
                 url = ""
-            urls[vendor, app_id] = url
-        return urls[vendor, app_id]
+            urls[cached] = url
+        return urls[cached]
 
     return callback_url
 
@@ -144,7 +147,9 @@ class SendBundle(AsyncFunction):
         ledger = SendLedger(self.settings.run_dir / "ledger" / f"dispatch-{runtime_context.get_index_of_this_subtask()}.db")
         configs = vendor_configs(self.settings)
         metrics.watch_expiry(configs)
-        self.sender = Sender(policy, configs, ledger, receipt_callbacks(self.settings))
+        # the app registry, followed by a daemon thread made here (a Kafka client is never pickled)
+        self.apps = apps.follow(self.settings, JOB)
+        self.sender = Sender(policy, configs, ledger, receipt_callbacks(self.settings, self.apps))
         self.loop: asyncio.AbstractEventLoop | None = None
         metrics.serve(self.settings.dispatch_metrics_port + runtime_context.get_index_of_this_subtask())
 
@@ -172,6 +177,9 @@ class SendBundle(AsyncFunction):
                 asyncio.run_coroutine_threadsafe(self.sender.aclose(), self.loop).result(timeout=5)
             except Exception as exc:  # closing is best effort: the worker is going away
                 log.warning("closing adapters: %s", exc)
+        registry = getattr(self, "apps", None)  # none when open() failed before it
+        if registry is not None:
+            registry.close()
 
 
 @liveness.watched

@@ -129,18 +129,20 @@ def sql(query: Annotated[str, typer.Argument(help="The SQL, e.g. \"SELECT * FROM
 def receipts_setup(app_id: Annotated[str, typer.Argument(metavar="APP", help="The app id.")]) -> None:
     """Print an app's receipt URLs for the HMS and Honor consoles and the key its SDK sends with events.
 
-    They are credentials: asked for, printed once, never logged."""
+    They are credentials: asked for, printed once, never logged. A registered app's SDK key is its own (it changes with
+    `pushpipe app rotate-secret APP --callback`), so the app registry is read."""
     from pushpipe.gateway import signing
     from pushpipe.infra import gateway
     from pushpipe.schemas import keys
 
     settings = load()
     keys.check_app_id(app_id)
-    key = signing.load_key(settings.receipt_key_file, create=True)
+    registered = _registry_call(settings, lambda registry: registry.store.get(app_id))
+    key = signing.key_for(signing.load_key(settings.receipt_key_file, create=True), registered)
     for vendor, url in gateway.console_urls(settings).items():
         print(f"{vendor} console receipt URL:  {url}")
     print(f"{app_id} SDK events:          POST {settings.gateway_url}/v1/sdk/{app_id}/events")
-    print(f"{app_id} SDK key (X-Pushpipe-Key): {signing.sdk_key(key, app_id)}")
+    print(f"{app_id} SDK key (X-Pushpipe-Key): {signing.sdk_key(key, app_id)}" + ("" if registered else "  (an app not in the registry)"))
 
 
 def _support_call(settings: Settings, command: str, call: Callable[[], T]) -> T:
@@ -314,17 +316,21 @@ def _registry_call(settings: Settings, call: Callable[[Registry], T]) -> T:
     raise typer.Exit(1)
 
 
-def _show_secrets(app_id: str, secret: str, callback: str | None) -> None:
-    print(f"API secret of {app_id} (shown this once: keep it; send it as Authorization: Bearer <secret>):\n  {secret}")
+def _show_secrets(app_id: str, secret: str | None, callback: tuple[str, str] | None) -> None:
+    if secret is not None:
+        print(f"API secret of {app_id} (shown this once: keep it; send it as Authorization: Bearer <secret>):\n  {secret}")
     if callback is not None:
-        print(f"receipt callback secret of {app_id} (pushpipe signs its receipt callbacks with it):\n  {callback}")
+        print(f"receipt callback secret of {app_id} (pushpipe signs its receipt callbacks with it):\n  {callback[0]}")
+        print(f"SDK key of {app_id} (its SDK sends it as X-Pushpipe-Key; it changes with the callback secret):\n  {callback[1]}")
 
 
-def _callback_secret(settings: Settings, app: App) -> str:
+def _callback_secrets(settings: Settings, app: App) -> tuple[str, str]:
+    """The app's receipt callback secret and the SDK key made with it."""
     from pushpipe.gateway import signing
     from pushpipe.ingress.apps import callback_secret
 
-    return callback_secret(signing.load_key(settings.receipt_key_file, create=True), app)
+    key = signing.load_key(settings.receipt_key_file, create=True)
+    return callback_secret(key, app), signing.sdk_key(signing.key_for(key, app), app.app_id)
 
 
 @apps_cli.command("create")
@@ -337,17 +343,23 @@ def app_create(app_id: Annotated[str, typer.Argument(metavar="APP", help="The ap
     chosen = [v.strip() for v in vendors.split(",") if v.strip()]
     made, secret = _registry_call(settings, lambda registry: registry.create(app_id, environment, chosen, rate))
     print(f"app {app_id} created: {environment}, vendors {', '.join(made.vendors) or 'all'}, {rate:g} pushes/s")
-    _show_secrets(app_id, secret, _callback_secret(settings, made))
+    _show_secrets(app_id, secret, _callback_secrets(settings, made))
 
 
 @apps_cli.command("rotate-secret")
 def app_rotate_secret(app_id: Annotated[str, typer.Argument(metavar="APP", help="The app id.")],
-                      callback: Annotated[bool, typer.Option("--callback", help="Rotate the receipt callback secret too.")]
-                      = False) -> None:
-    """Give an app a new API secret (the old one stops working at once); prints it once."""
+                      callback: Annotated[bool, typer.Option("--callback", help="Rotate the receipt callback secret too.")] = False,
+                      callback_only: Annotated[bool, typer.Option("--callback-only", help="Rotate only the receipt callback "
+                                                                  "secret (and SDK key): the API secret stays.")] = False) -> None:
+    """Give an app a new API secret (the old one stops working at once); prints it once. With --callback(-only), a new
+    receipt callback secret: the callback URLs signed before and the old SDK key are refused from then on."""
     settings = load()
+    if callback_only:
+        rotated = _registry_call(settings, lambda registry: registry.rotate_callback(app_id))
+        _show_secrets(app_id, None, _callback_secrets(settings, rotated))
+        return
     rotated, secret = _registry_call(settings, lambda registry: registry.rotate_secret(app_id, callback))
-    _show_secrets(app_id, secret, _callback_secret(settings, rotated) if callback else None)
+    _show_secrets(app_id, secret, _callback_secrets(settings, rotated) if callback else None)
 
 
 @apps_cli.command("list")

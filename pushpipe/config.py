@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     api_ack_timeout_s: float = Field(10.0, gt=0)
     # the key that signs receipt callback URLs and apps' SDK keys (gateway/signing.py); `pushpipe up` creates it
     receipt_key_file: Path = Path()  # default: run/receipt.key
+    # only apps of the registry (`pushpipe app create`) are served: fan-out dead-letters the requests, and the receipt
+    # gateway refuses the receipts, of any other app (reason unknown_app); off, they are taken as before apps existed
+    app_registry_required: bool = False
     # JSON: {"apns": {ApnsConfig fields}, ...}; `pushpipe up` writes one for the simulators here
     vendors_file: Path = Path()  # default: run/vendors.json
     # JSON dispatch policy: rate limits, exits, fallback, retry, breaker (jobs/dispatch_policy.py)

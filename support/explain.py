@@ -26,6 +26,7 @@ SUPPRESSED = {
     "unknown_token": "no device with this token is registered for the app",
     "test_device": "a production push does not go to a test device",
     "production_device": "a test push does not go to a production device",
+    "vendor_not_allowed": "the app may not use this device's vendor (its vendors in the app registry: `pushpipe app list`)",
 }
 # the dispatch job's outcomes (jobs/sender.py), then the receipts' states (jobs/lifecycle.py)
 FAILED = {

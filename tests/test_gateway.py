@@ -3,6 +3,7 @@ signatures; the HTTP answers, with a stand-in for Kafka. tests/test_receipts_e2e
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from pushpipe.config import load
 from pushpipe.gateway import app, callbacks, signing
 from pushpipe.gateway.callbacks import BadCallback, Heard
 from pushpipe.schemas import codec
+from pushpipe.schemas.apps import App, MemoryApps
 from pushpipe.simulators import meizu, oppo, receipts, vivo, xiaomi
 from pushpipe.simulators.batchsim import Receipt
 
@@ -164,13 +166,18 @@ def test_a_bad_token_in_a_vendors_list_leaves_the_others_counted() -> None:
 def test_receipts_setup_prints_the_console_urls_and_the_apps_sdk_key(tmp_path, monkeypatch, capsys) -> None:
     from pushpipe import cli
     from pushpipe.config import load as load_settings
+    from pushpipe.ingress.apps import Registry
 
     monkeypatch.setenv("PUSHPIPE_HOME", str(tmp_path))
-    cli.main(["receipts-setup", "shop"])
+    registry = Registry(MemoryApps([SHOP]))
+    monkeypatch.setattr(cli, "open_registry", lambda settings: registry)
+    cli.main(["receipts-setup", "stranger"])
     printed = capsys.readouterr().out
     key = signing.load_key(load_settings().receipt_key_file)
-    assert f"X-Pushpipe-Key): {signing.sdk_key(key, 'shop')}" in printed
+    assert f"X-Pushpipe-Key): {signing.sdk_key(key, 'stranger')}  (an app not in the registry)" in printed
     assert signing.console_url(load_settings().gateway_url, key, "hms") in printed and "honor console" in printed
+    cli.main(["receipts-setup", "shop"])
+    assert f"X-Pushpipe-Key): {signing.sdk_key(signing.key_for(key, SHOP), 'shop')}\n" in capsys.readouterr().out
 
 
 def test_a_large_callback_is_split_into_records_below_kafkas_limit_and_an_impossible_time_is_the_gateways() -> None:
@@ -181,3 +188,94 @@ def test_a_large_callback_is_split_into_records_below_kafkas_limit_and_an_imposs
     assert [len(b) for b in batches] == [1000, 1000, 500] and max(len(v) for _, v in records) < 512 * 1024
     assert {key for key, _ in records} == {b"app|m-1"}
     assert batches[0][0]["ts"] == 1_795_964_001_000 and batches[0][1]["ts"] == 1_795_964_000_000
+
+
+# --- apps of the registry: their own keys, rotated with the callback salt; refused when registration is required ---
+
+SHOP = App("shop", "scrypt$x", "first-salt")
+
+
+def registry_gateway(tmp_path: Any, registered: MemoryApps, required: bool = False) -> tuple[TestClient, FakeOutbox]:
+    outbox = FakeOutbox()
+    settings = load(home=tmp_path, app_registry_required=required)
+    return TestClient(app.create(settings, KEY, outbox, registered)), outbox  # type: ignore[arg-type]
+
+
+def xiaomi_receipt(client: TestClient, url: str) -> Any:
+    doc = {"x": {"param": "m-1", "type": 1, "targets": "tok", "timestamp": 5}}
+    return client.post(url, data={"data": json.dumps(doc)})
+
+
+def test_a_registered_apps_signatures_and_sdk_key_are_made_with_its_salt_and_rotate_with_it(tmp_path) -> None:
+    registered = MemoryApps([SHOP])
+    client, outbox = registry_gateway(tmp_path, registered)
+    own = signing.key_for(KEY, SHOP)
+    assert own != KEY and signing.signature(own, "xiaomi", "shop") != signing.signature(KEY, "xiaomi", "shop")
+    assert xiaomi_receipt(client, signing.callback_url("", own, "xiaomi", "shop")).status_code == 200
+    assert xiaomi_receipt(client, signing.callback_url("", KEY, "xiaomi", "shop")).status_code == 401, "the salt-less one is not its"
+    events = {"events": [{"msg_id": "m-1", "token": "tok", "kind": "opened", "ts": 1}]}
+    assert client.post("/v1/sdk/shop/events", json=events, headers={"x-pushpipe-key": signing.sdk_key(own, "shop")}).status_code == 200
+
+    rotated = replace(SHOP, callback_salt="second-salt")
+    registered.put(rotated)  # as the follower reads the rotation from the apps topic
+    new = signing.key_for(KEY, rotated)
+    old_url = signing.callback_url("", own, "xiaomi", "shop")
+    answer = xiaomi_receipt(client, old_url)
+    assert (answer.status_code, answer.json()["error"]) == (401, "bad_signature")
+    assert xiaomi_receipt(client, signing.callback_url("", new, "xiaomi", "shop")).status_code == 200
+    old_sdk = client.post("/v1/sdk/shop/events", json=events, headers={"x-pushpipe-key": signing.sdk_key(own, "shop")})
+    assert (old_sdk.status_code, old_sdk.json()["error"]) == (401, "bad_key")
+    assert client.post("/v1/sdk/shop/events", json=events, headers={"x-pushpipe-key": signing.sdk_key(new, "shop")}).status_code == 200
+    assert [codec.decode("DeadLetter", v)["error"] for t, _, v in outbox.sent if t == "push.dlq"] == ["bad_signature"] * 2 + ["bad_key"]
+
+
+def test_an_unregistered_app_keeps_the_salt_less_keys_unless_registration_is_required(tmp_path) -> None:
+    client, _ = registry_gateway(tmp_path, MemoryApps([SHOP]))
+    assert xiaomi_receipt(client, signing.callback_url("", KEY, "xiaomi", "stranger")).status_code == 200
+    strict, outbox = registry_gateway(tmp_path, MemoryApps([SHOP]), required=True)
+    before = app.REFUSED.labels("vendor", "unknown_app")._value.get()
+    answer = xiaomi_receipt(strict, signing.callback_url("", KEY, "xiaomi", "stranger"))
+    assert (answer.status_code, answer.json()["error"]) == (404, "unknown_app")
+    assert app.REFUSED.labels("vendor", "unknown_app")._value.get() == before + 1
+    [(topic, _, letter)] = outbox.sent
+    dead = codec.decode("DeadLetter", letter)
+    assert (topic, dead["error"], dead["app_id"]) == ("push.dlq", "unknown_app", "stranger")
+    sdk = strict.post("/v1/sdk/stranger/events", json={"events": []}, headers={"x-pushpipe-key": signing.sdk_key(KEY, "stranger")})
+    assert (sdk.status_code, sdk.json()["error"]) == (404, "unknown_app")
+    assert xiaomi_receipt(strict, signing.callback_url("", signing.key_for(KEY, SHOP), "xiaomi", "shop")).status_code == 200
+
+
+def test_a_console_callback_keeps_registered_apps_receipts_and_refuses_the_others_when_required(tmp_path) -> None:
+    client, outbox = registry_gateway(tmp_path, MemoryApps([SHOP]), required=True)
+    statuses = [receipts.receipt("hms-app", f"{a}|m-1", "tok", "req", NOW) for a in ("shop", "stranger", "stranger")]
+    answer = client.post(signing.console_url("", KEY, "hms"), json={"statuses": statuses})
+    assert answer.status_code == 200 and answer.json()["accepted"] == 1
+    assert [r["item"] for r in answer.json()["refused"]] == ["app stranger"] and "unknown_app" in answer.json()["refused"][0]["reason"]
+    assert [t for t, _, _ in outbox.sent] == ["push.receipts", "push.dlq"]
+
+
+def test_callbacks_wait_for_the_registrys_first_read(tmp_path) -> None:
+    outbox = FakeOutbox()
+    client = TestClient(app.create(load(home=tmp_path), KEY, outbox, MemoryApps(), ready=lambda: False))  # type: ignore[arg-type]
+    answer = xiaomi_receipt(client, signing.callback_url("", KEY, "xiaomi", "shop"))
+    assert (answer.status_code, answer.json()["error"]) == (503, "unavailable") and not outbox.sent
+    assert client.get("/health").status_code == 503
+
+
+def test_dispatch_signs_a_registered_apps_callback_urls_with_its_key_and_follows_a_rotation(tmp_path) -> None:
+    from pushpipe.jobs.dispatch import receipt_callbacks
+
+    settings = load(home=tmp_path)
+    key = signing.load_key(settings.receipt_key_file, create=True)
+    registered = MemoryApps([SHOP])
+    callback_url = receipt_callbacks(settings, registered)
+    assert callback_url is not None
+    client = TestClient(app.create(settings, key, FakeOutbox(), registered))  # type: ignore[arg-type]
+    url = callback_url("xiaomi", "shop")
+    assert url == signing.callback_url(settings.gateway_url, signing.key_for(key, SHOP), "xiaomi", "shop")
+    assert callback_url("xiaomi", "stranger") == signing.callback_url(settings.gateway_url, key, "xiaomi", "stranger")
+    assert callback_url("apns", "shop") == "", "APNs takes no callback URL"
+    registered.put(replace(SHOP, callback_salt="second-salt"))
+    rotated = callback_url("xiaomi", "shop")
+    assert rotated != url and xiaomi_receipt(client, rotated.removeprefix(settings.gateway_url)).status_code == 200
+    assert xiaomi_receipt(client, url.removeprefix(settings.gateway_url)).status_code == 401

@@ -495,3 +495,22 @@ def test_cli_says_what_is_wrong_in_one_line(registry: Registry, monkeypatch: pyt
     monkeypatch.setattr(cli, "open_registry", down)
     failed = runner.invoke(cli.app, ["app", "list"])
     assert failed.exit_code == 1 and "is the stack up" in failed.output
+
+
+def test_cli_rotates_the_callback_secret_alone_and_shows_the_sdk_key_made_with_it(registry: Registry) -> None:
+    from pushpipe.gateway import signing
+
+    runner = CliRunner()
+    made = runner.invoke(cli.app, ["app", "create", "shop"])
+    secret, callback = secrets_said(made.output)
+    first = registry.store.get("shop")
+    assert first is not None
+    key = signing.load_key(load().receipt_key_file)
+    assert made.output.splitlines()[-1].strip() == signing.sdk_key(signing.key_for(key, first), "shop")
+    rotated = runner.invoke(cli.app, ["app", "rotate-secret", "shop", "--callback-only"])
+    assert rotated.exit_code == 0, rotated.output
+    [new_callback] = secrets_said(rotated.output)
+    last = registry.store.get("shop")
+    assert last is not None and new_callback != callback and last.callback_salt != first.callback_salt
+    assert registry.verify("shop", secret), "the API secret stays"
+    assert rotated.output.splitlines()[-1].strip() == signing.sdk_key(signing.key_for(key, last), "shop")

@@ -1,6 +1,6 @@
 """Fan-out job: requests, device events and preferences -> batches per vendor on the priority lanes.
 
-    push.requests ─ parse ─ key msg_id: Intake (dedup window, TTL, deliver_at and cron timers)
+    push.requests ─ parse (+ the app's rules, from the app registry) ─ key msg_id: Intake (dedup window, TTL, deliver_at and cron timers)
         ├─ pin, pins ──────────> key app|pin: PinDirectory (devices, preferences, caps, quiet hours,
         │                          templates, payload limits) ─> batches, or per pin-list to the Batcher
         └─ tokens, broadcast, ─> key app|shard: ShardDirectory (devices by token hash, the opt-outs
@@ -16,7 +16,7 @@ result with its reason; bad input goes to push.dlq.
 
 Modules: job (the graph), parse, intake, pin_directory, shard_directory, batcher, bundler, tally (one
 operator each); messages (what travels between them); and beside them the pure logic they call: devices,
-shards, expand, placement, records, validate.
+shards, expand, placement, records, validate, apprules.
 
 Run: python -m pushpipe.jobs.fanout
 """

@@ -1,4 +1,4 @@
-"""Pure expansion of one request for one pin: policy, environment isolation, templates, payload limits.
+"""Pure expansion of one request for one pin: policy, environment isolation, the app's vendors, templates, payload limits.
 
 `expand_for_pin` returns what the fan-out emits: vendor groups to batch (each with the rendered
 notification) and per-token outcomes that are not sent (suppressed, rejected), each with its reason,
@@ -10,6 +10,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+from pushpipe.jobs.fanout.apprules import VENDOR_NOT_ALLOWED, vendor_allowed
 from pushpipe.jobs.fanout.devices import Target
 from pushpipe.jobs.fanout.placement import GroupKey, Placement
 from pushpipe.jobs.fanout.records import Unsent
@@ -45,11 +46,15 @@ def expand_for_pin(request: Record, pin: str, state: Record, now_ms: int, config
     if request["environment"] == "test":  # test apps reach whitelisted (test) devices only
         result.not_sent += [Unsent(t, "suppressed", TEST_TO_PRODUCTION) for t, d in sorted(devices.items())
                             if d["environment"] != "test"]
+    barred = sorted(t for t, d in devices.items()  # devices of a vendor the app may not use: not sent to, and said so
+                    if d.get("environment", "production") == request["environment"] and not vendor_allowed(request, d.get("vendor", "")))
+    result.not_sent += [Unsent(t, "suppressed", VENDOR_NOT_ALLOWED) for t in barred]
+    devices = {t: d for t, d in devices.items() if t not in barred} if barred else devices
     switched_off = [Unsent(t, "suppressed", SWITCHED_OFF) for t, d in sorted(devices.items())
                     if not d.get("enabled", True) and d.get("environment", "production") == request["environment"]]
-    decision = decide(request, state if only is None else {**state, "devices": devices}, now_ms, config)
-    if isinstance(decision, Suppress) and decision.reason == "no_devices" and switched_off:
-        result.not_sent += switched_off  # every device of the pin is switched off: each says so
+    decision = decide(request, state if only is None and not barred else {**state, "devices": devices}, now_ms, config)
+    if isinstance(decision, Suppress) and decision.reason == "no_devices" and (switched_off or barred):
+        result.not_sent += switched_off  # every device of the pin is switched off or barred: each says so
         return result
     if isinstance(decision, Defer):
         result.defer_until = decision.until_ms
@@ -62,7 +67,7 @@ def expand_for_pin(request: Record, pin: str, state: Record, now_ms: int, config
         return result
     assert isinstance(decision, Send)
     allowed, blocked, quota = filter_devices(request, state["devices"], state["vendor_quota"], now_ms, config,
-                                             prefs=state["prefs"], only=only)
+                                             prefs=state["prefs"], only=set(devices) if barred else only)
     result.not_sent += [Unsent(t, "suppressed", reason) for t, reason in sorted(blocked.items())] + switched_off
     if not allowed:
         if only is None or not blocked:

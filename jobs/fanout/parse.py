@@ -11,27 +11,35 @@ from pushpipe.config import Settings
 from pushpipe.jobs import runtime
 from pushpipe.jobs.counting import StageCounters, counting_letters
 from pushpipe.jobs.deadletters import Tombstone, dead_letter, decode_or_dlq, decode_or_tombstone, tombstone_letter
-from pushpipe.jobs.fanout import devices
+from pushpipe.jobs.fanout import apprules, devices
 from pushpipe.jobs.fanout.messages import TO_SHARD, ToPin, ToShard
 from pushpipe.jobs.fanout.validate import InvalidRequest, validate, without_repeats
 from pushpipe.jobs.policy.classify import message_class
 from pushpipe.jobs.policy.policyfile import policy_config
 from pushpipe.jobs.policy.preferences import InvalidPreference, reset_event
-from pushpipe.schemas import codec, keys
+from pushpipe.schemas import apps, codec, keys
 
 JOB = "fanout"
 
 
 @liveness.watched
 class ParseRequests(ProcessFunction):
-    """Valid requests, each with its message class by the app's policy (the one mapping dispatch's adapters follow)."""
+    """Valid requests, each with its message class by the app's policy (the one mapping dispatch's adapters follow)
+    and its app's rules from the registry (jobs/fanout/apprules.py)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, registry: apps.AppLookup | None = None) -> None:
         self.settings, self.topic = settings, settings.topics.requests
+        self.registry = registry  # None: the app registry, followed from open() (a Kafka client is never pickled)
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.classes = policy_config(self.settings).classes
         self.counters = StageCounters(runtime_context, "parse-requests")
+        self.apps = self.registry if self.registry is not None else apps.follow(self.settings, f"{JOB} parse-requests")
+
+    def close(self) -> None:
+        follower = getattr(self, "apps", None)
+        if isinstance(follower, apps.AppFollower):
+            follower.close()
 
     def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterator[Any]:
         yield from counting_letters(self.counters, self.topic, self.parse(value))
@@ -46,7 +54,11 @@ class ParseRequests(ProcessFunction):
             except InvalidRequest as bad:
                 yield dead_letter(JOB, self.topic, value, "invalid_request", str(bad), msg_id=item["msg_id"], app_id=item["app_id"])
                 continue
-            item = without_repeats(item)
+            try:
+                item = apprules.with_app_rules(without_repeats(item), self.apps.get(item["app_id"]), self.settings.app_registry_required)
+            except apprules.UnknownApp as unknown:
+                yield dead_letter(JOB, self.topic, value, apprules.UNKNOWN_APP, str(unknown), msg_id=item["msg_id"], app_id=item["app_id"])
+                continue
             item["message_class"] = message_class(item["category"], self.classes)
             self.counters.count("pushpipe_requests_in", target=item["target"], priority=item["priority"])
             yield item

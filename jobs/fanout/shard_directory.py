@@ -16,6 +16,7 @@ from pyflink.datastream.state import MapStateDescriptor
 
 from pushpipe import liveness
 from pushpipe.jobs.fanout import records, shards
+from pushpipe.jobs.fanout.apprules import VENDOR_NOT_ALLOWED, vendor_allowed
 from pushpipe.jobs.fanout.directory import Directory
 from pushpipe.jobs.fanout.emit import lane_batch, not_sent
 from pushpipe.jobs.fanout.messages import FEEDBACK, GATHER, PICKLED, REPORT, TO_PIN, Gather, ShardReport, ToPin, ToShard
@@ -100,6 +101,8 @@ class ShardDirectory(Directory):
             yield from not_sent(request, f"token:{token}", [Unsent(token, "suppressed", reason)], self.clock())
         elif device["environment"] != request["environment"]:
             yield from not_sent(request, f"token:{token}", [Unsent(token, "suppressed", "test_push_to_production_device")], self.clock())
+        elif not vendor_allowed(request, device["vendor"]):
+            yield from not_sent(request, f"token:{token}", [Unsent(token, "suppressed", VENDOR_NOT_ALLOWED)], self.clock())
         else:
             yield from self.grouped(request, [(token, device)], f"token:{token}", batcher=True)
 

@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+from pushpipe.jobs.fanout.apprules import VENDOR_NOT_ALLOWED, vendor_allowed
 from pushpipe.jobs.fanout.devices import REMOVING
 
 Record = dict[str, Any]
@@ -30,6 +31,8 @@ def select(devices: Iterable[tuple[str, Record]], request: Record) -> tuple[list
             skipped["switched_off"] += 1
         elif device["environment"] != request["environment"]:
             skipped[f"{device['environment']}_device"] += 1
+        elif not vendor_allowed(request, device["vendor"]):
+            skipped[VENDOR_NOT_ALLOWED] += 1
         else:
             chosen.append((token, device))
     return chosen, skipped
