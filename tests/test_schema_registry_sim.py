@@ -22,7 +22,8 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from typer.testing import CliRunner
 
 from pushpipe import cli
-from pushpipe.config import ENV_PREFIX, Topics
+from pushpipe.config import ENV_PREFIX, Topics, load
+from pushpipe.infra.schema_registry import SchemaRegistry, state_file
 from pushpipe.producer import push_request
 from pushpipe.schemas import codec, registry
 from pushpipe.simulators.schema_registry import MEDIA_TYPE
@@ -237,3 +238,21 @@ def test_schemas_register_fills_it_once(url: str, monkeypatch) -> None:
         latest = client.get_latest_version(subject)
         assert latest.version == 1 and json.loads(latest.schema.schema_str) == json.loads(codec.schema_text(name))
         assert client.get_compatibility(subject) == "BACKWARD"
+
+
+def test_the_stack_component_starts_it_and_registers_pushpipes_schemas(tmp_path: Path) -> None:
+    """What `pushpipe up` does (in a home of this test's own, on a free port): start, register, healthy; again: nothing new."""
+    settings = load(home=tmp_path, schema_registry_url=f"http://127.0.0.1:{free_port()}")
+    component = SchemaRegistry()
+    try:
+        component.start(settings)
+        component.start(settings)  # idempotent: running and registered already
+        health = component.health(settings)
+        subjects = registry.subjects(settings.topics)
+        assert health.ok and health.detail == f"simulator: {len(subjects)} subjects, {len({n for _, n in subjects})} schemas"
+        client = SchemaRegistryClient({"url": settings.schema_registry_url})
+        assert all(client.get_versions(subject) == [1] for subject, _ in subjects)
+        assert state_file(settings).exists()
+    finally:
+        component.stop(settings)
+    assert not component.health(settings).ok
