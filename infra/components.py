@@ -9,12 +9,13 @@ from pushpipe.infra.ingress import Ingress
 from pushpipe.infra.jobs import all_jobs
 from pushpipe.infra.kafka import Kafka
 from pushpipe.infra.prometheus import Alertmanager, Prometheus, Pushgateway
+from pushpipe.infra.schema_registry import SchemaRegistry
 from pushpipe.infra.service import Service
 from pushpipe.infra.simulators import Simulators
 
 
 def services() -> list[Service]:
-    return [Kafka(), Elasticsearch(), ClickHouse(), Simulators(), Gateway(), Ingress(), Pushgateway(), Prometheus(), Alertmanager(),
+    return [Kafka(), Elasticsearch(), ClickHouse(), Simulators(), SchemaRegistry(), Gateway(), Ingress(), Pushgateway(), Prometheus(), Alertmanager(),
             Console()]  # last: it reads the others
 
 

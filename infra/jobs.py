@@ -93,10 +93,13 @@ class FlinkJob:
         PUSHPIPE_PIPELINE_JARS: the connector jars and the project's Java, for the job's classpath.
         FLINK_LIB_DIR: pyflink's lib plus Beam's gRPC servers bound to loopback (infra/beamloopback.py);
         PyFlink keeps it only with FLINK_HOME set.
+        PUSHPIPE_SCHEMA_REGISTRY_URL: the registry the Python workers fetch Confluent-framed values' writer schemas from
+        (schemas/registry.py reads the variable, not the settings): the setting's value, its default included.
         """
         from pushpipe.infra.flink import pipeline_jars
 
         return {"PUSHPIPE_JOB": self.job, "PUSHPIPE_PIPELINE_JARS": pipeline_jars(settings),
+                "PUSHPIPE_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
                 "FLINK_LOG_DIR": str(self.log_dir(settings)), "_python_worker_execution_mode": "process",
                 "FLINK_HOME": str(beamloopback.pyflink_home()), "FLINK_LIB_DIR": str(beamloopback.lib_dir(settings))}
 

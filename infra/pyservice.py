@@ -1,4 +1,5 @@
-"""The project's own HTTP services (receipt gateway, send API, web console) as managed background processes.
+"""The project's own HTTP services (receipt gateway, send API, web console, schema registry simulator) as managed background
+processes.
 
 Each runs as `python -m <module>`, on the address of a setting; run_dir/<process_name>/ holds its pid and log.
 Healthy once GET /health answers {"ok": true}. A subclass names itself and may prepare what it needs first
@@ -33,10 +34,14 @@ class PythonService:
     def prepare(self, settings: Settings) -> None:
         """What must exist before the process starts (idempotent)."""
 
+    def args(self, settings: Settings) -> list[str]:
+        """The module's command-line arguments (none: it reads the settings itself)."""
+        return []
+
     def start(self, settings: Settings) -> None:
         self.prepare(settings)
         if process.needs_start(settings, self.process_name, lambda: self.health(settings).ok):
-            process.start(settings, self.process_name, [sys.executable, "-m", self.module])
+            process.start(settings, self.process_name, [sys.executable, "-m", self.module, *self.args(settings)])
             process.wait_until(lambda: self.health(settings).ok, self.start_timeout_s, self.what, settings=settings,
                                name=self.process_name)
 

@@ -265,21 +265,21 @@ def schemas_register() -> None:
     """Register each topic's value schema in the registry at PUSHPIPE_SCHEMA_REGISTRY_URL, each subject BACKWARD compatible.
 
     Subjects: <topic>-value (Confluent's default TopicNameStrategy); push.receipts carries two record types, so
-    pushpipe.Receipt and pushpipe.ReceiptBatch (RecordNameStrategy). Idempotent. Exits 1 when the registry does not
-    answer or refuses a schema (e.g. one incompatible with a subject's earlier versions)."""
-    from pushpipe.schemas import codec, registry
+    pushpipe.Receipt and pushpipe.ReceiptBatch (RecordNameStrategy). Idempotent (`pushpipe up` does it in the embedded
+    registry). Exits 1 when the registry does not answer or refuses a schema (e.g. one incompatible with a subject's
+    earlier versions)."""
+    from pushpipe.schemas import registry
 
     settings = load()
     if not settings.schema_registry_url:
         print(f"pushpipe schemas register: no schema registry: set {registry.URL_ENV}", file=sys.stderr)
         raise typer.Exit(1)
-    for subject, name in registry.subjects(settings.topics):
-        try:
-            done = registry.register(settings.schema_registry_url, subject, codec.schema_text(name))
-        except registry.RegistryError as failed:
-            print(f"pushpipe schemas register: {masked_url(str(failed))}", file=sys.stderr)
-            raise typer.Exit(1) from None
-        print(f"{subject:<30} {name:<16} id {done.schema_id:<5} version {done.version:<4} {registry.COMPATIBILITY}")
+    try:
+        for name, done in registry.register_all(settings.schema_registry_url, settings.topics):
+            print(f"{done.subject:<30} {name:<16} id {done.schema_id:<5} version {done.version:<4} {registry.COMPATIBILITY}")
+    except registry.RegistryError as failed:
+        print(f"pushpipe schemas register: {masked_url(str(failed))}", file=sys.stderr)
+        raise typer.Exit(1) from None
 
 apps_cli = typer.Typer(help="The apps that may use the HTTP API: create, rotate-secret, list (kept on the compacted Kafka topic apps).",
                        no_args_is_help=True)

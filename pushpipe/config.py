@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "PUSHPIPE_"
@@ -132,7 +132,10 @@ class Settings(BaseSettings):
     topics: Topics = Field(default_factory=lambda: Topics())
     # a Confluent-compatible schema registry (comma-separated URLs; user:password@ for basic auth): readers then also take
     # values in Confluent's framing, their writer schemas fetched by id; `pushpipe schemas register` fills it. "": none
-    schema_registry_url: str = ""
+    schema_registry_url: str = "http://127.0.0.1:18481"
+    # "embedded": `pushpipe up` runs the registry simulator (simulators/schema_registry.py) on schema_registry_url's host
+    # and port and registers pushpipe's schemas in it; "server": the URL is your own registry (or "" for none)
+    schema_registry_mode: Literal["embedded", "server"] = "embedded"
 
     @field_validator("daily_caps", "vendor_quotas", mode="before")
     @classmethod
@@ -166,6 +169,16 @@ class Settings(BaseSettings):
                 raise ValueError("expected http:// or https:// URLs with a host, separated by commas (mock://name: in memory, "
                                  "for tests), or nothing")
         return ",".join(urls)
+
+    @field_validator("schema_registry_mode")
+    @classmethod
+    def _embedded_registry(cls, mode: str, info: ValidationInfo) -> str:
+        """The embedded registry listens on one plain-HTTP address: several URLs or TLS mean a registry of your own."""
+        url = info.data.get("schema_registry_url") or ""
+        if mode == "embedded" and ("," in url or (url and not url.startswith("http://"))):
+            raise ValueError(f"the embedded registry listens on one http:// URL, not PUSHPIPE_SCHEMA_REGISTRY_URL={masked_url(url)!r}; "
+                             "set server for a registry of your own")
+        return mode
 
     @model_validator(mode="after")
     def _run_files(self) -> Settings:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -26,6 +26,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, Schema
 from confluent_kafka.schema_registry._sync.mock_schema_registry_client import MockSchemaRegistryClient
 from fastavro.schema import parse_schema
 
+from pushpipe.schemas import codec
 from pushpipe.schemas.errors import BadRecord
 
 if TYPE_CHECKING:
@@ -160,3 +161,9 @@ def register(url: str, subject: str, schema_text: str) -> Registered:
     except (httpx2.HTTPError, ValueError) as down:
         raise RegistryError(f"the schema registry at {url} does not answer: {type(down).__name__}: {down}") from None
     return Registered(subject, schema_id, version or 0)
+
+
+def register_all(url: str, topics: Topics) -> Iterator[tuple[str, Registered]]:
+    """(record name, where it is) of each of pushpipe's subjects as it is registered (`register`); RegistryError stops it."""
+    for subject, name in subjects(topics):
+        yield name, register(url, subject, codec.schema_text(name))

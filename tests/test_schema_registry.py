@@ -32,6 +32,7 @@ def memory_registry(monkeypatch) -> Iterator[registry.MemoryRegistry]:
     the same URL share nothing): the codec's readers, `pushpipe schemas register` and the tests' serializers share this
     process's one client of the URL (registry.client)."""
     monkeypatch.setenv(registry.URL_ENV, URL)
+    monkeypatch.setenv(f"{ENV_PREFIX}SCHEMA_REGISTRY_MODE", "server")  # in memory: no simulator to run
     registry.forget()
     yield cast(registry.MemoryRegistry, registry.client(URL))
     registry.forget()
@@ -234,6 +235,6 @@ def test_schemas_register_says_which_subject_the_registry_refused(memory_registr
 
 
 def test_schemas_register_without_a_registry_url_says_what_to_set(monkeypatch) -> None:
-    monkeypatch.delenv(registry.URL_ENV, raising=False)
+    monkeypatch.setenv(registry.URL_ENV, "")  # unset, it is the embedded registry's
     done = CliRunner().invoke(cli.app, ["schemas", "register"])
     assert done.exit_code == 1 and done.stderr.strip() == "pushpipe schemas register: no schema registry: set PUSHPIPE_SCHEMA_REGISTRY_URL"

@@ -21,12 +21,24 @@ def test_defaults_describe_the_embedded_stack(monkeypatch, tmp_path) -> None:
     assert settings.vendors_file == tmp_path / "run" / "vendors.json" and settings.policy_file == tmp_path / "run" / "policy.json"
 
 
-def test_a_schema_registry_is_optional_and_may_have_several_urls(monkeypatch) -> None:
-    monkeypatch.delenv("PUSHPIPE_SCHEMA_REGISTRY_URL", raising=False)
-    assert load().schema_registry_url == ""
+def test_the_schema_registry_is_the_embedded_simulator_unless_one_of_your_own_or_none_is_set(monkeypatch) -> None:
+    for name in ("PUSHPIPE_SCHEMA_REGISTRY_URL", "PUSHPIPE_SCHEMA_REGISTRY_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    assert (load().schema_registry_url, load().schema_registry_mode) == ("http://127.0.0.1:18481", "embedded")
+    monkeypatch.setenv("PUSHPIPE_SCHEMA_REGISTRY_URL", "")
+    assert load().schema_registry_url == ""  # none: the stack starts no registry
+    monkeypatch.setenv("PUSHPIPE_SCHEMA_REGISTRY_MODE", "server")
     monkeypatch.setenv("PUSHPIPE_SCHEMA_REGISTRY_URL", f"http://sr:{PASSWORD}@a:8081/, https://b:8081")
     settings = load()
     assert settings.schema_registry_url == f"http://sr:{PASSWORD}@a:8081,https://b:8081" and PASSWORD not in str(settings.masked())
+
+
+@pytest.mark.parametrize("url", ["https://127.0.0.1:18481", "http://a:8081,http://b:8081"])
+def test_the_embedded_registry_takes_one_plain_http_url(monkeypatch, url: str) -> None:
+    monkeypatch.delenv("PUSHPIPE_SCHEMA_REGISTRY_MODE", raising=False)
+    monkeypatch.setenv("PUSHPIPE_SCHEMA_REGISTRY_URL", url)
+    with pytest.raises(SettingsError, match="PUSHPIPE_SCHEMA_REGISTRY_MODE: .*one http:// URL"):
+        load()
 
 
 @pytest.mark.parametrize("name, value, expected", [
