@@ -29,6 +29,7 @@ from typing import Any
 
 from bench.asgi_choice import tree_cpu
 from bench.httpload import drive, json_request
+from pushpipe import observe
 from pushpipe.config import Settings, load
 from pushpipe.infra import process
 from pushpipe.infra.jobs import all_jobs
@@ -118,6 +119,18 @@ def paused(settings: Settings, pause: bool) -> Iterator[list[str]]:
                 os.kill(pid, signal.SIGCONT)
 
 
+def wait_drained(settings: Settings) -> None:
+    """Wait until fan-out has taken the bench's pushes and analytics their results, so that what runs next on the
+    stack (a test, another benchmark) does not queue behind them; the backlog is shown as it shrinks."""
+    for group, topic in (("pushpipe-fanout", settings.topics.requests), ("pushpipe-analytics", settings.topics.results)):
+        def backlog(group: str = group, topic: str = topic) -> bool:
+            lag = observe.group_lag(settings, group, topic)
+            print(f"\r  {group}: {lag if lag is not None else '?':>8} records of {topic} to go", end="", flush=True)
+            return lag == 0
+        observe.wait_for(backlog, 1800, f"{group} to take the bench's records on {topic}", interval_s=2)
+        print()
+
+
 def run_phase(url: str, app: str, secret: str, run: str, seconds: float, concurrency: int, rate: float,
               measured: dict[str, int]) -> tuple[dict[str, Any], dict[str, float]]:
     before = {name: tree_cpu(pid) for name, pid in measured.items()}
@@ -171,6 +184,9 @@ def main() -> None:
         print(f"CPU {name}: {seconds:.1f} s, {seconds / max(1, figures['requests']) * 1e6:,.0f} µs per request")
     met = accepted / figures["seconds"] >= GOAL_PER_S * 0.98 and figures["p99_ms"] <= GOAL_P99_MS
     print(f"goal {GOAL_PER_S:,}/s with p99 <= {GOAL_P99_MS:g} ms: {'met' if met else 'NOT met'}")
+    if not args.noop:
+        print("the pipeline takes the pushes it was sent (they waited on Kafka while the jobs were paused):")
+        wait_drained(settings)
 
 
 if __name__ == "__main__":
