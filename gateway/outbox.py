@@ -10,18 +10,26 @@ from functools import partial
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 Record = tuple[str, bytes, bytes]  # (topic, key, value)
+SWEEP_S = 0.1  # how often deadlines are checked while sends are waiting: a timeout fires up to this much late
 Settled = tuple[asyncio.AbstractEventLoop, asyncio.Future[None], KafkaError | None]
 
 
 class Outbox:
     """Delivery reports are collected as librdkafka serves them and handed to each waiting event loop in one call
     per poll, not one per record: a wake-up of the loop (call_soon_threadsafe writes to its self-pipe) costs more
-    than settling a future, and at thousands of records a second the reports come in batches."""
+    than settling a future, and at thousands of records a second the reports come in batches.
 
-    def __init__(self, bootstrap: str, client_id: str = "pushpipe-gateway") -> None:
+    With `ack_timeout_s`, a send not acknowledged in time raises TimeoutError. The deadlines are kept in send order
+    (one timeout for all) and swept a few times a second by one timer, rather than by a timer per send as
+    asyncio.timeout sets and cancels (measured: ~20 µs of a ~100 µs API request)."""
+
+    def __init__(self, bootstrap: str, client_id: str = "pushpipe-gateway", ack_timeout_s: float | None = None) -> None:
         self.producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
                                   "linger.ms": 5, "compression.type": "lz4", "client.id": client_id})
         self._settled: collections.deque[Settled] = collections.deque()  # thread-safe appends and pops
+        self.ack_timeout_s = ack_timeout_s
+        self._deadlines: collections.deque[tuple[float, list[asyncio.Future[None]]]] = collections.deque()  # the loop's own
+        self._sweeping = False
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name=f"{client_id}-kafka-poll", daemon=True)
         self._poller.start()
@@ -34,7 +42,27 @@ class Outbox:
             done: asyncio.Future[None] = loop.create_future()
             waits.append(done)
             self._produce(topic, key, value, partial(self._delivered, loop, done))
+        if self.ack_timeout_s is not None:
+            self._expire_later(loop, waits)
         await (waits[0] if len(waits) == 1 else asyncio.gather(*waits))
+
+    def _expire_later(self, loop: asyncio.AbstractEventLoop, waits: list[asyncio.Future[None]]) -> None:
+        assert self.ack_timeout_s is not None
+        self._deadlines.append((loop.time() + self.ack_timeout_s, waits))
+        if not self._sweeping:
+            self._sweeping = True
+            loop.call_later(min(SWEEP_S, self.ack_timeout_s), self._sweep, loop)
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Fail the sends whose deadline passed (their records may still be written: none is promised)."""
+        now = loop.time()
+        while self._deadlines and self._deadlines[0][0] <= now:
+            for done in self._deadlines.popleft()[1]:
+                if not done.done():
+                    done.set_exception(TimeoutError(f"Kafka did not acknowledge within {self.ack_timeout_s:g} s"))
+        self._sweeping = bool(self._deadlines)
+        if self._sweeping:
+            loop.call_later(min(SWEEP_S, max(0.0, self._deadlines[0][0] - now)), self._sweep, loop)
 
     def _delivered(self, loop: asyncio.AbstractEventLoop, done: asyncio.Future[None], err: KafkaError | None, _msg: Message) -> None:
         self._settled.append((loop, done, err))

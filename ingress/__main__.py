@@ -18,8 +18,8 @@ def main() -> None:
     settings = load()
     where = urlsplit(settings.api_url)
     apps = AppFollower(settings).start()
-    server = api.create(settings, apps, Outbox(settings.kafka_bootstrap, client_id="pushpipe-ingress"), ElasticMessages(settings),
-                        ready=apps.loaded.is_set)
+    outbox = Outbox(settings.kafka_bootstrap, client_id="pushpipe-ingress", ack_timeout_s=settings.api_ack_timeout_s)
+    server = api.create(settings, apps, outbox, ElasticMessages(settings), ready=apps.loaded.is_set)
     # access logs off: they would say which app calls what; secrets are in headers, which uvicorn never logs
     uvicorn.run(server, host=where.hostname or "127.0.0.1", port=where.port or 18470, access_log=False,
                 loop="uvloop", http="httptools", log_level="warning")

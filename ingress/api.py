@@ -26,7 +26,6 @@ instead of generated.
 """
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -62,7 +61,8 @@ LATENCY = Histogram("pushpipe_api_request_seconds", "Time to answer an API reque
 
 
 class Sender(Protocol):
-    """Kafka as the API uses it (gateway/outbox.py's Outbox): returns once every record is acknowledged."""
+    """Kafka as the API uses it (gateway/outbox.py's Outbox): returns once every record is acknowledged, raises
+    KafkaException if one failed or TimeoutError once the settings' api_ack_timeout_s passed."""
 
     async def send(self, records: list[Record]) -> None: ...
 
@@ -188,8 +188,7 @@ class Api:
     async def _send(self, records: list[Record]) -> None:
         """Return once Kafka acknowledged every record; Refused 503 otherwise (then some may be written, none is promised)."""
         try:
-            async with asyncio.timeout(self.settings.api_ack_timeout_s):  # no task of its own, unlike wait_for
-                await self.outbox.send(records)
+            await self.outbox.send(records)  # it times out after api_ack_timeout_s (ingress/__main__.py)
         except (KafkaException, TimeoutError) as failed:
             log.warning("Kafka did not acknowledge %d record(s): %s", len(records), type(failed).__name__)
             raise Refused(503, "unavailable", "Kafka did not acknowledge it: send it again (with the same Idempotency-Key)",

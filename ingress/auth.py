@@ -8,7 +8,6 @@ per app (SLOW_CHECKS_PER_S), so wrong secrets cannot keep the server hashing: pa
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import os
 from dataclasses import dataclass
@@ -44,7 +43,7 @@ class Authenticator:
         app, secret = self.store.get(app_header), authorization[len(BEARER):].strip()
         if app is None:
             return Refusal(401, "unauthenticated", "unknown app or wrong secret")
-        mac = hmac.new(self._key, secret.encode(), hashlib.sha256).digest()
+        mac = hmac.digest(self._key, secret.encode(), "sha256")  # one-shot, in C: a third of hmac.new(...).digest()
         known = self._known.get(app.app_id)
         if known is not None and known[0] == app.secret_hash and hmac.compare_digest(known[1], mac):
             return app

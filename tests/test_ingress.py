@@ -37,8 +37,9 @@ class FakeOutbox:
     async def send(self, records: list[Sent]) -> None:
         if self.fail:
             raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT))
-        if self.hold:
-            await asyncio.sleep(3600)
+        if self.hold:  # as the real Outbox does after its ack_timeout_s
+            await asyncio.sleep(0.3)
+            raise TimeoutError("Kafka did not acknowledge within 0.3 s")
         self.acked += records
 
     def close(self) -> None:
