@@ -7,7 +7,7 @@ from urllib.parse import unquote, urlparse
 import httpx
 
 from pushpipe.config import Settings
-from pushpipe.infra import process
+from pushpipe.infra import http, process
 from pushpipe.infra.service import Health
 
 NAME = "clickhouse"
@@ -44,7 +44,7 @@ class ClickHouse:
 
     def health(self, settings: Settings) -> Health:
         try:
-            response = httpx.get(f"{settings.clickhouse_url}/ping", timeout=2)
+            response = http.client().get(f"{settings.clickhouse_url}/ping", timeout=2)
             return Health(response.status_code == 200, f"mode={settings.clickhouse_mode}")
         except httpx.HTTPError as exc:
             return Health(False, type(exc).__name__)

@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 
+from pushpipe.infra import http
+
 TIMEOUT_S = 2.0
 
 
@@ -26,7 +28,7 @@ class JobView:
 
 def _get(base: str, path: str) -> Any:
     try:
-        return httpx.get(f"{base}{path}", timeout=TIMEOUT_S).json()
+        return http.client().get(f"{base}{path}", timeout=TIMEOUT_S).json()
     except (httpx.HTTPError, ValueError):
         return None
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from pushpipe.config import Settings
-from pushpipe.infra import process
+from pushpipe.infra import http, process
 from pushpipe.infra.service import Health
 
 ALERTING = Path(__file__).parent / "alerting"
@@ -57,7 +57,7 @@ def scrape_config(settings: Settings) -> dict[str, Any]:
 
 def _ready(url: str) -> bool:
     try:
-        return httpx.get(f"{url}/-/ready", timeout=2).status_code == 200
+        return http.client().get(f"{url}/-/ready", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -84,7 +84,7 @@ class Prometheus:
                 "--storage.tsdb.retention.time=7d"])
             process.wait_until(lambda: _ready(settings.prometheus_url), 60, "Prometheus", settings=settings, name=self.name)
         else:  # running: take the config again (targets follow the settings)
-            httpx.post(f"{settings.prometheus_url}/-/reload", timeout=10)
+            http.client().post(f"{settings.prometheus_url}/-/reload", timeout=10)
 
     def stop(self, settings: Settings) -> None:
         process.stop(settings, self.name, timeout=15)
@@ -93,7 +93,7 @@ class Prometheus:
         if not _ready(settings.prometheus_url):
             return Health(False, "not ready")
         try:
-            targets = httpx.get(f"{settings.prometheus_url}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+            targets = http.client().get(f"{settings.prometheus_url}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
         except (httpx.HTTPError, ValueError, KeyError):
             return Health(True, "ready")
         up = sum(1 for t in targets if t.get("health") == "up")

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from pushpipe.config import Settings
-from pushpipe.infra import process
+from pushpipe.infra import http, process
 from pushpipe.infra.service import Health
 
 
@@ -50,7 +50,7 @@ class PythonService:
 
     def health(self, settings: Settings) -> Health:
         try:
-            answer = httpx.get(f"{self.address(settings)}/health", timeout=2).json()
+            answer = http.client().get(f"{self.address(settings)}/health", timeout=2).json()
         except (httpx.HTTPError, ValueError):
             return Health(False, "not answering")
         return self.health_detail(answer)

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from pushpipe.config import Settings, masked_url
-from pushpipe.infra import process
+from pushpipe.infra import http, process
 from pushpipe.infra.pyservice import PythonService
 from pushpipe.infra.service import Health
 
@@ -74,7 +74,7 @@ def register_schemas(settings: Settings) -> None:
 def _answers(url: str) -> Health:
     """A registry of the user's own: healthy when it tells its global compatibility level (user:password@ is basic auth)."""
     try:
-        level = httpx.get(f"{url}/config", timeout=2).raise_for_status().json()["compatibilityLevel"]
+        level = http.client().get(f"{url}/config", timeout=2).raise_for_status().json()["compatibilityLevel"]
     except (httpx.HTTPError, ValueError, KeyError, TypeError) as failed:
         return Health(False, f"server: {type(failed).__name__}")
     return Health(True, f"server, compatibility {level}")

@@ -16,7 +16,7 @@ import httpx
 
 from pushpipe.config import Settings
 from pushpipe.connectors.apns import ApnsConfig
-from pushpipe.infra import gateway, process
+from pushpipe.infra import gateway, http, process
 from pushpipe.infra.service import Health
 
 NAME = "simulators"
@@ -88,7 +88,7 @@ class SimulatorAdmin:
 
     def _call(self, method: str, path: str, *, params: dict[str, Any] | None = None,
               body: dict[str, Any] | None = None) -> dict[str, Any]:
-        r = httpx.request(method, self.url + path, params=params, json=body, timeout=self.timeout_s)
+        r = http.client().request(method, self.url + path, params=params, json=body, timeout=self.timeout_s)
         r.raise_for_status()
         doc: dict[str, Any] = r.json()
         return doc

@@ -5,10 +5,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from pushpipe.config import Settings
+from pushpipe.infra import http
 from pushpipe.sinks import clickhouse
 
 
@@ -34,7 +34,7 @@ def group_lag(settings: Settings, group: str, topic: str) -> int | None:
 
 def simulator_accepted(settings: Settings, prefix: str) -> dict[str, Any]:
     """{"count", "unique", "tokens"} accepted by the vendor simulators for tokens with this prefix."""
-    response = httpx.get(f"{settings.simulator_admin_url}/accepted", params={"prefix": prefix}, timeout=10)
+    response = http.client().get(f"{settings.simulator_admin_url}/accepted", params={"prefix": prefix}, timeout=10)
     response.raise_for_status()
     return response.json()
 
