@@ -1,6 +1,7 @@
 """The receipt gateway (`python -m pushpipe.gateway`) as a managed background service.
 
-run_dir/gateway/ holds gateway.pid and gateway.log; the key that signs callback URLs and SDK keys is
+run_dir/gateway/ holds gateway.pid and gateway.log; it reads the app registry's topic, so the topics are made
+(idempotent) before it starts; the key that signs callback URLs and SDK keys is
 `receipt_key_file` (run/receipt.key, mode 0600), created on first start. Once it runs, the HMS and Honor
 simulators are told the gateway's console receipt URL, and the per-message vendors get theirs with each send.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 from pushpipe.config import Settings
 from pushpipe.connectors.registry import SPECS
 from pushpipe.gateway import signing
+from pushpipe.infra.kafka import ensure_topics
 from pushpipe.infra.pyservice import PythonService
 
 
@@ -23,7 +25,9 @@ class Gateway(PythonService):
         signing.load_key(settings.receipt_key_file, create=True)
 
     def prepare(self, settings: Settings) -> None:
+        """The key, and the topics (idempotent): it is healthy once it has read the app registry's topic."""
         signing.load_key(settings.receipt_key_file, create=True)
+        ensure_topics(settings)
 
 
 def console_urls(settings: Settings) -> dict[str, str]:
