@@ -148,25 +148,33 @@ class AppFollower(MemoryApps):
             self._consumer.close()
 
     def _assign(self) -> dict[int, int]:
-        """Assign every partition from its start; the end offset of each that has records (what `loaded` waits for)."""
+        """Assign every partition from its start; the end offset of each that has records (what `loaded` waits for).
+        Until the topic is there and each partition has a leader (ensure_topics makes it; a new topic's leaders
+        are elected a moment later), it asks again each second."""
         while not self._stop.is_set():
             try:
-                metadata = self._consumer.list_topics(self.topic, timeout=5)
-                partitions = metadata.topics[self.topic].partitions
-                if metadata.topics[self.topic].error is None and partitions:
-                    break
-            except KafkaException:
-                pass
-            self._stop.wait(1)  # the topic is not there yet (ensure_topics makes it)
-        else:
-            return {}
-        ends = {}
-        for number in partitions:
-            low, high = self._consumer.get_watermark_offsets(TopicPartition(self.topic, number), timeout=10)
-            if high > low:
-                ends[number] = high
-        self._consumer.assign([TopicPartition(self.topic, number, OFFSET_BEGINNING) for number in partitions])
-        return ends
+                ends = self._ends()
+            except KafkaException as failed:
+                log.info("apps: topic %s not readable yet (%s): asking again", self.topic, failed.args[0].name())
+                ends = None
+            if ends is not None:
+                partitions, high = ends
+                self._consumer.assign([TopicPartition(self.topic, number, OFFSET_BEGINNING) for number in partitions])
+                return high
+            self._stop.wait(1)
+        return {}
+
+    def _ends(self) -> tuple[list[int], dict[int, int]] | None:
+        """The topic's partitions and the end offset of each that has records; None while the topic is missing."""
+        metadata = self._consumer.list_topics(self.topic, timeout=5).topics[self.topic]
+        if metadata.error is not None or not metadata.partitions:
+            return None
+        high = {}
+        for number in metadata.partitions:
+            low, end = self._consumer.get_watermark_offsets(TopicPartition(self.topic, number), timeout=10)
+            if end > low:
+                high[number] = end
+        return list(metadata.partitions), high
 
 
 def apply_record(apps: MemoryApps, key: bytes | None, value: bytes | None) -> None:
