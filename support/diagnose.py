@@ -294,10 +294,16 @@ def failures_by_reason(es: Elasticsearch, settings: Settings, app_id: str, msg_i
     return sorted(failures, key=lambda f: -f["count"])
 
 
+NOTHING_COUNTED = ("No delivery of it is counted yet: it may still wait in a backlog or for its schedule, or its results "
+                   "are on their way to the index. Ask again in a minute; `pushpipe status` shows each stage's lag.")
+
+
 def message_verdict(story: Story) -> list[str]:
     counts, hops = story["counts"], story["hops"]
     accepted, delivered, opened = (counts.get(k, 0) for k in ("accepted", "delivered", "opened"))
     verdict = [f"{accepted} device(s) accepted by the vendors, {delivered} delivered, {opened} opened."]
+    if not hops and not any(counts.values()) and not story["failures"]:
+        return verdict + [NOTHING_COUNTED]
     late = [h for h in hops if h["within_sla"] is False]
     verdict += [f"{h['name'].capitalize()} took {h['since_previous_ms'] / 1000:.1f} s after the hop before, over its SLA of "
                 f"{h['sla_ms'] / 1000:.0f} s." for h in late]

@@ -128,3 +128,10 @@ def test_only_well_formed_device_and_preference_events_make_documents() -> None:
     good = list(parse.process_element(codec.encode("DeviceEvent", device_event("a", "u", "tok")), None))  # type: ignore[arg-type]
     bad = list(parse.process_element(codec.encode("DeviceEvent", device_event("a", "u", "t" * 900_000)), None))  # type: ignore[arg-type]
     assert len(good) == 1 and bad == []
+
+
+def test_a_message_with_nothing_counted_yet_is_not_called_a_success() -> None:
+    nothing = {"counts": {}, "hops": [], "failures": []}
+    assert diagnose.message_verdict(nothing)[-1] == diagnose.NOTHING_COUNTED
+    sent = {"counts": {"accepted": 1}, "hops": [], "failures": []}
+    assert diagnose.message_verdict(sent)[-1] == "Every hop was within its SLA and nothing failed."
