@@ -35,7 +35,8 @@ class Outbox:
         self._poller.start()
 
     async def send(self, records: list[Record]) -> None:
-        """Return once Kafka has acknowledged every record (all in-sync replicas); KafkaException otherwise."""
+        """Return once Kafka has acknowledged every record (all in-sync replicas); KafkaException if one failed,
+        TimeoutError once `ack_timeout_s` passed without every acknowledgement."""
         loop = asyncio.get_running_loop()
         waits = []
         for topic, key, value in records:
