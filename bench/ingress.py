@@ -36,6 +36,7 @@ from pushpipe.infra.jobs import all_jobs
 
 GOAL_PER_S, GOAL_P99_MS = 5000, 20.0
 RESUME_SUPERVISOR_AFTER_S = 10.0
+MAX_PAUSED_S = 30.0  # the measured phase with the jobs paused (plus a 3 s warm-up)
 NOOP_APP, NOOP_SECRET = "bench-noop", "bench-noop-secret"
 BODY = {"target": "pin", "pins": ["bench-user"], "notification": {"title": "Your order shipped", "body": "Arriving Tuesday"},
         "category": "transactional", "ttl_s": 600}
@@ -112,9 +113,9 @@ def paused(settings: Settings, pause: bool) -> Iterator[list[str]]:
     try:
         yield [name for name in names if process.read_pid(settings, name) is not None]
     finally:
-        for pid in reversed(pids):  # the supervisor last, once the jobs' operator calls stopped mid-way have ended:
-            if pid == pids[0]:      # it would take one for a hung call and restart the job
-                time.sleep(RESUME_SUPERVISOR_AFTER_S)
+        for pid in reversed(pids):
+            if pid == pids[0]:  # the supervisor, once the operator calls the pause caught mid-way have ended (it would
+                time.sleep(RESUME_SUPERVISOR_AFTER_S)  # take one for a hung call and restart its job)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
 
@@ -156,6 +157,8 @@ def main() -> None:
     parser.add_argument("--jobs", choices=("paused", "running"), default="paused",
                         help="the stack's Flink jobs while measuring (paused: the API and Kafka have the cores)")
     args = parser.parse_args()
+    if not args.noop and args.jobs == "paused" and args.seconds > MAX_PAUSED_S:
+        parser.error(f"with the jobs paused, measure at most {MAX_PAUSED_S:g} s (Flink's heartbeat timeout is 50 s), or add --jobs running")
     settings, run = load(), uuid.uuid4().hex[:8]
     server = None
     if args.noop:
