@@ -11,7 +11,7 @@ ms, the other answers, and the CPU per request of the API's process tree (and, o
 Goal (issue 16): 5,000 single sends/s with p99 <= 20 ms, Kafka beside it. On the stack the three Flink jobs and
 their supervisor are paused (SIGSTOP) while it measures, and resumed after (--jobs running leaves them be): on two
 cores the fan-out of 5,000 requests/s would otherwise take the cores the API is measured on, and what it costs is
-issue 18's benchmarks' business. The pause lasts under 30 s, less than Flink's heartbeat timeout.
+issue 18's benchmarks' business. The jobs stay paused at most ~35 s (--seconds <= 30), less than Flink's heartbeat timeout.
 """
 from __future__ import annotations
 
