@@ -64,7 +64,8 @@ def serve_noop(port: int) -> None:
     import uvicorn
 
     from pushpipe.ingress import api
-    from pushpipe.ingress.apps import App, MemoryApps, hash_secret
+    from pushpipe.ingress.apps import hash_secret
+    from pushpipe.schemas.apps import App, MemoryApps
 
     apps = MemoryApps([App(NOOP_APP, hash_secret(NOOP_SECRET), "salt", rate_per_s=1e6)])
     server = api.create(load(), apps, NoopOutbox(), NoMessages())

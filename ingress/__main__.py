@@ -9,8 +9,8 @@ import uvicorn
 from pushpipe.config import load
 from pushpipe.gateway.outbox import Outbox
 from pushpipe.ingress import api
-from pushpipe.ingress.apps import AppFollower
 from pushpipe.ingress.status import ElasticMessages
+from pushpipe.schemas.apps import AppFollower
 
 
 def main() -> None:

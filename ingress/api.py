@@ -44,10 +44,10 @@ from starlette.routing import Route
 
 from pushpipe.config import Settings
 from pushpipe.ingress import openapi, shapes, status
-from pushpipe.ingress.apps import App, AppStore
 from pushpipe.ingress.auth import APP_HEADER, Authenticator, Refusal
 from pushpipe.ingress.limits import Buckets, retry_after
 from pushpipe.schemas import codec, keys
+from pushpipe.schemas.apps import App, AppStore
 
 log = logging.getLogger(__name__)
 Record = tuple[str, bytes, bytes]  # (topic, key, value), as gateway/outbox.py takes them

@@ -34,15 +34,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from pushpipe.config import Settings
 from pushpipe.connectors.base import Vendor
 from pushpipe.schemas import codec, keys
-from pushpipe.schemas.apps import DEFAULT_RATE_PER_S, callback_key
-
-# the readers' part (schemas/apps.py), also found here by the API, the CLI and tests
-from pushpipe.schemas.apps import App as App
-from pushpipe.schemas.apps import AppFollower as AppFollower
-from pushpipe.schemas.apps import AppLookup as AppLookup
-from pushpipe.schemas.apps import AppStore as AppStore
-from pushpipe.schemas.apps import MemoryApps as MemoryApps
-from pushpipe.schemas.apps import apply_record as apply_record
+from pushpipe.schemas.apps import DEFAULT_RATE_PER_S, App, AppFollower, AppStore, callback_key
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import os
 from dataclasses import dataclass
 
 from pushpipe.ingress import apps
-from pushpipe.ingress.apps import App, AppStore
 from pushpipe.ingress.limits import Buckets
+from pushpipe.schemas.apps import App, AppStore
 
 SLOW_CHECKS_PER_S = 5.0
 APP_HEADER = "x-pushpipe-app"

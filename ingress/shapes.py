@@ -13,9 +13,10 @@ import zoneinfo
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pushpipe.ingress.apps import VENDORS, App
+from pushpipe.ingress.apps import VENDORS
 from pushpipe.jobs.fanout import validate
 from pushpipe.schemas import codec, keys
+from pushpipe.schemas.apps import App
 
 Record = dict[str, Any]
 Check = Callable[[Any], str | None]  # a value -> what is wrong with it, or None

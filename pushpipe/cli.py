@@ -14,7 +14,8 @@ import typer
 from pushpipe.config import Settings, load, masked_url
 
 if TYPE_CHECKING:
-    from pushpipe.ingress.apps import App, Registry
+    from pushpipe.ingress.apps import Registry
+    from pushpipe.schemas.apps import App
 
 T = TypeVar("T")
 app = typer.Typer(name="pushpipe", help="Push-notification pipeline on Kafka + PyFlink.", no_args_is_help=True,

@@ -19,9 +19,10 @@ from pushpipe import cli
 from pushpipe.config import Settings, load
 from pushpipe.infra import components, kafka, prometheus
 from pushpipe.ingress import api, apps, auth, openapi, shapes, status
-from pushpipe.ingress.apps import App, AppProblem, MemoryApps, Registry
+from pushpipe.ingress.apps import AppProblem, Registry
 from pushpipe.ingress.limits import Buckets, TokenBucket
 from pushpipe.schemas import codec, keys
+from pushpipe.schemas.apps import App, MemoryApps, apply_record
 
 Sent = tuple[str, bytes, bytes]
 
@@ -426,11 +427,11 @@ def test_list_shows_no_secret_hash_or_salt() -> None:
 def test_the_apps_topic_records_replace_and_tombstones_delete() -> None:
     store = MemoryApps()
     app, _ = Registry(MemoryApps()).create("shop")
-    apps.apply_record(store, b"shop", codec.encode("App", app.record()))
+    apply_record(store, b"shop", codec.encode("App", app.record()))
     assert store.get("shop") == app and App.from_record(codec.decode("App", codec.encode("App", app.record()))) == app
-    apps.apply_record(store, b"shop", b"not avro")  # left out, logged
+    apply_record(store, b"shop", b"not avro")  # left out, logged
     assert store.get("shop") == app
-    apps.apply_record(store, b"shop", None)
+    apply_record(store, b"shop", None)
     assert store.get("shop") is None
 
 
