@@ -389,7 +389,7 @@ class WriteWindow(ProcessWindowFunction):
         messages = [(w.record, w.summary, w.rows) for w in written if w.summary is not None]
         rows = [r for _, _, message_rows in messages for r in message_rows]
         people = [w.record for w in written if w.summary is None]  # device and preference events
-        actions = elastic.window_actions(self.settings, [(record, summary) for record, summary, _ in messages], rows, people)
+        actions = elastic.window_actions(self.settings, [(record, summary) for record, summary, _ in messages], people)
         to_elasticsearch = self.beside.submit(elastic.write, self.es, actions)
         self.write_clickhouse(written, messages, rows)
         to_elasticsearch.result()

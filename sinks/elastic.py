@@ -67,20 +67,11 @@ DELIVERY_MAPPING: dict[str, Any] = {
         "campaign": {"type": "keyword"},
         "completed_at": {"type": "date", "format": "epoch_millis"},
         "count": {"type": "integer"},  # an outcome without a token that stands for this many pins or devices
-        # the lifecycle's times: requested, taken in by fan-out, due, batched, sent, (accepted:) completed_at, then what
-        # the receipts said (0: unknown)
+        # the lifecycle's times: requested, taken in by fan-out, due, batched, sent, (accepted:) completed_at; what the
+        # receipts said after is in ClickHouse (sinks/receipt_states.py)
         **{f"{hop}_at": {"type": "date", "format": "epoch_millis"} for hop in ("requested", "taken", "due", "batched", "sent")},
     },
 }
-TIMED_STATES = ("delivered", "opened", "clicked", "dismissed")  # a receipt state with its own time field
-RECEIPT_FIELDS: dict[str, Any] = {  # set on a delivery by its token's receipts
-    **{f"{state}_at": {"type": "date", "format": "epoch_millis"} for state in TIMED_STATES},
-    "receipt": {"type": "keyword"},  # undelivered, switched_off or invalid_target, with its code and time
-    "receipt_code": {"type": "keyword"},
-    "receipt_at": {"type": "date", "format": "epoch_millis"},
-}
-DELIVERY_MAPPING["properties"].update(RECEIPT_FIELDS)
-RECEIPT_SOURCES = ("vendor", "sdk")  # a lifecycle row from a receipt (Receipt.source), not from dispatch
 
 
 class OrjsonNdjsonSerializer(NdjsonSerializer):
@@ -172,29 +163,12 @@ def delivery_actions(index: str, result: dict[str, Any]) -> list[Action]:
     ]
 
 
-def receipt_actions(index: str, rows: list[dict[str, Any]]) -> list[Action]:
-    """One partial update per token of the receipts' lifecycle rows (jobs/lifecycle.py): each state's time.
-
-    A receipt's row comes only after its token's result, so the delivery exists (written before, in order)."""
-    docs: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        if r["source"] not in RECEIPT_SOURCES or not r["token"]:
-            continue
-        doc = docs.setdefault(keys.delivery_doc_id(r["app_id"], r["msg_id"], r["token"]), {})
-        if r["state"] in TIMED_STATES:
-            doc[f"{r['state']}_at"] = r["ts"]
-        else:
-            doc.update(receipt=r["state"], receipt_code=r["code"], receipt_at=r["ts"])
-    return [{"_op_type": "update", "_index": index, "_id": doc_id, "doc": doc, "retry_on_conflict": 5}
-            for doc_id, doc in docs.items()]
-
-
 def window_actions(settings: Settings, pairs: list[tuple[dict[str, Any], dict[str, Any]]],
-                   rows: list[dict[str, Any]], devices: Sequence[dict[str, Any]] = ()) -> list[Action]:
-    """What a window of (DispatchResult or Receipt, message totals) pairs and their lifecycle rows writes: one
-    update per message, with its latest totals (they are absolute, so earlier ones in the window would be
-    overwritten), then every delivery, then the receipts' states of the deliveries; then the window's
-    DeviceEvents and PreferenceEvents (those with a `setting`), in order."""
+                   devices: Sequence[dict[str, Any]] = ()) -> list[Action]:
+    """What a window of (DispatchResult or receipts, message totals) pairs writes: one update per message, with its
+    latest totals (they are absolute, so earlier ones in the window would be overwritten), then every delivery;
+    then the window's DeviceEvents and PreferenceEvents (those with a `setting`), in order. What each receipt
+    said of its delivery is in ClickHouse only (sinks/receipt_states.py)."""
     latest: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
     for record, summary in pairs:  # a message's last totals, with the fields of its last result (receipts have none)
         message = (record["app_id"], record["msg_id"])
@@ -202,7 +176,6 @@ def window_actions(settings: Settings, pairs: list[tuple[dict[str, Any], dict[st
         latest[message] = (described, summary)
     return [*(message_action(settings.es_index, r, s) for r, s in latest.values()),
             *(action for record, _ in pairs if "batch_id" in record for action in delivery_actions(settings.es_deliveries_index, record)),
-            *receipt_actions(settings.es_deliveries_index, rows),
             *(action for event in devices for action in (
                 [device_docs.preference_action(settings.es_preferences_index, event)] if "setting" in event
                 else device_docs.device_actions(settings.es_devices_index, event)))]
@@ -222,11 +195,10 @@ def write(es: Elasticsearch, actions: Iterable[Action]) -> None:
 
 def _is_stale_delivery(item: dict[str, Any]) -> bool:
     """A failed bulk item {op_type: info} that is a version conflict of a versioned index (deliveries), or a
-    receipt's update of a delivery that is gone (a token's delivery removed from the index meanwhile)."""
+    preference deleted again (a replayed tombstone)."""
     ((op_type, info),) = item.items()
     status = info.get("status")
-    return ((op_type == "index" and status == 409) or (op_type == "update" and status == 404)  # messages upsert: never 404
-            or (op_type == "delete" and status == 404))  # a preference deleted again (a replayed tombstone)
+    return (op_type == "index" and status == 409) or (op_type == "delete" and status == 404)
 
 
 def deliveries(es: Elasticsearch, settings: Settings, app_id: str, msg_id: str, size: int = 10_000) -> dict[str, dict[str, Any]]:

@@ -2,8 +2,8 @@
 
 Read from what the analytics job keeps where a person can query it: Elasticsearch's device, preference,
 message and delivery documents (sinks/device_docs.py, sinks/elastic.py), and ClickHouse's device events
-(switch history) and lifecycle events (caps used today). Every query is filtered by the app: one app's
-story never shows another's devices or messages.
+(switch history) and lifecycle events (caps used today, and what the receipts said: sinks/receipt_states.py).
+Every query is filtered by the app: one app's story never shows another's devices or messages.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from elasticsearch import Elasticsearch
 from pushpipe.config import Settings
 from pushpipe.jobs.policy import decide, policyfile, preferences, quiet, zones
 from pushpipe.schemas import keys
-from pushpipe.sinks import clickhouse, device_docs, elastic, lifecycle_ddl
+from pushpipe.sinks import clickhouse, device_docs, elastic, lifecycle_ddl, receipt_states
 from pushpipe.support import explain
 
 Story = dict[str, Any]
@@ -68,6 +68,7 @@ def _pin_story(settings: Settings, es: Elasticsearch, app_id: str, pin: str, dev
     try:
         history = switch_history(ch, settings, app_id, [d["token"] for d in devices])
         caps = caps_used(ch, settings, app_id, pin, tz, dict(config.caps.per_day), now)
+        deliveries = receipt_states.with_receipts(ch, settings, app_id, deliveries)
     finally:
         ch.close()
     shown = [device_view(d, history.get(d["token"], []), deliveries, now) for d in devices]
@@ -227,6 +228,12 @@ def message_story(settings: Settings, app_id: str, msg_id: str) -> Story:
         failures = failures_by_reason(es, settings, app_id, msg_id)
     finally:
         es.close()
+    ch = clickhouse.connect(settings, create=False)
+    try:  # what the receipts said after the vendors' answers
+        times = {**times, **receipt_states.hop_times(ch, settings, app_id, msg_id)}
+        failures = sorted(failures + receipt_states.undelivered(ch, settings, app_id, msg_id), key=lambda f: -f["count"])
+    finally:
+        ch.close()
     hops = hop_view(times)
     story = {**{k: message.get(k) for k in ("app_id", "msg_id", "category", "priority", "campaign", "requested_at")},
              "vendors": message.get("vendors") or [], "counts": message.get("counts") or {}, "hops": hops, "failures": failures}
@@ -240,11 +247,12 @@ def message_doc(es: Elasticsearch, settings: Settings, app_id: str, msg_id: str)
 
 
 def hop_times(es: Elasticsearch, settings: Settings, app_id: str, msg_id: str) -> dict[str, Doc]:
-    """Per time field of the message's deliveries: the first, median and last time, and how many have it."""
+    """Per time field of the message's deliveries up to the vendors' answers: the first, median and last time, and
+    how many have it."""
     aggs = {field: {"filter": {"range": {field: {"gt": 0}}},
                     "aggs": {"first": {"min": {"field": field}}, "last": {"max": {"field": field}},
                              "median": {"percentiles": {"field": field, "percents": [50]}}}}
-            for _, field, _ in HOPS}
+            for _, field, _ in HOPS if field not in receipt_states.FIELDS}
     es.options(ignore_status=404).indices.refresh(index=settings.es_deliveries_index)
     found = es.search(index=settings.es_deliveries_index, size=0, aggs=aggs,
                       query={"bool": {"filter": [{"term": {"app_id": app_id}}, {"term": {"msg_id": msg_id}}]}})
@@ -270,22 +278,17 @@ def hop_view(times: Mapping[str, Doc]) -> list[Doc]:
 
 
 def failures_by_reason(es: Elasticsearch, settings: Settings, app_id: str, msg_id: str) -> list[Doc]:
-    """The message's deliveries that were not accepted, or accepted and then not delivered, by state and code."""
+    """The message's deliveries that were not accepted, by state and code (those a receipt said were not delivered
+    are in ClickHouse: receipt_states.undelivered)."""
     query = {"bool": {"filter": [{"term": {"app_id": app_id}}, {"term": {"msg_id": msg_id}}],
-                      "should": [{"bool": {"must_not": {"term": {"outcome": "accepted"}}}}, {"exists": {"field": "receipt"}}],
-                      "minimum_should_match": 1}}
+                      "must_not": {"term": {"outcome": "accepted"}}}}
     aggregated = {"filter": {"range": {"count": {"gt": 0}}}, "aggs": {"n": {"sum": {"field": "count"}}}}
     codes = {"terms": {"field": "code", "size": 20, "missing": ""},
              "aggs": {"reason": {"top_hits": {"size": 1, "_source": ["reason"]}}, "aggregated": aggregated}}
-    receipts = {"terms": {"field": "receipt", "size": 10}, "aggs": {"codes": {"terms": {"field": "receipt_code", "size": 20}}}}
-    aggs = {"states": {"terms": {"field": "outcome", "size": 20}, "aggs": {"codes": codes, "receipts": receipts}}}
+    aggs = {"states": {"terms": {"field": "outcome", "size": 20}, "aggs": {"codes": codes}}}
     found = es.search(index=settings.es_deliveries_index, size=0, query=query, aggs=aggs)
     failures = []
     for state in found["aggregations"]["states"]["buckets"]:
-        if state["key"] == "accepted":
-            failures += [{"state": r["key"], "code": c["key"], "reason": "", "count": c["doc_count"]}
-                         for r in state["receipts"]["buckets"] for c in r["codes"]["buckets"]]
-            continue
         for c in state["codes"]["buckets"]:
             hit = c["reason"]["hits"]["hits"]
             single = c["doc_count"] - c["aggregated"]["doc_count"]  # an aggregated outcome stands for `count` pins or devices

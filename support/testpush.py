@@ -13,7 +13,7 @@ from typing import Any
 from pushpipe.config import Settings
 from pushpipe.producer import PushProducer, push_request
 from pushpipe.schemas import keys
-from pushpipe.sinks import device_docs, elastic
+from pushpipe.sinks import clickhouse, device_docs, elastic, receipt_states
 from pushpipe.support import explain
 
 CAMPAIGN = "pushpipe-test-push"
@@ -72,11 +72,13 @@ def progress(settings: Settings, app_id: str, msg_id: str, targets: list[str] | 
     vendor's answer and, if accepted, a receipt (delivered, opened, or why not)."""
     keys.check_app_id(app_id)
     keys.check_msg_id(msg_id)
-    es = elastic.connect(settings)
+    es, ch = elastic.connect(settings), clickhouse.connect(settings, create=False)
     try:
-        found = elastic.deliveries(es, settings, app_id, msg_id)
+        delivered = elastic.deliveries(es, settings, app_id, msg_id)
+        found = dict(zip(delivered, receipt_states.with_receipts(ch, settings, app_id, list(delivered.values())), strict=True))
     finally:
         es.close()
+        ch.close()
     shown = [explain.delivery_view(d) for d in found.values()]
     waiting = [t for t in targets or [] if t not in found]
     shown += [{"token": t, "outcome": None, "why": "Waiting for the vendor's answer."} for t in waiting]

@@ -84,7 +84,7 @@ def test_delivery_actions_are_keyed_by_message_and_token_and_versioned_by_attemp
         ("index", "deliveries", 2, "external_gte")}
     doc = actions[1]["_source"]
     assert (doc["token"], doc["outcome"], doc["attempt"], doc["final"], doc["batch_id"]) == ("t2", "invalid_token", 2, True, "b1")
-    assert set(doc) == set(elastic.DELIVERY_MAPPING["properties"]) - set(elastic.RECEIPT_FIELDS)
+    assert set(doc) == set(elastic.DELIVERY_MAPPING["properties"])
 
 
 def test_delivery_without_token_is_keyed_by_batch() -> None:
@@ -95,14 +95,14 @@ def test_delivery_without_token_is_keyed_by_batch() -> None:
 def test_result_actions_update_the_message_then_index_its_deliveries() -> None:
     settings = Settings(es_index="messages", es_deliveries_index="deliveries")
     summary = {"counts": {"accepted": 2}, "vendors": ["apns"], "last_completed_at": 5}
-    actions = elastic.window_actions(settings, [(result([("t1", "accepted"), ("t2", "accepted")]), summary)], [])
+    actions = elastic.window_actions(settings, [(result([("t1", "accepted"), ("t2", "accepted")]), summary)])
     assert [(a["_index"], a["_id"]) for a in actions] == [("messages", "a:m1"), ("deliveries", "a:m1|t1"), ("deliveries", "a:m1|t2")]
 
 
 def test_a_window_updates_each_message_once_with_its_latest_totals() -> None:
     settings = Settings(es_index="messages", es_deliveries_index="deliveries")
     first, second = result([("t1", "accepted")]), {**result([("t2", "accepted")]), "batch_id": "b2"}
-    actions = elastic.window_actions(settings, [(first, {"counts": {"accepted": 1}}), (second, {"counts": {"accepted": 2}})], [])
+    actions = elastic.window_actions(settings, [(first, {"counts": {"accepted": 1}}), (second, {"counts": {"accepted": 2}})])
     updates = [a for a in actions if a["_index"] == "messages"]
     assert len(updates) == 1 and updates[0]["doc"]["counts"] == {"accepted": 2}
     assert [a["_id"] for a in actions if a["_index"] == "deliveries"] == ["a:m1|t1", "a:m1|t2"]

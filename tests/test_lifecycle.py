@@ -1,14 +1,15 @@
 """The lifecycle of each push on each device in the analytics job (jobs/lifecycle.py, MessageLifecycle), and
-how it is written: once to ClickHouse (sinks/lifecycle.py), as times on the deliveries in Elasticsearch."""
+how it is written: once to ClickHouse (sinks/lifecycle.py), and read back as the receipt states of deliveries (sinks/receipt_states.py)."""
 from __future__ import annotations
 
 from typing import Any
 
 from flink_fakes import Harness
+from pushpipe.config import Settings
 from pushpipe.jobs import analytics, lifecycle
 from pushpipe.jobs.deadletters import DLQ
 from pushpipe.schemas import codec, profiles
-from pushpipe.sinks import elastic
+from pushpipe.sinks import receipt_states
 from pushpipe.sinks.lifecycle import LifecycleWriter
 
 XIAOMI_13 = profiles.encode({"brand": "xiaomi", "model": "2211133C", "os_version": "13", "app_version": "5.2.0"})
@@ -91,12 +92,29 @@ def test_aggregated_outcomes_are_one_row_standing_for_their_count() -> None:
     assert [(x["state"], x["code"], x["n"]) for x in rows] == [("suppressed", "switched_off", 42)] and lives == {}
 
 
-def test_receipt_states_become_one_partial_update_per_delivery() -> None:
+def test_a_deliverys_receipt_states_are_read_back_from_its_lifecycle_rows() -> None:
     rows = [w_row for w in run(result([("t1", "accepted")]), receipt("t1", "delivered", 3_400),
-                               receipt("t1", "opened", 4_000, source="sdk")) for w_row in w.rows]
-    (action,) = elastic.receipt_actions("deliveries", rows)
-    assert action["_op_type"] == "update" and action["_id"] == "a:m1|t1"
-    assert action["doc"] == {"delivered_at": 3_400, "opened_at": 4_000}
+                               receipt("t1", "opened", 4_000, source="sdk"), receipt("t1", "switched_off", 4_500))
+            for w_row in w.rows]
+    stored = RowsClickHouse([r for r in rows if r["source"] in receipt_states.RECEIPT_SOURCES])
+    delivery = {"msg_id": "m1", "token": "t1", "outcome": "accepted"}
+    (read,) = receipt_states.with_receipts(stored, Settings(), "a", [delivery])
+    assert read == {**delivery, "delivered_at": 3_400, "opened_at": 4_000, "receipt": "switched_off", "receipt_code": "1",
+                    "receipt_at": 4_500}
+    assert stored.parameters["app"] == "a" and stored.parameters["tokens"] == ["t1"]
+    assert receipt_states.with_receipts(stored, Settings(), "a", [{"msg_id": "m1", "token": "", "outcome": "suppressed"}]) == [
+        {"msg_id": "m1", "token": "", "outcome": "suppressed"}]
+
+
+class RowsClickHouse:
+    """Answers every query with the lifecycle rows it holds, and keeps the last query's parameters."""
+
+    def __init__(self, stored: list[dict]) -> None:
+        self.stored, self.parameters = stored, {}
+
+    def rows(self, sql: str, settings: dict | None = None, parameters: dict | None = None) -> list[dict]:
+        self.parameters = parameters or {}
+        return self.stored
 
 
 class FakeClickHouse:

@@ -19,7 +19,7 @@ from pushpipe.infra.jobs import FlinkJob
 from pushpipe.producer import PushProducer, device_event, push_request
 from pushpipe.simulators import population
 from pushpipe.simulators.common import SimConfig
-from pushpipe.sinks import clickhouse, elastic
+from pushpipe.sinks import clickhouse, elastic, receipt_states
 from test_isolation_e2e import registered, sent
 from test_receipts_e2e import sdk_post
 
@@ -112,7 +112,8 @@ def test_a_campaigns_lifecycle_answers_the_analysts_questions_exactly(pipeline: 
 
     es_story = elastic.pin_story(elastic.connect(pipeline), pipeline, app, xiaomi_pin)
     assert [d["outcome"] for d in es_story] == ["accepted"] and es_story[0]["requested_at"] > 0
-    assert ("delivered_at" in es_story[0]) == first.delivered
+    (story,) = receipt_states.with_receipts(clickhouse.connect(pipeline, create=False), pipeline, app, es_story)
+    assert ("delivered_at" in story) == first.delivered and ("opened_at" in story) == first.opened
 
     before = rollup_sums(pipeline, app)
     assert before == {**{k: expected[k] for k in ("accepted", "delivered", "opened")}, "clicked": before["clicked"]}
