@@ -149,7 +149,9 @@ class SendBundle(AsyncFunction):
         metrics.watch_expiry(configs)
         # the app registry, followed by a daemon thread made here (a Kafka client is never pickled)
         self.apps = apps.follow(self.settings, JOB)
-        self.sender = Sender(policy, configs, ledger, receipt_callbacks(self.settings, self.apps))
+        # each subtask sends any (app, vendor)'s batches: it takes its share of every rate limit
+        share = 1 / runtime_context.get_number_of_parallel_subtasks()
+        self.sender = Sender(policy, configs, ledger, receipt_callbacks(self.settings, self.apps), rate_share=share)
         self.loop: asyncio.AbstractEventLoop | None = None
         metrics.serve(self.settings.dispatch_metrics_port + runtime_context.get_index_of_this_subtask())
 

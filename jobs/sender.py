@@ -132,9 +132,12 @@ def feedback_event(batch: Record, token: str, pin: str, result: TokenResult) -> 
 
 class Sender:
     def __init__(self, policy: DispatchPolicy, configs: dict[str, VendorConfig], ledger: SendLedger,
-                 callback_url: Callable[[str, str], str] | None = None) -> None:
-        """`callback_url(vendor, app)`: where a vendor that takes one with each send posts its receipts."""
+                 callback_url: Callable[[str, str], str] | None = None, rate_share: float = 1.0) -> None:
+        """`callback_url(vendor, app)`: where a vendor that takes one with each send posts its receipts.
+        `rate_share`: this sender's part of each configured rate: 1 / the dispatch subtasks, each of which may send
+        any (app, vendor)'s batches, so that together they stay within the rate the vendor grants."""
         self.policy = policy
+        self.rate_share = rate_share
         self.callback_url = callback_url or (lambda vendor, app_id: "")
         self.configs = configs
         self.ledger = ledger
@@ -151,7 +154,7 @@ class Sender:
     def limiter(self, app_id: str, vendor: str) -> AdaptiveRateLimiter:
         key = (app_id, vendor)
         if key not in self.limiters:
-            rate = self.policy.rate_for(app_id, vendor)
+            rate = self.policy.rate_for(app_id, vendor) * self.rate_share
             self.limiters[key] = AdaptiveRateLimiter(rate, min_rate=max(1.0, rate / 100))
         return self.limiters[key]
 

@@ -11,6 +11,7 @@ import pytest
 
 from pushpipe.connectors import registry
 from pushpipe.connectors.base import Notification, Outcome, TokenResult, Vendor
+from pushpipe.jobs import dispatch_policy
 from pushpipe.jobs.breaker import CircuitBreaker
 from pushpipe.jobs.dispatch_policy import DispatchPolicy, ExitSpec
 from pushpipe.jobs.fanout import records
@@ -211,3 +212,12 @@ def test_a_batch_written_before_profiles_gives_outcomes_without_one(tmp_path: Pa
     outputs = asyncio.run(sender(tmp_path).dispatch({**batch(["t1", "t2"]), "profiles": []}))
     [result], [retry] = decoded(outputs, "result"), decoded(outputs, "retry")
     assert [o["profile"] for o in token_outcomes(result)] == ["", ""] and retry["profiles"] == []
+
+
+def test_each_of_n_subtasks_takes_its_share_of_the_rate_so_together_they_keep_it(tmp_path: Path) -> None:
+    policy = dispatch_policy.parse({"rates": {"default": 100, "shop/apns": 50}})
+    halves = [Sender(policy, {"apns": FakeConfig("apns")}, SendLedger(tmp_path / f"ledger-{n}.db"), rate_share=1 / 2) for n in range(2)]
+    assert [s.limiter("shop", "apns").max_rate for s in halves] == [25, 25]
+    assert sum(s.limiter("news", "apns").max_rate for s in halves) == 100
+    whole = Sender(policy, {"apns": FakeConfig("apns")}, SendLedger(tmp_path / "ledger.db"))  # one subtask: the whole rate
+    assert whole.limiter("shop", "apns").max_rate == 50
