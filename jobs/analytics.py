@@ -18,6 +18,7 @@ Run: python -m pushpipe.jobs.analytics
 """
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
@@ -258,16 +259,18 @@ class MessageLifecycle(KeyedProcessFunction):
         return rows
 
     def count(self, record: Record) -> None:
-        """Receipts by kind and source; tokens by vendor, outcome and reason code (counted once, like the totals)."""
+        """Receipts by kind and source; tokens by vendor, outcome and reason code (counted once, like the totals).
+        Summed first: each counter increment is a call into the JVM."""
         if is_receipts(record):
-            for receipt in record["receipts"]:
-                self.counters.count("pushpipe_receipts", kind=receipt["kind"], source=receipt["source"])
+            for (kind, source), n in Counter((r["kind"], r["source"]) for r in record["receipts"]).items():
+                self.counters.count("pushpipe_receipts", n, kind=kind, source=source)
             return
+        tokens: Counter[tuple[str, str, str]] = Counter()
         for outcome in record["outcomes"]:
-            self.counters.count("pushpipe_tokens", results.weight(outcome), vendor=record["vendor"], outcome=outcome["outcome"],
-                                code=reason_code(outcome["code"]), final=str(outcome["final"]).lower())
-        self.counters.count("pushpipe_tokens", results.grouped_count(record), vendor=record["vendor"], outcome="accepted",
-                            code="", final="true")
+            tokens[outcome["outcome"], reason_code(outcome["code"]), str(outcome["final"]).lower()] += results.weight(outcome)
+        tokens["accepted", "", "true"] += results.grouped_count(record)
+        for (outcome_, code, final), n in tokens.items():
+            self.counters.count("pushpipe_tokens", n, vendor=record["vendor"], outcome=outcome_, code=code, final=final)
 
     def observe(self, rows: list[Row]) -> None:
         """The latency of each new delivered and opened state whose state before is known (each once per token, as the rows)."""

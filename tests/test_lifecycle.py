@@ -217,3 +217,16 @@ def test_a_waiting_receipt_from_a_gateway_clock_ahead_is_looked_at_again_until_i
     assert harness.advance(analytics.RECEIPT_WAIT_MS + analytics.TIMER_GRAIN_MS) == []  # its first timer: not yet
     (late,) = harness.advance(4 * analytics.TIMER_GRAIN_MS)
     assert [(r["token"], r["state"]) for r in late.rows] == [("t9", "delivered")]
+
+
+def test_receipts_and_tokens_are_counted_by_their_labels_summed_once_per_record() -> None:
+    harness = Harness(analytics.MessageLifecycle())
+    harness.process(result([("t1", "accepted"), ("t2", "accepted"), ("t3", "invalid_token")]), key="a|m1")
+    group = analytics.receipt_groups([receipt("t1", "delivered", 3_400), receipt("t2", "delivered", 3_500),
+                                      receipt("t1", "opened", 3_600, source="sdk")])[0]
+    harness.process(group, key="a|m1")
+    count = harness.metrics.count_of
+    assert count("pushpipe_tokens", stage="message-totals", vendor="xiaomi", outcome="accepted", code="none", final="true") == 2
+    assert count("pushpipe_tokens", stage="message-totals", vendor="xiaomi", outcome="invalid_token", code="20301", final="true") == 1
+    assert count("pushpipe_receipts", stage="message-totals", kind="delivered", source="vendor") == 2
+    assert count("pushpipe_receipts", stage="message-totals", kind="opened", source="sdk") == 1
