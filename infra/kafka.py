@@ -1,8 +1,12 @@
-"""Apache Kafka as one KRaft node (broker + controller), run from the jars on Maven Central.
+"""Apache Kafka in KRaft mode, run from the jars on Maven Central: one node, or `kafka_brokers` of them.
 
 install(): a generated pom resolved by `mvn dependency:copy-dependencies` into
 cache_dir/kafka-<version>/libs (Maven's local repository kept in cache_dir/maven-repo).
-start(): format the storage once, then `java -cp 'libs/*' kafka.Kafka server.properties`.
+start(): format each node's storage once (one cluster id for all), then `java -cp 'libs/*' kafka.Kafka
+server.properties` per node. Every node is a broker and a controller (KRaft combined mode); node i listens on
+the i-th address of `kafka_bootstrap` and its controller one port above. With 3 or more brokers, topics are
+replicated 3 times and a write needs 2 in-sync replicas (`min.insync.replicas`): with acks=all, as every
+pushpipe producer writes, an acknowledged record survives the loss of any one broker.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka import KafkaException
@@ -19,7 +24,7 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 
 from pushpipe.config import Settings
 from pushpipe.infra import process
-from pushpipe.infra.service import Health
+from pushpipe.infra.service import Health, Problem
 
 KAFKA_VERSION = "4.1.1"
 SCALA_VERSION = "2.13"
@@ -63,8 +68,39 @@ logger.request.level = WARN
 """
 
 
+@dataclass(frozen=True)
+class Node:
+    """One KRaft node (broker + controller): the i-th address of kafka_bootstrap."""
+    node_id: int
+    host: str
+    port: int
+
+    @property
+    def controller_port(self) -> int:
+        return self.port + CONTROLLER_OFFSET
+
+    @property
+    def process_name(self) -> str:
+        """Node 1 keeps the single-node layout's name: run/kafka."""
+        return "kafka" if self.node_id == 1 else f"kafka-{self.node_id}"
+
+
+def nodes(settings: Settings) -> list[Node]:
+    return [Node(i, *_split(address)) for i, address in enumerate(settings.kafka_bootstrap.split(","), start=1)]
+
+
+def replication(settings: Settings) -> int:
+    """Copies of each partition: 3, or every broker when there are fewer."""
+    return min(3, len(nodes(settings)))
+
+
+def min_insync(settings: Settings) -> int:
+    """In-sync replicas an acks=all write needs: all but one (at 3 replicas, 2)."""
+    return max(1, replication(settings) - 1)
+
+
 class Kafka:
-    """Single-node Kafka in KRaft combined mode on settings.kafka_bootstrap."""
+    """Kafka in KRaft combined mode on settings.kafka_bootstrap: one node per address."""
 
     name = "kafka"
     version = KAFKA_VERSION
@@ -76,8 +112,8 @@ class Kafka:
     def libs(self, settings: Settings) -> Path:
         return self.home(settings) / "libs"
 
-    def data_dir(self, settings: Settings) -> Path:
-        return process.service_dir(settings, self.name) / "data"
+    def data_dir(self, settings: Settings, node: Node) -> Path:
+        return process.service_dir(settings, node.process_name) / "data"
 
     def address(self, settings: Settings) -> str:
         return settings.kafka_bootstrap
@@ -116,29 +152,48 @@ class Kafka:
         marker.write_text(f"{self.version}\n")
 
     def start(self, settings: Settings) -> None:
-        if not process.needs_start(settings, self.name, lambda: self.health(settings).ok):
+        if self.health(settings).ok:
             return
         self.install(settings)
-        config = self._write_config(settings)
-        self._format_storage(settings, config)
-        process.start(settings, self.name, self._java(settings, "kafka.Kafka", str(config)))
+        cluster_id = self._cluster_id(settings)
+        for node in nodes(settings):
+            if not process.is_running(settings, node.process_name):  # a live node stays up (a quorum needs it)
+                config = self._write_config(settings, node)
+                self._format_storage(settings, node, config, cluster_id)
+                process.start(settings, node.process_name, self._java(settings, node, "kafka.Kafka", str(config)))
         process.wait_until(
             lambda: self.health(settings).ok, 90, f"Kafka on {self.address(settings)}",
             settings=settings, name=self.name,
         )
 
+    def restart(self, settings: Settings) -> None:
+        """The supervisor's restart: the nodes that died come back; the others keep serving."""
+        self.start(settings)
+
     def stop(self, settings: Settings) -> None:
-        process.stop(settings, self.name, timeout=30)
+        for node in reversed(nodes(settings)):
+            process.stop(settings, node.process_name, timeout=30)
+
+    def problem(self, settings: Settings) -> Problem | None:
+        """A node whose process died (a node never started, or stopped on purpose, is none)."""
+        for node in nodes(settings):
+            pid = process.read_pid(settings, node.process_name)
+            if pid is not None and not process.alive(pid):
+                return Problem("died", f"broker {node.node_id} ({node.host}:{node.port}) died", 0.0)
+        return None
 
     def health(self, settings: Settings) -> Health:
         try:
             metadata = _admin(settings).list_topics(timeout=3)
         except KafkaException as err:
             return Health(False, str(err))
-        return Health(True, f"{len(metadata.brokers)} broker(s), {len(metadata.topics)} topic(s)")
+        expected = len(nodes(settings))
+        up = f"{len(metadata.brokers)} broker(s)" if len(metadata.brokers) == expected else f"{len(metadata.brokers)} of {expected} brokers"
+        replicas = f", replication {replication(settings)}, min.insync {min_insync(settings)}" if expected > 1 else ""
+        return Health(len(metadata.brokers) == expected, f"{up}, {len(metadata.topics)} topic(s){replicas}")
 
     # --- internals -------------------------------------------------------------------
-    def _java(self, settings: Settings, main: str, *args: str) -> list[str]:
+    def _java(self, settings: Settings, node: Node, main: str, *args: str) -> list[str]:
         log4j = self.home(settings) / "log4j2.properties"
         log4j.write_text(_LOG4J2)
         return [
@@ -147,46 +202,76 @@ class Kafka:
             "-XX:+UseG1GC",
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={log4j}",
-            f"-Dkafka.logs.dir={process.service_dir(settings, self.name)}",
+            f"-Dkafka.logs.dir={process.service_dir(settings, node.process_name)}",
             "-cp", f"{self.libs(settings)}/*",
             main, *args,
         ]
 
-    def _write_config(self, settings: Settings) -> Path:
-        host, port = _split(settings.kafka_bootstrap)
-        controller = port + CONTROLLER_OFFSET
+    def _write_config(self, settings: Settings, node: Node) -> Path:
+        copies, insync = str(replication(settings)), str(min_insync(settings))
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{host}:{controller}",
-            "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller}",
-            "advertised.listeners": f"PLAINTEXT://{host}:{port}",
+            "node.id": str(node.node_id),
+            "controller.quorum.voters": _voters(settings),
+            "listeners": f"PLAINTEXT://{node.host}:{node.port},CONTROLLER://{node.host}:{node.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{node.host}:{node.port}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "log.dirs": str(self.data_dir(settings)),
+            "log.dirs": str(self.data_dir(settings, node)),
             "num.partitions": str(settings.kafka_partitions),
-            "offsets.topic.replication.factor": "1",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "default.replication.factor": copies,
+            "min.insync.replicas": insync,
+            "offsets.topic.replication.factor": copies,
+            "transaction.state.log.replication.factor": copies,
+            "transaction.state.log.min.isr": insync,
+            "share.coordinator.state.topic.replication.factor": copies,
+            "share.coordinator.state.topic.min.isr": insync,
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "false",
         }
-        path = process.service_dir(settings, self.name) / "server.properties"
+        path = process.service_dir(settings, node.process_name) / "server.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         return path
 
-    def _format_storage(self, settings: Settings, config: Path) -> None:
-        """Write meta.properties once; a formatted data dir is reused as is."""
-        if (self.data_dir(settings) / "meta.properties").exists():
+    def _cluster_id(self, settings: Settings) -> str:
+        """The id every node's storage is formatted with, made once; refused for data formatted for another set of
+        nodes (a quorum's voters are fixed when its storage is formatted)."""
+        home = process.service_dir(settings, self.name)
+        id_file, voters_file = home / "cluster.id", home / "voters"
+        if (self.data_dir(settings, nodes(settings)[0]) / "meta.properties").exists() and not id_file.exists():
+            id_file.write_text(_meta_cluster_id(self.data_dir(settings, nodes(settings)[0])))  # formatted before ids were kept
+            voters_file.write_text(f"1@{nodes(settings)[0].host}:{nodes(settings)[0].controller_port}")
+        if not id_file.exists():
+            id_file.write_text(new_cluster_id())
+            voters_file.write_text(_voters(settings))
+        formatted_for = voters_file.read_text().strip() if voters_file.exists() else _voters(settings)
+        if formatted_for != _voters(settings):
+            raise RuntimeError(f"Kafka's data in {settings.run_dir} was formatted for the controllers {formatted_for}, not "
+                               f"{_voters(settings)} (PUSHPIPE_KAFKA_BROKERS / PUSHPIPE_KAFKA_BOOTSTRAP changed): "
+                               "`pushpipe down` and remove the run directory's kafka* folders to start afresh")
+        return id_file.read_text().strip()
+
+    def _format_storage(self, settings: Settings, node: Node, config: Path, cluster_id: str) -> None:
+        """Write the node's meta.properties once; a formatted data dir is reused as is."""
+        if (self.data_dir(settings, node) / "meta.properties").exists():
             return
-        cluster_id = new_cluster_id()
-        argv = self._java(settings, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config))
+        argv = self._java(settings, node, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config))
         result = subprocess.run(argv, capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"Kafka storage format failed:\n{result.stdout}\n{result.stderr}")
+
+
+def _voters(settings: Settings) -> str:
+    return ",".join(f"{n.node_id}@{n.host}:{n.controller_port}" for n in nodes(settings))
+
+
+def _meta_cluster_id(data_dir: Path) -> str:
+    for line in (data_dir / "meta.properties").read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "cluster.id":
+            return value.strip()
+    raise RuntimeError(f"no cluster.id in {data_dir / 'meta.properties'}")
 
 
 def ensure_topics(settings: Settings) -> None:
@@ -266,7 +351,7 @@ def _new_topic(settings: Settings, name: str) -> NewTopic:
     return NewTopic(
         name,
         num_partitions=settings.kafka_partitions,
-        replication_factor=1,
+        replication_factor=replication(settings),
         config=topic_config(settings, name),
     )
 

@@ -185,6 +185,8 @@ def kafka_sink(settings: Settings, topic: str) -> KafkaSink:
         .set_bootstrap_servers(settings.kafka_bootstrap)
         .set_record_serializer(serializer)
         .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
+        .set_property("acks", "all")  # with min.insync.replicas 2 of 3 (infra/kafka.py), a broker's loss loses nothing
+        .set_property("enable.idempotence", "true")  # a retried send is written once
         .set_property("linger.ms", "5")
         .set_property("compression.type", "lz4")
         .build()

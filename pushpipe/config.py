@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=lambda: Path.home() / ".pushpipe")
     kafka_bootstrap: str = Field("127.0.0.1:19092", pattern=r"^[^\s,]+:\d+(,[^\s,]+:\d+)*$")  # host:port[,host:port]
     kafka_partitions: int = Field(4, ge=1)
+    # the Kafka nodes `pushpipe up` runs, each a broker and a KRaft controller (infra/kafka.py): with more than one,
+    # kafka_bootstrap lists them all, or names the first and the others follow 2 ports apart (19092, 19094, 19096;
+    # each controller one port above its broker); at 3, topics keep 3 replicas and writes need 2 in sync
+    kafka_brokers: int = Field(1, ge=1, le=9)
     es_url: str = "http://127.0.0.1:19200"
     es_index: str = Field("pushpipe-messages", min_length=1)
     es_deliveries_index: str = Field("pushpipe-deliveries", min_length=1)
@@ -179,6 +183,19 @@ class Settings(BaseSettings):
             raise ValueError(f"the embedded registry listens on one http:// URL, not PUSHPIPE_SCHEMA_REGISTRY_URL={masked_url(url)!r}; "
                              "set server for a registry of your own")
         return mode
+
+    @model_validator(mode="after")
+    def _brokers(self) -> Settings:
+        addresses = self.kafka_bootstrap.split(",")
+        if len(addresses) == 1 and self.kafka_brokers > 1:
+            host, _, port = addresses[0].rpartition(":")
+            object.__setattr__(self, "kafka_bootstrap", ",".join(f"{host}:{int(port) + 2 * n}" for n in range(self.kafka_brokers)))
+        elif self.kafka_brokers == 1:
+            object.__setattr__(self, "kafka_brokers", len(addresses))
+        elif len(addresses) != self.kafka_brokers:
+            raise ValueError(f"PUSHPIPE_KAFKA_BOOTSTRAP lists {len(addresses)} brokers, PUSHPIPE_KAFKA_BROKERS says "
+                             f"{self.kafka_brokers}: list them all, or only the first")
+        return self
 
     @model_validator(mode="after")
     def _run_files(self) -> Settings:
