@@ -16,6 +16,7 @@ Measured on 2 cores: JobManager REST up in ~8 s, both TaskManagers registered ~1
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import shutil
 import subprocess
@@ -76,8 +77,12 @@ def image_python(settings: Settings) -> Path:
     return python
 
 
+def site_packages(python: Path) -> Path:
+    return next((python.parent.parent / "lib").glob("python3*/site-packages"))
+
+
 def cluster_config(settings: Settings, python: Path) -> dict[str, Any]:
-    """config.yaml's options (flat keys, as Flink 2's YAML also takes them)."""
+    """pushpipe's options in config.yaml, over the distribution's (flat keys, as Flink 2's YAML also takes them)."""
     shared = settings.flink_shared_uri
     first_metrics = metrics_ports(settings)
     return {
@@ -93,6 +98,7 @@ def cluster_config(settings: Settings, python: Path) -> dict[str, Any]:
         "rest.bind-address": "127.0.0.1",
         "rest.port": settings.flink_cluster_rest_port,
         "parallelism.default": settings.flink_parallelism,
+        "cluster.evenly-spread-out-slots": True,  # a job's subtasks over both TaskManagers, not packed into the first
         "execution.checkpointing.dir": f"{shared}/checkpoints",
         "execution.checkpointing.savepoint-dir": f"{shared}/savepoints",
         "python.executable": str(python),
@@ -109,21 +115,55 @@ def write_conf(settings: Settings) -> Path:
     conf = conf_dir(settings)
     conf.mkdir(parents=True, exist_ok=True)
     (cluster_dir(settings) / "tmp").mkdir(exist_ok=True)
-    (conf / "config.yaml").write_text(yaml.safe_dump(cluster_config(settings, image_python(settings)), sort_keys=False))
-    shutil.copy(beamloopback.pyflink_home() / "conf" / "log4j-console.properties", conf)
+    shipped = beamloopback.pyflink_home() / "conf"
+    options = flatten(yaml.safe_load((shipped / "config.yaml").read_text())) | cluster_config(settings, image_python(settings))
+    (conf / "config.yaml").write_text(yaml.safe_dump(options, sort_keys=False, width=10_000))
+    shutil.copy(shipped / "log4j-console.properties", conf)
+    shutil.copy(shipped / "log4j-cli.properties", conf)  # `flink run`'s
     return conf
+
+
+def flatten(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}: the distribution's options (env.java.opts.all's --add-opens among them) as flat keys."""
+    flat: dict[str, Any] = {}
+    for key, value in nested.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def lib_dir(settings: Settings) -> Path:
+    """The cluster's FLINK_LIB_DIR: pyflink/lib, flink-python (pyflink keeps it in opt/, and a cluster running Python jobs
+    needs it in lib), and Beam's gRPC servers bound to loopback (infra/beamloopback.py). Prometheus's reporter comes
+    from plugins/, as on any cluster. Built once per pyflink installation."""
+    home = beamloopback.pyflink_home()
+    python_jar = next((home / "opt").glob("flink-python*.jar"))
+    target = settings.cache_dir / "flink" / f"cluster-lib-{hashlib.sha1(str(python_jar.resolve()).encode()).hexdigest()[:12]}"
+    if (target / ".complete").exists():
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    for jar in [*(home / "lib").glob("*.jar"), python_jar, beamloopback.lib_dir(settings) / "beam-grpc-loopback.jar"]:
+        link = target / jar.name
+        link.unlink(missing_ok=True)
+        link.symlink_to(jar)
+    (target / ".complete").write_text("ok\n")
+    return target
 
 
 def flink_env(settings: Settings) -> dict[str, str]:
     """The environment of the cluster's processes (and of `flink run`, which reads the same config.yaml).
 
-    FLINK_LIB_DIR: pyflink's lib plus Beam's gRPC servers bound to loopback (infra/beamloopback.py).
+    FLINK_LIB_DIR: see lib_dir.
+    PYTHONPATH: the image Python's site-packages, where thread-mode operators (Python embedded in the TaskManager by pemja,
+    which does not start the venv's interpreter) import pemja and pyflink from: "No module named 'pemja'" without it.
     PUSHPIPE_SCHEMA_REGISTRY_URL, PUSHPIPE_STAGE_METRICS: the Python workers read these variables (schemas/registry.py,
     jobs/counting.py), which they inherit from their TaskManager, as a cluster's image sets them.
     """
     return {"FLINK_HOME": str(beamloopback.pyflink_home()), "FLINK_CONF_DIR": str(conf_dir(settings)),
             "FLINK_LOG_DIR": str(cluster_dir(settings) / "log"), "FLINK_PID_DIR": str(cluster_dir(settings) / "pid"),
-            "FLINK_LIB_DIR": str(beamloopback.lib_dir(settings)),
+            "FLINK_LIB_DIR": str(lib_dir(settings)), "PYTHONPATH": str(site_packages(image_python(settings))),
             "PUSHPIPE_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
             "PUSHPIPE_STAGE_METRICS": str(settings.stage_metrics).lower()}
 

@@ -165,7 +165,12 @@ def environment(settings: Settings, job: str, overrides: dict[str, str] | None =
     mode "thread" runs the Python operators inside the JVM (pemja): keyed state is a direct call
     instead of a round trip to a worker, ~10x faster for state over many keys (PYFLINK.md).
     PyFlink's async I/O needs "process": Python workers of their own, as on a cluster.
+    On the cluster every job runs in "process" mode: in "thread" mode a keyed state with a TTL fails there, since PyFlink
+    2.2 builds the TTL config through get_gateway() (fn_execution/embedded/java_utils.to_java_state_ttl_config), which
+    inside a TaskManager finds no gateway and tries to launch one (measured: FileNotFoundError, the job restarting).
     """
+    if settings.flink_mode == "cluster":
+        mode = "process"
     if settings.flink_mode == "embedded":  # on the cluster, its Python runs the operators with the files `flink run` shipped
         local_workers(mode)
     env = StreamExecutionEnvironment.get_execution_environment(
