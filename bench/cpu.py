@@ -28,7 +28,7 @@ def cpu_seconds(pid: int) -> float:
 def component_seconds(settings: Settings) -> dict[str, float]:
     """Component name -> CPU seconds of its process tree so far."""
     totals = {}
-    for service in stack.components():
+    for service in stack.components(settings):
         pid = process.read_pid(settings, getattr(service, "process_name", service.name))
         if pid is not None:
             totals[service.name] = sum(cpu_seconds(p) for p in [pid, *process.descendants(pid)])

@@ -233,9 +233,16 @@ class TaskManager:
         """The JobManager writes the configuration they share."""
 
     def start(self, settings: Settings) -> None:
+        self.launch(settings)
+        self.wait_ready(settings)
+
+    def launch(self, settings: Settings) -> None:
+        """Start the process unless it runs; returns at once (both TaskManagers start side by side)."""
         if not process.is_running(settings, self.name):
             argv = [flink_bin("taskmanager.sh"), "start-foreground", "-D", f"taskmanager.resource-id={self.name}"]
             process.start(settings, self.name, argv, env=flink_env(settings))
+
+    def wait_ready(self, settings: Settings) -> None:
         process.wait_until(lambda: self.health(settings).ok, START_TIMEOUT_S, f"Flink {self.name}", settings=settings, name=self.name)
 
     def stop(self, settings: Settings) -> None:
@@ -251,9 +258,22 @@ class TaskManager:
         return Health(True, f"registered, {tm.slots_free}/{tm.slots_total} slots free")
 
 
+def taskmanagers() -> list[TaskManager]:
+    return [TaskManager(n) for n in range(1, TASKMANAGERS + 1)]
+
+
 def processes() -> list[JobManager | TaskManager]:
     """The cluster's processes in start order."""
-    return [JobManager(), *(TaskManager(n) for n in range(1, TASKMANAGERS + 1))]
+    return [JobManager(), *taskmanagers()]
+
+
+def start(settings: Settings) -> None:
+    """The JobManager, then both TaskManagers side by side; returns once both are registered."""
+    JobManager().start(settings)
+    for tm in taskmanagers():
+        tm.launch(settings)
+    for tm in taskmanagers():
+        tm.wait_ready(settings)
 
 
 def started(settings: Settings) -> bool:

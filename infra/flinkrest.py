@@ -114,3 +114,11 @@ def vertex_parallelism(base: str, jid: str) -> dict[str, int] | None:
     if not isinstance(doc, dict) or "vertices" not in doc:
         return None
     return {v["name"]: int(v["parallelism"]) for v in doc["vertices"]}
+
+
+def cancel(base: str, jid: str) -> None:
+    """Ask the cluster to cancel the job (it answers at once; the job is CANCELED shortly after)."""
+    try:
+        http.client().patch(f"{base}/jobs/{jid}", params={"mode": "cancel"}, timeout=TIMEOUT_S)
+    except httpx.HTTPError:
+        pass
