@@ -108,12 +108,12 @@ def taskmanagers(base: str) -> list[TaskManagerView] | None:
     return [TaskManagerView(tm["id"], int(tm.get("slotsNumber", 0)), int(tm.get("freeSlots", 0))) for tm in doc["taskmanagers"]]
 
 
-def vertex_parallelism(base: str, jid: str) -> dict[str, int] | None:
-    """Each operator chain (vertex) of the job by name, with its parallelism (its subtasks)."""
+def vertex_parallelism(base: str, jid: str) -> list[tuple[str, int]] | None:
+    """Each operator chain (vertex) of the job: its name and parallelism (its subtasks)."""
     doc = _get(base, f"/jobs/{jid}")
     if not isinstance(doc, dict) or "vertices" not in doc:
         return None
-    return {v["name"]: int(v["parallelism"]) for v in doc["vertices"]}
+    return [(v["name"], int(v["parallelism"])) for v in doc["vertices"]]
 
 
 def cancel(base: str, jid: str) -> None:
