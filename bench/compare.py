@@ -371,7 +371,7 @@ import sys
 from pushpipe.config import load
 from pushpipe.infra import stack
 settings = load()
-for component in reversed(stack.components()):
+for component in reversed(stack.components(settings)):
     module = str(getattr(component, "module", ""))
     if component.name == "supervisor" or component.name.startswith("job-") or module.startswith("pushpipe."):
         print(f"[compare] stop {component.name}", file=sys.stderr, flush=True)

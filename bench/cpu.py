@@ -28,7 +28,7 @@ def cpu_seconds(pid: int) -> float:
 def component_seconds(settings: Settings) -> dict[str, float]:
     """Component name -> CPU seconds of its process tree so far."""
     totals = {}
-    for service in stack.components():
+    for service in stack.components(settings):
         names = [n.process_name for n in kafka.nodes(settings)] if service.name == "kafka" else [getattr(service, "process_name", service.name)]
         pids = [pid for pid in (process.read_pid(settings, name) for name in names) if pid is not None]
         if pids:

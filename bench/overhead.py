@@ -24,7 +24,7 @@ MONITORING = ("prometheus", "pushgateway", "alertmanager", "supervisor")
 def restart_jobs(metrics: bool) -> None:
     """The supervisor and the jobs again, with the jobs' metrics on or off (the rest of the stack stays up)."""
     settings = load()
-    for component in reversed(stack.components()):
+    for component in reversed(stack.components(settings)):
         if component.name == "supervisor" or component.name.startswith("job-"):
             component.stop(settings)
     os.environ["PUSHPIPE_STAGE_METRICS"] = "true" if metrics else "false"

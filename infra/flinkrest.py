@@ -1,5 +1,5 @@
-"""What a job's mini-cluster says about it over Flink's REST API: state, tasks, last exception,
-last checkpoint. Every call answers None when the REST API does not."""
+"""What Flink's REST API says (a job's mini-cluster, or the standalone cluster): jobs' state, tasks, last exception,
+last checkpoint; the cluster's TaskManagers and slots. Every call answers None when the REST API does not."""
 from __future__ import annotations
 
 import re
@@ -20,6 +20,7 @@ class JobView:
     start_ms: int
     tasks_running: int
     tasks_total: int
+    name: str = ""
 
     @property
     def all_running(self) -> bool:
@@ -39,7 +40,7 @@ def jobs(base: str) -> list[JobView] | None:
     if not isinstance(doc, dict) or "jobs" not in doc:
         return None
     views = [JobView(j["jid"], j["state"], int(j.get("start-time", 0)), int(j["tasks"].get("running", 0)),
-                     int(j["tasks"].get("total", 0))) for j in doc["jobs"]]
+                     int(j["tasks"].get("total", 0)), j.get("name", "")) for j in doc["jobs"]]
     return sorted(views, key=lambda v: v.start_ms, reverse=True)
 
 
@@ -74,3 +75,50 @@ def last_checkpoint_ms(base: str, jid: str) -> int | None:
         return None
     completed = (doc.get("latest") or {}).get("completed") or {}
     return int(completed.get("latest_ack_timestamp") or 0)
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    taskmanagers: int
+    slots_total: int
+    slots_free: int
+    jobs_running: int
+
+
+def cluster(base: str) -> ClusterView | None:
+    """The cluster's overview: TaskManagers registered, slots, running jobs."""
+    doc = _get(base, "/overview")
+    if not isinstance(doc, dict) or "taskmanagers" not in doc:
+        return None
+    return ClusterView(int(doc["taskmanagers"]), int(doc.get("slots-total", 0)), int(doc.get("slots-available", 0)),
+                       int(doc.get("jobs-running", 0)))
+
+
+@dataclass(frozen=True)
+class TaskManagerView:
+    id: str  # taskmanager.resource-id
+    slots_total: int
+    slots_free: int
+
+
+def taskmanagers(base: str) -> list[TaskManagerView] | None:
+    doc = _get(base, "/taskmanagers")
+    if not isinstance(doc, dict) or "taskmanagers" not in doc:
+        return None
+    return [TaskManagerView(tm["id"], int(tm.get("slotsNumber", 0)), int(tm.get("freeSlots", 0))) for tm in doc["taskmanagers"]]
+
+
+def vertex_parallelism(base: str, jid: str) -> list[tuple[str, int]] | None:
+    """Each operator chain (vertex) of the job: its name and parallelism (its subtasks)."""
+    doc = _get(base, f"/jobs/{jid}")
+    if not isinstance(doc, dict) or "vertices" not in doc:
+        return None
+    return [(v["name"], int(v["parallelism"])) for v in doc["vertices"]]
+
+
+def cancel(base: str, jid: str) -> None:
+    """Ask the cluster to cancel the job (it answers at once; the job is CANCELED shortly after)."""
+    try:
+        http.client().patch(f"{base}/jobs/{jid}", params={"mode": "cancel"}, timeout=TIMEOUT_S)
+    except httpx.HTTPError:
+        pass

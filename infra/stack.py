@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pushpipe.config import Settings, masked_url
-from pushpipe.infra import restarts
-from pushpipe.infra.components import services
-from pushpipe.infra.jobs import all_jobs
+from pushpipe.infra import flinkcluster, restarts
+from pushpipe.infra.clusterjobs import SubmitFailed
+from pushpipe.infra.components import cluster_mode, flink_cluster, flink_jobs, services
 from pushpipe.infra.kafka import ensure_topics
 from pushpipe.infra.process import ServiceFailed
 from pushpipe.infra.service import Health, Service
@@ -20,9 +20,9 @@ from pushpipe.jobs import dispatch_policy
 from pushpipe.jobs.policy import policyfile
 
 
-def components(with_jobs: bool = True) -> list[Service]:
-    """Everything `up` starts, in order; the supervisor last, so `down` stops it first."""
-    return services() + (list(all_jobs()) if with_jobs else []) + [Supervisor()]
+def components(settings: Settings, with_jobs: bool = True) -> list[Service]:
+    """Everything `up` starts, in order; the supervisor last, so `down` stops it first (and the jobs before the cluster)."""
+    return services() + flink_cluster(settings) + (flink_jobs(settings) if with_jobs else []) + [Supervisor()]
 
 
 def say(message: str) -> None:
@@ -47,10 +47,12 @@ def up(settings: Settings, with_jobs: bool = True) -> list[str]:
     ensure_topics(settings)
     dispatch_policy.write_embedded(settings.dispatch_file)
     write_example_templates(settings.templates_file)
+    if cluster_mode(settings):
+        start_cluster(settings)
     if with_jobs:
         start_jobs(settings)
     Supervisor().start(settings)
-    down_now = not_up([(c.name, c.health(settings)) for c in components(with_jobs)])
+    down_now = not_up([(c.name, c.health(settings)) for c in components(settings, with_jobs)])
     if down_now:
         say(f"stack NOT up after {time.monotonic() - started:.1f}s: " + "; ".join(down_now))
     else:
@@ -76,22 +78,36 @@ def write_example_templates(path: Path) -> None:
         path.write_text(json.dumps(EXAMPLE_TEMPLATES, ensure_ascii=False, indent=2) + "\n")
 
 
+def start_cluster(settings: Settings) -> None:
+    """The Flink standalone cluster (cluster mode): its configuration, then its processes."""
+    began = time.monotonic()
+    say("flink cluster: install")
+    flinkcluster.JobManager().install(settings)
+    say("flink cluster: start")
+    flinkcluster.start(settings)
+    say(f"flink cluster: JobManager and {flinkcluster.TASKMANAGERS} TaskManagers up in {time.monotonic() - began:.1f}s")
+
+
 def start_jobs(settings: Settings) -> None:
-    """Launch the jobs side by side (each takes ~10 s to come up), then wait for all of them."""
-    jobs = all_jobs()
+    """Launch the jobs side by side (embedded, each takes ~10 s to come up; on the cluster, each `flink run` in turn), then
+    wait for all of them."""
+    jobs = flink_jobs(settings)
     for job in jobs:
         job.install(settings)
         say(f"{job.name}: start")
-        job.launch(settings)
+        try:
+            job.launch(settings)
+        except SubmitFailed as failed:  # up names it at the end
+            say(f"{job.name}: {failed}")
     for job in jobs:
         try:
             job.wait_ready(settings)
-        except ServiceFailed as failed:  # up names it at the end; the supervisor will retry it
+        except ServiceFailed as failed:  # up names it at the end; the supervisor will retry one of its own processes
             say(str(failed))
 
 
 def down(settings: Settings) -> None:
-    for component in reversed(components()):
+    for component in reversed(components(settings)):
         say(f"{component.name}: stop")
         component.stop(settings)
 
@@ -118,7 +134,7 @@ class ComponentStatus:
 def component_statuses(settings: Settings) -> list[ComponentStatus]:
     counts = restarts.load(settings)
     statuses = []
-    for component in components():
+    for component in components(settings):
         health = component.health(settings)
         record = counts.get(component.name)
         statuses.append(ComponentStatus(component.name, component.version, masked_url(component.address(settings)), health.ok,

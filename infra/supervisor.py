@@ -160,7 +160,7 @@ def say(message: str) -> None:
 
 
 def run(settings: Settings) -> None:
-    components = supervised()
+    components = supervised(settings)
     watches: dict[str, Watch] = {}
     say(f"supervising {', '.join(c.name for c in components)} every {POLL_S:.0f}s")
     lag.start(settings, say)

@@ -201,9 +201,8 @@ def build(settings: Settings) -> Any:
     dispatch_policy.load(settings.dispatch_file)
     vendor_configs(settings)
     env = runtime.environment(settings, JOB, {"python.fn-execution.bundle.size": str(PYFLINK_BUNDLE)})
-    # Each subtask reads its own lane partitions, and retries are keyed by batch: a replayed batch comes
-    # back to the subtask whose send ledger saw it.
-    env.set_parallelism(settings.dispatch_parallelism)
+    # Each subtask (settings.parallelism) reads its own lane partitions, and retries are keyed by batch: a replayed batch
+    # comes back to the subtask whose send ledger saw it.
     topics = settings.topics
     group = f"pushpipe-{JOB}"
     # One source per lane: the operator reads its inputs in turn, so a lane's backlog does not queue the others.

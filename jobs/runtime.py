@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from pyflink.common import Configuration, Types, WatermarkStrategy
 from pyflink.common.serialization import ByteArraySchema
@@ -35,8 +36,17 @@ BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
 log = logging.getLogger("pushpipe.jobs")
 
 
-def checkpoint_dir(settings: Settings, job: str) -> Path:
-    return settings.run_dir / "checkpoints" / job
+def checkpoint_uri(settings: Settings, job: str) -> str:
+    """Where the job's checkpoints go: run/checkpoints/<job>, or on the cluster the shared directory every process reaches."""
+    if settings.flink_mode == "cluster":
+        return f"{settings.flink_shared_uri}/checkpoints/{job}"
+    return (settings.run_dir / "checkpoints" / job).as_uri()
+
+
+def local_dir(uri: str) -> Path | None:
+    """The directory a file:// URI names; None for an object store's (its checkpoints are not searched for a restore)."""
+    parts = urlsplit(uri)
+    return Path(unquote(parts.path)) if parts.scheme == "file" else None
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
@@ -72,16 +82,16 @@ def backend_of(directory: Path, default: str) -> str:
 
 
 def flink_config(settings: Settings, job: str, overrides: dict[str, str] | None = None) -> Configuration:
+    """The job's Flink options. On the cluster (flink_mode cluster) the Python interpreter, addresses, temp dirs and
+    metrics reporter are the cluster's own (infra/flinkcluster.py), and checkpoints go to its shared directory."""
     config = Configuration()
-    chk = checkpoint_dir(settings, job)
+    chk = checkpoint_uri(settings, job)
     values = {
         "pipeline.name": job,
-        "pipeline.jars": pipeline_jars(settings),
-        "python.executable": sys.executable,
-        "python.client.executable": sys.executable,
+        "pipeline.jars": pipeline_jars(settings),  # on the cluster, `flink run` uploads them with the job
         "python.fn-execution.bundle.time": "20",
         "execution.checkpointing.interval": f"{settings.checkpoint_interval_ms}ms",
-        "execution.checkpointing.dir": chk.as_uri(),
+        "execution.checkpointing.dir": chk,
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "execution.checkpointing.num-retained": "2",
         "restart-strategy.type": "exponential-delay",
@@ -89,6 +99,27 @@ def flink_config(settings: Settings, job: str, overrides: dict[str, str] | None 
         # delay starts over after 2 quiet minutes (issue 19: every recovery within 30 s)
         "restart-strategy.exponential-delay.max-backoff": "2s",
         "restart-strategy.exponential-delay.reset-backoff-threshold": "2min",
+    }
+    if settings.flink_mode == "embedded":
+        values.update(mini_cluster(settings, job))
+    values.update(overrides or {})
+    local = local_dir(chk)
+    restore = latest_checkpoint(local) if local is not None and same_backend(local, values.get("state.backend.type", "hashmap")) else None
+    if restore is not None:
+        values["execution.state-recovery.path"] = str(restore)
+        # operators have stable uids; state of operators a new version dropped is ignored
+        values["execution.state-recovery.ignore-unclaimed-state"] = "true"
+        log.info("%s resumes from %s", job, restore)
+    for key, value in values.items():
+        config.set_string(key, value)
+    return config
+
+
+def mini_cluster(settings: Settings, job: str) -> dict[str, str]:
+    """The options of the job's own local mini-cluster (the embedded mode): this venv's Python, loopback, its port."""
+    values = {
+        "python.executable": sys.executable,
+        "python.client.executable": sys.executable,
         "rest.bind-address": "127.0.0.1",
         "rest.port": str(settings.flink_rest_port(job)),
         # loopback only: the blob server and RPC bind to the job manager's host, data to the task manager's
@@ -101,16 +132,7 @@ def flink_config(settings: Settings, job: str, overrides: dict[str, str] | None 
     }
     if settings.stage_metrics:
         values.update(metrics_reporter(settings, job))
-    values.update(overrides or {})
-    restore = latest_checkpoint(chk) if same_backend(chk, values.get("state.backend.type", "hashmap")) else None
-    if restore is not None:
-        values["execution.state-recovery.path"] = str(restore)
-        # operators have stable uids; state of operators a new version dropped is ignored
-        values["execution.state-recovery.ignore-unclaimed-state"] = "true"
-        log.info("%s resumes from %s", job, restore)
-    for key, value in values.items():
-        config.set_string(key, value)
-    return config
+    return values
 
 
 # State that grows with the install base (fan-out's device directory, analytics' token lifecycles): RocksDB with
@@ -143,16 +165,27 @@ def environment(settings: Settings, job: str, overrides: dict[str, str] | None =
     mode "thread" runs the Python operators inside the JVM (pemja): keyed state is a direct call
     instead of a round trip to a worker, ~10x faster for state over many keys (PYFLINK.md).
     PyFlink's async I/O needs "process": Python workers of their own, as on a cluster.
+    On the cluster every job runs in "process" mode: in "thread" mode a keyed state with a TTL fails there, since PyFlink
+    2.2 builds the TTL config through get_gateway() (fn_execution/embedded/java_utils.to_java_state_ttl_config), which
+    inside a TaskManager finds no gateway and tries to launch one (measured: FileNotFoundError, the job restarting).
     """
+    if settings.flink_mode == "cluster":
+        mode = "process"
+    if settings.flink_mode == "embedded":  # on the cluster, its Python runs the operators with the files `flink run` shipped
+        local_workers(mode)
+    env = StreamExecutionEnvironment.get_execution_environment(
+        flink_config(settings, job, {"python.execution-mode": mode, **(overrides or {})}))
+    env.set_parallelism(settings.parallelism(job))
+    return env
+
+
+def local_workers(mode: str) -> None:
+    """How a mini-cluster in this process finds its Python workers' code."""
     if mode == "thread":  # the embedded interpreter imports pemja, pyflink and our packages from here
         paths = [str(Path(site.getsitepackages()[0])), str(Path(pushpipe.__file__).resolve().parents[1])]
         os.environ["PYTHONPATH"] = os.pathsep.join(paths + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
     else:  # PyFlink's local default would run them inside this client process, sharing one GIL
         os.environ["_python_worker_execution_mode"] = "process"
-    env = StreamExecutionEnvironment.get_execution_environment(
-        flink_config(settings, job, {"python.execution-mode": mode, **(overrides or {})}))
-    env.set_parallelism(1)
-    return env
 
 
 def kafka_source(env: StreamExecutionEnvironment, settings: Settings, topics: str | list[str], group: str) -> DataStream:

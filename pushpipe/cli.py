@@ -37,13 +37,15 @@ def show_status(settings: Settings, as_json: bool = False, one_line: bool = Fals
 
 @app.command()
 def up(services_only: Annotated[bool, typer.Option("--services-only", help="Start the services only, not the Flink jobs.")] = False,
+       cluster: Annotated[bool, typer.Option("--cluster", help="Run the jobs on a Flink standalone session cluster (a JobManager and "
+                                             "two TaskManagers), sent with `flink run`: PUSHPIPE_FLINK_MODE=cluster.")] = False,
        ) -> None:
     """Install and start Kafka, Elasticsearch, ClickHouse, simulators, monitoring, the web console and the jobs, then show the status.
 
     Idempotent. Exits 1, naming each component, when anything is not healthy once up has finished."""
     from pushpipe.infra import stack
 
-    settings = load()
+    settings = load(flink_mode="cluster") if cluster else load()
     down_now = stack.up(settings, with_jobs=not services_only)
     show_status(settings)
     if down_now:

@@ -121,6 +121,18 @@ class Settings(BaseSettings):
     dispatch_parallelism: int = Field(1, ge=1)
     batch_size: int = Field(1000, ge=1, le=1000)  # tokens per DispatchBatch (HMS takes 1000 per call)
     flink_rest_port_base: Port = 18081
+    # "embedded": each job its own local Flink mini-cluster process (infra/jobs.py); "cluster": a Flink standalone session
+    # cluster on this machine, a JobManager and two TaskManagers (infra/flinkcluster.py), the jobs sent with `flink run`
+    # (infra/flinksubmit.py); `pushpipe up --cluster` sets it
+    flink_mode: Literal["embedded", "cluster"] = "embedded"
+    # the cluster's REST API and web UI; its JobManager RPC listens on the next port, Flink's Prometheus reporter on the
+    # three after that (the JobManager's and each TaskManager's)
+    flink_cluster_rest_port: Port = 18084
+    # each job's parallelism on the cluster (embedded: 1, dispatch dispatch_parallelism)
+    flink_parallelism: int = Field(2, ge=1)
+    # the cluster's checkpoints and savepoints: a directory every JobManager and TaskManager reaches (on a real cluster an
+    # object store, e.g. s3://bucket/pushpipe); a path or a URI; "": run/flink-shared
+    flink_shared_dir: str = ""
     prometheus_url: str = "http://127.0.0.1:19090"
     # where the jobs push Flink's metrics (Flink's Prometheus reporter would listen on every interface)
     pushgateway_url: str = "http://127.0.0.1:19091"
@@ -219,6 +231,18 @@ class Settings(BaseSettings):
     def flink_rest_port(self, job: str) -> int:
         """Web UI / REST port of a job's mini-cluster (fanout, dispatch, analytics)."""
         return self.flink_rest_port_base + JOBS.index(job)
+
+    @property
+    def flink_shared_uri(self) -> str:
+        """flink_shared_dir as a URI (file:// for a path), without a trailing slash."""
+        value = self.flink_shared_dir or str(self.run_dir / "flink-shared")
+        return value.rstrip("/") if "://" in value else Path(value).resolve().as_uri()
+
+    def parallelism(self, job: str) -> int:
+        """The job's parallelism: flink_parallelism on the cluster; embedded 1, dispatch dispatch_parallelism."""
+        if self.flink_mode == "cluster":
+            return self.flink_parallelism
+        return self.dispatch_parallelism if job == "dispatch" else 1
 
     def masked(self) -> dict[str, str]:
         """Every setting as text, passwords in URLs and secret-named settings replaced by ***."""

@@ -306,7 +306,7 @@ def test_the_supervisor_starts_the_exporter(tmp_path, monkeypatch: pytest.Monkey
     settings = load(home=tmp_path)
     started: list[object] = []
     monkeypatch.setattr(supervisor.lag, "start", lambda s, log: started.append(s))
-    monkeypatch.setattr(supervisor, "supervised", lambda: [])
+    monkeypatch.setattr(supervisor, "supervised", lambda settings: [])
     monkeypatch.setattr(supervisor, "_reap_children", lambda: None)
     (tmp_path / "run" / "supervisor").mkdir(parents=True)
 

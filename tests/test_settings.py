@@ -82,7 +82,7 @@ def test_masked_settings_and_status_hide_passwords(monkeypatch) -> None:
         def health(self, s) -> Health:
             return Health(False, f"no answer from {s.clickhouse_url}")
 
-    monkeypatch.setattr(stack, "components", lambda: [Component()])
+    monkeypatch.setattr(stack, "components", lambda settings: [Component()])
     monkeypatch.setattr(stack.restarts, "load", lambda s: {})
     table = stack.format_table(stack.STATUS_HEADER, stack.status_rows(settings))
     assert "default:***@127.0.0.1" in table and PASSWORD not in table

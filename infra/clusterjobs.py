@@ -1,0 +1,140 @@
+"""The three jobs on the standalone cluster (flink_mode cluster): each sent with `flink run -d` at flink_parallelism,
+with what infra/flinkship.py ships, and watched through the cluster's REST API.
+
+The job's id is recorded in run/flink-cluster/jobs/<job>.jid. Stopping cancels the job: its checkpoints are retained
+(jobs/runtime.py), and the next submission resumes from the latest one in the shared directory. A failing job is
+restarted by Flink's own restart strategy on the cluster; the supervisor watches the cluster's processes, not the jobs
+(they have no process of their own here).
+
+Measured on 2 cores: `flink run` returns in ~15-25 s (the client JVM and Python build and upload the graph); the job is
+RUNNING with all its subtasks ~30 s later (each TaskManager pip-installs the worker dependencies from the shipped wheels
+into the job's own directory, then starts its Python workers).
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pushpipe.config import JOBS, Settings
+from pushpipe.infra import flinkcluster, flinkrest, flinkship, process
+from pushpipe.infra.service import Health
+
+SUBMIT_TIMEOUT_S = 180.0
+RUNNING_TIMEOUT_S = 240.0
+CANCEL_TIMEOUT_S = 30.0
+_SUBMITTED = re.compile(r"JobID ([0-9a-f]{32})")
+ACTIVE = ("INITIALIZING", "CREATED", "RUNNING", "RESTARTING", "FAILING", "CANCELLING", "RECONCILING")
+
+
+class SubmitFailed(RuntimeError):
+    """`flink run` did not submit the job."""
+
+
+def run_command(settings: Settings, job: str, shipment: flinkship.Shipment) -> list[str]:
+    """`flink run` for one job: detached, at flink_parallelism, the job's module (-pym) from the shipped project (-pyfs),
+    its worker dependencies installed from the shipped wheel cache (-pyreq), the graph built by this machine's Python
+    (-pyclientexec, where pushpipe is installed). The cluster's address and Python come from its config.yaml."""
+    return [flinkcluster.flink_bin("flink"), "run", "-d", "-p", str(settings.flink_parallelism),
+            "-pym", f"pushpipe.jobs.{job}", "-pyfs", str(shipment.project),
+            "-pyreq", f"{shipment.requirements}#{shipment.wheels}", "-pyclientexec", sys.executable]
+
+
+def submitted_id(output: str) -> str:
+    found = _SUBMITTED.search(output)
+    if found is None:
+        raise SubmitFailed("flink run printed no JobID:\n" + "\n".join(output.strip().splitlines()[-15:]))
+    return found.group(1)
+
+
+def jid_file(settings: Settings, job: str) -> Path:
+    return flinkcluster.cluster_dir(settings) / "jobs" / f"{job}.jid"
+
+
+@dataclass(frozen=True)
+class ClusterJob:
+    job: str
+
+    @property
+    def name(self) -> str:
+        return f"job-{self.job}"
+
+    @property
+    def version(self) -> str:
+        return flinkcluster.JobManager().version
+
+    def jid(self, settings: Settings) -> str | None:
+        try:
+            return jid_file(settings, self.job).read_text().strip() or None
+        except OSError:
+            return None
+
+    def address(self, settings: Settings) -> str:
+        return f"{flinkcluster.rest_url(settings)}/#/job/running/{self.jid(settings) or ''}"
+
+    def install(self, settings: Settings) -> None:
+        from pushpipe.infra.flink import project_jar
+
+        project_jar(settings)  # and the connector jars
+        flinkship.prepare(settings)
+
+    def start(self, settings: Settings) -> None:
+        self.launch(settings)
+        self.wait_ready(settings)
+
+    def launch(self, settings: Settings) -> None:
+        """Submit the job unless it is on the cluster; returns once `flink run` has."""
+        if self.view(settings) is not None:
+            return
+        from pushpipe.infra.flink import pipeline_jars
+
+        began = time.monotonic()
+        env = {**os.environ, **flinkcluster.flink_env(settings), "PUSHPIPE_HOME": str(settings.home),
+               "PUSHPIPE_FLINK_MODE": "cluster", "PUSHPIPE_PIPELINE_JARS": pipeline_jars(settings)}
+        done = subprocess.run(run_command(settings, self.job, flinkship.prepare(settings)), env=env, capture_output=True,
+                              text=True, timeout=SUBMIT_TIMEOUT_S, cwd=flinkcluster.cluster_dir(settings))
+        jid = submitted_id(done.stdout + done.stderr)
+        jid_file(settings, self.job).parent.mkdir(parents=True, exist_ok=True)
+        jid_file(settings, self.job).write_text(jid + "\n")
+        with process.log_file(settings, self.name).open("a") as log:
+            log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} submitted {jid} in {time.monotonic() - began:.1f}s\n")
+
+    def wait_ready(self, settings: Settings) -> None:
+        process.wait_until(lambda: self.health(settings).ok, RUNNING_TIMEOUT_S, f"Flink job {self.job} on the cluster")
+
+    def view(self, settings: Settings) -> flinkrest.JobView | None:
+        """The recorded job, while the cluster has it active."""
+        jid = self.jid(settings)
+        views = flinkrest.jobs(flinkcluster.rest_url(settings)) if jid else None
+        return next((v for v in views or [] if v.jid == jid and v.state in ACTIVE), None)
+
+    def stop(self, settings: Settings) -> None:
+        """Cancel the job (its checkpoints stay for the next submission)."""
+        view = self.view(settings)
+        if view is not None:
+            flinkrest.cancel(flinkcluster.rest_url(settings), view.jid)
+            deadline = time.monotonic() + CANCEL_TIMEOUT_S
+            while self.view(settings) is not None and time.monotonic() < deadline:
+                time.sleep(0.5)
+        jid_file(settings, self.job).unlink(missing_ok=True)
+
+    def health(self, settings: Settings) -> Health:
+        if self.jid(settings) is None:
+            return Health(False, "not submitted")
+        job = self.view(settings)
+        if job is None:
+            return Health(False, "not on the cluster")
+        if job.all_running:
+            return Health(True, f"RUNNING, parallelism {settings.flink_parallelism} ({job.tasks_total} subtasks)")
+        if job.state == "RUNNING":
+            return Health(False, f"RUNNING ({job.tasks_running}/{job.tasks_total} subtasks running)")
+        failure = flinkrest.last_exception(flinkcluster.rest_url(settings), job.jid)
+        return Health(False, job.state + (f": {failure}" if failure else ""))
+
+
+def all_jobs() -> list[ClusterJob]:
+    return [ClusterJob(job) for job in JOBS]
