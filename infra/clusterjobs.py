@@ -93,7 +93,7 @@ class ClusterJob:
         from pushpipe.infra.flink import pipeline_jars
 
         began = time.monotonic()
-        env = {**os.environ, **flinkcluster.flink_env(settings), "PUSHPIPE_HOME": str(settings.home),
+        env = {**os.environ, **settings.environ(), **flinkcluster.flink_env(settings), "PUSHPIPE_HOME": str(settings.home),
                "PUSHPIPE_FLINK_MODE": "cluster", "PUSHPIPE_PIPELINE_JARS": pipeline_jars(settings)}
         done = subprocess.run(run_command(settings, self.job, flinkship.prepare(settings)), env=env, capture_output=True,
                               text=True, timeout=SUBMIT_TIMEOUT_S, cwd=flinkcluster.cluster_dir(settings))

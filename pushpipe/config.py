@@ -238,6 +238,11 @@ class Settings(BaseSettings):
         value = self.flink_shared_dir or str(self.run_dir / "flink-shared")
         return value.rstrip("/") if "://" in value else Path(value).resolve().as_uri()
 
+    def environ(self) -> dict[str, str]:
+        """The PUSHPIPE_* variables that make a child process (a `flink run` client, a job) load these settings: each
+        one set other than by its default, in the form it is read back."""
+        return {f"{ENV_PREFIX}{name.upper()}": _env_value(getattr(self, name)) for name in sorted(self.model_fields_set)}
+
     def parallelism(self, job: str) -> int:
         """The job's parallelism: flink_parallelism on the cluster; embedded 1, dispatch dispatch_parallelism."""
         if self.flink_mode == "cluster":
@@ -259,6 +264,14 @@ _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@/]*@", re.IG
 def masked_url(text: str) -> str:
     """`text` with the password of every URL's user:password@ in it replaced by ***."""
     return _URL_PASSWORD.sub(r"\1***@", text)
+
+
+def _env_value(value: Any) -> str:
+    if isinstance(value, dict):  # Counts: name=n,name=n
+        return ",".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
 
 
 def load(**overrides: Any) -> Settings:

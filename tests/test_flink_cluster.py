@@ -1,63 +1,79 @@
 """The Flink standalone session cluster for real (issue 17): a JobManager and two TaskManagers started from pyflink/bin,
-the fan-out job sent with `flink run` at parallelism 2, RUNNING with 2 subtasks per operator on the cluster, and
-records flowing through it from Kafka to the dispatch lanes.
+fan-out and dispatch sent with `flink run` at parallelism 2, RUNNING with 2 subtasks per operator on the cluster, over
+three Kafka brokers; records flow through both jobs to the vendor simulator, and the two dispatch subtasks together
+keep an (app, vendor)'s configured rate.
 
-It starts only what it needs (Kafka, the cluster, one job) through the project's own infra/, on the configured ports,
-and stops what it started. Run it with a PUSHPIPE_HOME and ports of its own beside another stack."""
+It runs beside the test stack without touching it: a home of its own (its Kafka and cluster on ports of their own,
+its own topics' offsets and job state); only the vendor simulators and the schema registry are the stack's."""
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from pushpipe import observe
-from pushpipe.config import Settings, load
-from pushpipe.infra import flinkcluster, flinkrest, stack
+from pushpipe.config import Settings
+from pushpipe.connectors.config import write_simulator_vendors
+from pushpipe.infra import flinkcluster, flinkrest, http, stack
 from pushpipe.infra.clusterjobs import ClusterJob
 from pushpipe.infra.kafka import Kafka, ensure_topics
+from pushpipe.infra.simulators import SimulatorAdmin, state_dir
 from pushpipe.jobs import dispatch_policy
 from pushpipe.producer import PushProducer, device_event, now_ms, push_request
 from test_fanout_e2e import lane_records
 from test_isolation_e2e import registered
 
 pytestmark = pytest.mark.stack
+JOBS = ("fanout", "dispatch")
+LIMITED_RATE = 100  # APNs sends per second of the app `limited-*`
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Settings]:
-    """Kafka, the cluster and the fan-out job on it (flink_mode cluster)."""
-    settings = load(flink_mode="cluster")
-    kafka, job = Kafka(), ClusterJob("fanout")
-    kafka_was_up, cluster_was_up = kafka.health(settings).ok, flinkcluster.started(settings)
-    kafka.install(settings)
-    kafka.start(settings)
-    ensure_topics(settings)
-    dispatch_policy.write_embedded(settings.dispatch_file)
+def cluster(simulators: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Three Kafka brokers, the cluster, fan-out and dispatch on it (flink_mode cluster), in a home of their own."""
+    home = tmp_path_factory.mktemp("cluster-home")
+    (home / "cache").symlink_to(simulators.cache_dir)  # jars, the cluster's Python, the wheel cache: made once
+    settings = Settings(home=home, flink_mode="cluster", flink_cluster_rest_port=28084, kafka_bootstrap="127.0.0.1:29892",
+                        kafka_brokers=3, dispatch_metrics_port=28250, simulator_url=simulators.simulator_url,
+                        gateway_url=simulators.gateway_url)
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    settings.receipt_key_file.write_bytes(simulators.receipt_key_file.read_bytes())
+    write_simulator_vendors(state_dir(simulators), settings.vendors_file)
+    policy = {**dispatch_policy.EMBEDDED, "rates": {**dispatch_policy.EMBEDDED["rates"], "limited-*/apns": LIMITED_RATE}}
+    settings.dispatch_file.write_text(json.dumps(policy))
     stack.write_example_templates(settings.templates_file)
-    stack.start_cluster(settings)
-    job.install(settings)
-    job.start(settings)
-    yield settings
-    job.stop(settings)
-    if not cluster_was_up:
+    kafka, jobs = Kafka(), [ClusterJob(job) for job in JOBS]
+    try:
+        kafka.start(settings)
+        ensure_topics(settings)
+        stack.start_cluster(settings)
+        for job in jobs:
+            job.install(settings)
+            job.start(settings)
+        yield settings
+    finally:
+        for job in jobs:
+            job.stop(settings)
         for process in reversed(flinkcluster.processes()):
             process.stop(settings)
-    if not kafka_was_up:
         kafka.stop(settings)
 
 
-def test_the_cluster_runs_the_job_at_parallelism_2_on_both_taskmanagers(cluster: Settings) -> None:
+@pytest.mark.parametrize("name", JOBS)
+def test_the_cluster_runs_each_job_at_parallelism_2_on_both_taskmanagers(cluster: Settings, name: str) -> None:
     base = flinkcluster.rest_url(cluster)
     assert sorted(tm.id for tm in flinkrest.taskmanagers(base) or []) == ["flink-taskmanager-1", "flink-taskmanager-2"]
-    job = ClusterJob("fanout")
+    job = ClusterJob(name)
     assert job.health(cluster).ok, job.health(cluster).detail
     jid = job.jid(cluster)
     assert jid is not None
     vertices = flinkrest.vertex_parallelism(base, jid) or []
     assert vertices and {p for _, p in vertices} == {2}, vertices
     view = job.view(cluster)
-    assert view is not None and view.name == "fanout" and view.tasks_running == view.tasks_total == 2 * len(vertices)
+    assert view is not None and view.name == name and view.tasks_running == view.tasks_total == 2 * len(vertices)
+    assert Kafka().health(cluster).detail.startswith("3 broker(s)")
 
 
 def test_records_flow_through_the_job_on_the_cluster(cluster: Settings) -> None:
@@ -72,3 +88,30 @@ def test_records_flow_through_the_job_on_the_cluster(cluster: Settings) -> None:
     records = observe.wait_for(lambda: (found := lane_records(cluster, since, app)) and sum(map(len, found)) >= pins and found, 90,
                                f"{pins} batches of {app} on the normal lane")
     assert sum(len(batches) for batches in records) == pins
+
+
+def test_two_dispatch_subtasks_together_keep_the_apps_rate(cluster: Settings, admin: SimulatorAdmin) -> None:
+    """600 single-pin APNs pushes of an app limited to 100/s: each subtask takes half the rate, so the simulator
+    takes them over at least 5 s (one second's burst, then 100/s); two subtasks at the full rate each took 2 s."""
+    run, pins = uuid.uuid4().hex[:8], 600
+    app = f"limited-{run}"
+    producer = PushProducer(cluster)
+    tokens = [f"{run}{u:05x}".ljust(64, "a") for u in range(pins)]
+    registered(producer, cluster, *(device_event(app, f"u{u}", token) for u, token in enumerate(tokens)))
+    for u in range(pins):
+        producer.request(push_request(app, [f"u{u}"], "t", f"b{u}", category="transactional"))
+    producer.flush()
+    done = observe.wait_for(lambda: (got := admin.accepted(run, tokens=False))["count"] >= pins and got, 120,
+                            f"{pins} pushes of {app} accepted by the APNs simulator")
+    seconds = done["last_at"] - done["first_at"]  # the simulator's clock: seconds
+    least = (pins - LIMITED_RATE) / LIMITED_RATE
+    assert done["count"] == pins and seconds >= 0.9 * least, (done["count"], seconds)
+    assert all(n > 0 for n in records_in_by_subtask(cluster, "dispatch", "send")), "both subtasks sent: each kept its share"
+
+
+def records_in_by_subtask(settings: Settings, job: str, operator: str) -> list[int]:
+    """Records each subtask of the job's vertex that holds `operator` has taken in (Flink's REST API)."""
+    base, jid = flinkcluster.rest_url(settings), ClusterJob(job).jid(settings)
+    vertex = next(v for v in http.client().get(f"{base}/jobs/{jid}", timeout=10).json()["vertices"] if operator in v["name"])
+    subtasks = http.client().get(f"{base}/jobs/{jid}/vertices/{vertex['id']}", timeout=10).json()["subtasks"]
+    return [int(t["metrics"]["read-records"]) for t in subtasks]

@@ -36,3 +36,4 @@ def test_data_formatted_for_one_broker_is_refused_for_three(tmp_path: Path) -> N
     kafka._cluster_id(one)
     with pytest.raises(RuntimeError, match="formatted for the controllers 1@127.0.0.1:29893"):
         kafka._cluster_id(Settings(home=tmp_path, kafka_bootstrap="127.0.0.1:29892", kafka_brokers=3))
+

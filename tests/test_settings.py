@@ -4,10 +4,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from pushpipe.config import SettingsError, load, masked_url
+from pushpipe.config import Settings, SettingsError, load, masked_url
 from pushpipe.infra import stack
 from pushpipe.infra.service import Health
 
@@ -86,3 +87,10 @@ def test_masked_settings_and_status_hide_passwords(monkeypatch) -> None:
     monkeypatch.setattr(stack.restarts, "load", lambda s: {})
     table = stack.format_table(stack.STATUS_HEADER, stack.status_rows(settings))
     assert "default:***@127.0.0.1" in table and PASSWORD not in table
+
+
+def test_settings_made_in_code_reach_a_child_process_through_its_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    made = Settings(home=tmp_path, kafka_bootstrap="127.0.0.1:29892", kafka_brokers=3, daily_caps={"marketing": 3}, stage_metrics=False)
+    for name, value in made.environ().items():
+        monkeypatch.setenv(name, value)
+    assert Settings() == made
