@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 from pyflink.common import Time, Types
 from pyflink.datastream import KeyedProcessFunction, ProcessFunction, RuntimeContext
 from pyflink.datastream.functions import ProcessWindowFunction
-from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
+from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 from pyflink.datastream.window import TumblingProcessingTimeWindows
 
 from pushpipe import liveness
@@ -153,7 +153,7 @@ class MessageLifecycle(KeyedProcessFunction):
     clock = staticmethod(runtime.now_ms)
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        ttl = StateTtlConfig.new_builder(SUMMARY_TTL).build()
+        ttl = runtime.ttl(SUMMARY_TTL)
 
         def state(descriptor: Any) -> Any:
             descriptor.enable_time_to_live(ttl)
@@ -193,7 +193,7 @@ class MessageLifecycle(KeyedProcessFunction):
             if self.unmatched.value():  # tokens whose receipts were counted without them: keep what they reached
                 lives = {t: life._replace(times={**known.times, **life.times}) if (known := self.tokens.get(t)) else life
                          for t, life in lives.items()}
-            self.tokens.put_all(lives)
+            runtime.put_all(self.tokens, lives)
             if self.waiting_count.value():
                 rows += self.settle_waiting(lives)
         return rows
@@ -251,7 +251,7 @@ class MessageLifecycle(KeyedProcessFunction):
                 changed[token] = life
                 rows.append(new_row)
         if changed:
-            self.tokens.put_all(changed)
+            runtime.put_all(self.tokens, changed)
         if waited:
             self.waiting_count.update((self.waiting_count.value() or 0) + waited)
             due = self.clock() + RECEIPT_WAIT_MS

@@ -13,9 +13,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from pyflink.common import Configuration, Types, WatermarkStrategy
+from pyflink.common import Configuration, Time, Types, WatermarkStrategy
 from pyflink.common.serialization import ByteArraySchema
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.datastream.connectors.base import DeliveryGuarantee, Sink
@@ -26,6 +27,7 @@ from pyflink.datastream.connectors.kafka import (
     KafkaSink,
     KafkaSource,
 )
+from pyflink.datastream.state import StateTtlConfig
 from pyflink.java_gateway import get_gateway
 
 import pushpipe
@@ -33,6 +35,7 @@ from pushpipe.config import Settings, load
 from pushpipe.jobs.deadletters import DLQ
 
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
+PROCESS_MODE_STATE = "pyflink.fn_execution.state_impl"  # where the state classes of process mode's Python workers live
 log = logging.getLogger("pushpipe.jobs")
 
 
@@ -165,9 +168,9 @@ def environment(settings: Settings, job: str, overrides: dict[str, str] | None =
     mode "thread" runs the Python operators inside the JVM (pemja): keyed state is a direct call
     instead of a round trip to a worker, ~10x faster for state over many keys (PYFLINK.md).
     PyFlink's async I/O needs "process": Python workers of their own, as on a cluster.
-    On the cluster every job runs in "process" mode: in "thread" mode a keyed state with a TTL fails there, since PyFlink
-    2.2 builds the TTL config through get_gateway() (fn_execution/embedded/java_utils.to_java_state_ttl_config), which
-    inside a TaskManager finds no gateway and tries to launch one (measured: FileNotFoundError, the job restarting).
+    On the cluster every job runs in "process" mode: a TaskManager's thread-mode interpreter lives as long as the
+    TaskManager and keeps the modules it imported, so a job resubmitted with new code (`pushpipe upgrade`) would run
+    the old one (measured: a fixed module kept failing with its old line numbers until the TaskManagers restarted).
     """
     if settings.flink_mode == "cluster":
         mode = "process"
@@ -177,6 +180,26 @@ def environment(settings: Settings, job: str, overrides: dict[str, str] | None =
         flink_config(settings, job, {"python.execution-mode": mode, **(overrides or {})}))
     env.set_parallelism(settings.parallelism(job))
     return env
+
+
+def ttl(duration: Time) -> StateTtlConfig:
+    """A keyed state's time to live, cleaned up in RocksDB's compactions (every 1,000 entries, PyFlink's default).
+
+    Built without a Java gateway, which a TaskManager's thread-mode Python does not have (it tries to launch one:
+    FileNotFoundError, the job restarting). PyFlink's default background cleanup builds a compaction-filter strategy
+    whose periodic compaction time is Duration.of_days(30), a gateway call, whenever its strategies are read, even
+    when one is set (dict.get's default). So that default is off, the same strategy is set explicitly, and `duration`
+    stands in for its periodic compaction time, which neither mode passes on to Java (java_utils,
+    StateTtlConfig._to_proto)."""
+    return (StateTtlConfig.new_builder(duration).disable_cleanup_in_background()
+            .cleanup_in_rocksdb_compact_filter(1000, periodic_compaction_time=duration).build())
+
+
+def put_all(state: Any, entries: dict[str, Any]) -> None:
+    """MapState.put_all of a dict in either Python mode. Process mode's (pyflink/fn_execution/state_impl.py) iterates
+    its argument as (key, value) pairs, where a dict gives only its keys ("too many values to unpack"); thread mode's
+    takes the dict itself, in one call into the JVM."""
+    state.put_all(entries.items() if type(state).__module__ == PROCESS_MODE_STATE else entries)
 
 
 def local_workers(mode: str) -> None:

@@ -230,3 +230,4 @@ def test_receipts_and_tokens_are_counted_by_their_labels_summed_once_per_record(
     assert count("pushpipe_tokens", stage="message-totals", vendor="xiaomi", outcome="invalid_token", code="20301", final="true") == 1
     assert count("pushpipe_receipts", stage="message-totals", kind="delivered", source="vendor") == 2
     assert count("pushpipe_receipts", stage="message-totals", kind="opened", source="sdk") == 1
+

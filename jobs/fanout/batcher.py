@@ -12,7 +12,7 @@ from typing import Any
 
 from pyflink.common import Time, Types
 from pyflink.datastream import KeyedProcessFunction, RuntimeContext
-from pyflink.datastream.state import ListStateDescriptor, StateTtlConfig, ValueStateDescriptor
+from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
 from pushpipe import liveness
 from pushpipe.jobs import runtime
@@ -38,7 +38,7 @@ class Batcher(KeyedProcessFunction):
         self.parts = runtime_context.get_list_state(ListStateDescriptor("parts", PICKLED))  # lists of items
         self.head = runtime_context.get_state(ValueStateDescriptor("head", PICKLED))  # (vendor, request, items waiting)
         emitted = ValueStateDescriptor("emitted", Types.INT())
-        emitted.enable_time_to_live(StateTtlConfig.new_builder(NUMBERS_TTL).build())
+        emitted.enable_time_to_live(runtime.ttl(NUMBERS_TTL))
         self.emitted = runtime_context.get_state(emitted)
 
     def process_element(self, value: Gather, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:

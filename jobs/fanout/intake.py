@@ -12,7 +12,7 @@ from typing import Any
 
 from pyflink.common import Time, Types
 from pyflink.datastream import KeyedProcessFunction, RuntimeContext
-from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
+from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from pushpipe import liveness
 from pushpipe.jobs import runtime
@@ -37,7 +37,7 @@ class Intake(KeyedProcessFunction):
 
     def open(self, runtime_context: RuntimeContext) -> None:
         seen = ValueStateDescriptor("seen", Types.BOOLEAN())
-        seen.enable_time_to_live(StateTtlConfig.new_builder(Time.seconds(self.dedup_window_s)).build())
+        seen.enable_time_to_live(runtime.ttl(Time.seconds(self.dedup_window_s)))
         self.seen = runtime_context.get_state(seen)
         self.scheduled = runtime_context.get_state(ValueStateDescriptor("scheduled", PICKLED))
         self.due = runtime_context.get_state(ValueStateDescriptor("due", Types.LONG()))  # of the scheduled request

@@ -11,9 +11,10 @@ from typing import Any
 
 from pyflink.common import Time, Types
 from pyflink.datastream import KeyedProcessFunction, RuntimeContext
-from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
+from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from pushpipe import liveness
+from pushpipe.jobs import runtime
 from pushpipe.jobs.deadletters import dead_letter
 from pushpipe.jobs.fanout import devices, records, shards
 from pushpipe.jobs.fanout.directory import Directory
@@ -40,7 +41,7 @@ class PinDirectory(Directory):
         self.deferred = runtime_context.get_map_state(MapStateDescriptor("deferred", Types.STRING(), PICKLED))
         # broadcasts this pin has taken: each shard holding one of its devices sends the pin the broadcast once
         reached = MapStateDescriptor("broadcasts", Types.STRING(), Types.BOOLEAN())
-        reached.enable_time_to_live(StateTtlConfig.new_builder(BROADCASTS_TTL).build())
+        reached.enable_time_to_live(runtime.ttl(BROADCASTS_TTL))
         self.broadcasts = runtime_context.get_map_state(reached)
 
     def process_element(self, value: ToPin, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:

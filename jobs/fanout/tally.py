@@ -8,7 +8,7 @@ from typing import Any
 
 from pyflink.common import Time
 from pyflink.datastream import KeyedProcessFunction, RuntimeContext
-from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
+from pyflink.datastream.state import ValueStateDescriptor
 
 from pushpipe import liveness
 from pushpipe.jobs import runtime
@@ -26,7 +26,7 @@ class BroadcastTally(KeyedProcessFunction):
 
     def open(self, runtime_context: RuntimeContext) -> None:
         tally = ValueStateDescriptor("tally", PICKLED)  # (shards reported, devices matched)
-        tally.enable_time_to_live(StateTtlConfig.new_builder(TALLY_TTL).build())
+        tally.enable_time_to_live(runtime.ttl(TALLY_TTL))
         self.tally = runtime_context.get_state(tally)
 
     def process_element(self, value: ShardReport, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
