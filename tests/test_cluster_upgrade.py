@@ -1,7 +1,7 @@
 """Upgrades without loss and faults on the Flink cluster (issue 17, items 3 and 4), in a home of its own.
 
 One module fixture: Kafka x3, the cluster, fan-out and dispatch at parallelism 2. One steady stream of single-pin
-APNs requests (one device per pin, tokens with the run's prefix) runs while, in turn, fan-out is upgraded to
+APNs requests (5/s) (one device per pin, tokens with the run's prefix) runs while, in turn, fan-out is upgraded to
 parallelism 3, dispatch is upgraded, fan-out goes back to 2 (each `pushpipe upgrade`: stop with a savepoint, resubmit
 from it), a TaskManager is killed -9 and a Kafka broker is killed -9. A scheduled push (deliver_at) is pending across
 the first upgrade. Afterwards every request is accounted for: accepted by the APNs simulator, or not sent with a
@@ -32,10 +32,11 @@ from pushpipe.producer import PushProducer, device_event, now_ms, push_request
 from pushpipe.schemas import codec
 from test_isolation_e2e import registered
 
-pytestmark = pytest.mark.stack
+# The cluster, both jobs, three upgrades and two faults on a shared 2-core machine: ~15 minutes (the README's figures)
+pytestmark = [pytest.mark.stack, pytest.mark.timeout(1800)]
 JOBS = ("fanout", "dispatch")
-PINS = 3000  # pins registered; the stream sends to them in turn, one request per pin
-RATE = 10  # requests per second
+PINS = 5000  # pins registered; the stream sends to them in turn, one request per pin (16 minutes of it)
+RATE = 5  # requests per second
 # A duplicate needs a vendor call in flight when a job stops: the ledger (jobs/ledger.py) marks tokens SENDING before
 # the call and skips SENT ones on replay, so at most one dispatch batch per subtask and fault is sent twice. The
 # stream sends single-pin requests at 10/s, so a batch holds a few tokens: 10 per event is that bound, generously.
@@ -127,8 +128,10 @@ class Tally:
 
 
 def tally(settings: Settings, admin: SimulatorAdmin, run: str, app: str, requested: int) -> Tally:
+    """What the simulator accepted; push.results and push.dlq are read only when some requests are not accepted."""
     got = admin.accepted(run)
-    return Tally(requested, got["count"], got["unique"], len(not_sent(settings, app)))
+    short = requested > got["unique"]
+    return Tally(requested, got["count"], got["unique"], len(not_sent(settings, app)) if short else 0)
 
 
 def accounted(settings: Settings, admin: SimulatorAdmin, run: str, app: str, requested: int, timeout_s: float = 120) -> Tally:
@@ -140,16 +143,15 @@ def accounted(settings: Settings, admin: SimulatorAdmin, run: str, app: str, req
         return tally(settings, admin, run, app, requested)
 
 
-def first_accepted_after(admin: SimulatorAdmin, run: str, stream: Stream, since: float) -> float:
-    """Seconds from `since` until a request produced after it was accepted (the stream flows again)."""
-    first = next(i for i, (at, _) in enumerate(stream.sent) if at >= since) if stream.sent[-1][0] >= since else len(stream.sent)
-    later = {token(run, pin) for pin in range(first, first + 3 * RATE)}
-
-    def through() -> bool:
-        return bool(later & set(admin.accepted(run)["tokens"]))
-
-    observe.wait_for(through, 180, "a request produced after the fault accepted", interval_s=0.5)
-    return time.time() - since
+def recovery_seconds(admin: SimulatorAdmin, run: str, stream: Stream, since: float) -> float:
+    """Seconds from `since` until the first request produced after it was accepted (the simulator's clock, on this
+    machine): the flow is back."""
+    first = next((i for i, (at, _) in enumerate(stream.sent) if at >= since), len(stream.sent))
+    window = [token(run, pin) for pin in range(first, first + 5 * RATE)]
+    observe.wait_for(lambda: set(window) & set(admin.accepted(run)["tokens"]), 240,
+                     "a request produced after the fault accepted", interval_s=1)
+    accepted_at = [got["first_at"] for tok in window if (got := admin.accepted(tok, tokens=False))["count"]]
+    return min(accepted_at) - since
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +223,7 @@ def test_a_taskmanager_and_a_broker_killed_mid_stream_lose_nothing(cluster: Sett
         before = tally(cluster, admin, run, flow.app, 0)
         killed_at = time.time()
         kill(cluster)
-        recovery = first_accepted_after(admin, run, flow, killed_at)
+        recovery = recovery_seconds(admin, run, flow, killed_at)
         for job in JOBS:
             ClusterJob(job).wait_ready(cluster)
         requested = len(flow.sent) + 1  # and the scheduled push of the upgrade test
