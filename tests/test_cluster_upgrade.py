@@ -127,18 +127,35 @@ class Tally:
         return self.accepted - self.unique
 
 
-def tally(settings: Settings, admin: SimulatorAdmin, run: str, app: str, requested: int) -> Tally:
-    """What the simulator accepted; push.results and push.dlq are read only when some requests are not accepted."""
-    got = admin.accepted(run)
-    short = requested > got["unique"]
-    return Tally(requested, got["count"], got["unique"], len(not_sent(settings, app)) if short else 0)
+@dataclass(frozen=True)
+class Requested:
+    """The requests to account for: their tokens (one each) and msg_ids."""
+    tokens: frozenset[str]
+    msg_ids: frozenset[str]
+
+    @staticmethod
+    def of(stream: Stream, run: str, *extra: tuple[str, str]) -> Requested:
+        """What the stream produced so far, and `extra` (token, msg_id) pairs."""
+        sent = list(enumerate(msg_id for _, msg_id in list(stream.sent)))
+        pairs = [(token(run, pin), msg_id) for pin, msg_id in sent] + list(extra)
+        return Requested(frozenset(t for t, _ in pairs), frozenset(m for _, m in pairs))
 
 
-def accounted(settings: Settings, admin: SimulatorAdmin, run: str, app: str, requested: int, timeout_s: float = 120) -> Tally:
+def tally(settings: Settings, admin: SimulatorAdmin, run: str, app: str, requested: Requested) -> Tally:
+    """What the simulator accepted of `requested`; push.results and push.dlq are read only when some are not accepted."""
+    accepted = [t for t in admin.accepted(run)["tokens"] if t in requested.tokens]
+    unique = len(set(accepted))
+    short = unique < len(requested.tokens)
+    unsent = len(set(not_sent(settings, app)) & requested.msg_ids) if short else 0
+    return Tally(len(requested.tokens), len(accepted), unique, unsent)
+
+
+def accounted(settings: Settings, admin: SimulatorAdmin, run: str, app: str, requested: Requested,
+              timeout_s: float = 120) -> Tally:
     """The tally once every request is accepted or not sent with a reason (or the timeout's last)."""
     try:
         return observe.wait_for(lambda: (t := tally(settings, admin, run, app, requested)).lost <= 0 and t, timeout_s,
-                                f"{requested} requests of {app} accounted for", interval_s=3)
+                                f"{len(requested.tokens)} requests of {app} accounted for", interval_s=3)
     except TimeoutError:
         return tally(settings, admin, run, app, requested)
 
@@ -184,12 +201,12 @@ def test_jobs_upgraded_in_turn_mid_stream_lose_nothing(cluster: Settings, stream
         steps += [f"{job}: {s.what.split(' from ')[0]} {s.seconds:.1f}s" for s in done]
         assert savepoint_file(cluster, job).read_text().strip().startswith("file:")
     print("\n" + "\n".join(steps))
-    requested = len(flow.sent)
     late = token(run, PINS)
+    requested = Requested.of(flow, run, (late, scheduled["msg_id"]))
     observe.wait_for(lambda: admin.accepted(late)["count"] >= 1, 120, "the scheduled push")
     found = admin.accepted(late)
     assert found["count"] == 1 and found["first_at"] * 1000 >= scheduled["deliver_at"] - 50, found
-    result = accounted(cluster, admin, run, flow.app, requested + 1)
+    result = accounted(cluster, admin, run, flow.app, requested)
     print(f"upgrades: requested {result.requested}, lost {result.lost}, duplicated {result.duplicated}")
     assert result.lost <= 0 and result.duplicated <= 3 * DUPLICATES_PER_EVENT, result
     assert {p for _, p in parallelism(cluster, "fanout")} == {2}
@@ -200,10 +217,12 @@ def parallelism(settings: Settings, job: str) -> list[tuple[str, int]]:
 
 
 def kill_taskmanager(settings: Settings) -> None:
-    """kill -9 the second TaskManager's JVM; pushpipe's supervisor would start it again: so does the test, at once."""
+    """kill -9 the second TaskManager's JVM; then what pushpipe's supervisor does: stop what is left of it (its Python
+    workers outlive the JVM, in its process group) and start it again."""
     victim = flinkcluster.taskmanagers()[-1]
     os.kill(process.read_pid(settings, victim.name) or 0, signal.SIGKILL)
     time.sleep(2)
+    victim.stop(settings)
     victim.start(settings)
 
 
@@ -220,14 +239,13 @@ def test_a_taskmanager_and_a_broker_killed_mid_stream_lose_nothing(cluster: Sett
     rows = []
     for fault, kill in (("kill -9 TaskManager", kill_taskmanager), ("kill -9 Kafka broker", kill_broker)):
         time.sleep(5)
-        before = tally(cluster, admin, run, flow.app, 0)
+        before = tally(cluster, admin, run, flow.app, Requested.of(flow, run))
         killed_at = time.time()
         kill(cluster)
         recovery = recovery_seconds(admin, run, flow, killed_at)
         for job in JOBS:
             ClusterJob(job).wait_ready(cluster)
-        requested = len(flow.sent) + 1  # and the scheduled push of the upgrade test
-        after = accounted(cluster, admin, run, flow.app, requested)
+        after = accounted(cluster, admin, run, flow.app, Requested.of(flow, run))
         rows.append((fault, after.lost, after.duplicated - before.duplicated, recovery))
     print("\nfault                 lost  duplicated  recovery s")
     for fault, lost, duplicated, recovery in rows:
