@@ -196,8 +196,8 @@ def test_jobs_upgraded_in_turn_mid_stream_lose_nothing(cluster: Settings, stream
     producer.request(scheduled)
     producer.flush()
     steps: list[str] = []
-    for job, parallelism in (("fanout", 3), ("dispatch", None), ("fanout", 2)):
-        done = upgrade(cluster, job, parallelism)
+    for job, subtasks in (("fanout", 3), ("dispatch", None), ("fanout", 2)):
+        done = upgrade(cluster, job, subtasks)
         steps += [f"{job}: {s.what.split(' from ')[0]} {s.seconds:.1f}s" for s in done]
         assert savepoint_file(cluster, job).read_text().strip().startswith("file:")
     print("\n" + "\n".join(steps))
