@@ -17,6 +17,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from pushpipe.infra.service import Health
 SUBMIT_TIMEOUT_S = 180.0
 RUNNING_TIMEOUT_S = 240.0
 CANCEL_TIMEOUT_S = 30.0
+SAVEPOINT_TIMEOUT_S = 120.0
 _SUBMITTED = re.compile(r"JobID ([0-9a-f]{32})")
 ACTIVE = ("INITIALIZING", "CREATED", "RUNNING", "RESTARTING", "FAILING", "CANCELLING", "RECONCILING")
 
@@ -35,11 +37,18 @@ class SubmitFailed(RuntimeError):
     """`flink run` did not submit the job."""
 
 
-def run_command(settings: Settings, job: str, shipment: flinkship.Shipment) -> list[str]:
+class UpgradeFailed(RuntimeError):
+    """The job could not be stopped with a savepoint, or the cluster has no room for it."""
+
+
+def run_command(settings: Settings, job: str, shipment: flinkship.Shipment, savepoint: str | None = None) -> list[str]:
     """`flink run` for one job: detached, at flink_parallelism, the job's module (-pym) from the shipped project (-pyfs),
     its worker dependencies installed from the shipped wheel cache (-pyreq), the graph built by this machine's Python
-    (-pyclientexec, where pushpipe is installed). The cluster's address and Python come from its config.yaml."""
-    return [flinkcluster.flink_bin("flink"), "run", "-d", "-p", str(settings.flink_parallelism),
+    (-pyclientexec, where pushpipe is installed), from `savepoint` (-s) if given. The cluster's address and Python come
+    from its config.yaml. No --allowNonRestoredState: every operator has a uid, and the jobs set
+    execution.state-recovery.ignore-unclaimed-state themselves (state of an operator a new version dropped)."""
+    restore = ["-s", savepoint] if savepoint else []
+    return [flinkcluster.flink_bin("flink"), "run", "-d", "-p", str(settings.flink_parallelism), *restore,
             "-pym", f"pushpipe.jobs.{job}", "-pyfs", str(shipment.project),
             "-pyreq", f"{shipment.requirements}#{shipment.wheels}", "-pyclientexec", sys.executable]
 
@@ -53,6 +62,22 @@ def submitted_id(output: str) -> str:
 
 def jid_file(settings: Settings, job: str) -> Path:
     return flinkcluster.cluster_dir(settings) / "jobs" / f"{job}.jid"
+
+
+def completed_savepoint(base: str, jid: str, trigger: str) -> flinkrest.SavepointView:
+    """Poll the savepoint until the cluster says COMPLETED (with a location, or the failure)."""
+    deadline = time.monotonic() + SAVEPOINT_TIMEOUT_S
+    while time.monotonic() < deadline:
+        view = flinkrest.savepoint(base, jid, trigger)
+        if view is not None and view.status == "COMPLETED":
+            return view
+        time.sleep(0.5)
+    raise UpgradeFailed(f"no savepoint of job {jid} within {SAVEPOINT_TIMEOUT_S:.0f}s")
+
+
+def savepoint_file(settings: Settings, job: str) -> Path:
+    """The job's last savepoint (`pushpipe upgrade`), a URI."""
+    return flinkcluster.cluster_dir(settings) / "jobs" / f"{job}.savepoint"
 
 
 @dataclass(frozen=True)
@@ -86,8 +111,8 @@ class ClusterJob:
         self.launch(settings)
         self.wait_ready(settings)
 
-    def launch(self, settings: Settings) -> None:
-        """Submit the job unless it is on the cluster; returns once `flink run` has."""
+    def launch(self, settings: Settings, savepoint: str | None = None) -> None:
+        """Submit the job unless it is on the cluster (from `savepoint` if given); returns once `flink run` has."""
         if self.view(settings) is not None:
             return
         from pushpipe.infra.flink import pipeline_jars
@@ -95,7 +120,7 @@ class ClusterJob:
         began = time.monotonic()
         env = {**os.environ, **settings.environ(), **flinkcluster.flink_env(settings), "PUSHPIPE_HOME": str(settings.home),
                "PUSHPIPE_FLINK_MODE": "cluster", "PUSHPIPE_PIPELINE_JARS": pipeline_jars(settings)}
-        done = subprocess.run(run_command(settings, self.job, flinkship.prepare(settings)), env=env, capture_output=True,
+        done = subprocess.run(run_command(settings, self.job, flinkship.prepare(settings), savepoint), env=env, capture_output=True,
                               text=True, timeout=SUBMIT_TIMEOUT_S, cwd=flinkcluster.cluster_dir(settings))
         jid = submitted_id(done.stdout + done.stderr)
         jid_file(settings, self.job).parent.mkdir(parents=True, exist_ok=True)
@@ -122,6 +147,23 @@ class ClusterJob:
                 time.sleep(0.5)
         jid_file(settings, self.job).unlink(missing_ok=True)
 
+    def stop_with_savepoint(self, settings: Settings) -> str:
+        """Stop the job with a savepoint in the shared savepoint dir; returns its URI, also recorded in <job>.savepoint."""
+        from pushpipe.jobs.runtime import savepoint_uri
+
+        view = self.view(settings)
+        if view is None:
+            raise UpgradeFailed(f"{self.job} is not running on the cluster")
+        base = flinkcluster.rest_url(settings)
+        trigger = flinkrest.stop_with_savepoint(base, view.jid, savepoint_uri(settings, self.job))
+        done = completed_savepoint(base, view.jid, trigger)
+        if not done.location:
+            raise UpgradeFailed(f"{self.job}: no savepoint: {done.failure}")
+        savepoint_file(settings, self.job).write_text(done.location + "\n")
+        process.wait_until(lambda: self.view(settings) is None, CANCEL_TIMEOUT_S, f"{self.job} to finish")
+        jid_file(settings, self.job).unlink(missing_ok=True)
+        return done.location
+
     def health(self, settings: Settings) -> Health:
         if self.jid(settings) is None:
             return Health(False, "not submitted")
@@ -138,3 +180,47 @@ class ClusterJob:
 
 def all_jobs() -> list[ClusterJob]:
     return [ClusterJob(job) for job in JOBS]
+
+
+@dataclass(frozen=True)
+class Step:
+    what: str
+    seconds: float
+
+
+def upgrade(settings: Settings, job: str, parallelism: int | None = None,
+            report: Callable[[Step], None] = lambda step: None) -> list[Step]:
+    """Stop the job with a savepoint and submit the code installed now from it, at `parallelism` (default: the
+    settings'); returns once the new job is RUNNING. Keyed state (device directories, dedup windows, schedules) moves
+    with the savepoint, the send ledger is a file beside the jobs; the Kafka offsets are in the savepoint too."""
+    target = settings.model_copy(update={"flink_parallelism": parallelism}) if parallelism else settings
+    cluster_job = ClusterJob(job)
+    current = cluster_job.view(settings)
+    if current is None:
+        raise UpgradeFailed(f"{job} is not running on the cluster: start it with `pushpipe up --cluster`")
+    check_room(settings, cluster_job, target.flink_parallelism)
+    steps: list[Step] = []
+
+    def timed(what: str, action: Callable[[], object]) -> None:
+        began = time.monotonic()
+        action()
+        steps.append(Step(what, time.monotonic() - began))
+        report(steps[-1])
+
+    cluster_job.install(target)  # the new code shipped before the old job stops: the gap holds only the restore
+    saved: list[str] = []
+    timed("stopped with a savepoint", lambda: saved.append(cluster_job.stop_with_savepoint(settings)))
+    timed(f"submitted from {saved[0]}", lambda: cluster_job.launch(target, saved[0]))
+    timed(f"RUNNING at parallelism {target.flink_parallelism}", lambda: cluster_job.wait_ready(target))
+    return steps
+
+
+def check_room(settings: Settings, job: ClusterJob, parallelism: int) -> None:
+    """Refuse before stopping anything when the cluster's free slots, with those the job frees, are too few (a slot
+    holds one subtask of each of a job's operators)."""
+    jid = job.jid(settings)
+    held = max((p for _, p in flinkrest.vertex_parallelism(flinkcluster.rest_url(settings), jid) or []), default=0) if jid else 0
+    view = flinkrest.cluster(flinkcluster.rest_url(settings))
+    if view is not None and view.slots_free + held < parallelism:
+        raise UpgradeFailed(f"{job.job} at parallelism {parallelism} needs {parallelism} slots: {view.slots_free} free "
+                            f"and {held} of its own (raise taskmanager.numberOfTaskSlots, infra/flinkcluster.py)")

@@ -122,3 +122,29 @@ def cancel(base: str, jid: str) -> None:
         http.client().patch(f"{base}/jobs/{jid}", params={"mode": "cancel"}, timeout=TIMEOUT_S)
     except httpx.HTTPError:
         pass
+
+
+@dataclass(frozen=True)
+class SavepointView:
+    status: str  # IN_PROGRESS, COMPLETED
+    location: str | None  # the savepoint's URI once completed
+    failure: str | None  # why it failed, when it did
+
+
+def stop_with_savepoint(base: str, jid: str, target: str) -> str:
+    """Ask the cluster to stop the job with a savepoint in `target` (drain false: timers and windows stay in the
+    savepoint, not fired early); returns the trigger id to poll."""
+    answer = http.client().post(f"{base}/jobs/{jid}/stop", json={"targetDirectory": target, "drain": False}, timeout=10)
+    answer.raise_for_status()
+    return str(answer.json()["request-id"])
+
+
+def savepoint(base: str, jid: str, trigger: str) -> SavepointView | None:
+    """The savepoint's progress (GET /jobs/:jobid/savepoints/:triggerid)."""
+    doc = _get(base, f"/jobs/{jid}/savepoints/{trigger}")
+    if not isinstance(doc, dict) or "status" not in doc:
+        return None
+    operation = doc.get("operation") or {}
+    cause = operation.get("failure-cause") or {}
+    failure = _short(str(cause.get("stack-trace") or cause.get("class") or "")) if cause else None
+    return SavepointView(doc["status"]["id"], operation.get("location"), failure)

@@ -37,6 +37,7 @@ from pushpipe.jobs.deadletters import DLQ
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
 PROCESS_MODE_STATE = "pyflink.fn_execution.state_impl"  # where the state classes of process mode's Python workers live
 log = logging.getLogger("pushpipe.jobs")
+MAX_PARALLELISM = 128
 
 
 def checkpoint_uri(settings: Settings, job: str) -> str:
@@ -60,6 +61,23 @@ def latest_checkpoint(directory: Path) -> Path | None:
     """
     done = list(directory.glob("*/chk-*/_metadata"))
     return max(done, key=lambda m: m.stat().st_mtime).parent if done else None
+
+
+def savepoint_uri(settings: Settings, job: str) -> str:
+    """Where `pushpipe upgrade` stops the job with a savepoint: one directory per job beside the checkpoints."""
+    return f"{settings.flink_shared_uri}/savepoints/{job}"
+
+
+def latest_savepoint(directory: Path) -> Path | None:
+    """The newest completed savepoint (savepoint-<jid>-<id>/_metadata) under a job's savepoint dir."""
+    done = list(directory.glob("savepoint-*/_metadata"))
+    return max(done, key=lambda m: m.stat().st_mtime).parent if done else None
+
+
+def newest(*snapshots: Path | None) -> Path | None:
+    """The snapshot (checkpoint or savepoint folder) whose _metadata was written last."""
+    found = [s for s in snapshots if s is not None]
+    return max(found, key=lambda s: (s / "_metadata").stat().st_mtime) if found else None
 
 
 def same_backend(directory: Path, backend: str) -> bool:
@@ -97,6 +115,9 @@ def flink_config(settings: Settings, job: str, overrides: dict[str, str] | None 
         "execution.checkpointing.dir": chk,
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "execution.checkpointing.num-retained": "2",
+        # key groups: a savepoint restores at another parallelism only with the same max parallelism (Flink's
+        # default, 128 up to parallelism 85, said once here so that it never drifts)
+        "pipeline.max-parallelism": str(MAX_PARALLELISM),
         "restart-strategy.type": "exponential-delay",
         # repeated failures (a worker killed again and again) wait at most 2 s, not minutes, and the
         # delay starts over after 2 quiet minutes (issue 19: every recovery within 30 s)
@@ -108,6 +129,10 @@ def flink_config(settings: Settings, job: str, overrides: dict[str, str] | None 
     values.update(overrides or {})
     local = local_dir(chk)
     restore = latest_checkpoint(local) if local is not None and same_backend(local, values.get("state.backend.type", "hashmap")) else None
+    if settings.flink_mode == "cluster" and (saved := local_dir(savepoint_uri(settings, job))) is not None:
+        # a job stopped with a savepoint (`pushpipe upgrade`) resumes from it, unless a checkpoint was taken since;
+        # this option would override `flink run -s`, so it names the same savepoint
+        restore = newest(restore, latest_savepoint(saved))
     if restore is not None:
         values["execution.state-recovery.path"] = str(restore)
         # operators have stable uids; state of operators a new version dropped is ignored

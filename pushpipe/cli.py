@@ -1,4 +1,4 @@
-"""pushpipe: up | down | status | demo | sql | receipts-setup | diagnose | test-push | report | schemas | app (typer; tables with rich)."""
+"""pushpipe: up | down | status | upgrade | demo | sql | receipts-setup | diagnose | test-push | report | schemas | app (typer; tables with rich)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -106,6 +106,46 @@ def _watch_live(settings: Settings, every: float) -> None:
         while True:
             time.sleep(every)
             live.update(screen(), refresh=True)
+
+
+@app.command()
+def upgrade(job: Annotated[str, typer.Argument(metavar="JOB", help="fanout, dispatch or analytics.")],
+            parallelism: Annotated[int | None, typer.Option("--parallelism", "-p", min=1,
+                                                            help="The new job's parallelism (default: PUSHPIPE_FLINK_PARALLELISM).")]
+            = None) -> None:
+    """Stop a job on the Flink cluster with a savepoint and start the code installed now from it (cluster mode).
+
+    Device directories, dedup windows, schedules, Kafka offsets (in the savepoint) and the send ledger (a file) survive;
+    each step is printed with its seconds. Embedded jobs need no savepoint: they resume from their latest checkpoint."""
+    from pushpipe.config import JOBS
+    from pushpipe.infra import clusterjobs
+
+    if job not in JOBS:
+        raise typer.BadParameter(f"one of {', '.join(JOBS)}", param_hint="JOB")
+    settings = cluster_settings(job)
+    if settings is None:
+        print(f"pushpipe upgrade: {job} is not on a Flink cluster. Upgrading with a savepoint is a cluster-mode command "
+              "(`pushpipe up --cluster`, PUSHPIPE_FLINK_MODE=cluster); an embedded job resumes from its latest checkpoint "
+              "when restarted: `pushpipe down && pushpipe up`.", file=sys.stderr)
+        raise typer.Exit(2)
+    try:
+        clusterjobs.upgrade(settings, job, parallelism, report=lambda step: print(f"{job}: {step.what} in {step.seconds:.1f}s"))
+    except (clusterjobs.UpgradeFailed, clusterjobs.SubmitFailed) as failed:
+        print(f"pushpipe upgrade: {failed}", file=sys.stderr)
+        raise typer.Exit(1) from None
+
+
+def cluster_settings(job: str) -> Settings | None:
+    """The settings in cluster mode when the job runs on the cluster (PUSHPIPE_FLINK_MODE=cluster, or a job id recorded
+    by `pushpipe up --cluster`); None otherwise."""
+    from pushpipe.infra.clusterjobs import ClusterJob
+
+    settings = load()
+    if settings.flink_mode == "embedded":
+        settings = load(flink_mode="cluster")
+        if ClusterJob(job).jid(settings) is None:
+            return None
+    return settings
 
 
 @app.command()

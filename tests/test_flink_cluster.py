@@ -7,20 +7,18 @@ It runs beside the test stack without touching it: a home of its own (its Kafka 
 its own topics' offsets and job state); only the vendor simulators and the schema registry are the stack's."""
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
+import clusterhome
 from pushpipe import observe
 from pushpipe.config import Settings
-from pushpipe.connectors.config import write_simulator_vendors
-from pushpipe.infra import flinkcluster, flinkrest, http, stack
+from pushpipe.infra import flinkcluster, flinkrest, http
 from pushpipe.infra.clusterjobs import ClusterJob
-from pushpipe.infra.kafka import Kafka, ensure_topics
-from pushpipe.infra.simulators import SimulatorAdmin, state_dir
-from pushpipe.jobs import dispatch_policy
+from pushpipe.infra.kafka import Kafka
+from pushpipe.infra.simulators import SimulatorAdmin
 from pushpipe.producer import PushProducer, device_event, now_ms, push_request
 from test_fanout_e2e import lane_records
 from test_isolation_e2e import registered
@@ -33,32 +31,11 @@ LIMITED_RATE = 100  # APNs sends per second of the app `limited-*`
 @pytest.fixture(scope="module")
 def cluster(simulators: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """Three Kafka brokers, the cluster, fan-out and dispatch on it (flink_mode cluster), in a home of their own."""
-    home = tmp_path_factory.mktemp("cluster-home")
-    (home / "cache").symlink_to(simulators.cache_dir)  # jars, the cluster's Python, the wheel cache: made once
-    settings = Settings(home=home, flink_mode="cluster", flink_cluster_rest_port=28084, kafka_bootstrap="127.0.0.1:29892",
-                        kafka_brokers=3, dispatch_metrics_port=28250, simulator_url=simulators.simulator_url,
-                        gateway_url=simulators.gateway_url)
-    settings.run_dir.mkdir(parents=True, exist_ok=True)
-    settings.receipt_key_file.write_bytes(simulators.receipt_key_file.read_bytes())
-    write_simulator_vendors(state_dir(simulators), settings.vendors_file)
-    policy = {**dispatch_policy.EMBEDDED, "rates": {**dispatch_policy.EMBEDDED["rates"], "limited-*/apns": LIMITED_RATE}}
-    settings.dispatch_file.write_text(json.dumps(policy))
-    stack.write_example_templates(settings.templates_file)
-    kafka, jobs = Kafka(), [ClusterJob(job) for job in JOBS]
-    try:
-        kafka.start(settings)
-        ensure_topics(settings)
-        stack.start_cluster(settings)
-        for job in jobs:
-            job.install(settings)
-            job.start(settings)
+    settings = clusterhome.home_settings(simulators, tmp_path_factory.mktemp("cluster-home"), flink_cluster_rest_port=28084,
+                                         kafka_bootstrap="127.0.0.1:29892", dispatch_metrics_port=28250)
+    clusterhome.write_home(settings, simulators, {"limited-*/apns": LIMITED_RATE})
+    with clusterhome.running_cluster(settings, JOBS):
         yield settings
-    finally:
-        for job in jobs:
-            job.stop(settings)
-        for process in reversed(flinkcluster.processes()):
-            process.stop(settings)
-        kafka.stop(settings)
 
 
 @pytest.mark.parametrize("name", JOBS)

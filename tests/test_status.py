@@ -281,7 +281,7 @@ def commands() -> list[tuple[str, Any]]:
 
 def test_every_command_and_option_has_help_text() -> None:
     assert [name for name, _ in commands()] == ["app", "demo", "diagnose", "down", "receipts-setup", "report", "schemas", "sql", "status",
-                                                "test-push", "up"]
+                                                "test-push", "up", "upgrade"]
     groups = {"app": ["create", "list", "rotate-secret"], "schemas": ["register"]}
     subcommands = [(f"{group} {name}", command) for group in groups
                    for name, command in sorted(dict(commands())[group].commands.items())]
