@@ -15,10 +15,14 @@ from pushpipe.producer import PushProducer
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that use the vendor simulator are marked `simulator`: `make unit` leaves them out, so it starts no
-    service and never wipes the records of a simulator that a running stack's tests are reading."""
+    service and never wipes the records of a simulator that a running stack's tests are reading.
+
+    Tests marked `beside_stack` start services of their own beside the stack (a Flink cluster, more Kafka brokers):
+    they run last, so that their load on the machine does not fall on the stack's timing checks."""
     for item in items:
         if "simulators" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.simulator)
+    items.sort(key=lambda item: item.get_closest_marker("beside_stack") is not None)  # stable: the order otherwise kept
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,7 @@ from pushpipe.schemas import codec
 from test_isolation_e2e import registered
 
 # The cluster, both jobs, three upgrades and two faults on a shared 2-core machine: ~15 minutes (the README's figures)
-pytestmark = [pytest.mark.stack, pytest.mark.cluster_upgrade, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.stack, pytest.mark.beside_stack, pytest.mark.cluster_upgrade, pytest.mark.timeout(1800)]
 JOBS = ("fanout", "dispatch")
 PINS = 5000  # pins registered; the stream sends to them in turn, one request per pin (16 minutes of it)
 RATE = 5  # requests per second

@@ -24,7 +24,7 @@ from pushpipe.producer import PushProducer, device_event, now_ms, push_request
 from test_fanout_e2e import lane_records
 from test_isolation_e2e import registered
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.beside_stack]
 JOBS = ("fanout", "dispatch")
 LIMITED_RATE = 100  # APNs sends per second of the app `limited-*`
 

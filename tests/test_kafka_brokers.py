@@ -19,7 +19,7 @@ from pushpipe.config import Settings, load
 from pushpipe.infra import process
 from pushpipe.infra.kafka import Kafka, ensure_topics, nodes
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.beside_stack]
 FIRST_PORT = 29792  # brokers on 29792, 29794, 29796; their controllers one port above each
 
 
