@@ -11,7 +11,7 @@ from pathlib import Path
 from types import TracebackType
 
 from pushpipe.config import Settings
-from pushpipe.infra import kafka, process, stack
+from pushpipe.infra import process, stack
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -29,7 +29,8 @@ def component_seconds(settings: Settings) -> dict[str, float]:
     """Component name -> CPU seconds of its process tree so far."""
     totals = {}
     for service in stack.components(settings):
-        names = [n.process_name for n in kafka.nodes(settings)] if service.name == "kafka" else [getattr(service, "process_name", service.name)]
+        several = getattr(service, "process_names", None)  # a service of more than one process (Kafka's nodes)
+        names = several(settings) if several else [getattr(service, "process_name", service.name)]
         pids = [pid for pid in (process.read_pid(settings, name) for name in names) if pid is not None]
         if pids:
             totals[service.name] = sum(cpu_seconds(p) for pid in pids for p in [pid, *process.descendants(pid)])

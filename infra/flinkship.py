@@ -66,7 +66,9 @@ def project_root() -> Path:
 
 
 def build_project(target: Path) -> Path:
-    """The project's wheel, copied to target under a .zip name."""
+    """The project's wheel, copied to target under a .zip name. setuptools builds in the checkout's build/ and only
+    adds to it, so it is cleared first: a module removed from the source would otherwise still be shipped."""
+    shutil.rmtree(project_root() / "build", ignore_errors=True)
     with tempfile.TemporaryDirectory() as out:
         subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", out, str(project_root())], check=True)
         wheel = next(Path(out).glob("pushpipe-*.whl"))

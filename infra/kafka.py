@@ -118,6 +118,10 @@ class Kafka:
     def address(self, settings: Settings) -> str:
         return settings.kafka_bootstrap
 
+    def process_names(self, settings: Settings) -> list[str]:
+        """Its processes, one per node (what bench/cpu.py measures)."""
+        return [node.process_name for node in nodes(settings)]
+
     # --- Service ---------------------------------------------------------------------
     def install(self, settings: Settings) -> None:
         """Resolve Kafka's runtime classpath into libs/ (skipped once complete)."""
@@ -237,11 +241,11 @@ class Kafka:
     def _cluster_id(self, settings: Settings) -> str:
         """The id every node's storage is formatted with, made once; refused for data formatted for another set of
         nodes (a quorum's voters are fixed when its storage is formatted)."""
-        home = process.service_dir(settings, self.name)
+        home, first = process.service_dir(settings, self.name), nodes(settings)[0]
         id_file, voters_file = home / "cluster.id", home / "voters"
-        if (self.data_dir(settings, nodes(settings)[0]) / "meta.properties").exists() and not id_file.exists():
-            id_file.write_text(_meta_cluster_id(self.data_dir(settings, nodes(settings)[0])))  # formatted before ids were kept
-            voters_file.write_text(f"1@{nodes(settings)[0].host}:{nodes(settings)[0].controller_port}")
+        if (self.data_dir(settings, first) / "meta.properties").exists() and not id_file.exists():
+            id_file.write_text(_meta_cluster_id(self.data_dir(settings, first)))  # formatted before ids were kept
+            voters_file.write_text(f"1@{first.host}:{first.controller_port}")
         if not id_file.exists():
             id_file.write_text(new_cluster_id())
             voters_file.write_text(_voters(settings))

@@ -11,7 +11,7 @@ import os
 import site
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -59,8 +59,7 @@ def latest_checkpoint(directory: Path) -> Path | None:
     Ordered by the _metadata file's time, not the folder's: a subsumed checkpoint whose discard
     was cut short by a stop keeps its _metadata, and the deletions make its folder look newest.
     """
-    done = list(directory.glob("*/chk-*/_metadata"))
-    return max(done, key=lambda m: m.stat().st_mtime).parent if done else None
+    return _newest_written(directory.glob("*/chk-*/_metadata"))
 
 
 def savepoint_uri(settings: Settings, job: str) -> str:
@@ -70,14 +69,18 @@ def savepoint_uri(settings: Settings, job: str) -> str:
 
 def latest_savepoint(directory: Path) -> Path | None:
     """The newest completed savepoint (savepoint-<jid>-<id>/_metadata) under a job's savepoint dir."""
-    done = list(directory.glob("savepoint-*/_metadata"))
-    return max(done, key=lambda m: m.stat().st_mtime).parent if done else None
+    return _newest_written(directory.glob("savepoint-*/_metadata"))
 
 
 def newest(*snapshots: Path | None) -> Path | None:
     """The snapshot (checkpoint or savepoint folder) whose _metadata was written last."""
-    found = [s for s in snapshots if s is not None]
-    return max(found, key=lambda s: (s / "_metadata").stat().st_mtime) if found else None
+    return _newest_written(s / "_metadata" for s in snapshots if s is not None)
+
+
+def _newest_written(metadata: Iterable[Path]) -> Path | None:
+    """The folder of the _metadata file written last (a completed checkpoint or savepoint), None if there is none."""
+    done = list(metadata)
+    return max(done, key=lambda m: m.stat().st_mtime).parent if done else None
 
 
 def same_backend(directory: Path, backend: str) -> bool:
