@@ -8,7 +8,7 @@ import time
 
 import pytest
 from confluent_kafka import Consumer, SerializingProducer
-from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext, StringSerializer
 
@@ -36,7 +36,8 @@ def test_confluent_framed_device_events_and_push_requests_are_delivered(pipeline
     app, pin, token = f"sr-{run_id}", f"{run_id}-u1", run_id.ljust(64, "b")
     request = push_request(app, [pin], "Order shipped", "Arriving today")
     framed = to_avro(pipeline, "PushRequest")(request, SerializationContext(pipeline.topics.requests, MessageField.VALUE))
-    registered = SchemaRegistryClient({"url": pipeline.schema_registry_url}).get_latest_version(f"{pipeline.topics.requests}-value")
+    registered = SchemaRegistryClient({"url": pipeline.schema_registry_url}).lookup_schema(
+        f"{pipeline.topics.requests}-value", Schema(codec.schema_text("PushRequest"), "AVRO"))  # the id of pushpipe's schema
     assert framed is not None and framed[:5] == b"\x00" + registered.schema_id.to_bytes(4, "big")
 
     devices = framed_producer(pipeline, "DeviceEvent")
