@@ -19,6 +19,7 @@ import argparse
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 
 from bench.cpu import CpuMeter
 from pushpipe import observe
@@ -71,9 +72,19 @@ def analyst_query(settings: Settings, rows: int, took: dict[str, float]) -> thre
     return thread
 
 
-def broadcast(settings: Settings, producer: PushProducer, admin: SimulatorAdmin, app: str, run: str, devices: int,
-              n: int, analyst_rows: int = 0) -> list[tuple[str, str]]:
-    """Send broadcast number n; the figures once every device has it and once ClickHouse counts it all."""
+@dataclass(frozen=True)
+class Broadcast:
+    """One broadcast's figures: seconds to the last accept and to ClickHouse's count, and the CPU spent until each."""
+    accepted_s: float
+    counted_s: float
+    delivery: CpuMeter
+    whole: CpuMeter
+    analyst_s: float | None
+
+
+def send_broadcast(settings: Settings, producer: PushProducer, admin: SimulatorAdmin, app: str, run: str, devices: int,
+                   n: int, analyst_rows: int = 0) -> Broadcast:
+    """Send broadcast number n; measured until every device has it and until ClickHouse counts it all."""
     # The simulator's record of earlier runs is dropped: each progress poll scans it, which at millions
     # of tokens would charge the bench's own bookkeeping to the pipeline.
     admin.reset(config=False)
@@ -90,16 +101,23 @@ def broadcast(settings: Settings, producer: PushProducer, admin: SimulatorAdmin,
                                     interval_s=2.0)
         observe.wait_campaign_counted(settings, campaign, devices, 3600, interval_s=2.0)
         counted_s = time.time() - sent_at
-    print(f"\nCPU spent from broadcast {n} until its last token was accepted:\n{delivery.table(devices, 'token')}")
-    print(f"\nCPU spent from broadcast {n} until ClickHouse counted every token:\n{whole.table(devices, 'token')}")
-    seconds = done["last_at"] - sent_at  # the simulator's clock: when it accepted the last token
     if analyst:
         analyst.join()
-    return [(f"broadcast {n}: seconds to all accepted", f"{seconds:.1f} s"),
-            (f"broadcast {n}: tokens/s accepted", f"{devices / seconds:,.0f}"),
-            (f"broadcast {n}: seconds until ClickHouse counts every token", f"{counted_s:.1f} s"),
-            (f"broadcast {n}: seconds from last accept to counted", f"{counted_s - seconds:.1f} s")] + (
-            [(f"broadcast {n}: analyst's query beside it", f"{took.get('s', 0):.1f} s")] if analyst else [])
+    # the simulator's clock: when it accepted the last token
+    return Broadcast(done["last_at"] - sent_at, counted_s, delivery, whole, took.get("s", 0.0) if analyst else None)
+
+
+def broadcast(settings: Settings, producer: PushProducer, admin: SimulatorAdmin, app: str, run: str, devices: int,
+              n: int, analyst_rows: int = 0) -> list[tuple[str, str]]:
+    """Send broadcast number n; print the CPU tables; the figures."""
+    done = send_broadcast(settings, producer, admin, app, run, devices, n, analyst_rows)
+    print(f"\nCPU spent from broadcast {n} until its last token was accepted:\n{done.delivery.table(devices, 'token')}")
+    print(f"\nCPU spent from broadcast {n} until ClickHouse counted every token:\n{done.whole.table(devices, 'token')}")
+    return [(f"broadcast {n}: seconds to all accepted", f"{done.accepted_s:.1f} s"),
+            (f"broadcast {n}: tokens/s accepted", f"{devices / done.accepted_s:,.0f}"),
+            (f"broadcast {n}: seconds until ClickHouse counts every token", f"{done.counted_s:.1f} s"),
+            (f"broadcast {n}: seconds from last accept to counted", f"{done.counted_s - done.accepted_s:.1f} s")] + (
+            [(f"broadcast {n}: analyst's query beside it", f"{done.analyst_s:.1f} s")] if done.analyst_s is not None else [])
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ import argparse
 import statistics
 import time
 import uuid
+from dataclasses import dataclass
 
 from bench.cpu import CpuMeter
 from pushpipe import observe
@@ -53,9 +54,34 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 
-def measure(settings: Settings, devices: int, per_user: int, requests: int, rate: float) -> tuple[CpuMeter, list[tuple[str, str]]]:
-    """Register the devices, send the requests; the CPU each component spent until the last token was accepted,
-    and the figures."""
+@dataclass(frozen=True)
+class SinglePin:
+    """One run's figures: what was sent, how fast it was accepted, and the CPU each component spent until then."""
+    requests: int
+    tokens: int
+    produce_s: float
+    accept_span_s: float
+    p50_ms: float
+    p99_ms: float
+    counted_s: float
+    cpu: CpuMeter
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.accept_span_s
+
+    def figures(self) -> list[tuple[str, str]]:
+        return [
+            ("requests/s produced", f"{self.requests / self.produce_s:,.0f}"),
+            ("tokens/s accepted by the simulator", f"{self.tokens_per_s:,.0f}"),
+            ("p50 produce->accept latency", f"{self.p50_ms:,.0f} ms"),
+            ("p99 produce->accept latency", f"{self.p99_ms:,.0f} ms"),
+            ("seconds until ClickHouse shows the counts", f"{self.counted_s:.1f} s"),
+        ]
+
+
+def run_single_pin(settings: Settings, devices: int, per_user: int, requests: int, rate: float) -> SinglePin:
+    """Register the devices, send the requests; measured until the last token was accepted and ClickHouse counted all."""
     run, app = uuid.uuid4().hex[:8], "bench-app"
     users = max(1, devices // per_user)
     producer = PushProducer(settings)
@@ -69,17 +95,16 @@ def measure(settings: Settings, devices: int, per_user: int, requests: int, rate
         observe.wait_for(lambda: admin.accepted(run, tokens=False)["count"] >= expected, 3600, f"{expected} accepted tokens")
     records = admin.accepted(run, payloads=True)["records"]
     latencies = [r["at"] * 1000 - created[r["payload"]["msg_id"]] for r in records]
-    accept_span = max(r["at"] for r in records) - t0
-
     observe.wait_campaign_counted(settings, f"bench-{run}", expected, 600)
-    ch_s = time.time() - t0
-    return cpu, [
-        ("requests/s produced", f"{requests / produce_s:,.0f}"),
-        ("tokens/s accepted by the simulator", f"{expected / accept_span:,.0f}"),
-        ("p50 produce->accept latency", f"{percentile(latencies, 50):,.0f} ms"),
-        ("p99 produce->accept latency", f"{percentile(latencies, 99):,.0f} ms"),
-        ("seconds until ClickHouse shows the counts", f"{ch_s:.1f} s"),
-    ]
+    return SinglePin(requests, expected, produce_s, max(r["at"] for r in records) - t0, percentile(latencies, 50),
+                     percentile(latencies, 99), time.time() - t0, cpu)
+
+
+def measure(settings: Settings, devices: int, per_user: int, requests: int, rate: float) -> tuple[CpuMeter, list[tuple[str, str]]]:
+    """Register the devices, send the requests; the CPU each component spent until the last token was accepted,
+    and the figures."""
+    done = run_single_pin(settings, devices, per_user, requests, rate)
+    return done.cpu, done.figures()
 
 
 def main() -> None:
