@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from pushpipe.config import Settings
-from pushpipe.infra import http, process
+from pushpipe.infra import flinkcluster, http, process
 from pushpipe.infra.service import Health
 
 ALERTING = Path(__file__).parent / "alerting"
@@ -51,8 +51,16 @@ def scrape_config(settings: Settings) -> dict[str, Any]:
             {"job_name": "dispatch", "static_configs": [{"targets": dispatch}]},
             {"job_name": "gateway", "static_configs": [{"targets": [_host_port(settings.gateway_url)]}]},
             {"job_name": "ingress", "static_configs": [{"targets": [_host_port(settings.api_url)]}]},
-        ],
+        ] + cluster_scrape(settings),
     }
+
+
+def cluster_scrape(settings: Settings) -> list[dict[str, Any]]:
+    """In cluster mode, the Prometheus reporters of the JobManager and the TaskManagers (the same metric names as the
+    embedded jobs push, so stream health and the alerts read them alike)."""
+    if not (settings.flink_mode == "cluster" or flinkcluster.started(settings)):
+        return []
+    return [{"job_name": "flink-cluster", "static_configs": [{"targets": [f"127.0.0.1:{port}" for port in flinkcluster.metrics_ports(settings)]}]}]
 
 
 def _ready(url: str) -> bool:

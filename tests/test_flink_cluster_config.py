@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pushpipe.config import load
-from pushpipe.infra import clusterjobs, flinkcluster, flinkship
+from pushpipe.infra import clusterjobs, flinkcluster, flinkship, prometheus
 
 
 def test_cluster_config_is_on_loopback_with_ports_from_the_rest_port_and_the_shared_dir(tmp_path: Path) -> None:
@@ -23,6 +23,15 @@ def test_cluster_config_is_on_loopback_with_ports_from_the_rest_port_and_the_sha
     assert options["taskmanager.numberOfTaskSlots"] == 3, "three jobs at parallelism 2 over two TaskManagers"
     assert options["python.executable"] == "/image/bin/python"
 
+
+
+def test_prometheus_scrapes_the_clusters_reporters_in_cluster_mode_only(tmp_path: Path) -> None:
+    def scraped(mode: str) -> dict[str, list[str]]:
+        config = prometheus.scrape_config(load(home=tmp_path, flink_mode=mode, flink_cluster_rest_port=28084))
+        return {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
+
+    assert scraped("cluster")["flink-cluster"] == ["127.0.0.1:28086", "127.0.0.1:28087", "127.0.0.1:28088"]
+    assert "flink-cluster" not in scraped("embedded") and "flink" in scraped("embedded")  # the Pushgateway's
 
 def test_the_shared_dir_defaults_to_the_run_dir_and_takes_paths(tmp_path: Path) -> None:
     assert load(home=tmp_path).flink_shared_uri == (tmp_path / "run" / "flink-shared").as_uri()
