@@ -30,7 +30,6 @@ from pushpipe.infra.kafka import Kafka, nodes
 from pushpipe.infra.simulators import SimulatorAdmin, Simulators
 from pushpipe.producer import PushProducer, device_event, now_ms, push_request
 from pushpipe.schemas import codec
-from test_isolation_e2e import registered
 
 # The cluster, both jobs, three upgrades and two faults on a shared 2-core machine: ~15 minutes (the README's figures)
 pytestmark = [pytest.mark.stack, pytest.mark.beside_stack, pytest.mark.cluster_upgrade, pytest.mark.timeout(1800)]
@@ -177,7 +176,10 @@ def stream(cluster: Settings, stack_simulators: Settings) -> Iterator[tuple[Stre
     run = uuid.uuid4().hex[:8]
     app = f"upgrade-{run}"
     producer = PushProducer(cluster)
-    registered(producer, cluster, *(device_event(app, f"u{pin}", token(run, pin)) for pin in range(PINS + 1)))
+    for pin in range(PINS + 1):
+        producer.device_event(device_event(app, f"u{pin}", token(run, pin)))
+    producer.flush()
+    observe.wait_fanout_read(cluster, timeout_s=600)  # process mode on a shared machine: ~800 events/s, or far fewer
     flow = Stream(cluster, app)
     thread = threading.Thread(target=flow.run, daemon=True)
     thread.start()
