@@ -159,13 +159,31 @@ def demo(users: Annotated[int, typer.Option(min=1, help="How many users to push 
 
 @app.command()
 def sql(query: Annotated[str, typer.Argument(help="The SQL, e.g. \"SELECT * FROM pushpipe.delivery_per_minute LIMIT 10\".")]) -> None:
-    """Run SQL against the pipeline's ClickHouse and print the rows as a table."""
+    """Run SQL against the pipeline's ClickHouse and print the rows as a table (with a FORMAT clause, as ClickHouse
+    formats them)."""
+    from clickhouse_connect.driver.exceptions import Error as ClickHouseError
+
     from pushpipe import status_view
     from pushpipe.sinks import clickhouse
 
-    rows = clickhouse.connect(load(), create=False).rows(query)
+    settings = load()
+    try:
+        ch = clickhouse.connect(settings, create=False)
+        if clickhouse.FORMAT_CLAUSE.search(query):
+            print(ch.text(query), end="")
+            return
+        rows = ch.rows(query)
+    except ClickHouseError as failed:
+        print(f"pushpipe sql: {_first_line(failed)}", file=sys.stderr)
+        raise typer.Exit(1) from None
     if rows:
         status_view.console().print(status_view.rows_table(rows))
+
+
+def _first_line(failed: Exception) -> str:
+    """The line of an error that says what is wrong (ClickHouse's exception, else the first), any URL's password masked."""
+    lines = [line.strip() for line in str(failed).strip().splitlines() if line.strip()] or [type(failed).__name__]
+    return masked_url(next((line for line in lines if "Exception:" in line), lines[0]))
 
 
 @app.command("receipts-setup")
@@ -288,8 +306,7 @@ def report(week: Annotated[bool, typer.Option("--week", help="The 7 days ending 
     except keys.InvalidId as bad:
         raise usage(str(bad)) from None
     except ClickHouseError as failed:
-        first_line = (str(failed).strip().splitlines() or [type(failed).__name__])[0]
-        print(f"pushpipe report: ClickHouse at {masked_url(settings.clickhouse_url)}: {masked_url(first_line)}", file=sys.stderr)
+        print(f"pushpipe report: ClickHouse at {masked_url(settings.clickhouse_url)}: {_first_line(failed)}", file=sys.stderr)
         raise typer.Exit(1) from None
     except OSError as failed:  # the PNG not written: --out a folder, no room, no permission
         print(f"pushpipe report: cannot write the PNG: {failed}", file=sys.stderr)

@@ -6,6 +6,7 @@ ClickHouse server are reached the same way, by URL.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from pushpipe.config import Settings
@@ -79,16 +80,17 @@ def ddl(db: str) -> list[str]:
         PARTITION BY day
         ORDER BY (app_id, msg_id, receipt_id)
         TTL day + INTERVAL 30 DAY""",
-        # per message: accepted by the vendors, then delivered to the devices, opened, clicked
-        f"""CREATE VIEW IF NOT EXISTS {db}.message_rates AS
+        # per message: accepted by the vendors, then the devices it was delivered to, opened on, clicked on (each device
+        # once: a vendor's receipt and the SDK's ack of one delivery are one delivered device); replaced on every start
+        f"""CREATE OR REPLACE VIEW {db}.message_rates AS
         SELECT app_id, msg_id, sent.accepted AS accepted,
                got.delivered AS delivered, got.opened AS opened, got.clicked AS clicked,
                if(accepted > 0, delivered / accepted, 0) AS delivery_rate,
                if(delivered > 0, opened / delivered, 0) AS open_rate
         FROM (SELECT app_id, msg_id, sum(accepted) AS accepted FROM {db}.dispatch_results FINAL
               GROUP BY app_id, msg_id) AS sent
-        LEFT JOIN (SELECT app_id, msg_id, countIf(kind = 'delivered') AS delivered, countIf(kind = 'opened') AS opened,
-                          countIf(kind = 'clicked') AS clicked
+        LEFT JOIN (SELECT app_id, msg_id, uniqExactIf(token, kind = 'delivered') AS delivered,
+                          uniqExactIf(token, kind = 'opened') AS opened, uniqExactIf(token, kind = 'clicked') AS clicked
                    FROM {db}.receipts FINAL GROUP BY app_id, msg_id) AS got USING (app_id, msg_id)""",
     ]
 
@@ -115,6 +117,10 @@ class ClickHouseClient:
         """The rows as dicts; `parameters` bind the query's {name:Type} placeholders on the server (never formatted in)."""
         return list(self._client.query(sql, parameters=parameters, settings=settings).named_results())
 
+    def text(self, sql: str) -> str:
+        """What ClickHouse answers to a query with its own FORMAT clause (Vertical, CSV, JSONEachRow, ...)."""
+        return self._client.raw_query(sql).decode()
+
     def close(self) -> None:
         self._client.close()
 
@@ -127,6 +133,7 @@ def connect(settings: Settings, create: bool = True) -> ClickHouseClient:
     return client
 
 
+FORMAT_CLAUSE = re.compile(r"\bFORMAT\s+\w+\s*;?\s*$", re.IGNORECASE)  # a query that asks for ClickHouse's own output format
 OUTCOME_COLUMNS = ("accepted", "invalid_token", "throttled", "unavailable", "rejected", "expired", "suppressed")
 NOT_SENT = ("expired", "suppressed")  # with exit "fanout": rejected before any vendor call
 

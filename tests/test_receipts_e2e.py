@@ -56,12 +56,15 @@ def test_every_receipt_vendor_and_the_sdk_are_counted_once(pipeline: Settings, p
     observe.wait_for(lambda: all(message_counts(pipeline, app, p["msg_id"]).get("delivered") == 1 for p in pushes.values()), 30,
                      "each message's delivery in Elasticsearch")  # written right after ClickHouse, in the same window
 
-    opened = [{"msg_id": pushes[v]["msg_id"], "token": devices[v], "kind": "opened", "ts": int(time.time() * 1000)} for v in ("hms", "xiaomi")]
+    now = int(time.time() * 1000)
+    opened = [{"msg_id": pushes[v]["msg_id"], "token": devices[v], "kind": "opened", "ts": now} for v in ("hms", "xiaomi")]
+    acked = {"msg_id": pushes["hms"]["msg_id"], "token": devices["hms"], "kind": "delivered", "ts": now}  # the vendor said so too
     bad = {"msg_id": "x", "token": "t", "kind": "liked", "ts": 1}
-    answer = sdk_post(pipeline, app, [*opened, bad])
-    assert answer.status_code == 200 and answer.json()["accepted"] == 2 and answer.json()["refused"][0]["item"] == "events[2]"
+    answer = sdk_post(pipeline, app, [*opened, acked, bad])
+    assert answer.status_code == 200 and answer.json()["accepted"] == 3 and answer.json()["refused"][0]["item"] == "events[3]"
     assert sdk_post(pipeline, app, opened).status_code == 200, "an SDK that sends its batch again"
-    observe.wait_for(lambda: receipts(pipeline, app).get("opened") == 2, 60, "the two opens, counted once each")
+    observe.wait_for(lambda: receipts(pipeline, app).get("opened") == 2 and receipts(pipeline, app).get("delivered") == len(devices) + 1,
+                     60, "the two opens, counted once each, and the SDK's delivery ack")
     observe.wait_for(lambda: message_counts(pipeline, app, pushes["hms"]["msg_id"]).get("opened") == 1, 60, "the open in Elasticsearch")
     ch = clickhouse.connect(pipeline, create=False)
     try:
@@ -70,10 +73,11 @@ def test_every_receipt_vendor_and_the_sdk_are_counted_once(pipeline: Settings, p
     finally:
         ch.close()
     by_msg = {row["msg_id"]: row for row in rates}
+    # one device each: the HMS device's delivery, acked by the vendor and by the SDK, is one delivered device
     assert [(int(by_msg[p["msg_id"]]["accepted"]), int(by_msg[p["msg_id"]]["delivered"])) for p in pushes.values()] == [(1, 1)] * len(pushes)
     assert float(by_msg[pushes["hms"]["msg_id"]]["open_rate"]) == 1.0 and float(by_msg[pushes["oppo"]["msg_id"]]["open_rate"]) == 0.0
     letters = dead_letters(pipeline, 1, lambda d: d["app_id"] == app and d["job"] == "gateway")
-    assert letters[0]["error"] == "bad_item" and "events[2]" in letters[0]["reason"]
+    assert letters[0]["error"] == "bad_item" and "events[3]" in letters[0]["reason"]
 
 
 def test_forged_and_malformed_callbacks_are_refused_and_dead_lettered(pipeline: Settings, run_id: str) -> None:

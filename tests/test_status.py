@@ -274,6 +274,29 @@ def test_sql_prints_the_rows_with_their_brackets(monkeypatch: pytest.MonkeyPatch
     assert result.exit_code == 0 and "[bold]80300007[/bold]" in result.stdout and "SELECT 1" in result.stdout
 
 
+def test_sql_prints_a_formatted_answer_as_clickhouse_wrote_it_and_an_error_in_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                                                        tmp_path: Path) -> None:
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
+    from pushpipe.sinks import clickhouse
+
+    class Answers:
+        def text(self, query: str) -> str:
+            return f"Row 1:\n──────\nquery: {query}\n"
+
+        def rows(self, query: str) -> list[dict[str, object]]:
+            raise DatabaseError("HTTPDriver for http://default:s3cret@127.0.0.1:18123 received ClickHouse error code 62\n"
+                                " Code: 62. DB::Exception: Syntax error")
+
+    monkeypatch.setenv("PUSHPIPE_HOME", str(tmp_path))
+    monkeypatch.setattr(clickhouse, "connect", lambda settings, create: Answers())
+    vertical = CliRunner().invoke(cli.app, ["sql", "SELECT 1 AS one format Vertical;"])
+    assert vertical.exit_code == 0 and vertical.stdout.startswith("Row 1:") and "format Vertical" in vertical.stdout
+    bad = CliRunner().invoke(cli.app, ["sql", "SELEKT 1"])
+    assert bad.exit_code == 1 and "Traceback" not in bad.output and "s3cret" not in bad.output
+    assert bad.stderr.strip() == "pushpipe sql: Code: 62. DB::Exception: Syntax error"
+
+
 def commands() -> list[tuple[str, Any]]:
     group = typer.main.get_command(cli.app)
     return sorted(group.commands.items())  # type: ignore[attr-defined]
