@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 import clusterhome
 from pushpipe import observe
@@ -86,28 +86,45 @@ def token(run: str, pin: int) -> str:
 
 
 def not_sent(settings: Settings, app: str) -> dict[str, str]:
-    """{msg_id: reason} of the app's requests that push.results or push.dlq say were not sent (final, not accepted)."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"test-accounting-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    consumer.subscribe([settings.topics.results, settings.topics.dlq])
+    """{msg_id: reason} of the app's requests that push.results or push.dlq say were not sent (final, not accepted),
+    read up to the ends the topics had when called (the stream keeps adding to them)."""
     found: dict[str, str] = {}
+    for message in records_until_now(settings, [settings.topics.results, settings.topics.dlq]):
+        if message.topic() == settings.topics.dlq:
+            letter = codec.decode("DeadLetter", message.value())
+            if letter["app_id"] == app and letter["msg_id"]:
+                found[letter["msg_id"]] = letter["reason"]
+            continue
+        result = codec.decode("DispatchResult", message.value())
+        for outcome in result["outcomes"] if result["app_id"] == app else []:
+            if outcome["final"] and outcome["outcome"] != "accepted":
+                found[result["msg_id"]] = outcome["reason"] or outcome["outcome"]
+    return found
+
+
+def records_until_now(settings: Settings, topics: list[str]) -> Iterator[Message]:
+    """Every record of `topics` from the start of each partition up to its end offset at the call."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"test-accounting-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False})
     try:
-        while (batch := consumer.consume(500, timeout=3)):
-            for message in batch:
-                if message.error() or message.value() is None:
-                    continue
-                if message.topic() == settings.topics.dlq:
-                    letter = codec.decode("DeadLetter", message.value())
-                    if letter["app_id"] == app and letter["msg_id"]:
-                        found[letter["msg_id"]] = letter["reason"]
-                    continue
-                result = codec.decode("DispatchResult", message.value())
-                for outcome in result["outcomes"] if result["app_id"] == app else []:
-                    if outcome["final"] and outcome["outcome"] != "accepted":
-                        found[result["msg_id"]] = outcome["reason"] or outcome["outcome"]
+        ends = {}
+        for topic in topics:
+            for partition in consumer.list_topics(topic, timeout=30).topics[topic].partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+                if high > low:
+                    ends[(topic, partition)] = high
+        consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING) for topic, partition in ends])
+        while ends:
+            for message in consumer.consume(500, timeout=5):
+                end = ends.get((message.topic(), message.partition()))
+                if not message.error() and end is not None and message.offset() < end and message.value() is not None:
+                    yield message
+            # positions, not the last offsets seen: a transaction's commit marker takes an offset no record has
+            for at in consumer.position([TopicPartition(topic, partition) for topic, partition in ends]):
+                if at.offset >= ends[(at.topic, at.partition)]:
+                    del ends[(at.topic, at.partition)]
     finally:
         consumer.close()
-    return found
 
 
 @dataclass(frozen=True)
