@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from pushpipe.config import JOBS, Settings
 from pushpipe.infra import flinkcluster, flinkrest, flinkship, process
@@ -29,6 +30,8 @@ SUBMIT_TIMEOUT_S = 180.0
 RUNNING_TIMEOUT_S = 240.0
 CANCEL_TIMEOUT_S = 30.0
 SAVEPOINT_TIMEOUT_S = 120.0
+REST_ANSWER_S = 30.0
+T = TypeVar("T")
 _SUBMITTED = re.compile(r"JobID ([0-9a-f]{32})")
 ACTIVE = ("INITIALIZING", "CREATED", "RUNNING", "RESTARTING", "FAILING", "CANCELLING", "RECONCILING")
 
@@ -218,9 +221,21 @@ def upgrade(settings: Settings, job: str, parallelism: int | None = None,
 def check_room(settings: Settings, job: ClusterJob, parallelism: int) -> None:
     """Refuse before stopping anything when the cluster's free slots, with those the job frees, are too few (a slot
     holds one subtask of each of a job's operators)."""
-    jid = job.jid(settings)
-    held = max((p for _, p in flinkrest.vertex_parallelism(flinkcluster.rest_url(settings), jid) or []), default=0) if jid else 0
-    view = flinkrest.cluster(flinkcluster.rest_url(settings))
-    if view is not None and view.slots_free + held < parallelism:
+    base, jid = flinkcluster.rest_url(settings), job.jid(settings)
+    # a JobManager on a busy machine may not answer one call in time: asked again, never taken for "no slots"
+    vertices = answer(lambda: flinkrest.vertex_parallelism(base, jid) if jid else [], f"the job {job.job}'s subtasks")
+    view = answer(lambda: flinkrest.cluster(base), "the cluster's slots")
+    held = max((p for _, p in vertices), default=0)
+    if view.slots_free + held < parallelism:
         raise UpgradeFailed(f"{job.job} at parallelism {parallelism} needs {parallelism} slots: {view.slots_free} free "
                             f"and {held} of its own (raise taskmanager.numberOfTaskSlots, infra/flinkcluster.py)")
+
+
+def answer(ask: Callable[[], T | None], what: str, timeout_s: float = REST_ANSWER_S) -> T:
+    """What the cluster's REST API answers to `ask`, asked again each second until it answers."""
+    deadline = time.monotonic() + timeout_s
+    while (found := ask()) is None:
+        if time.monotonic() > deadline:
+            raise UpgradeFailed(f"the cluster's REST API did not say {what} in {timeout_s:.0f}s")
+        time.sleep(1)
+    return found

@@ -53,3 +53,21 @@ def test_upgrade_of_an_embedded_job_says_it_is_a_cluster_mode_command(tmp_path: 
     result = CliRunner().invoke(cli.app, ["upgrade", "dispatch"])
     assert result.exit_code == 2 and "cluster-mode command" in result.output, result.output
     assert CliRunner().invoke(cli.app, ["upgrade", "nojob"]).exit_code == 2
+
+
+def test_the_room_check_asks_a_slow_cluster_again_and_refuses_only_when_slots_are_short(tmp_path: Path,
+                                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from pushpipe.infra import flinkrest
+
+    answers = iter([None, [("fan-out", 2)], [("fan-out", 2)]])  # the first call timed out on a busy JobManager
+    monkeypatch.setattr(flinkrest, "vertex_parallelism", lambda base, jid: next(answers))
+    monkeypatch.setattr(flinkrest, "cluster", lambda base: flinkrest.ClusterView(2, 6, 1, 3))
+    monkeypatch.setattr(clusterjobs.ClusterJob, "jid", lambda self, settings: "a" * 32)
+    monkeypatch.setattr(clusterjobs.time, "sleep", lambda s: None)
+    settings, fanout = load(home=tmp_path), clusterjobs.ClusterJob("fanout")
+    clusterjobs.check_room(settings, fanout, 3)  # 1 free + its own 2
+    with pytest.raises(clusterjobs.UpgradeFailed, match="needs 4 slots: 1 free and 2 of its own"):
+        clusterjobs.check_room(settings, fanout, 4)
+    monkeypatch.setattr(flinkrest, "cluster", lambda base: None)
+    with pytest.raises(clusterjobs.UpgradeFailed, match="did not say the cluster's slots in 0s"):
+        clusterjobs.answer(lambda: flinkrest.cluster("http://x"), "the cluster's slots", timeout_s=0)
