@@ -12,17 +12,15 @@ registers devices of its own, then sends one broadcast (bench/broadcast.py) and 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import uuid
 from dataclasses import dataclass
 
 from bench import broadcast, e2e
-from pushpipe.config import Settings, load
+from bench.restart import restart_jobs
+from pushpipe.config import Settings
 from pushpipe.infra import stack
-from pushpipe.infra.components import flink_cluster, flink_jobs
 from pushpipe.infra.simulators import SimulatorAdmin
-from pushpipe.infra.supervisor import Supervisor
 from pushpipe.producer import PushProducer
 
 MODES = (("embedded", 1), ("cluster", 1), ("cluster", 2))
@@ -38,38 +36,30 @@ class ModeRun:
 
     @property
     def label(self) -> str:
-        return self.label_of(self.mode, self.parallelism)
+        return label(self.mode, self.parallelism)
 
-    @staticmethod
-    def label_of(mode: str, parallelism: int) -> str:
-        return "embedded" if mode == "embedded" else f"cluster p={parallelism}"
+
+def label(mode: str, parallelism: int) -> str:
+    return "embedded" if mode == "embedded" else f"cluster p={parallelism}"
 
 
 def switch(mode: str, parallelism: int) -> Settings:
-    """The supervisor, the jobs and any Flink cluster stopped; started again in `mode` (the rest stays up)."""
-    settings = load()
-    for component in [Supervisor(), *reversed(flink_cluster(settings) + flink_jobs(settings))]:
-        component.stop(settings)
-    os.environ["PUSHPIPE_FLINK_MODE"], os.environ["PUSHPIPE_FLINK_PARALLELISM"] = mode, str(parallelism)
-    settings = load()
-    problems = stack.up(settings)
-    if problems:
-        raise SystemExit(f"bench/cluster.py: the stack in {mode} mode is not healthy: {problems}")
-    return settings
+    """The jobs (and any Flink cluster) started again in `mode` at `parallelism`; the rest stays up."""
+    return restart_jobs(PUSHPIPE_FLINK_MODE=mode, PUSHPIPE_FLINK_PARALLELISM=str(parallelism))
 
 
 def run_mode(mode: str, parallelism: int, devices: int, requests: int, rate: float) -> ModeRun:
     settings = switch(mode, parallelism)
-    label = ModeRun.label_of(mode, parallelism)
-    say(f"{label}: registering {devices:,} HMS devices")
+    name = label(mode, parallelism)
+    say(f"{name}: registering {devices:,} HMS devices")
     app = f"bench-broadcast-{uuid.uuid4().hex[:8]}"
     run = app.rsplit("-", 1)[1]
     producer = PushProducer(settings)
     broadcast.register(settings, producer, app, run, devices)
-    say(f"{label}: the broadcast")
+    say(f"{name}: the broadcast")
     sent = broadcast.send_broadcast(settings, producer, SimulatorAdmin(settings.simulator_admin_url, timeout_s=120), app, run,
                                     devices, 1)
-    say(f"{label}: {requests} single-pin requests at {rate:g}/s")
+    say(f"{name}: {requests} single-pin requests at {rate:g}/s")
     single = e2e.run_single_pin(settings, requests, 1, requests, rate)
     return ModeRun(mode, parallelism, sent, single)
 

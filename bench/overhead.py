@@ -10,25 +10,20 @@ its pipeline CPU per request; Prometheus, the Pushgateway and Alertmanager are s
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 
 from bench import e2e
+from bench.restart import restart_jobs
 from pushpipe.config import load
 from pushpipe.infra import stack
 
 MONITORING = ("prometheus", "pushgateway", "alertmanager", "supervisor")
 
 
-def restart_jobs(metrics: bool) -> None:
+def restart_metrics(metrics: bool) -> None:
     """The supervisor and the jobs again, with the jobs' metrics on or off (the rest of the stack stays up)."""
-    settings = load()
-    for component in reversed(stack.components(settings)):
-        if component.name == "supervisor" or component.name.startswith("job-"):
-            component.stop(settings)
-    os.environ["PUSHPIPE_STAGE_METRICS"] = "true" if metrics else "false"
-    stack.up(load())
+    restart_jobs(PUSHPIPE_STAGE_METRICS="true" if metrics else "false")
 
 
 def cpu_per_request(requests: int) -> dict[str, float]:
@@ -45,11 +40,11 @@ def main() -> None:
     runs: dict[bool, list[dict[str, float]]] = {True: [], False: []}
     for n in range(args.rounds):
         for metrics in (True, False):
-            restart_jobs(metrics)
+            restart_metrics(metrics)
             runs[metrics].append(cpu_per_request(args.requests))
             total = sum(runs[metrics][-1].values())
             print(f"[overhead] round {n + 1}, metrics {'on' if metrics else 'off'}: {total:,.0f} µs per request", file=sys.stderr)
-    restart_jobs(True)
+    restart_metrics(True)
     names = sorted({name for figures in runs[True] + runs[False] for name in figures})
     print(f"\nbench/overhead.py: CPU µs per request (median of {args.rounds}), bench/e2e.py with {args.requests} requests")
     rows = []
