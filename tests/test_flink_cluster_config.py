@@ -20,7 +20,8 @@ def test_cluster_config_is_on_loopback_with_ports_from_the_rest_port_and_the_sha
     assert all(options[k] == "127.0.0.1" for k in ("rest.bind-address", "jobmanager.bind-host", "taskmanager.bind-host"))
     assert options["execution.checkpointing.dir"] == "s3://bucket/pp/checkpoints"
     assert options["execution.checkpointing.savepoint-dir"] == "s3://bucket/pp/savepoints"
-    assert options["taskmanager.numberOfTaskSlots"] == 3, "three jobs at parallelism 2 over two TaskManagers"
+    assert options["taskmanager.numberOfTaskSlots"] == 6, "three jobs at parallelism 2 on either TaskManager alone (N+1)"
+    assert options["heartbeat.interval"] == 2000, "a killed TaskManager noticed in seconds"
     assert options["python.executable"] == "/image/bin/python"
 
 
