@@ -140,9 +140,7 @@ class SendBundle(AsyncFunction):
         # The async operator hands records between threads (reader, event loop, emitter, timers):
         # with the default 5 ms GIL switch interval each hand-off can wait 5 ms.
         sys.setswitchinterval(0.0002)
-        # httpx logs every request at INFO, and the Python worker ships each log record to the JVM over gRPC
-        for name in ("httpx", "httpcore"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+        runtime.quiet_client_logs()
         policy = dispatch_policy.load(self.settings.dispatch_file)
         ledger = SendLedger(self.settings.run_dir / "ledger" / f"dispatch-{runtime_context.get_index_of_this_subtask()}.db")
         configs = vendor_configs(self.settings)

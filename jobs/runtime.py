@@ -291,6 +291,17 @@ def sink_dlq(stream: DataStream, settings: Settings) -> None:
     stream.get_side_output(DLQ).sink_to(kafka_sink(settings, settings.topics.dlq)).name("dlq")
 
 
+# HTTP clients that log every request at INFO (httpx: vendor calls; elastic_transport: every bulk request)
+CHATTY_CLIENT_LOGGERS = ("httpx", "httpcore", "elastic_transport")
+
+
+def quiet_client_logs() -> None:
+    """In a Python worker, from a function's open(): the worker ships each log record to the JVM over gRPC, so a
+    line per request costs CPU on the hot path and buries what on-call looks for; their warnings still show."""
+    for name in CHATTY_CLIENT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def run(build: Callable[[Settings], StreamExecutionEnvironment], job: str) -> None:
     """A job's entry point: build its graph from the settings and run it until stopped."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")

@@ -1,0 +1,17 @@
+"""The jobs' Python workers do not log a line per HTTP request of their clients (jobs/runtime.py quiet_client_logs)."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from pushpipe.jobs import runtime
+
+
+def test_the_jobs_http_clients_log_warnings_but_not_each_request(caplog: pytest.LogCaptureFixture) -> None:
+    runtime.quiet_client_logs()
+    with caplog.at_level(logging.INFO):  # the root logger at INFO, as in a job's Python worker
+        for name in ("elastic_transport.transport", "httpx"):
+            logging.getLogger(name).info("POST http://127.0.0.1:19200/_bulk [status:200]")
+            logging.getLogger(name).warning("retrying")
+    assert [r.getMessage() for r in caplog.records] == ["retrying", "retrying"]
