@@ -3,9 +3,10 @@ registered and --deliveries delivery records stored (issue 15's goal: under 2 s 
 
 Loads its own Elasticsearch indices and ClickHouse database (names prefixed `bench_diag`, dropped at the end
 unless --keep), through the sinks' own document builders: --devices devices, two per pin, in Elasticsearch and
-ClickHouse's device_events (one in ten switched off and on again); --deliveries delivery documents, --messages
+ClickHouse's device_events (one in ten switched off and on again); --deliveries deliveries of --messages
 messages each addressing an equal share of the devices (90% accepted, of which 80% delivered and 10% opened;
-5% invalid tokens; 5% suppressed), and as many lifecycle rows in ClickHouse, made there from numbers().
+5% invalid tokens; 5% suppressed): a lifecycle row each and a dispatch_results row per batch of 1,000 in ClickHouse,
+made there from numbers(), and a delivery document in Elasticsearch for each one not accepted.
 Then asks --queries pin stories and message stories of random pins and messages and prints each one's p50
 and max seconds. Needs the stack up (`pushpipe up`).
 
@@ -113,13 +114,24 @@ def load_clickhouse(settings: Settings, devices: int, deliveries: int, messages:
                ['bind', 'switch_off', 'switch_on'][number % 3 + 1], '', concat('p', leftPad(toString(intDiv(number, 6)), 8, '0')),
                'hms'
         FROM numbers({devices * 3}) WHERE number % 3 = 0 OR intDiv(number, 3) % 10 = 0""")
-    ch.command(f"""INSERT INTO {db}.lifecycle_events (ts, app_id, msg_id, token, pin, state, code, n, latency_ms, vendor, category, source)
-        SELECT fromUnixTimestamp64Milli(toInt64({NOW} - ({messages} - intDiv(number, {per_message})) * 60000)), '{APP}',
+    batches = -(-per_message // BATCH)  # per message
+    ch.command(f"""INSERT INTO {db}.dispatch_results (minute, app_id, vendor, msg_id, batch_id, attempt, requested, accepted,
+                                                       completed_at, requested_at, taken_at, due_at, batched_at, sent_at)
+        SELECT toDateTime(intDiv(requested + 900, 60000) * 60), '{APP}', 'hms', concat('m', leftPad(toString(m), 5, '0')),
+               concat('b', toString(m), '-', toString(first)), 0, n, intDiv(n * 18, 20), fromUnixTimestamp64Milli(toInt64(requested + 900)),
+               requested, requested + 50, requested, requested + 200, requested + 400
+        FROM (SELECT intDiv(number, {batches}) AS m, (number % {batches}) * {BATCH} AS first, least({BATCH}, {per_message} - first) AS n,
+                     toInt64({NOW} - ({messages} - m) * 60000) AS requested
+              FROM numbers({messages * batches}))""")
+    ch.command(f"""INSERT INTO {db}.lifecycle_events (ts, app_id, msg_id, token, pin, state, code, n, latency_ms, vendor, category, source,
+                                                       batch_id)
+        SELECT fromUnixTimestamp64Milli(toInt64({NOW} - ({messages} - intDiv(number, {per_message})) * 60000 + 900)), '{APP}',
                concat('m', leftPad(toString(intDiv(number, {per_message})), 5, '0')),
                concat('tok', leftPad(toString(number % {devices}), 10, '0')),
                concat('p', leftPad(toString(intDiv(number % {devices}, 2)), 8, '0')),
                multiIf(number % 20 = 0, 'invalid_token', number % 20 = 1, 'suppressed', 'accepted'), '', 1, 900, 'hms',
-               if(number % 2 = 0, 'marketing', 'transactional'), 'dispatch'
+               if(number % 2 = 0, 'marketing', 'transactional'), 'dispatch',
+               concat('b', toString(intDiv(number, {per_message})), '-', toString(intDiv(number % {per_message}, {BATCH}) * {BATCH}))
         FROM numbers({deliveries})""")
     ch.command(f"""INSERT INTO {db}.lifecycle_events (ts, app_id, msg_id, token, pin, state, code, n, latency_ms, vendor, category, source)
         SELECT fromUnixTimestamp64Milli(toInt64({NOW} - ({messages} - intDiv(number, {per_message})) * 60000
@@ -130,7 +142,8 @@ def load_clickhouse(settings: Settings, devices: int, deliveries: int, messages:
                arrayJoin(if(number % 10 = 0, ['delivered', 'opened'], ['delivered'])) AS state, '', 1, 2100, 'hms',
                if(number % 2 = 0, 'marketing', 'transactional'), 'sdk'
         FROM numbers({deliveries}) WHERE number % 20 > 1 AND number % 10 < 8""")
-    print(f"[bench] ClickHouse: device events and {deliveries:,} lifecycle rows in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    print(f"[bench] ClickHouse: device events, {messages * batches:,} batches and {deliveries:,} lifecycle rows in "
+          f"{time.monotonic() - started:.0f} s", file=sys.stderr)
     ch.close()
 
 
@@ -180,7 +193,8 @@ def main() -> None:
     stored = es.count(index=settings.es_deliveries_index)["count"]
     devices = es.count(index=settings.es_devices_index)["count"]
     es.close()
-    print(f"stored: {devices:,} devices, {stored:,} delivery documents (Elasticsearch) and as many lifecycle rows (ClickHouse)")
+    print(f"stored: {devices:,} devices, {stored:,} delivery documents of what was not accepted (Elasticsearch), "
+          f"{args.deliveries:,} deliveries' lifecycle rows and their batches (ClickHouse)")
     pick = random.Random(7)
     pins = [pin_of(pick.randrange(args.devices)) for _ in range(args.queries)]
     msgs = [f"m{pick.randrange(args.messages):05d}" for _ in range(args.queries)]

@@ -44,10 +44,12 @@ def message_of(result: Record) -> Message:
 
 
 def row(ts: int, record: Record, token: str, pin: str, state: str, code: str, n: int, latency_ms: int, vendor: str,
-        profile: str, environment: str, message: Message, source: str, recorded_at: int) -> Row:
+        profile: str, environment: str, message: Message, source: str, recorded_at: int, reason: str = "",
+        vendor_msg_id: str = "") -> Row:
     """A lifecycle_events row; `batch_id` (a result's, "" for a receipt) tells apart the token-less rows of one
     message (each shard's skipped devices, each pin's outcome), so each row has a key of its own."""
-    return {"ts": ts, "recorded_at": recorded_at, "batch_id": record.get("batch_id", ""), "app_id": record["app_id"],
+    return {"ts": ts, "recorded_at": recorded_at, "batch_id": record.get("batch_id", ""), "reason": reason,
+            "vendor_msg_id": vendor_msg_id, "app_id": record["app_id"],
             "msg_id": record["msg_id"], "token": token, "pin": pin, "state": state, "code": code, "n": n,
             "latency_ms": latency_ms, "vendor": vendor, **profiles.decode(profile), "environment": environment,
             **message._asdict(), "source": source}
@@ -68,7 +70,8 @@ def result_rows(result: Record) -> tuple[list[Row], dict[str, TokenLife]]:
         accepted = o["outcome"] == "accepted"
         profile = o.get("profile", "")
         rows.append(row(done, result, o["token"], o["pin"], o["outcome"], o["code"], results.weight(o),
-                        max(0, done - due) if accepted else -1, result["vendor"], profile, environment, message, source, done))
+                        max(0, done - due) if accepted else -1, result["vendor"], profile, environment, message, source, done,
+                        o["reason"], o["vendor_msg_id"]))
         if accepted and o["token"]:
             lives[o["token"]] = TokenLife(result["vendor"], o["pin"], profile, environment, {"accepted": done})
     return rows, lives

@@ -13,7 +13,7 @@ from pushpipe.connectors.registry import SPECS
 from pushpipe.infra import stack
 from pushpipe.infra.simulators import SimulatorAdmin
 from pushpipe.producer import PushProducer, device_event, push_request
-from pushpipe.sinks import clickhouse, elastic
+from pushpipe.sinks import clickhouse, deliveries, elastic
 
 DEMO_APP = "demo-app"
 VENDORS = tuple(v.value for v, s in SPECS.items() if s.sample_token)  # every vendor devices register with
@@ -157,22 +157,27 @@ def show_elasticsearch(settings: Settings, run_id: str) -> None:
     doc_id, msg_id = hits[0]["_id"], hits[0]["_source"]["msg_id"]
     print(f"\nElasticsearch ({settings.es_index}/_doc/{doc_id}):")
     print(json.dumps(hits[0]["_source"], indent=2))
-    delivered = elastic.deliveries(es, settings, DEMO_APP, msg_id)
+    ch = clickhouse.connect(settings, create=False)
+    try:
+        delivered = deliveries.of_message(es, ch, settings, DEMO_APP, msg_id)
+    finally:
+        ch.close()
     shown = dict(list(delivered.items())[:2])
     if len(delivered) > 2:
         shown["..."] = f"{len(delivered) - 2} more deliveries"
-    print(f"\nElasticsearch ({settings.es_deliveries_index}, msg_id {msg_id}):")
+    print(f"\nIts deliveries (msg_id {msg_id}; accepted ones from ClickHouse's lifecycle_events, others from "
+          f"Elasticsearch's {settings.es_deliveries_index}):")
     print(json.dumps(shown, indent=2))
     print_es_queries(settings, doc_id, msg_id, f"user-{run_id}-0")
 
 
 def print_es_queries(settings: Settings, doc_id: str, msg_id: str, pin: str) -> None:
-    messages, deliveries = f"{settings.es_url}/{settings.es_index}", f"{settings.es_url}/{settings.es_deliveries_index}"
+    messages, not_accepted = f"{settings.es_url}/{settings.es_index}", f"{settings.es_url}/{settings.es_deliveries_index}"
     print(f"""
-Elasticsearch, one message (counts, vendors), its deliveries (one per token), and a pin's story:
+Elasticsearch, one message (counts, vendors), its deliveries that were not accepted (one per token), and a pin's:
   curl '{messages}/_doc/{doc_id}?pretty'
-  curl '{deliveries}/_search?q=app_id:{DEMO_APP}+AND+msg_id:{msg_id}&size=20&pretty'
-  curl '{deliveries}/_search?q=app_id:{DEMO_APP}+AND+pin:{pin}&sort=completed_at:desc&size=20&pretty'""")
+  curl '{not_accepted}/_search?q=app_id:{DEMO_APP}+AND+msg_id:{msg_id}&size=20&pretty'
+  curl '{not_accepted}/_search?q=app_id:{DEMO_APP}+AND+pin:{pin}&sort=completed_at:desc&size=20&pretty'""")
 
 
 def show_diagnosis(settings: Settings, pin: str) -> None:

@@ -16,6 +16,12 @@ from pushpipe.sinks import lifecycle_ddl
 Row = dict[str, Any]
 
 
+# A batch's hops before the vendor's answer (epoch ms, 0: unknown), kept per batch, not per token: a story reads its
+# deliveries' times from here (sinks/accepted.py).
+BATCH_TIMES = ("requested_at", "taken_at", "due_at", "batched_at", "sent_at")
+BATCH_TIMES_DDL = ",\n            ".join(f"{field} Int64 DEFAULT 0" for field in BATCH_TIMES)
+
+
 def ddl(db: str) -> list[str]:
     """Tables and views, created idempotently at start by whoever connects first."""
     return [
@@ -44,11 +50,15 @@ def ddl(db: str) -> list[str]:
             failed UInt32,
             latency_ms UInt32,
             completed_at DateTime64(3),
-            hold_ms UInt32 DEFAULT 0
+            hold_ms UInt32 DEFAULT 0,
+            {BATCH_TIMES_DDL},
+            INDEX msg_lookup msg_id TYPE bloom_filter GRANULARITY 4
         ) ENGINE = ReplacingMergeTree
         ORDER BY (app_id, vendor, batch_id, attempt)""",
-        # tables made before the hold was counted apart
+        # tables made before the hold was counted apart, and before the batch's hop times
         f"ALTER TABLE {db}.dispatch_results ADD COLUMN IF NOT EXISTS hold_ms UInt32 DEFAULT 0",
+        *(f"ALTER TABLE {db}.dispatch_results ADD COLUMN IF NOT EXISTS {field} Int64 DEFAULT 0" for field in BATCH_TIMES),
+        f"ALTER TABLE {db}.dispatch_results ADD INDEX IF NOT EXISTS msg_lookup msg_id TYPE bloom_filter GRANULARITY 4",
         f"DROP VIEW IF EXISTS {db}.delivery_per_minute",  # recreated below: latency per token, from due
         f"""CREATE VIEW IF NOT EXISTS {db}.delivery_per_minute AS
         SELECT minute, app_id, vendor,
@@ -179,4 +189,6 @@ def result_row(result: Row) -> Row:
         "completed_at": dt.datetime.fromtimestamp(result["completed_at"] / 1000, dt.UTC),
         "retried": len(result["outcomes"]) - len(final),
         **counts,
+        **{field: result[field] for field in BATCH_TIMES},
+        "due_at": due,
     }

@@ -6,9 +6,12 @@
 - deliveries (`settings.es_deliveries_index`), id = "<app_id>:<msg_id>|<key>" (schemas/keys.py), key = the
   token, or "pin:<pin>" for a pin's outcome, "<batch id>:<code>" for an aggregated outcome (pins without devices,
   devices skipped in a broadcast shard),
-  the batch id for the whole request: the latest outcome of that token.
-  Indexed with the batch attempt as external version (`external_gte`), so a replayed older attempt
-  is refused with a 409 (ignored by `write`) and never overwrites a newer outcome.
+  the batch id for the whole request: the latest outcome of that token that was not accepted (suppressed, expired,
+  rejected, failed, or waiting for a retry). Indexed with the batch attempt as external version (`external_gte`), so
+  a replayed older attempt is refused with a 409 (ignored by `write`) and never overwrites a newer outcome.
+  An accepted token has no document: its record is its ClickHouse lifecycle row, with its batch's times
+  (sinks/accepted.py); a document per accepted token cost Elasticsearch 38-72 µs of CPU per broadcast token, the
+  pipeline's largest part. A token accepted on a retry deletes the document of its earlier attempt.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from elasticsearch import Elasticsearch, helpers
 from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
 
 from pushpipe.config import Settings
-from pushpipe.schemas import keys, results
+from pushpipe.schemas import keys
 from pushpipe.sinks import device_docs
 
 Action = dict[str, Any]
@@ -128,8 +131,12 @@ def message_action(index: str, record: dict[str, Any], summary: dict[str, Any]) 
 
 
 def delivery_actions(index: str, result: dict[str, Any]) -> list[Action]:
-    """One bulk index action per outcome of a DispatchResult, versioned by the batch attempt."""
-    return [
+    """One bulk index action per outcome of a DispatchResult that was not accepted, versioned by the batch attempt;
+    on a retry (attempt > 0), a delete of each accepted token's earlier outcome."""
+    retried = [{"_op_type": "delete", "_index": index, "version": result["attempt"], "version_type": "external_gte",
+                "_id": keys.delivery_doc_id(result["app_id"], result["msg_id"], token)}
+               for token in accepted_tokens(result)] if result["attempt"] > 0 else []
+    return retried + [
         {
             "_op_type": "index",
             "_index": index,
@@ -159,8 +166,13 @@ def delivery_actions(index: str, result: dict[str, Any]) -> list[Action]:
                 "count": o.get("count", 0),
             },
         }
-        for o in results.token_outcomes(result)
+        for o in result["outcomes"] if o["outcome"] != "accepted"
     ]
+
+
+def accepted_tokens(result: dict[str, Any]) -> list[str]:
+    return [*(t for g in result.get("accepted", ()) for t in g["tokens"]),
+            *(o["token"] for o in result["outcomes"] if o["outcome"] == "accepted" and o["token"])]
 
 
 def window_actions(settings: Settings, pairs: list[tuple[dict[str, Any], dict[str, Any]]],
@@ -194,11 +206,12 @@ def write(es: Elasticsearch, actions: Iterable[Action]) -> None:
 
 
 def _is_stale_delivery(item: dict[str, Any]) -> bool:
-    """A failed bulk item {op_type: info} that is a version conflict of a versioned index (deliveries), or a
-    preference deleted again (a replayed tombstone)."""
+    """A failed bulk item {op_type: info} that is a version conflict of a versioned index or delete (deliveries: a
+    replay of an older attempt), or a delete of what is not there (a replayed tombstone, a retried token whose
+    earlier attempt had no document)."""
     ((op_type, info),) = item.items()
     status = info.get("status")
-    return (op_type == "index" and status == 409) or (op_type == "delete" and status == 404)
+    return (op_type in ("index", "delete") and status == 409) or (op_type == "delete" and status == 404)
 
 
 def deliveries(es: Elasticsearch, settings: Settings, app_id: str, msg_id: str, size: int = 10_000) -> dict[str, dict[str, Any]]:

@@ -4,7 +4,9 @@
   the dispatch results; delivered, opened, clicked, dismissed, undelivered, switched_off, invalid_target from the
   receipts. Each row carries the message's and the device's dimensions and the time since the state before
   (`latency_ms`: due -> accepted, accepted -> delivered, delivered -> opened), and when pushpipe recorded it
-  (`recorded_at`: the vendor's answer, or the receipt gateway's). Partitioned by day, kept 30 days.
+  (`recorded_at`: the vendor's answer, or the receipt gateway's). A dispatch row also keeps the reason dispatch gave and the vendor's
+  message id: for an accepted token it is the only per-token record (Elasticsearch keeps the others too,
+  sinks/elastic.py). Partitioned by day, kept 30 days.
   ORDER BY (app_id, msg_id, token, state) serves one message's story and the writer's duplicate check; the day
   partitions and a minmax index on `ts` serve time ranges; a bloom filter on `pin` serves one pin's story.
   The analytics job writes each row once (sinks/lifecycle.py checks before it inserts), so it is a plain
@@ -64,6 +66,8 @@ def lifecycle_table(db: str) -> str:
         source LowCardinality(String),
         recorded_at DateTime64(3),
         batch_id String,
+        reason String DEFAULT '',
+        vendor_msg_id String DEFAULT '',
         INDEX ts_range ts TYPE minmax GRANULARITY 1,
         INDEX pin_lookup pin TYPE bloom_filter GRANULARITY 4
     ) ENGINE = MergeTree
@@ -213,5 +217,7 @@ def rates(db: str, grain: str) -> str:
 def ddl(db: str) -> list[str]:
     rollups = [s for grain, bucket, ttl in GRAINS
                for s in (rollup_table(db, grain, ttl), rollup_view(db, grain, bucket), rates(db, grain))]
-    added = f"ALTER TABLE {db}.lifecycle_events ADD COLUMN IF NOT EXISTS batch_id String AFTER recorded_at"  # tables made before it
-    return [lifecycle_table(db), added, *rollups, *codes(db), *devices(db)]
+    added = [f"ALTER TABLE {db}.lifecycle_events ADD COLUMN IF NOT EXISTS {column}" for column in  # tables made before them
+             ("batch_id String AFTER recorded_at", "reason String DEFAULT '' AFTER batch_id",
+              "vendor_msg_id String DEFAULT '' AFTER reason")]
+    return [lifecycle_table(db), *added, *rollups, *codes(db), *devices(db)]

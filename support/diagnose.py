@@ -1,8 +1,9 @@
 """`pushpipe diagnose`: one pin's or one message's story, with plain-words reasons, for support staff.
 
 Read from what the analytics job keeps where a person can query it: Elasticsearch's device, preference,
-message and delivery documents (sinks/device_docs.py, sinks/elastic.py), and ClickHouse's device events
-(switch history) and lifecycle events (caps used today, and what the receipts said: sinks/receipt_states.py).
+message and delivery documents (sinks/device_docs.py, sinks/elastic.py: what was not accepted), and ClickHouse's
+device events (switch history), lifecycle events (what was accepted: sinks/accepted.py; caps used today; what the
+receipts said: sinks/receipt_states.py) and each batch's hop times (sinks/batch_times.py).
 Every query is filtered by the app: one app's story never shows another's devices or messages.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ from elasticsearch import Elasticsearch
 from pushpipe.config import Settings
 from pushpipe.jobs.policy import decide, policyfile, preferences, quiet, zones
 from pushpipe.schemas import keys
-from pushpipe.sinks import clickhouse, device_docs, elastic, lifecycle_ddl, receipt_states
+from pushpipe.sinks import batch_times, clickhouse, deliveries, device_docs, elastic, lifecycle_ddl, receipt_states
 from pushpipe.support import explain
 
 Story = dict[str, Any]
@@ -45,36 +46,33 @@ def pin_story(settings: Settings, app_id: str, pin: str) -> Story:
     nothing of it."""
     keys.check_app_id(app_id)
     keys.check_pin(pin)
-    es = elastic.connect(settings)
+    es, ch = elastic.connect(settings), clickhouse.connect(settings, create=False)
     try:
         devices = device_docs.devices_of_pin(es, settings, app_id, pin)
         settings_docs = device_docs.preferences_of_pin(es, settings, app_id, pin)
-        deliveries = elastic.pin_story(es, settings, app_id, pin, size=500)
-        if not (devices or settings_docs or deliveries):
+        found = deliveries.of_pin(es, ch, settings, app_id, pin, size=500)
+        if not (devices or settings_docs or found):
             raise NotFound(f"app {app_id!r} knows no pin {pin!r}: no device bound to it, no preference set, no push to it kept")
-        return _pin_story(settings, es, app_id, pin, devices, fold(settings_docs), deliveries)
+        return _pin_story(settings, es, ch, app_id, pin, devices, fold(settings_docs), found)
     finally:
         es.close()
+        ch.close()
 
 
-def _pin_story(settings: Settings, es: Elasticsearch, app_id: str, pin: str, devices: list[Doc], prefs: Doc,
-               deliveries: list[Doc]) -> Story:
+def _pin_story(settings: Settings, es: Elasticsearch, ch: clickhouse.ClickHouseClient, app_id: str, pin: str,
+               devices: list[Doc], prefs: Doc, found: list[Doc]) -> Story:
     config = policyfile.policy_config(settings)
     tz = decide.effective_timezone(prefs, {d["token"]: d for d in devices}, config.default_tz)
     start, end = decide.quiet_window(prefs, config)
     now = int(time.time() * 1000)
     quiet_hours = {"start": start, "end": end, "active_now": quiet.defer_until(now, tz, start, end) is not None} if start else None
-    ch = clickhouse.connect(settings, create=False)
-    try:
-        history = switch_history(ch, settings, app_id, [d["token"] for d in devices])
-        caps = caps_used(ch, settings, app_id, pin, tz, dict(config.caps.per_day), now)
-        deliveries = receipt_states.with_receipts(ch, settings, app_id, deliveries)
-    finally:
-        ch.close()
-    shown = [device_view(d, history.get(d["token"], []), deliveries, now) for d in devices]
+    history = switch_history(ch, settings, app_id, [d["token"] for d in devices])
+    caps = caps_used(ch, settings, app_id, pin, tz, dict(config.caps.per_day), now)
+    found = receipt_states.with_receipts(ch, settings, app_id, found)
+    shown = [device_view(d, history.get(d["token"], []), found, now) for d in devices]
     vendors = {d["token"]: d.get("vendor") for d in devices}
     pushes = recent_pushes([{**d, "vendor": vendors.get(d.get("token") or "", d["vendor"])} if d.get("vendor") == NO_VENDOR else d
-                            for d in deliveries])
+                            for d in found])
     described = messages_described(es, settings, app_id, [p["msg_id"] for p in pushes])
     pushes = [{**p, **described.get(p["msg_id"], {})} for p in pushes]
     story = {"app_id": app_id, "pin": pin, "timezone": tz, "local_time": explain.when(now, ZoneInfo(tz)),
@@ -224,13 +222,12 @@ def message_story(settings: Settings, app_id: str, msg_id: str) -> Story:
         message = message_doc(es, settings, app_id, msg_id)
         if message is None:
             raise NotFound(f"app {app_id!r} has no message {msg_id!r} (or none of its results has been counted yet)")
-        times = hop_times(es, settings, app_id, msg_id)
         failures = failures_by_reason(es, settings, app_id, msg_id)
     finally:
         es.close()
     ch = clickhouse.connect(settings, create=False)
-    try:  # what the receipts said after the vendors' answers
-        times = {**times, **receipt_states.hop_times(ch, settings, app_id, msg_id)}
+    try:  # each batch's hops up to the vendors' answers, then what the receipts said
+        times = {**batch_times.of_message(ch, settings, app_id, msg_id), **receipt_states.hop_times(ch, settings, app_id, msg_id)}
         failures = sorted(failures + receipt_states.undelivered(ch, settings, app_id, msg_id), key=lambda f: -f["count"])
     finally:
         ch.close()
@@ -244,20 +241,6 @@ def message_doc(es: Elasticsearch, settings: Settings, app_id: str, msg_id: str)
     found = es.options(ignore_status=404).get(index=settings.es_index, id=keys.message_doc_id(app_id, msg_id))
     source: Doc | None = found.get("_source") if found.get("found") else None
     return source if source and source.get("app_id") == app_id else None
-
-
-def hop_times(es: Elasticsearch, settings: Settings, app_id: str, msg_id: str) -> dict[str, Doc]:
-    """Per time field of the message's deliveries up to the vendors' answers: the first, median and last time, and
-    how many have it."""
-    aggs = {field: {"filter": {"range": {field: {"gt": 0}}},
-                    "aggs": {"first": {"min": {"field": field}}, "last": {"max": {"field": field}},
-                             "median": {"percentiles": {"field": field, "percents": [50]}}}}
-            for _, field, _ in HOPS if field not in receipt_states.FIELDS}
-    es.options(ignore_status=404).indices.refresh(index=settings.es_deliveries_index)
-    found = es.search(index=settings.es_deliveries_index, size=0, aggs=aggs,
-                      query={"bool": {"filter": [{"term": {"app_id": app_id}}, {"term": {"msg_id": msg_id}}]}})
-    return {field: {"n": a["doc_count"], "first": a["first"]["value"], "last": a["last"]["value"],
-                    "median": next(iter(a["median"]["values"].values()))} for field, a in found["aggregations"].items()}
 
 
 def hop_view(times: Mapping[str, Doc]) -> list[Doc]:
@@ -280,8 +263,8 @@ def hop_view(times: Mapping[str, Doc]) -> list[Doc]:
 def failures_by_reason(es: Elasticsearch, settings: Settings, app_id: str, msg_id: str) -> list[Doc]:
     """The message's deliveries that were not accepted, by state and code (those a receipt said were not delivered
     are in ClickHouse: receipt_states.undelivered)."""
-    query = {"bool": {"filter": [{"term": {"app_id": app_id}}, {"term": {"msg_id": msg_id}}],
-                      "must_not": {"term": {"outcome": "accepted"}}}}
+    query = {"bool": {"filter": [{"term": {"app_id": app_id}}, {"term": {"msg_id": msg_id}}, {"term": {"final": True}}],
+                      "must_not": {"term": {"outcome": "accepted"}}}}  # the documents hold no acceptance now: older ones do
     aggregated = {"filter": {"range": {"count": {"gt": 0}}}, "aggs": {"n": {"sum": {"field": "count"}}}}
     codes = {"terms": {"field": "code", "size": 20, "missing": ""},
              "aggs": {"reason": {"top_hits": {"size": 1, "_source": ["reason"]}}, "aggregated": aggregated}}

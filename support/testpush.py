@@ -13,7 +13,7 @@ from typing import Any
 from pushpipe.config import Settings
 from pushpipe.producer import PushProducer, push_request
 from pushpipe.schemas import keys
-from pushpipe.sinks import clickhouse, device_docs, elastic, receipt_states
+from pushpipe.sinks import clickhouse, deliveries, device_docs, elastic, receipt_states
 from pushpipe.support import explain
 
 CAMPAIGN = "pushpipe-test-push"
@@ -74,7 +74,7 @@ def progress(settings: Settings, app_id: str, msg_id: str, targets: list[str] | 
     keys.check_msg_id(msg_id)
     es, ch = elastic.connect(settings), clickhouse.connect(settings, create=False)
     try:
-        delivered = elastic.deliveries(es, settings, app_id, msg_id)
+        delivered = deliveries.of_message(es, ch, settings, app_id, msg_id)
         found = dict(zip(delivered, receipt_states.with_receipts(ch, settings, app_id, list(delivered.values())), strict=True))
     finally:
         es.close()

@@ -79,12 +79,18 @@ def test_message_action_is_a_partial_update_without_outcomes() -> None:
 def test_delivery_actions_are_keyed_by_message_and_token_and_versioned_by_attempt() -> None:
     retried = {**result([("t1", "accepted"), ("t2", "invalid_token")]), "attempt": 2}
     actions = elastic.delivery_actions("deliveries", retried)
-    assert [a["_id"] for a in actions] == ["a:m1|t1", "a:m1|t2"]
-    assert {(a["_op_type"], a["_index"], a["version"], a["version_type"]) for a in actions} == {
-        ("index", "deliveries", 2, "external_gte")}
+    assert [(a["_op_type"], a["_id"]) for a in actions] == [("delete", "a:m1|t1"), ("index", "a:m1|t2")], \
+        "the retry accepted t1: its earlier attempt's document goes"
+    assert {(a["_index"], a["version"], a["version_type"]) for a in actions} == {("deliveries", 2, "external_gte")}
     doc = actions[1]["_source"]
     assert (doc["token"], doc["outcome"], doc["attempt"], doc["final"], doc["batch_id"]) == ("t2", "invalid_token", 2, True, "b1")
     assert set(doc) == set(elastic.DELIVERY_MAPPING["properties"])
+
+
+def test_accepted_tokens_have_no_delivery_document_only_the_others_do() -> None:
+    first = grouped(["t1", "t2"], [("t3", "invalid_token")])
+    assert [a["_id"] for a in elastic.delivery_actions("deliveries", first)] == ["a:m1|t3"]
+    assert {a["_op_type"] for a in elastic.delivery_actions("deliveries", {**first, "attempt": 1})} == {"delete", "index"}
 
 
 def test_delivery_without_token_is_keyed_by_batch() -> None:
@@ -95,13 +101,13 @@ def test_delivery_without_token_is_keyed_by_batch() -> None:
 def test_result_actions_update_the_message_then_index_its_deliveries() -> None:
     settings = Settings(es_index="messages", es_deliveries_index="deliveries")
     summary = {"counts": {"accepted": 2}, "vendors": ["apns"], "last_completed_at": 5}
-    actions = elastic.window_actions(settings, [(result([("t1", "accepted"), ("t2", "accepted")]), summary)])
-    assert [(a["_index"], a["_id"]) for a in actions] == [("messages", "a:m1"), ("deliveries", "a:m1|t1"), ("deliveries", "a:m1|t2")]
+    actions = elastic.window_actions(settings, [(result([("t1", "accepted"), ("t2", "throttled")]), summary)])
+    assert [(a["_index"], a["_id"]) for a in actions] == [("messages", "a:m1"), ("deliveries", "a:m1|t2")]
 
 
 def test_a_window_updates_each_message_once_with_its_latest_totals() -> None:
     settings = Settings(es_index="messages", es_deliveries_index="deliveries")
-    first, second = result([("t1", "accepted")]), {**result([("t2", "accepted")]), "batch_id": "b2"}
+    first, second = result([("t1", "expired")]), {**result([("t2", "rejected")]), "batch_id": "b2"}
     actions = elastic.window_actions(settings, [(first, {"counts": {"accepted": 1}}), (second, {"counts": {"accepted": 2}})])
     updates = [a for a in actions if a["_index"] == "messages"]
     assert len(updates) == 1 and updates[0]["doc"]["counts"] == {"accepted": 2}
@@ -120,9 +126,17 @@ def test_write_ignores_a_replayed_older_delivery(monkeypatch: pytest.MonkeyPatch
     calls: list[dict] = []
     conflict = {"index": {"_id": "a:m1|t1", "status": 409, "error": {"type": "version_conflict_engine_exception"}}}
     monkeypatch.setattr(elastic.helpers, "streaming_bulk", bulk_returning([conflict], calls))
-    elastic.write(None, iter(elastic.delivery_actions("deliveries", result([("t1", "accepted")]))))
+    elastic.write(None, iter(elastic.delivery_actions("deliveries", result([("t1", "unavailable")]))))
     assert calls[0]["chunk_size"] == elastic.CHUNK_SIZE and not calls[0]["raise_on_error"]
     assert [a["_id"] for a in calls[0]["actions"]] == ["a:m1|t1"]
+
+
+@pytest.mark.parametrize("status", [409, 404])
+def test_write_ignores_a_replayed_delete_of_a_retried_tokens_document(monkeypatch: pytest.MonkeyPatch, status: int) -> None:
+    """409: a later attempt's document is there (a replay); 404: the earlier attempt had none, or it is gone."""
+    deleted = {"delete": {"_id": "a:m1|t1", "status": status}}
+    monkeypatch.setattr(elastic.helpers, "streaming_bulk", bulk_returning([deleted], []))
+    elastic.write(None, [])
 
 
 @pytest.mark.parametrize("failure", [

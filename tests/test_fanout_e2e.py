@@ -13,12 +13,13 @@ from collections import Counter
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+import stories
 from pushpipe import observe
 from pushpipe.config import Settings
 from pushpipe.infra.simulators import SimulatorAdmin
 from pushpipe.producer import PushProducer, device_event, now_ms, push_request
 from pushpipe.schemas import codec, keys
-from pushpipe.sinks import clickhouse, elastic
+from pushpipe.sinks import clickhouse
 from test_isolation_e2e import registered
 
 pytestmark = pytest.mark.stack
@@ -45,11 +46,10 @@ def send(producer: PushProducer, *requests: dict) -> None:
 
 def outcomes(settings: Settings, request: dict, count: int) -> dict:
     """The request's outcomes (key, see elastic.delivery_key -> delivery) once `count` of them are there."""
-    es = elastic.connect(settings)
     msg_id = request["msg_id"]
 
     def delivered() -> dict | None:
-        found = elastic.deliveries(es, settings, request["app_id"], msg_id)
+        found = stories.of_message(settings, request["app_id"], msg_id)
         return found if len(found) >= count else None
 
     return observe.wait_for(delivered, 60, f"{count} outcomes of {msg_id}")

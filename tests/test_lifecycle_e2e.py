@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import stories
 from pushpipe import observe
 from pushpipe.config import Settings
 from pushpipe.demo import demo_token
@@ -19,7 +20,7 @@ from pushpipe.infra.jobs import FlinkJob
 from pushpipe.producer import PushProducer, device_event, push_request
 from pushpipe.simulators import population
 from pushpipe.simulators.common import SimConfig
-from pushpipe.sinks import clickhouse, elastic, receipt_states
+from pushpipe.sinks import clickhouse, receipt_states
 from test_isolation_e2e import registered, sent
 from test_receipts_e2e import sdk_post
 
@@ -110,8 +111,9 @@ def test_a_campaigns_lifecycle_answers_the_analysts_questions_exactly(pipeline: 
     assert steps == ["accepted", *(["delivered"] if first.delivered else []), *(["opened"] if first.opened else []),
                      *(["clicked"] if first.clicked else [])]
 
-    es_story = elastic.pin_story(elastic.connect(pipeline), pipeline, app, xiaomi_pin)
+    es_story = stories.of_pin(pipeline, app, xiaomi_pin)  # accepted: from ClickHouse, with its batch's times
     assert [d["outcome"] for d in es_story] == ["accepted"] and es_story[0]["requested_at"] > 0
+    assert 0 < es_story[0]["taken_at"] <= es_story[0]["batched_at"] <= es_story[0]["sent_at"] <= es_story[0]["completed_at"]
     (story,) = receipt_states.with_receipts(clickhouse.connect(pipeline, create=False), pipeline, app, es_story)
     assert ("delivered_at" in story) == first.delivered and ("opened_at" in story) == first.opened
 

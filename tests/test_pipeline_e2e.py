@@ -10,6 +10,7 @@ import httpx
 import pytest
 from confluent_kafka import Consumer
 
+import stories
 from pushpipe import observe
 from pushpipe.config import Settings
 from pushpipe.producer import PushProducer, device_event, push_request
@@ -102,7 +103,7 @@ def test_pushes_flow_end_to_end(pipeline: Settings, producer: PushProducer, dlq_
     assert doc["vendors"] == ["apns"] and doc["category"] == "marketing"
     _, nobody_delivered = observe.wait_for(lambda: _doc_with(es, pipeline, nobody, 1), 60, "the no-device message")
     assert nobody_delivered[f"pin:{run_id}-nobody"]["code"] == "no_devices"
-    story = observe.wait_for(lambda: _at_least(elastic.pin_story(es, pipeline, app, f"{run_id}-u0"), 2 * DEVICES_PER_USER), 60,
+    story = observe.wait_for(lambda: _at_least(stories.of_pin(pipeline, app, f"{run_id}-u0"), 2 * DEVICES_PER_USER), 60,
                              "the story of one pin")
     assert {d["msg_id"] for d in story} == {singles[0]["msg_id"], group["msg_id"]} and len(story) == 2 * DEVICES_PER_USER
     assert [d["completed_at"] for d in story] == sorted((d["completed_at"] for d in story), reverse=True)
@@ -126,7 +127,7 @@ def _doc_with(es, settings: Settings, request: dict, deliveries: int) -> tuple[d
 
     Deliveries first: each result updates its message before its deliveries are written, and a get is realtime.
     """
-    delivered = elastic.deliveries(es, settings, request["app_id"], request["msg_id"])
+    delivered = stories.of_message(settings, request["app_id"], request["msg_id"])
     if len(delivered) != deliveries:
         return None
     found = es.options(ignore_status=404).get(index=settings.es_index, id=keys.message_doc_id(request["app_id"], request["msg_id"]))

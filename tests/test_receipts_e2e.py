@@ -12,6 +12,7 @@ import time
 import httpx
 import pytest
 
+import stories
 from pushpipe import observe
 from pushpipe.config import Settings
 from pushpipe.demo import demo_token
@@ -117,9 +118,7 @@ def test_an_invalid_target_receipt_stops_the_token_being_targeted(pipeline: Sett
 
 
 def deliveries_of(settings: Settings, app: str, msg_id: str) -> list[dict]:
-    from pushpipe.sinks import elastic
-
-    return list(elastic.deliveries(elastic.connect(settings), settings, app, msg_id).values())
+    return list(stories.of_message(settings, app, msg_id).values())
 
 
 def test_a_population_delivers_and_opens_the_share_it_was_given(pipeline: Settings, producer: PushProducer, admin, run_id: str) -> None:
