@@ -11,7 +11,7 @@ import pytest
 
 from pushpipe.config import Settings
 from pushpipe.jobs import lifecycle
-from pushpipe.schemas import codec, results
+from pushpipe.schemas import codec, keys, results
 from pushpipe.sinks import batch_times, clickhouse, deliveries, elastic
 from pushpipe.sinks import lifecycle as lifecycle_sink
 
@@ -85,5 +85,21 @@ def test_a_pins_story_has_its_acceptance_and_a_message_its_hop_times(pipeline: S
     assert times["completed_at"] == {"n": 3, "first": T0 + 100, "last": T0 + 10_100, "median": T0 + 100}, \
         "two tokens ended on the first attempt, one on the retry"
     assert times["taken_at"]["n"] == 3 and "due_at" in times
+    es.close()
+    ch.close()
+
+
+def test_an_acceptance_documented_before_the_move_is_read_from_its_document(pipeline: Settings, app: str) -> None:
+    """An install upgraded with deliveries in flight: an acceptance's document from before (with its times) and its
+    row (whose batch kept none) are one delivery, the document's."""
+    es, ch = elastic.connect(pipeline), clickhouse.connect(pipeline, create=False)
+    old = {"msg_id": "m2", "app_id": app, "pin": "p4", "token": "t4", "vendor": "apns", "outcome": "accepted", "code": "0",
+           "batch_id": "b2", "attempt": 0, "final": True, "requested_at": T0, "sent_at": T0 + 20, "completed_at": T0 + 100}
+    es.index(index=pipeline.es_deliveries_index, id=keys.delivery_doc_id(app, "m2", "t4"), document=old, refresh=True)
+    result = attempt(app, 0, [("t4", "p4", "accepted", True)])
+    rows, _ = lifecycle.result_rows({**result, "msg_id": "m2", "batch_id": "b2"})
+    lifecycle_sink.LifecycleWriter(ch, pipeline.clickhouse_database, 0).insert(rows)
+    assert [d["sent_at"] for d in deliveries.of_message(es, ch, pipeline, app, "m2").values()] == [T0 + 20]
+    assert [(d["msg_id"], d["sent_at"]) for d in deliveries.of_pin(es, ch, pipeline, app, "p4")] == [("m2", T0 + 20)]
     es.close()
     ch.close()
