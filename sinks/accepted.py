@@ -39,5 +39,5 @@ def as_deliveries(ch: ClickHouseClient, settings: Settings, app_id: str, rows: l
     """Lifecycle rows as delivery documents, each with its batch attempt's times (0 where none was kept)."""
     times = batch_times.of_attempts(ch, settings, app_id, {(r["vendor"], r["batch_id"], int(r["completed_at"])) for r in rows})
     unknown = {"attempt": 0, **dict.fromkeys(batch_times.HOP_FIELDS, 0)}
-    return [{**unknown, **times.get((r["batch_id"], int(r["completed_at"])), {}), **r, "completed_at": int(r["completed_at"]),
-             "app_id": app_id, "outcome": "accepted", "final": True, "count": 0} for r in rows]
+    return [{**r, "app_id": app_id, "outcome": "accepted", "final": True, "count": 0, **unknown,
+             **times.get((r["batch_id"], int(r["completed_at"])), {}), "completed_at": int(r["completed_at"])} for r in rows]
