@@ -25,7 +25,7 @@ import clusterhome
 from pushpipe import observe
 from pushpipe.config import Settings
 from pushpipe.infra import flinkcluster, flinkrest, process
-from pushpipe.infra.clusterjobs import ClusterJob, savepoint_file, upgrade
+from pushpipe.infra.clusterjobs import ClusterJob, answer, savepoint_file, upgrade
 from pushpipe.infra.kafka import Kafka, nodes
 from pushpipe.infra.simulators import SimulatorAdmin, Simulators
 from pushpipe.producer import PushProducer, device_event, now_ms, push_request
@@ -232,7 +232,8 @@ def test_jobs_upgraded_in_turn_mid_stream_lose_nothing(cluster: Settings, stream
 
 
 def parallelism(settings: Settings, job: str) -> list[tuple[str, int]]:
-    return flinkrest.vertex_parallelism(flinkcluster.rest_url(settings), ClusterJob(job).jid(settings) or "") or []
+    jid = ClusterJob(job).jid(settings) or ""
+    return answer(lambda: flinkrest.vertex_parallelism(flinkcluster.rest_url(settings), jid), f"{job}'s operators")
 
 
 def kill_taskmanager(settings: Settings) -> None:
