@@ -190,5 +190,5 @@ def result_row(result: Row) -> Row:
         "retried": len(result["outcomes"]) - len(final),
         **counts,
         **{field: result[field] for field in BATCH_TIMES},
-        "due_at": due,
+        "due_at": due,  # as the delivery documents: an old result without one was due when requested
     }

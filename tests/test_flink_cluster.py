@@ -46,7 +46,7 @@ def test_the_cluster_runs_each_job_at_parallelism_2_on_both_taskmanagers(cluster
     taskmanagers = answer(lambda: flinkrest.taskmanagers(base), "its TaskManagers")
     assert sorted(tm.id for tm in taskmanagers) == ["flink-taskmanager-1", "flink-taskmanager-2"]
     job = ClusterJob(name)
-    observe.wait_for(lambda: job.health(cluster).ok, 30, f"{name} healthy on the cluster")
+    job.wait_ready(cluster)
     jid = job.jid(cluster)
     assert jid is not None
     vertices = answer(lambda: flinkrest.vertex_parallelism(base, jid), f"{name}'s operators")

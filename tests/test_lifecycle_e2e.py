@@ -111,10 +111,11 @@ def test_a_campaigns_lifecycle_answers_the_analysts_questions_exactly(pipeline: 
     assert steps == ["accepted", *(["delivered"] if first.delivered else []), *(["opened"] if first.opened else []),
                      *(["clicked"] if first.clicked else [])]
 
-    es_story = stories.of_pin(pipeline, app, xiaomi_pin)  # accepted: from ClickHouse, with its batch's times
-    assert [d["outcome"] for d in es_story] == ["accepted"] and es_story[0]["requested_at"] > 0
-    assert 0 < es_story[0]["taken_at"] <= es_story[0]["batched_at"] <= es_story[0]["sent_at"] <= es_story[0]["completed_at"]
-    (story,) = receipt_states.with_receipts(clickhouse.connect(pipeline, create=False), pipeline, app, es_story)
+    pin_deliveries = stories.of_pin(pipeline, app, xiaomi_pin)  # accepted: from ClickHouse, with its batch's times
+    assert [d["outcome"] for d in pin_deliveries] == ["accepted"] and pin_deliveries[0]["requested_at"] > 0
+    first_push = pin_deliveries[0]
+    assert 0 < first_push["taken_at"] <= first_push["batched_at"] <= first_push["sent_at"] <= first_push["completed_at"]
+    (story,) = receipt_states.with_receipts(clickhouse.connect(pipeline, create=False), pipeline, app, pin_deliveries)
     assert ("delivered_at" in story) == first.delivered and ("opened_at" in story) == first.opened
 
     before = rollup_sums(pipeline, app)
