@@ -35,6 +35,7 @@ from pushpipe.jobs import deadletters, lifecycle, runtime
 from pushpipe.jobs.counting import StageCounters, counting_letters, reason_code
 from pushpipe.jobs.fanout import devices
 from pushpipe.schemas import codec, keys, results
+from pushpipe.schemas.lifecycle_rows import Rows
 from pushpipe.sinks import clickhouse, elastic
 from pushpipe.sinks import lifecycle as lifecycle_sink
 
@@ -135,10 +136,19 @@ def counted_key(result: Record) -> str:
 class Written(NamedTuple):
     """What the writer gets: a DispatchResult, a group of one message's receipts (ParseReceipts), a DeviceEvent or
     a PreferenceEvent (with its `setting`), the message's totals after it (None for the last two) and the lifecycle
-    rows it completed."""
+    rows of receipts it completed. A result's own rows are made by the writer (lifecycle.result_rows): carried
+    through the window's state, a broadcast batch's thousand row dicts cost more than making them."""
     record: Record
     summary: Summary | None
     rows: list[Row]
+
+
+def rows_written(record: Record, receipt_rows: list[Row]) -> Rows:
+    """The lifecycle_events rows of what MessageLifecycle passed on: a result's own, then the receipts' it completed."""
+    rows = lifecycle.result_rows(record) if not is_receipts(record) else Rows()
+    for one in receipt_rows:
+        rows.append(one)
+    return rows
 
 
 @liveness.watched
@@ -186,7 +196,9 @@ class MessageLifecycle(KeyedProcessFunction):
         yield Written(record, summary, rows)
 
     def take_result(self, result: Record) -> list[Row]:
-        rows, lives = lifecycle.result_rows(result)
+        """The rows of receipts that waited for this result (the writer makes the result's own: WriteWindow)."""
+        rows: list[Row] = []
+        lives = lifecycle.result_lives(result)
         if self.message.value() is None:
             self.message.update(lifecycle.message_of(result))
         if lives:
@@ -391,7 +403,9 @@ class WriteWindow(ProcessWindowFunction):
         """ClickHouse and Elasticsearch side by side (each waits on its server, not on Python); raises if either failed."""
         written = list(elements)
         messages = [(w.record, w.summary, w.rows) for w in written if w.summary is not None]
-        rows = [r for _, _, message_rows in messages for r in message_rows]
+        rows = Rows()
+        for record, _, receipt_rows in messages:
+            rows.extend(rows_written(record, receipt_rows))
         people = [w.record for w in written if w.summary is None]  # device and preference events
         actions = elastic.window_actions(self.settings, [(record, summary) for record, summary, _ in messages], people)
         to_elasticsearch = self.beside.submit(elastic.write, self.es, actions)
@@ -399,7 +413,7 @@ class WriteWindow(ProcessWindowFunction):
         to_elasticsearch.result()
         yield len(written)
 
-    def write_clickhouse(self, written: list[Written], messages: list[tuple[Record, Any, list[Row]]], rows: list[Row]) -> None:
+    def write_clickhouse(self, written: list[Written], messages: list[tuple[Record, Any, list[Row]]], rows: Rows) -> None:
         self.ch.insert(self.tables["devices"], [lifecycle_sink.device_row(w.record) for w in written
                                                 if w.summary is None and not is_preference(w.record)])
         self.ch.insert(self.tables["results"], [clickhouse.result_row(record) for record, _, _ in messages if not is_receipts(record)])

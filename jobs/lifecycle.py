@@ -8,9 +8,11 @@ device's dimensions and the time since the state before it (`latency_ms`, -1 whe
 """
 from __future__ import annotations
 
+from itertools import repeat
 from typing import Any, NamedTuple
 
 from pushpipe.schemas import profiles, results
+from pushpipe.schemas.lifecycle_rows import Rows, rows_of
 
 Record = dict[str, Any]
 Row = dict[str, Any]
@@ -55,26 +57,40 @@ def row(ts: int, record: Record, token: str, pin: str, state: str, code: str, n:
             **message._asdict(), "source": source}
 
 
-def result_rows(result: Record) -> tuple[list[Row], dict[str, TokenLife]]:
-    """The rows of a DispatchResult's final outcomes, and the life of each accepted token (to attach receipts to)."""
+def result_rows(result: Record) -> Rows:
+    """The rows of a DispatchResult's final outcomes: one by one those not accepted, the accepted groups as columns."""
     message = message_of(result)
     environment = str(result.get("environment") or "production")
     source = "fanout" if result["vendor"] == results.NO_VENDOR else "dispatch"
-    due = result["due_at"] or result["requested_at"]
     done = result["completed_at"]
-    rows: list[Row] = []
-    lives: dict[str, TokenLife] = {}
-    for o in results.token_outcomes(result):
-        if not o["final"]:
-            continue  # its next attempt has its outcome
-        accepted = o["outcome"] == "accepted"
-        profile = o.get("profile", "")
-        rows.append(row(done, result, o["token"], o["pin"], o["outcome"], o["code"], results.weight(o),
-                        max(0, done - due) if accepted else -1, result["vendor"], profile, environment, message, source, done,
-                        o["reason"], o["vendor_msg_id"]))
-        if accepted and o["token"]:
-            lives[o["token"]] = TokenLife(result["vendor"], o["pin"], profile, environment, {"accepted": done})
-    return rows, lives
+    accepted_latency = max(0, done - (result["due_at"] or result["requested_at"]))
+    rows = rows_of([row(done, result, o["token"], o["pin"], o["outcome"], o["code"], results.weight(o),
+                        accepted_latency if o["outcome"] == "accepted" else -1, result["vendor"], o.get("profile", ""),
+                        environment, message, source, done, o["reason"], o["vendor_msg_id"])
+                    for o in result["outcomes"] if o["final"]])  # one not final: its next attempt has its outcome
+    shared = row(done, result, "", "", "accepted", "", 1, accepted_latency, result["vendor"], "", environment, message,
+                 source, done)
+    for group in result.get("accepted", ()):
+        tokens = group["tokens"]
+        profile_of = {p: profiles.decode(p) for p in set(group.get("profiles") or [""])}  # a device model repeats
+        listed = group.get("profiles") or [""] * len(tokens)  # a group written before profiles has none
+        varying = {"token": tokens, "pin": group["pins"], **{f: [profile_of[p][f] for p in listed] for f in profiles.FIELDS}}
+        rows.add_many(len(tokens), {**shared, "code": group["code"], "reason": group["reason"],
+                                    "vendor_msg_id": group["vendor_msg_id"]}, varying)
+    return rows
+
+
+def result_lives(result: Record) -> dict[str, TokenLife]:
+    """The life of each token a DispatchResult says was accepted (to attach its receipts to)."""
+    vendor, environment = result["vendor"], str(result.get("environment") or "production")
+    times = {"accepted": result["completed_at"]}  # shared: a life's times are replaced, never changed in place
+    lives = {o["token"]: TokenLife(vendor, o["pin"], o.get("profile", ""), environment, times)
+             for o in result["outcomes"] if o["outcome"] == "accepted" and o["final"] and o["token"]}
+    for group in result.get("accepted", ()):
+        listed = group.get("profiles") or repeat("")  # a group written before profiles has none
+        lives.update((token, TokenLife(vendor, pin, profile, environment, times))
+                     for token, pin, profile in zip(group["tokens"], group["pins"], listed, strict=False) if token)
+    return lives
 
 
 def receipt_time(receipt: Record) -> int:

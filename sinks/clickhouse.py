@@ -123,6 +123,11 @@ class ClickHouseClient:
             columns = list(rows[0])
             self._client.insert(table, [[row[c] for c in columns] for row in rows], column_names=columns)
 
+    def insert_columns(self, table: str, columns: dict[str, list[Any]]) -> None:
+        """Columns by name, all of one length (DateTime64 ones may hold epoch ticks), as one binary insert."""
+        if columns and next(iter(columns.values())):
+            self._client.insert(table, list(columns.values()), column_names=list(columns), column_oriented=True)
+
     def rows(self, sql: str, settings: dict[str, Any] | None = None, parameters: dict[str, Any] | None = None) -> list[Row]:
         """The rows as dicts; `parameters` bind the query's {name:Type} placeholders on the server (never formatted in)."""
         return list(self._client.query(sql, parameters=parameters, settings=settings).named_results())

@@ -12,6 +12,7 @@ import logging
 from collections import defaultdict
 from typing import Any
 
+from pushpipe.schemas.lifecycle_rows import Rows
 from pushpipe.sinks.clickhouse import ClickHouseClient, utc_time
 from pushpipe.sinks.lifecycle_ddl import ATTRIBUTES
 
@@ -31,14 +32,14 @@ class LifecycleWriter:
         self.check_before_ms = started_ms + CLOCK_MARGIN_MS
         self.skipped = 0  # rows found already written (a replay), for tests and logs
 
-    def insert(self, rows: list[Row]) -> None:
-        old = [r for r in rows if r["recorded_at"] <= self.check_before_ms]
-        written = self.already_written(old) if old else set()
-        new = [r for r in rows if key_of(r) not in written] if written else rows
-        if len(new) < len(rows):
-            self.skipped += len(rows) - len(new)
-            log.info("%d of %d lifecycle rows were written before a restart: not again", len(rows) - len(new), len(rows))
-        self.client.insert(self.table, [as_columns(r) for r in new])
+    def insert(self, rows: Rows) -> None:
+        old = [at <= self.check_before_ms for at in rows.columns["recorded_at"]]
+        written = self.already_written(rows.only(old).rows()) if any(old) else set()
+        if written:  # only in the first minute after a restart
+            rows = rows.only([key_of(r) not in written for r in rows.rows()])
+            self.skipped += len(written)
+            log.info("%d lifecycle rows were written before a restart: not again", len(written))
+        self.client.insert_columns(self.table, rows.columns)
 
     def already_written(self, rows: list[Row]) -> set[tuple[str, ...]]:
         by_message: dict[tuple[str, str], list[tuple[str, ...]]] = defaultdict(list)
@@ -59,11 +60,6 @@ class LifecycleWriter:
 
 def key_of(r: Row) -> tuple[str, ...]:
     return (r["app_id"], r["msg_id"], *(r[k] for k in KEY))
-
-
-def as_columns(r: Row) -> Row:
-    """The table's columns of a lifecycle row (times as datetimes)."""
-    return {**r, "ts": utc_time(r["ts"]), "recorded_at": utc_time(r["recorded_at"])}
 
 
 def device_row(event: dict[str, Any]) -> Row:

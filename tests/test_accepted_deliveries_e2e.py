@@ -38,8 +38,7 @@ def written(settings: Settings, app: str, *attempts: dict) -> None:
     try:
         for result in attempts:
             ch.insert(f"{settings.clickhouse_database}.dispatch_results", [clickhouse.result_row(result)])
-            rows, _ = lifecycle.result_rows(result)
-            lifecycle_sink.LifecycleWriter(ch, settings.clickhouse_database, 0).insert(rows)
+            lifecycle_sink.LifecycleWriter(ch, settings.clickhouse_database, 0).insert(lifecycle.result_rows(result))
             elastic.write(es, elastic.delivery_actions(settings.es_deliveries_index, result))
     finally:
         ch.close()
@@ -97,7 +96,7 @@ def test_an_acceptance_documented_before_the_move_is_read_from_its_document(pipe
            "batch_id": "b2", "attempt": 0, "final": True, "requested_at": T0, "sent_at": T0 + 20, "completed_at": T0 + 100}
     es.index(index=pipeline.es_deliveries_index, id=keys.delivery_doc_id(app, "m2", "t4"), document=old, refresh=True)
     result = attempt(app, 0, [("t4", "p4", "accepted", True)])
-    rows, _ = lifecycle.result_rows({**result, "msg_id": "m2", "batch_id": "b2"})
+    rows = lifecycle.result_rows({**result, "msg_id": "m2", "batch_id": "b2"})
     lifecycle_sink.LifecycleWriter(ch, pipeline.clickhouse_database, 0).insert(rows)
     assert [d["sent_at"] for d in deliveries.of_message(es, ch, pipeline, app, "m2").values()] == [T0 + 20]
     assert [(d["msg_id"], d["sent_at"]) for d in deliveries.of_pin(es, ch, pipeline, app, "p4")] == [("m2", T0 + 20)]

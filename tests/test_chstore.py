@@ -20,7 +20,6 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 from pushpipe.config import load
 from pushpipe.schemas import codec
 from pushpipe.sinks import clickhouse
-from pushpipe.sinks.lifecycle import as_columns
 
 pytestmark = pytest.mark.stack
 PASSWORD = "chstore-s3cret"
@@ -122,7 +121,7 @@ def test_an_insert_of_many_blocks_keeps_every_row(store: str) -> None:
     row = {"ts": 1_795_964_002_000, "recorded_at": 1_795_964_002_000, "app_id": "a", "msg_id": "m", "pin": "", "state": "accepted",
            "code": "", "n": 1, "latency_ms": 5, "vendor": "hms", "brand": "huawei", "model": "p60", "os_version": "14",
            "app_version": "5.2", "environment": "production", "priority": "normal", "category": "c", "campaign": "", "source": "dispatch"}
-    ch.insert("pp.lifecycle_events", [as_columns({**row, "token": f"t{i}"}) for i in range(50_000)])
+    ch.insert("pp.lifecycle_events", [{**row, "token": f"t{i}"} for i in range(50_000)])
     assert ch.rows("SELECT count() AS n, uniqExact(token) AS u FROM pp.lifecycle_events") == [{"n": 50_000, "u": 50_000}]
     assert ch.rows("SELECT sum(accepted) AS a FROM pp.rollup_minute") == [{"a": 50_000}]
     ch.close()

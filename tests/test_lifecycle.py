@@ -9,6 +9,7 @@ from pushpipe.config import Settings
 from pushpipe.jobs import analytics, lifecycle
 from pushpipe.jobs.deadletters import DLQ
 from pushpipe.schemas import codec, profiles
+from pushpipe.schemas.lifecycle_rows import Rows
 from pushpipe.sinks import receipt_states
 from pushpipe.sinks.lifecycle import LifecycleWriter
 
@@ -39,7 +40,7 @@ def run(*records: dict[str, Any]) -> list[analytics.Written]:
 
 
 def states(written: list[analytics.Written]) -> list[tuple[str, str, int]]:
-    return [(r["token"], r["state"], r["latency_ms"]) for w in written for r in w.rows]
+    return [(r["token"], r["state"], r["latency_ms"]) for w in written for r in analytics.rows_written(w.record, w.rows).rows()]
 
 
 def test_each_state_of_a_token_is_one_row_with_its_dimensions_and_the_time_since_the_state_before() -> None:
@@ -80,7 +81,7 @@ def test_a_late_receipt_hours_after_the_send_still_finds_its_token() -> None:
 def test_a_result_seen_again_adds_nothing_and_retried_tokens_wait_for_their_final_attempt() -> None:
     written = run(result([("t1", "throttled")], final=False), result([("t1", "throttled")], final=False),
                   result([("t1", "accepted")], attempt=1))
-    assert [w.rows for w in written[:1]] == [[]] and len(written) == 2
+    assert analytics.rows_written(written[0].record, written[0].rows).rows() == [] and len(written) == 2
     assert states(written) == [("t1", "accepted", 1_000)]
 
 
@@ -88,7 +89,7 @@ def test_aggregated_outcomes_are_one_row_standing_for_their_count() -> None:
     r = result([])
     r["outcomes"] = [{"token": "", "outcome": "suppressed", "code": "switched_off", "reason": "", "vendor_msg_id": "",
                       "pin": "", "exit": "", "final": True, "count": 42}]
-    rows, lives = lifecycle.result_rows(r)
+    rows, lives = lifecycle.result_rows(r).rows(), lifecycle.result_lives(r)
     assert [(x["state"], x["code"], x["n"]) for x in rows] == [("suppressed", "switched_off", 42)] and lives == {}
 
 
@@ -126,12 +127,12 @@ class FakeClickHouse:
         return [dict(zip(("token", "pin", "state", "code", "batch_id"), key[2:], strict=True)) for key in self.stored
                 if f"'{key[2]}'" in sql]
 
-    def insert(self, table: str, rows: list[dict[str, Any]]) -> None:
-        self.inserted += rows
+    def insert_columns(self, table: str, columns: dict[str, list[Any]]) -> None:
+        self.inserted += [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
 
 
 def test_rows_recorded_before_the_writer_started_are_checked_and_those_already_written_skipped() -> None:
-    rows, _ = lifecycle.result_rows(result([("t1", "accepted"), ("t2", "accepted")]))  # recorded at 3,000
+    rows = lifecycle.result_rows(result([("t1", "accepted"), ("t2", "accepted")]))  # recorded at 3,000
     ch = FakeClickHouse({("a", "m1", "t1", "p-t1", "accepted", "", "b1")})
     writer = LifecycleWriter(ch, "db", started_ms=10_000)  # type: ignore[arg-type]
     writer.insert(rows)
@@ -139,7 +140,7 @@ def test_rows_recorded_before_the_writer_started_are_checked_and_those_already_w
 
 
 def test_rows_recorded_after_the_writer_started_are_inserted_without_a_check() -> None:
-    rows, _ = lifecycle.result_rows(result([("t1", "accepted")]))
+    rows = lifecycle.result_rows(result([("t1", "accepted")]))
     ch = FakeClickHouse({("a", "m1", "t1", "p-t1", "accepted", "", "b1")})
     LifecycleWriter(ch, "db", started_ms=-100_000).insert(rows)  # type: ignore[arg-type]
     assert ch.queries == 0 and len(ch.inserted) == 1
@@ -204,7 +205,9 @@ def test_the_token_less_rows_of_each_shard_have_keys_of_their_own() -> None:
         r["outcomes"] = [{"token": "", "outcome": "suppressed", "code": "switched_off", "reason": "", "vendor_msg_id": "",
                           "pin": "", "exit": "", "final": True, "count": n}]
         return r
-    rows = [row for b, n in (("shard-1", 5), ("shard-2", 40), ("shard-3", 17)) for row in lifecycle.result_rows(skipped(b, n))[0]]
+    rows = Rows()
+    for b, n in (("shard-1", 5), ("shard-2", 40), ("shard-3", 17)):
+        rows.extend(lifecycle.result_rows(skipped(b, n)))
     ch = FakeClickHouse({("a", "m1", "", "", "suppressed", "switched_off", "shard-1")})
     LifecycleWriter(ch, "db", started_ms=10_000).insert(rows)  # type: ignore[arg-type]
     assert [(r["batch_id"], r["n"]) for r in ch.inserted] == [("shard-2", 40), ("shard-3", 17)]
@@ -231,3 +234,17 @@ def test_receipts_and_tokens_are_counted_by_their_labels_summed_once_per_record(
     assert count("pushpipe_receipts", stage="message-totals", kind="delivered", source="vendor") == 2
     assert count("pushpipe_receipts", stage="message-totals", kind="opened", source="sdk") == 1
 
+
+
+def test_a_results_accepted_groups_are_a_row_each_of_their_tokens_with_their_devices_profiles() -> None:
+    r = {**result([("t0", "invalid_token")]), "accepted": [
+        {"code": "", "reason": "", "vendor_msg_id": "v1", "exit": "xiaomi", "tokens": ["t1", "t2"], "pins": ["p1", ""],
+         "profiles": [XIAOMI_13, ""]},
+        {"code": "ledger", "reason": "sent before a restart", "vendor_msg_id": "", "exit": "", "tokens": ["t3"], "pins": ["p3"]}]}
+    rows = lifecycle.result_rows(r).rows()
+    assert [(x["token"], x["pin"], x["state"], x["code"], x["vendor_msg_id"], x["model"], x["latency_ms"], x["n"]) for x in rows] == [
+        ("t0", "p-t0", "invalid_token", "20301", "", "2211133C", -1, 1), ("t1", "p1", "accepted", "", "v1", "2211133C", 1_000, 1),
+        ("t2", "", "accepted", "", "v1", "", 1_000, 1), ("t3", "p3", "accepted", "ledger", "", "", 1_000, 1)]
+    assert {x["campaign"] for x in rows} == {"spring"} and {x["ts"] for x in rows} == {3_000}
+    assert {t: (life.pin, life.profile) for t, life in lifecycle.result_lives(r).items()} == {
+        "t1": ("p1", XIAOMI_13), "t2": ("", ""), "t3": ("p3", "")}
