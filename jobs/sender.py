@@ -21,7 +21,7 @@ from pushpipe.connectors.registry import create_adapter
 from pushpipe.jobs import metrics
 from pushpipe.jobs.breaker import CircuitBreaker
 from pushpipe.jobs.dispatch_policy import DispatchPolicy, ExitSpec
-from pushpipe.jobs.ledger import SendLedger
+from pushpipe.jobs.ledger import Claim, SendLedger
 from pushpipe.jobs.policy.classify import message_class
 from pushpipe.jobs.ratelimit import AdaptiveRateLimiter
 from pushpipe.schemas import codec
@@ -174,7 +174,7 @@ class Sender:
         outputs: list[Output] = []
         if claim.send:
             sent = await self.deliver(batch, claim.send)
-            self._settle(batch, sent)
+            self._settle(batch, claim, sent)
             retry = [t for t in claim.send if self._retries(batch, sent[t][0])]
             self._add_outcomes(outcomes, sent, pins, profiles, claim.send, retry)
             outputs += self._feedback(batch, sent, pins)
@@ -224,10 +224,10 @@ class Sender:
                   if not exit_.startswith("fallback:")]
         return [("feedback", codec.encode("DeviceEvent", e)) for e in events if e is not None]
 
-    def _settle(self, batch: Record, sent: Sent) -> None:
+    def _settle(self, batch: Record, claim: Claim, sent: Sent) -> None:
         accepted = [t for t, (r, _) in sent.items() if r.outcome == "accepted"]
         not_sent = [t for t, (r, _) in sent.items() if r.outcome != "accepted"]
-        self.ledger.settle(batch["app_id"], batch["msg_id"], accepted, not_sent)
+        self.ledger.settle(claim, accepted, not_sent)
         if accepted:
             due = batch.get("due_at") or batch["requested_at"]
             metrics.DUE_TO_ACCEPTED.labels(batch["vendor"], batch["priority"]).observe(max(0, now_ms() - due) / 1000)

@@ -1,5 +1,7 @@
 """Pure dispatch policy: retry, circuit breaker, adaptive rate limit, send ledger."""
 import asyncio
+import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -80,16 +82,47 @@ def test_ledger_skips_sent_tokens_and_resends_in_doubt_ones(tmp_path: Path) -> N
     ledger = SendLedger(tmp_path / "ledger.db")
     first = ledger.claim("app", "m1", ["a", "b", "c"])
     assert first.send == ["a", "b", "c"] and not first.already_sent
-    ledger.settle("app", "m1", accepted=["a"], not_sent=["b"])  # c stays in flight: then the process dies
+    ledger.settle(first, accepted=["a"], not_sent=["b"])  # c stays in flight: then the process dies
     ledger.close()
     replay = SendLedger(tmp_path / "ledger.db").claim("app", "m1", ["a", "b", "c"])
     assert replay.already_sent == ["a"] and replay.in_doubt == ["c"] and replay.send == ["b", "c"]
 
 
+def test_ledger_tokens_resent_after_a_crash_and_refused_are_no_longer_in_doubt(tmp_path: Path) -> None:
+    SendLedger(tmp_path / "ledger.db").claim("app", "m1", ["a", "b"])  # in flight when the process dies
+    ledger = SendLedger(tmp_path / "ledger.db")
+    replay = ledger.claim("app", "m1", ["a", "b"])
+    assert replay.in_doubt == ["a", "b"]
+    ledger.settle(replay, accepted=["a"], not_sent=["b"])  # b refused: its marks go, from the crashed claim's row too
+    ledger.close()
+    again = SendLedger(tmp_path / "ledger.db").claim("app", "m1", ["a", "b"])
+    assert again.already_sent == ["a"] and again.in_doubt == [] and again.send == ["b"]
+
+
+def test_ledger_reads_again_the_marks_of_a_message_it_let_go_of(tmp_path: Path) -> None:
+    ledger = SendLedger(tmp_path / "ledger.db", kept_tokens=1)
+    ledger.settle(ledger.claim("app", "m1", ["a"]), accepted=["a"], not_sent=[])
+    ledger.settle(ledger.claim("app", "m2", ["b"]), accepted=["b"], not_sent=[])  # m1's marks leave memory
+    assert ("app", "m1") not in ledger._marks
+    assert ledger.claim("app", "m1", ["a", "c"]).already_sent == ["a"]
+
+
+def test_ledger_written_a_row_per_token_is_read_after_an_upgrade(tmp_path: Path) -> None:
+    old = sqlite3.connect(tmp_path / "ledger.db")
+    old.execute("CREATE TABLE app_sends (app_id TEXT, msg_id TEXT, token TEXT, state INTEGER, at REAL, PRIMARY KEY (app_id, msg_id, token))")
+    old.executemany("INSERT INTO app_sends VALUES (?, ?, ?, ?, ?)", [("app", "m1", "a", 2, time.time()), ("app", "m1", "b", 1, time.time()),
+                                                                    ("app", "m2", "c", 2, time.time())])
+    old.commit()
+    old.close()
+    ledger = SendLedger(tmp_path / "ledger.db")
+    replay = ledger.claim("app", "m1", ["a", "b", "d"])
+    assert replay.already_sent == ["a"] and replay.in_doubt == ["b"] and replay.send == ["b", "d"]
+    assert ledger.claim("app", "m2", ["c"]).already_sent == ["c"]
+
+
 def test_ledger_keeps_apps_apart(tmp_path: Path) -> None:
     ledger = SendLedger(tmp_path / "ledger.db")
-    ledger.claim("app-a", "m1", ["t"])
-    ledger.settle("app-a", "m1", accepted=["t"], not_sent=[])
+    ledger.settle(ledger.claim("app-a", "m1", ["t"]), accepted=["t"], not_sent=[])
     other = ledger.claim("app-b", "m1", ["t"])
     assert other.send == ["t"] and not other.already_sent and not other.in_doubt
 
