@@ -6,11 +6,12 @@ Before a call the tokens are marked SENDING, after an accepted call SENT; a fail
 removes its marks so a retry may send again. On replay, SENT tokens are skipped and SENDING
 ones were in flight at the crash: they are sent again and counted as possible duplicates.
 
-A claim is one row holding its tokens (newline-joined: a token has no whitespace, schemas/keys.py),
-not a row per token: a broadcast batch of 1,000 tokens is two small writes, a claim and its settlement,
-where a row per token cost ~20 µs of CPU per token. What a message's tokens are marked is read from its
-rows once (the first claim of the message since this process started) and kept in memory for the messages
-claimed most recently, so a claim checks its tokens against sets, not against the file.
+A claim is a row per token shard (keys.token_shard) holding its tokens, newline-joined (a token has no
+whitespace: schemas/keys.py), not a row per token: a broadcast batch, whose tokens are all of one shard,
+is two small writes, its claim and its settlement, where a row per token cost ~10 µs of CPU per token.
+The marks of a (message, shard) are read from its rows once and kept in memory for the shards claimed
+most recently, so a claim checks its tokens against sets, not against the file; memory stays bounded
+by KEPT_TOKENS whatever a broadcast's size (a message's shards are let go of, and read again if needed).
 """
 from __future__ import annotations
 
@@ -20,9 +21,11 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pushpipe.schemas.keys import token_shard
+
 SENDING, SENT = 1, 2
-KEPT_TOKENS = 2_000_000  # marks kept in memory, of the messages claimed last (a message being sent is never dropped)
-Message = tuple[str, str]  # (app_id, msg_id)
+KEPT_TOKENS = 1_000_000  # marks kept in memory (~150 bytes each), of the (message, shard)s claimed last
+Marked = tuple[str, str, int]  # (app_id, msg_id, token shard)
 
 
 @dataclass(frozen=True)
@@ -32,12 +35,12 @@ class Claim:
     in_doubt: list[str]  # in flight at a crash: sent again, possibly a duplicate
     app_id: str = ""
     msg_id: str = ""
-    row: int = 0  # the claim's row: its SENDING marks
+    shards: dict[str, int] = field(default_factory=dict)  # token sent -> its shard
 
 
 @dataclass
 class Marks:
-    """A message's tokens as its rows mark them."""
+    """The tokens of one shard of a message as its rows mark them."""
     sent: set[str] = field(default_factory=set)
     sending: dict[str, int] = field(default_factory=dict)  # token -> the row of the claim that marks it
     open_rows: Counter[int] = field(default_factory=Counter)  # row -> how many tokens it still marks SENDING
@@ -52,73 +55,82 @@ class SendLedger:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # survives a process crash; the OS flushes
-        self._db.execute("CREATE TABLE IF NOT EXISTS claims (app_id TEXT, msg_id TEXT, state INTEGER, tokens BLOB, at REAL)")
-        self._db.execute("CREATE INDEX IF NOT EXISTS claims_of_message ON claims (app_id, msg_id)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS shard_claims (app_id TEXT, msg_id TEXT, shard INTEGER, state INTEGER,"
+                         " tokens BLOB, at REAL)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS shard_claims_of_message ON shard_claims (app_id, msg_id, shard)")
         _take_token_rows(self._db)
-        self._db.execute("DELETE FROM claims WHERE at < ?", (time.time() - retention_s,))
-        self._marks: OrderedDict[Message, Marks] = OrderedDict()
+        self._db.execute("DELETE FROM shard_claims WHERE at < ?", (time.time() - retention_s,))
+        self._marks: OrderedDict[Marked, Marks] = OrderedDict()
         self._kept_tokens = kept_tokens
         self._held = 0  # tokens marked in self._marks
 
     def claim(self, app_id: str, msg_id: str, tokens: list[str]) -> Claim:
-        marks = self._marks_of((app_id, msg_id))
-        held_before = len(marks)
-        already = [t for t in tokens if t in marks.sent]
-        in_doubt = [t for t in tokens if t in marks.sending]
-        send = [t for t in tokens if t not in marks.sent] if already else tokens
-        row = 0
-        if send:
-            with self._db:
-                self._db.execute("BEGIN")
-                if in_doubt:  # their marks move from the crashed claim's row to this one
-                    self._unmark(marks, in_doubt)
-                row = self._insert(app_id, msg_id, SENDING, send)
-            marks.sending.update(dict.fromkeys(send, row))
-            marks.open_rows[row] = len(send)
-        self._held += len(marks) - held_before
-        self._forget_old((app_id, msg_id))
-        return Claim(send, already, in_doubt, app_id, msg_id, row)
+        shards = [token_shard(t) for t in tokens]
+        marks = {s: self._marks_of((app_id, msg_id, s)) for s in set(shards)}
+        already = [t for t, s in zip(tokens, shards, strict=True) if t in marks[s].sent]
+        in_doubt = [t for t, s in zip(tokens, shards, strict=True) if t in marks[s].sending]
+        send = [(t, s) for t, s in zip(tokens, shards, strict=True) if t not in marks[s].sent] if already else list(zip(tokens, shards, strict=True))
+        with self._db:
+            self._db.execute("BEGIN")
+            for shard, listed in _by_shard([t for t, _ in send], [s for _, s in send]).items():
+                self._unmark(marks[shard], listed)  # tokens of a crashed claim: their marks move to this one
+                row = self._insert(app_id, msg_id, shard, SENDING, listed)
+                self._mark(marks[shard], listed, row)
+        self._forget_old({(app_id, msg_id, s) for s in marks})
+        return Claim([t for t, _ in send], already, in_doubt, app_id, msg_id, dict(send))
 
     def settle(self, claim: Claim, accepted: list[str], not_sent: list[str]) -> None:
         """Accepted tokens become SENT; the marks of tokens the vendor did not take are removed."""
-        marks = self._marks_of((claim.app_id, claim.msg_id))
-        held_before = len(marks)
+        settled = [*accepted, *not_sent]
+        taken = _by_shard(accepted, [claim.shards[t] for t in accepted])
         with self._db:
             self._db.execute("BEGIN")
-            if accepted:
-                self._insert(claim.app_id, claim.msg_id, SENT, accepted)
-            self._unmark(marks, [*accepted, *not_sent])
-        marks.sent.update(accepted)
-        self._held += len(marks) - held_before
+            for shard, listed in _by_shard(settled, [claim.shards[t] for t in settled]).items():
+                marks = self._marks_of((claim.app_id, claim.msg_id, shard))
+                self._unmark(marks, listed)
+                if shard in taken:
+                    self._insert(claim.app_id, claim.msg_id, shard, SENT, taken[shard])
+                    held_before = len(marks)
+                    marks.sent.update(taken[shard])
+                    self._held += len(marks) - held_before
 
-    def _insert(self, app_id: str, msg_id: str, state: int, tokens: list[str]) -> int:
-        cursor = self._db.execute("INSERT INTO claims VALUES (?, ?, ?, ?, ?)",
-                                  (app_id, msg_id, state, "\n".join(tokens).encode(), time.time()))
+    def _insert(self, app_id: str, msg_id: str, shard: int, state: int, tokens: list[str]) -> int:
+        cursor = self._db.execute("INSERT INTO shard_claims VALUES (?, ?, ?, ?, ?, ?)",
+                                  (app_id, msg_id, shard, state, "\n".join(tokens).encode(), time.time()))
         return int(cursor.lastrowid or 0)
+
+    def _mark(self, marks: Marks, tokens: list[str], row: int) -> None:
+        held_before = len(marks)
+        marks.sending.update(dict.fromkeys(tokens, row))
+        marks.open_rows[row] = len(tokens)
+        self._held += len(marks) - held_before
 
     def _unmark(self, marks: Marks, tokens: list[str]) -> None:
         """Take the tokens' SENDING marks off the rows that hold them: a row left without any is deleted, one left
         with some (a claim settled in part, a crashed claim's tokens claimed again) is written again."""
+        held_before = len(marks)
         for row, n in Counter(marks.sending.pop(t) for t in tokens if t in marks.sending).items():
             marks.open_rows[row] -= n
             if marks.open_rows[row] > 0:
                 rest = [t for t, r in marks.sending.items() if r == row]
-                self._db.execute("UPDATE claims SET tokens = ? WHERE rowid = ?", ("\n".join(rest).encode(), row))
+                self._db.execute("UPDATE shard_claims SET tokens = ? WHERE rowid = ?", ("\n".join(rest).encode(), row))
             else:
                 del marks.open_rows[row]
-                self._db.execute("DELETE FROM claims WHERE rowid = ?", (row,))
+                self._db.execute("DELETE FROM shard_claims WHERE rowid = ?", (row,))
+        self._held += len(marks) - held_before
 
-    def _marks_of(self, message: Message) -> Marks:
-        marks = self._marks.get(message)
+    def _marks_of(self, marked: Marked) -> Marks:
+        marks = self._marks.get(marked)
         if marks is None:
-            marks = self._marks[message] = self._read(message)
+            marks = self._marks[marked] = self._read(marked)
             self._held += len(marks)
-        self._marks.move_to_end(message)
+        self._marks.move_to_end(marked)
         return marks
 
-    def _read(self, message: Message) -> Marks:
+    def _read(self, marked: Marked) -> Marks:
         marks = Marks()
-        for row, state, tokens in self._db.execute("SELECT rowid, state, tokens FROM claims WHERE app_id = ? AND msg_id = ?", message):
+        rows = self._db.execute("SELECT rowid, state, tokens FROM shard_claims WHERE app_id = ? AND msg_id = ? AND shard = ?", marked)
+        for row, state, tokens in rows:
             listed = tokens.decode().split("\n") if tokens else []
             if state == SENT:
                 marks.sent.update(listed)
@@ -128,11 +140,11 @@ class SendLedger:
         marks.open_rows = Counter(marks.sending.values())
         return marks
 
-    def _forget_old(self, keep: Message) -> None:
-        """Drop the marks of the messages claimed longest ago while more than kept_tokens are held (read again if needed)."""
+    def _forget_old(self, keep: set[Marked]) -> None:
+        """Let go of the marks claimed longest ago while more than kept_tokens are held (read again if needed)."""
         while self._held > self._kept_tokens:
             oldest = next(iter(self._marks))
-            if oldest == keep:
+            if oldest in keep:
                 break
             self._held -= len(self._marks.pop(oldest))
 
@@ -140,13 +152,27 @@ class SendLedger:
         self._db.close()
 
 
+def _by_shard(tokens: list[str], shards: list[int]) -> dict[int, list[str]]:
+    """The tokens grouped by their shards (a broadcast batch's are all of one)."""
+    if len(set(shards)) <= 1:
+        return {shards[0]: tokens} if tokens else {}
+    grouped: dict[int, list[str]] = {}
+    for token, shard in zip(tokens, shards, strict=True):
+        grouped.setdefault(shard, []).append(token)
+    return grouped
+
+
 def _take_token_rows(db: sqlite3.Connection) -> None:
     """The marks of a ledger written before claims were rows (a row per token), as claims; that table is dropped."""
     if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'app_sends'").fetchone():
         return
+    rows = db.execute("SELECT app_id, msg_id, state, token FROM app_sends")
+    grouped: dict[tuple[str, str, int, int], list[str]] = {}  # (app, message, shard, state) -> tokens
+    for app_id, msg_id, state, token in rows:
+        grouped.setdefault((app_id, msg_id, token_shard(token), state), []).append(token)
     with db:
         db.execute("BEGIN")
-        db.execute("INSERT INTO claims SELECT app_id, msg_id, state, CAST(group_concat(token, char(10)) AS BLOB), max(at)"
-                   " FROM app_sends GROUP BY app_id, msg_id, state")
+        db.executemany("INSERT INTO shard_claims VALUES (?, ?, ?, ?, ?, ?)",
+                       [(*key, "\n".join(tokens).encode(), time.time()) for key, tokens in grouped.items()])
         db.execute("DROP TABLE app_sends")
     db.execute("DROP TABLE IF EXISTS sends")

@@ -114,8 +114,13 @@ SHARDS = 32  # an app's devices are spread over this many shard keys (see jobs/f
 
 
 def shard_key(app_id: str, token: str) -> str:
-    """The device shard of a token: (app, crc32(token) % SHARDS)."""
-    return f"{app_id}{SEP}{zlib.crc32(token.encode()) % SHARDS}"
+    """The device shard of a token: (app, token_shard(token))."""
+    return f"{app_id}{SEP}{token_shard(token)}"
+
+
+def token_shard(token: str) -> int:
+    """crc32(token) % SHARDS: a broadcast's batch holds tokens of one shard."""
+    return zlib.crc32(token.encode()) % SHARDS
 
 
 def all_shard_keys(app_id: str) -> list[str]:

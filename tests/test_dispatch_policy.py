@@ -11,6 +11,7 @@ from pushpipe.jobs.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from pushpipe.jobs.ledger import SendLedger
 from pushpipe.jobs.ratelimit import AdaptiveRateLimiter
 from pushpipe.jobs.retry import RetryPolicy
+from pushpipe.schemas import keys
 
 
 def test_retry_only_transient_outcomes_and_only_so_often() -> None:
@@ -103,8 +104,23 @@ def test_ledger_reads_again_the_marks_of_a_message_it_let_go_of(tmp_path: Path) 
     ledger = SendLedger(tmp_path / "ledger.db", kept_tokens=1)
     ledger.settle(ledger.claim("app", "m1", ["a"]), accepted=["a"], not_sent=[])
     ledger.settle(ledger.claim("app", "m2", ["b"]), accepted=["b"], not_sent=[])  # m1's marks leave memory
-    assert ("app", "m1") not in ledger._marks
+    assert not any(marked[1] == "m1" for marked in ledger._marks)
     assert ledger.claim("app", "m1", ["a", "c"]).already_sent == ["a"]
+
+
+def test_ledger_keeps_a_claim_as_a_row_per_token_shard_and_lets_go_of_shards_beyond_its_memory(tmp_path: Path) -> None:
+    by_shard: dict[int, list[str]] = {}
+    for n in range(200):
+        by_shard.setdefault(keys.token_shard(f"t{n}"), []).append(f"t{n}")
+    first, second = (tokens[:2] for tokens in list(by_shard.values())[:2])
+    ledger = SendLedger(tmp_path / "ledger.db", kept_tokens=2)
+    claim = ledger.claim("app", "m1", [*first, *second])
+    assert ledger._db.execute("SELECT count(*) FROM shard_claims WHERE state = 1").fetchone() == (2,)  # a row per shard
+    ledger.settle(claim, accepted=[*first, *second], not_sent=[])
+    assert ledger._db.execute("SELECT count(*) FROM shard_claims").fetchone() == (2,)  # SENT rows; the claim's gone
+    ledger.claim("app", "m1", first[:1])  # only this shard's marks stay in memory
+    assert len(ledger._marks) == 1
+    assert ledger.claim("app", "m1", [*second, *first]).already_sent == [*second, *first]
 
 
 def test_ledger_written_a_row_per_token_is_read_after_an_upgrade(tmp_path: Path) -> None:
