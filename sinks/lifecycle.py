@@ -35,10 +35,11 @@ class LifecycleWriter:
     def insert(self, rows: Rows) -> None:
         old = [at <= self.check_before_ms for at in rows.columns["recorded_at"]]
         written = self.already_written(rows.only(old).rows()) if any(old) else set()
-        if written:  # only in the first minute after a restart
+        if written:  # rows of a replay after a restart
+            total = len(rows)
             rows = rows.only([key_of(r) not in written for r in rows.rows()])
-            self.skipped += len(written)
-            log.info("%d lifecycle rows were written before a restart: not again", len(written))
+            self.skipped += total - len(rows)
+            log.info("%d of %d lifecycle rows were written before a restart: not again", total - len(rows), total)
         self.client.insert_columns(self.table, rows.columns)
 
     def already_written(self, rows: list[Row]) -> set[tuple[str, ...]]:
