@@ -29,6 +29,7 @@ import pushpipe
 from pushpipe.config import JOBS, Settings
 from pushpipe.infra import beamloopback, flinkrest, process
 from pushpipe.infra.service import Health
+from pushpipe.stream_health import FLINK_METRICS
 
 TASKMANAGERS = 2
 RPC_OFFSET = 1  # JobManager RPC port = REST port + 1
@@ -109,6 +110,7 @@ def cluster_config(settings: Settings, python: Path) -> dict[str, Any]:
         "io.tmp.dirs": str(cluster_dir(settings) / "tmp"),
         "metrics.reporter.prom.factory.class": "org.apache.flink.metrics.prometheus.PrometheusReporterFactory",
         "metrics.reporter.prom.port": f"{first_metrics.start}-{first_metrics.stop - 1}",
+        "metrics.reporter.prom.filter.includes": list(FLINK_METRICS),
     }
 
 

@@ -33,6 +33,7 @@ from pyflink.java_gateway import get_gateway
 import pushpipe
 from pushpipe.config import Settings, load
 from pushpipe.jobs.deadletters import DLQ
+from pushpipe.stream_health import FLINK_METRICS
 
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
 PROCESS_MODE_STATE = "pyflink.fn_execution.state_impl"  # where the state classes of process mode's Python workers live
@@ -186,6 +187,7 @@ def metrics_reporter(settings: Settings, job: str) -> dict[str, str]:
         "metrics.reporter.promgateway.randomJobNameSuffix": "false",
         "metrics.reporter.promgateway.deleteOnShutdown": "true",
         "metrics.reporter.promgateway.interval": "5 SECONDS",
+        "metrics.reporter.promgateway.filter.includes": ";".join(FLINK_METRICS),
     }
 
 

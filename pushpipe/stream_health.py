@@ -15,6 +15,14 @@ import httpx
 
 from pushpipe.config import masked_url
 
+# The Flink metrics its reporters pass on (Flink's filter syntax, <scope>:<name>,<name>): what the alert rules, the
+# dashboards and `pushpipe status` read, and each task's busy and back-pressured time. Unfiltered, each job reports
+# ~2,000 series (its Kafka clients' own, network buffers, watermarks), pushed every 5 s and scraped from there.
+FLINK_METRICS = ("jobmanager.job:numRestarts,numberOfCompletedCheckpoints,numberOfFailedCheckpoints,lastCheckpointDuration,uptime",
+                 "*.operator:numRecordsIn,numRecordsOut,pendingRecords",
+                 "*.KafkaConsumer:records-lag-max",
+                 "*.task:busyTimeMsPerSecond,backPressuredTimeMsPerSecond",
+                 "*:pushpipe_*")  # the jobs' own counters (jobs/counting.py)
 STAGES = ("fanout", "dispatch", "analytics", "gateway")
 UNITS = {"fanout": "records/s", "dispatch": "tokens/s", "analytics": "records/s", "gateway": "receipts/s"}
 RATE = "1m"  # throughput, failures and dead letters (VendorFailureRateHigh's window)
