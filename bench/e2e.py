@@ -7,6 +7,10 @@ ClickHouse shows every count.
 
     .venv/bin/python -m bench.e2e --devices 3000 --requests 2000
     .venv/bin/python -m bench.e2e --devices 3000 --per-user 1 --requests 6000 --rate 100   # a sustained single-pin load
+    .venv/bin/python -m bench.e2e --per-user 1 --rate 300 --requests 3000 --rounds 2   # round 1 warms jobs just restarted
+
+Each round registers devices of its own and prints its figures: after a restart (bench.compare --restart-jobs) the
+first round measures the jobs' warm-up (JIT compilation, first checkpoints) as much as the pipeline.
 """
 from __future__ import annotations
 
@@ -113,15 +117,17 @@ def main() -> None:
     parser.add_argument("--per-user", type=int, default=3, help="devices per user")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=0, help="requests/s to produce at (0: as fast as possible)")
+    parser.add_argument("--rounds", type=int, default=1, help="runs one after another, each printed")
     args = parser.parse_args()
     settings = load()
     stack.up(settings)
-    cpu, figures = measure(settings, args.devices, args.per_user, args.requests, args.rate)
-    print(f"\nCPU spent from the first request until the last token was accepted:\n{cpu.table(args.requests, 'request')}")
-    users = max(1, args.devices // args.per_user)
-    print(f"\nbench/e2e.py: {users * args.per_user} devices, {args.requests} single-user requests, "
-          f"{args.requests * args.per_user} tokens (APNs simulator)")
-    print(stack.format_table(("figure", "value"), figures))
+    for n in range(1, args.rounds + 1):
+        cpu, figures = measure(settings, args.devices, args.per_user, args.requests, args.rate)
+        print(f"\nCPU spent from the first request until the last token was accepted:\n{cpu.table(args.requests, 'request')}")
+        users = max(1, args.devices // args.per_user)
+        print(f"\nbench/e2e.py: {users * args.per_user} devices, {args.requests} single-user requests, "
+              f"{args.requests * args.per_user} tokens (APNs simulator), round {n} of {args.rounds}")
+        print(stack.format_table(("figure", "value"), figures))
 
 
 if __name__ == "__main__":
