@@ -116,6 +116,7 @@ def flink_config(settings: Settings, job: str, overrides: dict[str, str] | None 
         "pipeline.jars": pipeline_jars(settings),  # on the cluster, `flink run` uploads them with the job
         "python.fn-execution.bundle.time": "20",
         "execution.checkpointing.interval": f"{settings.checkpoint_interval_ms}ms",
+        "execution.buffer-timeout.interval": f"{settings.flink_buffer_timeout_ms}ms",
         "execution.checkpointing.dir": chk,
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "execution.checkpointing.num-retained": "2",

@@ -140,6 +140,8 @@ class Settings(BaseSettings):
     # where Alertmanager posts alerts (infra/alerting/alertmanager.yml's example webhook receiver)
     alert_webhook_url: str = "http://127.0.0.1:19194/alerts"
     checkpoint_interval_ms: int = Field(5000, ge=100)
+    # the longest a record waits in a part-filled network buffer between two operators (Flink's default is 100)
+    flink_buffer_timeout_ms: int = Field(100, ge=0)
     # the jobs' metrics (Flink's reporter and the operators' business counters); off only to measure what they cost
     stage_metrics: bool = True
     # the jars a job adds to its classpath as a pipeline.jars value (";"-separated file:// URLs); the launcher
