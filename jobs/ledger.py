@@ -69,11 +69,13 @@ class SendLedger:
         marks = {s: self._marks_of((app_id, msg_id, s)) for s in set(shards)}
         already = [t for t, s in zip(tokens, shards, strict=True) if t in marks[s].sent]
         in_doubt = [t for t, s in zip(tokens, shards, strict=True) if t in marks[s].sending]
-        send = [(t, s) for t, s in zip(tokens, shards, strict=True) if t not in marks[s].sent] if already else list(zip(tokens, shards, strict=True))
+        send = [(t, s) for t, s in zip(tokens, shards, strict=True) if t not in marks[s].sent]
+        doubt = set(in_doubt)
         with self._db:
             self._db.execute("BEGIN")
             for shard, listed in _by_shard([t for t, _ in send], [s for _, s in send]).items():
-                self._unmark(marks[shard], listed)  # tokens of a crashed claim: their marks move to this one
+                if doubt:  # tokens of a crashed claim: their marks move to this one
+                    self._unmark(marks[shard], [t for t in listed if t in doubt])
                 row = self._insert(app_id, msg_id, shard, SENDING, listed)
                 self._mark(marks[shard], listed, row)
         self._forget_old({(app_id, msg_id, s) for s in marks})
@@ -101,8 +103,9 @@ class SendLedger:
 
     def _mark(self, marks: Marks, tokens: list[str], row: int) -> None:
         held_before = len(marks)
-        marks.sending.update(dict.fromkeys(tokens, row))
-        marks.open_rows[row] = len(tokens)
+        marked = dict.fromkeys(tokens, row)
+        marks.sending.update(marked)
+        marks.open_rows[row] = len(marked)
         self._held += len(marks) - held_before
 
     def _unmark(self, marks: Marks, tokens: list[str]) -> None:

@@ -123,6 +123,13 @@ def test_ledger_keeps_a_claim_as_a_row_per_token_shard_and_lets_go_of_shards_bey
     assert ledger.claim("app", "m1", [*second, *first]).already_sent == [*second, *first]
 
 
+def test_ledger_settles_a_claim_that_names_a_token_twice(tmp_path: Path) -> None:
+    ledger = SendLedger(tmp_path / "ledger.db")
+    claim = ledger.claim("app", "m1", ["a", "a"])
+    ledger.settle(claim, accepted=["a"], not_sent=[])
+    assert ledger._db.execute("SELECT state FROM shard_claims").fetchall() == [(2,)]  # the claim's SENDING row is gone
+
+
 def test_ledger_written_a_row_per_token_is_read_after_an_upgrade(tmp_path: Path) -> None:
     old = sqlite3.connect(tmp_path / "ledger.db")
     old.execute("CREATE TABLE app_sends (app_id TEXT, msg_id TEXT, token TEXT, state INTEGER, at REAL, PRIMARY KEY (app_id, msg_id, token))")
