@@ -35,7 +35,7 @@ from pushpipe.jobs import deadletters, lifecycle, runtime
 from pushpipe.jobs.counting import StageCounters, counting_letters, reason_code
 from pushpipe.jobs.fanout import devices
 from pushpipe.schemas import codec, keys, results
-from pushpipe.schemas.lifecycle_rows import Rows
+from pushpipe.schemas.lifecycle_rows import Rows, rows_of
 from pushpipe.sinks import clickhouse, elastic
 from pushpipe.sinks import lifecycle as lifecycle_sink
 
@@ -146,8 +146,7 @@ class Written(NamedTuple):
 def rows_written(record: Record, receipt_rows: list[Row]) -> Rows:
     """The lifecycle_events rows of what MessageLifecycle passed on: a result's own, then the receipts' it completed."""
     rows = lifecycle.result_rows(record) if not is_receipts(record) else Rows()
-    for one in receipt_rows:
-        rows.append(one)
+    rows.extend(rows_of(receipt_rows))
     return rows
 
 

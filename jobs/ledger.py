@@ -84,16 +84,17 @@ class SendLedger:
     def settle(self, claim: Claim, accepted: list[str], not_sent: list[str]) -> None:
         """Accepted tokens become SENT; the marks of tokens the vendor did not take are removed."""
         settled = [*accepted, *not_sent]
-        taken = _by_shard(accepted, [claim.shards[t] for t in accepted])
+        taken = set(accepted)
         with self._db:
             self._db.execute("BEGIN")
             for shard, listed in _by_shard(settled, [claim.shards[t] for t in settled]).items():
                 marks = self._marks_of((claim.app_id, claim.msg_id, shard))
                 self._unmark(marks, listed)
-                if shard in taken:
-                    self._insert(claim.app_id, claim.msg_id, shard, SENT, taken[shard])
+                sent = [t for t in listed if t in taken]
+                if sent:
+                    self._insert(claim.app_id, claim.msg_id, shard, SENT, sent)
                     held_before = len(marks)
-                    marks.sent.update(taken[shard])
+                    marks.sent.update(sent)
                     self._held += len(marks) - held_before
 
     def _insert(self, app_id: str, msg_id: str, shard: int, state: int, tokens: list[str]) -> int:
