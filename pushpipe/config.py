@@ -140,10 +140,11 @@ class Settings(BaseSettings):
     # where Alertmanager posts alerts (infra/alerting/alertmanager.yml's example webhook receiver)
     alert_webhook_url: str = "http://127.0.0.1:19194/alerts"
     checkpoint_interval_ms: int = Field(5000, ge=100)
-    # the longest a record waits in a part-filled network buffer between two operators. Flink's default, 100, added
-    # ~250 ms to a single-pin push's median at 50 requests/s (p50 produce->accept 441-503 ms; 188-204 ms at 10),
-    # for ~5% of a core less while idle (the three jobs: 36% of a core at 100, 41% at 10)
-    flink_buffer_timeout_ms: int = Field(10, ge=0)
+    # the longest a record waits in a part-filled network buffer between two operators; 0: none, each record is
+    # handed on as it is written. Flink's default, 100, added ~250 ms to a single-pin push's median at 50
+    # requests/s (p50 produce->accept 441-503 ms; 188-204 ms at 10). Any timeout above 0 runs a flusher thread per
+    # task that wakes every period: at 10 ms, 6.5% of a core in the idle fan-out job alone.
+    flink_buffer_timeout_ms: int = Field(0, ge=0)
     # the jobs' metrics (Flink's reporter and the operators' business counters); off only to measure what they cost
     stage_metrics: bool = True
     # the jars a job adds to its classpath as a pipeline.jars value (";"-separated file:// URLs); the launcher
