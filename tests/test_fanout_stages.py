@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from flink_fakes import Harness
+from flink_fakes import Harness, Mapped
 from pushpipe.config import load
 from pushpipe.jobs.deadletters import DLQ, TOMBSTONE_MARK
 from pushpipe.jobs.fanout import intake
 from pushpipe.jobs.fanout.batcher import Batcher
+from pushpipe.jobs.fanout.buckets import BUCKETS, DeviceBuckets
 from pushpipe.jobs.fanout.intake import Intake
 from pushpipe.jobs.fanout.messages import (
     FEEDBACK,
@@ -28,6 +29,7 @@ from pushpipe.jobs.fanout.messages import (
 from pushpipe.jobs.fanout.parse import ParseDeviceEvents
 from pushpipe.jobs.fanout.pin_directory import PinDirectory
 from pushpipe.jobs.fanout.shard_directory import ShardDirectory
+from pushpipe.jobs.fanout.shards import summary_after
 from pushpipe.jobs.fanout.tally import BroadcastTally
 from pushpipe.producer import device_event, preference_event, push_request
 from pushpipe.schemas import codec, keys, profiles
@@ -182,12 +184,41 @@ def test_an_urgent_broadcast_is_expanded_by_the_shard_with_its_users_opt_outs(sh
 def test_a_broadcast_expanded_by_the_shard_carries_each_device_profile(shards: Harness) -> None:
     shard = keys.shard_key("a", "ios1")
     shards.process(ToShard(shard, "device", device_event("a", "u", "ios1", **IPHONE)))
-    stored_before_model_and_os = {k: v for k, v in shards.state("devices", shard).get("ios1").items() if k not in ("model", "os_version")}
-    shards.state("devices", shard).put("ios1x", {**stored_before_model_and_os, "pin": "v"})
+    stored = DeviceBuckets(shards.state("device_buckets", shard))
+    stored_before_model_and_os = {k: v for k, v in (stored.get("ios1") or {}).items() if k not in ("model", "os_version")}
+    stored.put("ios1x", {**stored_before_model_and_os, "pin": "v"})
     urgent = push_request("a", [], "t", "b", target="broadcast", category="transactional", priority="high")
     [batch] = batches(shards.process(ToShard(shard, "everyone", urgent)))
     assert dict(zip(batch["tokens"], batch["profiles"], strict=True)) == {
         "ios1": profiles.encode(IPHONE), "ios1x": profiles.encode({"brand": "Apple", "app_version": "5.0.1"})}
+
+
+def test_a_shard_keeps_its_devices_in_buckets_of_many(shards: Harness) -> None:
+    """A broadcast reads a bucket per state entry, not a device: 3,000 devices of one shard in at most BUCKETS entries."""
+    tokens = [t for t in (f"tok{n}" for n in range(100_000)) if keys.token_shard(t) == 0][:3000]
+    shard = keys.shard_key("a", tokens[0])
+    for token in tokens:
+        shards.process(ToShard(shard, "device", device_event("a", f"u-{token}", token)))
+    shards.process(ToShard(shard, "device", device_event("a", f"u-{tokens[0]}", tokens[0], kind="unbind")))
+    entries = shards.state("device_buckets", shard).items()
+    assert len(entries) <= BUCKETS and sum(len(bucket) for _, bucket in entries) == 2999
+    urgent = push_request("a", [], "t", "b", target="broadcast", category="transactional", priority="high")
+    sent = [t for b in batches(shards.process(ToShard(shard, "everyone", urgent))) for t in b["tokens"]]
+    assert sorted(sent) == sorted(tokens[1:])
+
+
+def test_a_shard_written_with_an_entry_per_device_moves_them_into_buckets(shards: Harness) -> None:
+    """State from before buckets (an entry per token in "devices") is adopted the first time its shard is touched."""
+    shard = keys.shard_key("a", "old1")
+    summary = summary_after(None, device_event("a", "u", "old1"))
+    written_before_buckets = shards.states[("devices", shard)] = Mapped()
+    for pin, token in (("u", "old1"), ("v", "old2")):
+        written_before_buckets.put(token, {**summary, "pin": pin})
+    urgent = push_request("a", [], "t", "b", target="broadcast", category="transactional", priority="high")
+    [batch] = batches(shards.process(ToShard(shard, "everyone", urgent)))
+    assert sorted(batch["tokens"]) == ["old1", "old2"]
+    assert shards.state("devices", shard).is_empty(), "moved, not copied"
+    assert DeviceBuckets(shards.state("device_buckets", shard)).get("old2") == {**summary, "pin": "v"}
 
 
 def test_a_marketing_broadcast_goes_to_each_user_once(shards: Harness) -> None:

@@ -17,6 +17,7 @@ from pyflink.datastream.state import MapStateDescriptor
 from pushpipe import liveness
 from pushpipe.jobs.fanout import records, shards
 from pushpipe.jobs.fanout.apprules import VENDOR_NOT_ALLOWED, vendor_allowed
+from pushpipe.jobs.fanout.buckets import DeviceBuckets
 from pushpipe.jobs.fanout.directory import Directory
 from pushpipe.jobs.fanout.emit import lane_batch, not_sent
 from pushpipe.jobs.fanout.messages import FEEDBACK, GATHER, PICKLED, REPORT, TO_PIN, Gather, ShardReport, ToPin, ToShard
@@ -36,12 +37,17 @@ class ShardDirectory(Directory):
 
     def open(self, runtime_context: RuntimeContext) -> None:
         super().open(runtime_context)
-        self.devices = runtime_context.get_map_state(MapStateDescriptor("devices", Types.STRING(), PICKLED))
+        self.devices = DeviceBuckets(runtime_context.get_map_state(MapStateDescriptor("device_buckets", Types.INT(), PICKLED)))
+        self.devices_per_token = runtime_context.get_map_state(MapStateDescriptor("devices", Types.STRING(), PICKLED))
+        self.adopted: set[str] = set()  # shard keys whose entries per token this worker has moved (an app's 32 each)
         # pin -> its blocking preferences (opt-outs, unsubscribe), only for pins that have any
         self.blocking = runtime_context.get_map_state(MapStateDescriptor("blocking", Types.STRING(), PICKLED))
 
     def process_element(self, value: ToShard, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         key, kind, record = value
+        if key not in self.adopted:
+            self.devices.adopt(self.devices_per_token)
+            self.adopted.add(key)
         if kind == "device":
             yield from self.update(record)
         elif kind == "preference":
@@ -54,7 +60,6 @@ class ShardDirectory(Directory):
             yield from self.everyone(record, key)
 
     def update(self, event: Record) -> Iterator[Any]:
-        # thread mode: MapState.get answers None for a missing key, and remove of one is a no-op
         if event["previous_token"]:
             self.devices.remove(event["previous_token"])
         known = self.devices.get(event["token"])
