@@ -194,7 +194,7 @@ def metrics_reporter(settings: Settings, job: str) -> dict[str, str]:
 # How long a Python operator may hold records before it hands them on. In process mode a bundle goes to the Python
 # worker at most this late: the latency it adds. Thread mode has no bundles (its finish-bundle does nothing), yet
 # every Python operator's timer still wakes its task each period to check: at 20 ms, 50 wake-ups a second per
-# operator for nothing (measured: the fan-out's nine operators spent 4-7% of a core on it while idle).
+# operator for nothing (measured: the idle fan-out job, nine Python operators, took 22% of a core at 20 ms, 15% without).
 BUNDLE_TIME_MS = {"process": "20", "thread": "60000"}
 
 
