@@ -1,8 +1,9 @@
 """A shard's devices kept in buckets: token -> the shard's summary of its device, a few dozen tokens per state entry.
 
 A broadcast reads every device of the shard. Read from a MapState with an entry per token, each device cost a
-few JNI calls and an unpickle of its own (~20 µs per device in the fan-out job's profile); a bucket's devices
-come in one entry for the same calls. The price is on the device events: each one reads and rewrites its bucket.
+few JNI calls and an unpickle of its own; a bucket's devices come in one entry for the same calls (measured on
+100,000 devices: the fan-out's CPU per broadcast token 31-44 µs, where an entry per device took 33-68). The price
+is on the device events: each one reads and rewrites its bucket.
 
 Shards written before buckets kept an entry per token (state "devices"): a shard moves them into its buckets the
 first time it is touched (`adopt`).
