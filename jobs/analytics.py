@@ -150,6 +150,25 @@ def rows_written(record: Record, receipt_rows: list[Row]) -> Rows:
     return rows
 
 
+class TokenLives:
+    """The `tokens` map state: token -> its TokenLife, stored as a plain tuple. A NamedTuple pickles with its class:
+    4.0 µs to pickle and 3.1 to unpickle one, a tuple 1.0 and 1.4 (measured), and a broadcast's token is written
+    when accepted and read and written again by its receipt. Lives stored as NamedTuples read the same."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+    def get(self, token: str) -> lifecycle.TokenLife | None:
+        stored = self.state.get(token)  # thread mode: get of a missing key answers None
+        return None if stored is None else lifecycle.TokenLife._make(stored)
+
+    def put(self, token: str, life: lifecycle.TokenLife) -> None:
+        self.state.put(token, tuple(life))
+
+    def put_all(self, lives: dict[str, lifecycle.TokenLife]) -> None:
+        runtime.put_all(self.state, {token: tuple(life) for token, life in lives.items()})
+
+
 @liveness.watched
 class MessageLifecycle(KeyedProcessFunction):
     """Per (app, message): counts by outcome and vendors, so each ES write carries absolute totals, and the
@@ -171,7 +190,7 @@ class MessageLifecycle(KeyedProcessFunction):
         self.summary = runtime_context.get_state(state(ValueStateDescriptor("totals", Types.PICKLED_BYTE_ARRAY())))
         self.message = runtime_context.get_state(state(ValueStateDescriptor("message", Types.PICKLED_BYTE_ARRAY())))
         self.counted = runtime_context.get_map_state(state(MapStateDescriptor("counted", Types.STRING(), Types.BOOLEAN())))
-        self.tokens = runtime_context.get_map_state(state(MapStateDescriptor("tokens", Types.STRING(), Types.PICKLED_BYTE_ARRAY())))
+        self.tokens = TokenLives(runtime_context.get_map_state(state(MapStateDescriptor("tokens", Types.STRING(), Types.PICKLED_BYTE_ARRAY()))))
         self.waiting = runtime_context.get_map_state(state(MapStateDescriptor("waiting", Types.STRING(), Types.PICKLED_BYTE_ARRAY())))
         self.waiting_count = runtime_context.get_state(state(ValueStateDescriptor("waiting-count", Types.INT())))
         self.unmatched = runtime_context.get_state(state(ValueStateDescriptor("unmatched", Types.INT())))
@@ -204,7 +223,7 @@ class MessageLifecycle(KeyedProcessFunction):
             if self.unmatched.value():  # tokens whose receipts were counted without them: keep what they reached
                 lives = {t: life._replace(times={**known.times, **life.times}) if (known := self.tokens.get(t)) else life
                          for t, life in lives.items()}
-            runtime.put_all(self.tokens, lives)
+            self.tokens.put_all(lives)
             if self.waiting_count.value():
                 rows += self.settle_waiting(lives)
         return rows
@@ -262,7 +281,7 @@ class MessageLifecycle(KeyedProcessFunction):
                 changed[token] = life
                 rows.append(new_row)
         if changed:
-            runtime.put_all(self.tokens, changed)
+            self.tokens.put_all(changed)
         if waited:
             self.waiting_count.update((self.waiting_count.value() or 0) + waited)
             due = self.clock() + RECEIPT_WAIT_MS

@@ -72,6 +72,18 @@ def test_receipts_before_their_tokens_result_wait_for_it_and_land_in_order() -> 
                                ("t1", "opened", 5_000)]
 
 
+def test_token_lives_are_stored_as_plain_tuples_and_lives_stored_as_namedtuples_still_read() -> None:
+    harness = Harness(analytics.MessageLifecycle())
+    harness.process(result([("t1", "accepted"), ("t2", "accepted")]), key="a|m1")
+    stored = harness.state("tokens", "a|m1")
+    assert type(stored.get("t1")) is tuple, "no class to pickle with each token's life"
+    stored.put("t2", lifecycle.TokenLife._make(stored.get("t2")))  # as a version before wrote it
+    written = [w for r in (receipt("t1", "delivered", 3_400), receipt("t2", "delivered", 3_500))
+               for w in harness.process(as_input(r), key="a|m1")]
+    assert states(written) == [("t1", "delivered", 400), ("t2", "delivered", 500)]
+    assert type(stored.get("t2")) is tuple
+
+
 def test_a_late_receipt_hours_after_the_send_still_finds_its_token() -> None:
     hours = 5 * 3600_000
     assert states(run(result([("t1", "accepted")]), receipt("t1", "delivered", 3_000 + hours))) == [
