@@ -151,22 +151,26 @@ def rows_written(record: Record, receipt_rows: list[Row]) -> Rows:
 
 
 class TokenLives:
-    """The `tokens` map state: token -> its TokenLife, stored as a plain tuple. A NamedTuple pickles with its class:
-    4.0 µs to pickle and 3.1 to unpickle one, a tuple 1.0 and 1.4 (measured), and a broadcast's token is written
-    when accepted and read and written again by its receipt. Lives stored as NamedTuples read the same."""
+    """Each token's TokenLife, stored as a plain tuple (state "lives"). A NamedTuple pickles with its class: 4.0 µs
+    to pickle and 3.1 to unpickle one, a tuple 1.0 and 1.4 (measured), and a broadcast's token is written when
+    accepted, then read and written again by its receipt. Versions before kept NamedTuples in state "tokens": a
+    token not in "lives" is looked for there (an older send's late receipt), and those age out with their TTL.
+    A version before reads only "tokens", so going back to it loses no more than the receipts' dimensions."""
 
-    def __init__(self, state: Any) -> None:
-        self.state = state
+    def __init__(self, lives: Any, older: Any) -> None:
+        self.lives, self.older = lives, older
 
     def get(self, token: str) -> lifecycle.TokenLife | None:
-        stored = self.state.get(token)  # thread mode: get of a missing key answers None
+        stored = self.lives.get(token)  # thread mode: get of a missing key answers None
+        if stored is None:
+            stored = self.older.get(token)
         return None if stored is None else lifecycle.TokenLife._make(stored)
 
     def put(self, token: str, life: lifecycle.TokenLife) -> None:
-        self.state.put(token, tuple(life))
+        self.lives.put(token, tuple(life))
 
     def put_all(self, lives: dict[str, lifecycle.TokenLife]) -> None:
-        runtime.put_all(self.state, {token: tuple(life) for token, life in lives.items()})
+        runtime.put_all(self.lives, {token: tuple(life) for token, life in lives.items()})
 
 
 @liveness.watched
@@ -190,7 +194,8 @@ class MessageLifecycle(KeyedProcessFunction):
         self.summary = runtime_context.get_state(state(ValueStateDescriptor("totals", Types.PICKLED_BYTE_ARRAY())))
         self.message = runtime_context.get_state(state(ValueStateDescriptor("message", Types.PICKLED_BYTE_ARRAY())))
         self.counted = runtime_context.get_map_state(state(MapStateDescriptor("counted", Types.STRING(), Types.BOOLEAN())))
-        self.tokens = TokenLives(runtime_context.get_map_state(state(MapStateDescriptor("tokens", Types.STRING(), Types.PICKLED_BYTE_ARRAY()))))
+        self.tokens = TokenLives(*(runtime_context.get_map_state(state(MapStateDescriptor(name, Types.STRING(), Types.PICKLED_BYTE_ARRAY())))
+                                   for name in ("lives", "tokens")))
         self.waiting = runtime_context.get_map_state(state(MapStateDescriptor("waiting", Types.STRING(), Types.PICKLED_BYTE_ARRAY())))
         self.waiting_count = runtime_context.get_state(state(ValueStateDescriptor("waiting-count", Types.INT())))
         self.unmatched = runtime_context.get_state(state(ValueStateDescriptor("unmatched", Types.INT())))

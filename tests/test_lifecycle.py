@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flink_fakes import Harness
+from flink_fakes import Harness, Mapped
 from pushpipe.config import Settings
 from pushpipe.jobs import analytics, lifecycle
 from pushpipe.jobs.deadletters import DLQ
@@ -72,16 +72,18 @@ def test_receipts_before_their_tokens_result_wait_for_it_and_land_in_order() -> 
                                ("t1", "opened", 5_000)]
 
 
-def test_token_lives_are_stored_as_plain_tuples_and_lives_stored_as_namedtuples_still_read() -> None:
+def test_token_lives_are_stored_as_plain_tuples_and_those_an_older_version_stored_still_read() -> None:
     harness = Harness(analytics.MessageLifecycle())
     harness.process(result([("t1", "accepted"), ("t2", "accepted")]), key="a|m1")
-    stored = harness.state("tokens", "a|m1")
-    assert type(stored.get("t1")) is tuple, "no class to pickle with each token's life"
-    stored.put("t2", lifecycle.TokenLife._make(stored.get("t2")))  # as a version before wrote it
+    lives = harness.state("lives", "a|m1")
+    assert type(lives.get("t1")) is tuple, "no class to pickle with each token's life"
+    older = harness.states[("tokens", "a|m1")] = Mapped()  # as a version before wrote it: NamedTuples in "tokens"
+    older.put("t2", lifecycle.TokenLife._make(lives.get("t2")))
+    lives.remove("t2")
     written = [w for r in (receipt("t1", "delivered", 3_400), receipt("t2", "delivered", 3_500))
                for w in harness.process(as_input(r), key="a|m1")]
     assert states(written) == [("t1", "delivered", 400), ("t2", "delivered", 500)]
-    assert type(stored.get("t2")) is tuple
+    assert type(lives.get("t2")) is tuple and lives.get("t2")[4] == {"accepted": 3_000, "delivered": 3_500}
 
 
 def test_a_late_receipt_hours_after_the_send_still_finds_its_token() -> None:
