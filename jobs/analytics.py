@@ -155,7 +155,8 @@ class TokenLives:
     to pickle and 3.1 to unpickle one, a tuple 1.0 and 1.4 (measured), and a broadcast's token is written when
     accepted, then read and written again by its receipt. Versions before kept NamedTuples in state "tokens": a
     token not in "lives" is looked for there (an older send's late receipt), and those age out with their TTL.
-    A version before reads only "tokens", so going back to it loses no more than the receipts' dimensions."""
+    A version before reads only "tokens": going back to it, a receipt of a send made since waits RECEIPT_WAIT_MS and
+    counts without the send's dimensions and latency, and a state it had counted can count again."""
 
     def __init__(self, lives: Any, older: Any) -> None:
         self.lives, self.older = lives, older

@@ -142,7 +142,7 @@ class Settings(BaseSettings):
     checkpoint_interval_ms: int = Field(5000, ge=100)
     # the longest a record waits in a part-filled network buffer between two operators; 0: none, each record is
     # handed on as it is written. Flink's default, 100, added ~250 ms to a single-pin push's median at 50
-    # requests/s. Any timeout above 0 runs a flusher thread per task that wakes every period: at 10 ms, 6.5% of a
+    # requests/s. Any timeout above 0 runs a flusher thread per task output that wakes every period: at 10 ms, 6.5% of a
     # core in the idle fan-out job alone; at 100 single-pin requests/s, 0 took 0.77-0.82x the fan-out's CPU per
     # request of 10 and 0.42-0.46x its p99 produce->accept (bench.compare, README "Benchmarks").
     flink_buffer_timeout_ms: int = Field(0, ge=0)

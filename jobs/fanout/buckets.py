@@ -1,4 +1,4 @@
-"""A shard's devices kept in buckets: token -> the shard's summary of its device, a few dozen tokens per state entry.
+"""A shard's devices kept in buckets: token -> the shard's summary of its device, a few to a few dozen per state entry.
 
 A broadcast reads every device of the shard. Read from a MapState with an entry per token, each device cost a
 few JNI calls and an unpickle of its own; a bucket's devices come in one entry for the same calls (measured on
@@ -6,7 +6,8 @@ few JNI calls and an unpickle of its own; a bucket's devices come in one entry f
 is on the device events: each one reads and rewrites its bucket.
 
 Shards written before buckets kept an entry per token (state "devices"): a shard moves them into its buckets the
-first time it is touched (`adopt`).
+first time it is touched (`adopt`). The move is one way: a version before buckets, started from a checkpoint taken
+after, finds the shards it moved empty (their devices must be registered again).
 """
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ class ShardDirectory(Directory):
         super().open(runtime_context)
         self.devices = DeviceBuckets(runtime_context.get_map_state(MapStateDescriptor("device_buckets", Types.INT(), PICKLED)))
         self.devices_per_token = runtime_context.get_map_state(MapStateDescriptor("devices", Types.STRING(), PICKLED))
-        self.adopted: set[str] = set()  # shard keys whose entries per token this worker has moved (an app's 32 each)
+        self.adopted: set[str] = set()  # shard keys this worker has looked at for entries per token (an app's 32 each)
         # pin -> its blocking preferences (opt-outs, unsubscribe), only for pins that have any
         self.blocking = runtime_context.get_map_state(MapStateDescriptor("blocking", Types.STRING(), PICKLED))
 
