@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 from pyflink.common import Time, Types
 from pyflink.datastream import KeyedProcessFunction, ProcessFunction, RuntimeContext
 from pyflink.datastream.functions import ProcessWindowFunction
-from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
+from pyflink.datastream.state import MapState, MapStateDescriptor, ValueStateDescriptor
 from pyflink.datastream.window import TumblingProcessingTimeWindows
 
 from pushpipe import liveness
@@ -158,7 +158,7 @@ class TokenLives:
     A version before reads only "tokens": going back to it, a receipt of a send made since waits RECEIPT_WAIT_MS and
     counts without the send's dimensions and latency, and a state it had counted can count again."""
 
-    def __init__(self, lives: Any, older: Any) -> None:
+    def __init__(self, lives: MapState[str, tuple[Any, ...]], older: MapState[str, tuple[Any, ...]]) -> None:
         self.lives, self.older = lives, older
 
     def get(self, token: str) -> lifecycle.TokenLife | None:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any
+
+from pyflink.datastream.state import MapState
 
 from pushpipe.schemas import keys
 
@@ -21,15 +23,6 @@ Summary = dict[str, Any]
 Bucket = dict[str, Summary]
 # Per shard: with keys.SHARDS shards, 100,000 devices of an app are ~3 per bucket, 1,000,000 ~30.
 BUCKETS = 1024
-
-
-class MapStateLike(Protocol):
-    def get(self, key: Any) -> Any: ...
-    def put(self, key: Any, value: Any) -> None: ...
-    def remove(self, key: Any) -> None: ...
-    def items(self) -> Any: ...
-    def is_empty(self) -> bool: ...
-    def clear(self) -> None: ...
 
 
 def bucket_of(token: str) -> int:
@@ -40,7 +33,7 @@ def bucket_of(token: str) -> int:
 class DeviceBuckets:
     """The devices of the current shard key, over a MapState of bucket number -> Bucket."""
 
-    def __init__(self, state: MapStateLike) -> None:
+    def __init__(self, state: MapState[int, Bucket]) -> None:
         self.state = state
 
     def get(self, token: str) -> Summary | None:
@@ -68,7 +61,7 @@ class DeviceBuckets:
         for _, bucket in self.state.items():
             yield from bucket.items()
 
-    def adopt(self, legacy: MapStateLike) -> None:
+    def adopt(self, legacy: MapState[str, Summary]) -> None:
         """Moves a shard's entries kept per token (before buckets) into its buckets; nothing once moved."""
         if legacy.is_empty():
             return
