@@ -19,7 +19,7 @@ Run: python -m pushpipe.jobs.analytics
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
@@ -156,12 +156,25 @@ class TokenLives:
     accepted, then read and written again by its receipt. Versions before kept NamedTuples in state "tokens": a
     token not in "lives" is looked for there (an older send's late receipt), and those age out with their TTL.
     A version before reads only "tokens": going back to it, a receipt of a send made since waits RECEIPT_WAIT_MS and
-    counts without the send's dimensions and latency, and a state it had counted can count again."""
+    counts without the send's dimensions and latency, and a state it had counted can count again.
 
-    def __init__(self, lives: MapState[str, tuple[Any, ...]], older: MapState[str, tuple[Any, ...]]) -> None:
+    A broadcast's receipts come seconds after its results, so the lives written lately are also kept here
+    (`Recent`): a receipt finds its token's life without a call into RocksDB, which was a quarter of this job's
+    Python time in a broadcast (py-spy). Every write still goes to the state, which a restore reads."""
+
+    def __init__(self, lives: MapState[str, tuple[Any, ...]], older: MapState[str, tuple[Any, ...]], clock: Callable[[], int]) -> None:
         self.lives, self.older = lives, older
+        self.recent = Recent(clock)
+        self.key = ""  # the message whose state `lives` reaches: the key Flink set for this call (`keyed`)
+
+    def keyed(self, key: str) -> TokenLives:
+        self.key = key
+        return self
 
     def get(self, token: str) -> lifecycle.TokenLife | None:
+        life = self.recent.get((self.key, token))
+        if life is not None:
+            return life
         stored = self.lives.get(token)  # thread mode: get of a missing key answers None
         if stored is None:
             stored = self.older.get(token)
@@ -169,9 +182,42 @@ class TokenLives:
 
     def put(self, token: str, life: lifecycle.TokenLife) -> None:
         self.lives.put(token, tuple(life))
+        self.recent.put_all(self.key, {token: life})
 
     def put_all(self, lives: dict[str, lifecycle.TokenLife]) -> None:
         runtime.put_all(self.lives, {token: tuple(life) for token, life in lives.items()})
+        self.recent.put_all(self.key, lives)
+
+
+class Recent:
+    """The token lives written lately, by (message key, token), in two generations of at most GENERATION each: when
+    the young one is full it becomes the old one, and the old one is dropped. A generation started more than
+    MAX_AGE_MS ago is not read, so nothing here outlives the state's TTL (a write-through copy of it); about
+    2 x GENERATION lives are held: ~350 bytes each with its token and pin (tracemalloc), ~70 MB at most."""
+
+    GENERATION = 100_000
+    MAX_AGE_MS = 3600_000
+
+    def __init__(self, clock: Callable[[], int]) -> None:
+        self.clock = clock
+        self.young: dict[tuple[str, str], lifecycle.TokenLife] = {}
+        self.old: dict[tuple[str, str], lifecycle.TokenLife] = {}
+        self.young_since = self.old_since = 0
+
+    def get(self, key: tuple[str, str]) -> lifecycle.TokenLife | None:
+        oldest = self.clock() - self.MAX_AGE_MS
+        life = self.young.get(key) if self.young_since >= oldest else None
+        if life is None and self.old_since >= oldest:
+            life = self.old.get(key)
+        return life
+
+    def put_all(self, message: str, lives: dict[str, lifecycle.TokenLife]) -> None:
+        if len(self.young) >= self.GENERATION or self.young_since < self.clock() - self.MAX_AGE_MS:
+            self.old, self.old_since = self.young, self.young_since
+            self.young = {}
+        if not self.young:
+            self.young_since = self.clock()
+        self.young.update(((message, token), life) for token, life in lives.items())
 
 
 @liveness.watched
@@ -195,14 +241,16 @@ class MessageLifecycle(KeyedProcessFunction):
         self.summary = runtime_context.get_state(state(ValueStateDescriptor("totals", Types.PICKLED_BYTE_ARRAY())))
         self.message = runtime_context.get_state(state(ValueStateDescriptor("message", Types.PICKLED_BYTE_ARRAY())))
         self.counted = runtime_context.get_map_state(state(MapStateDescriptor("counted", Types.STRING(), Types.BOOLEAN())))
-        self.tokens = TokenLives(*(runtime_context.get_map_state(state(MapStateDescriptor(name, Types.STRING(), Types.PICKLED_BYTE_ARRAY())))
-                                   for name in ("lives", "tokens")))
+        lives, older = (runtime_context.get_map_state(state(MapStateDescriptor(name, Types.STRING(), Types.PICKLED_BYTE_ARRAY())))
+                        for name in ("lives", "tokens"))
+        self.tokens = TokenLives(lives, older, self.clock)
         self.waiting = runtime_context.get_map_state(state(MapStateDescriptor("waiting", Types.STRING(), Types.PICKLED_BYTE_ARRAY())))
         self.waiting_count = runtime_context.get_state(state(ValueStateDescriptor("waiting-count", Types.INT())))
         self.unmatched = runtime_context.get_state(state(ValueStateDescriptor("unmatched", Types.INT())))
         self.counters = StageCounters(runtime_context, "message-totals")
 
     def process_element(self, record: Record, ctx: KeyedProcessFunction.Context) -> Iterator[Written]:
+        self.tokens.keyed(message_key(record))
         summary = self.summary.value() or empty_summary()
         if is_receipts(record):
             rows = self.take_receipts(record["receipts"], ctx)
@@ -237,6 +285,7 @@ class MessageLifecycle(KeyedProcessFunction):
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Written]:
         """Receipts whose tokens' results have not come in RECEIPT_WAIT_MS (a send older than this job's state, or
         none of ours): counted without the send's dimensions, so nothing received is left out."""
+        self.tokens.keyed(ctx.get_current_key())
         overdue = {token: receipts for token, receipts in list(self.waiting.items())
                    if min(r["received_at"] or r["ts"] for r in receipts) + RECEIPT_WAIT_MS <= timestamp}
         if not overdue:

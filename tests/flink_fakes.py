@@ -154,6 +154,10 @@ class Harness:
         """The fake state `name` of `key` (created empty if the function never touched it)."""
         return self.states.get((name, key))
 
+    def restore(self) -> None:
+        """The function opened again on the state it had, as after a restore from a checkpoint."""
+        self.fn.open(_Runtime(self))
+
 
 class _Runtime:
     def __init__(self, harness: Harness) -> None:

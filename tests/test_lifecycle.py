@@ -80,10 +80,34 @@ def test_token_lives_are_stored_as_plain_tuples_and_those_an_older_version_store
     older = harness.states[("tokens", "a|m1")] = Mapped()  # as a version before wrote it: NamedTuples in "tokens"
     older.put("t2", lifecycle.TokenLife._make(lives.get("t2")))
     lives.remove("t2")
+    harness.restore()  # what the job read from state: nothing kept in memory
     written = [w for r in (receipt("t1", "delivered", 3_400), receipt("t2", "delivered", 3_500))
                for w in harness.process(as_input(r), key="a|m1")]
     assert states(written) == [("t1", "delivered", 400), ("t2", "delivered", 500)]
     assert type(lives.get("t2")) is tuple and lives.get("t2")[4] == {"accepted": 3_000, "delivered": 3_500}
+
+
+def test_receipts_read_recently_written_lives_from_memory_and_older_ones_from_state() -> None:
+    harness = Harness(analytics.MessageLifecycle())
+    harness.process(result([("t1", "accepted"), ("t2", "accepted")]), key="a|m1")
+    harness.state("lives", "a|m1").remove("t1")  # had it been read from state, t1's receipt would wait for its result
+    assert states(harness.process(as_input(receipt("t1", "delivered", 3_400)), key="a|m1")) == [("t1", "delivered", 400)]
+    harness.now += analytics.Recent.MAX_AGE_MS + 1
+    harness.state("lives", "a|m1").remove("t2")
+    assert states(harness.process(as_input(receipt("t2", "delivered", 3_500)), key="a|m1")) == []  # waits: too old to trust memory
+    assert states(harness.process(as_input(receipt("t1", "opened", 9_000)), key="a|m1")) == [("t1", "opened", 5_600)]  # from state
+
+
+def test_recent_lives_are_two_generations_and_another_message_has_its_own() -> None:
+    now = [0]
+    recent, life = analytics.Recent(lambda: now[0]), lifecycle.TokenLife("hms", "p", "", "production", {"accepted": 1})
+    recent.GENERATION = 2
+    recent.put_all("a|m1", {"t1": life, "t2": life})
+    recent.put_all("a|m1", {"t3": life})
+    assert recent.get(("a|m1", "t1")) is life and recent.get(("a|m2", "t1")) is None
+    recent.put_all("a|m1", {"t4": life})
+    recent.put_all("a|m1", {"t5": life})  # the young generation was full: t1 and t2 are dropped
+    assert recent.get(("a|m1", "t1")) is None and recent.get(("a|m1", "t3")) is life and recent.get(("a|m1", "t5")) is life
 
 
 def test_a_late_receipt_hours_after_the_send_still_finds_its_token() -> None:
