@@ -118,6 +118,9 @@ def held_after_probe(sent: Sent) -> Sent:
                 if r.outcome == "unavailable" else r, exit_) for t, (r, exit_) in sent.items()}
 
 
+FEEDBACK_OUTCOMES = frozenset({Outcome.INVALID_TOKEN, Outcome.REJECTED})  # those feedback_event may answer for
+
+
 def feedback_event(batch: Record, token: str, pin: str, result: TokenResult) -> Record | None:
     """The DeviceEvent telling fan-out to stop targeting a dead token or a switched-off device."""
     if result.outcome == "invalid_token":
@@ -221,7 +224,7 @@ class Sender:
 
     def _feedback(self, batch: Record, sent: Sent, pins: dict[str, str]) -> list[Output]:
         events = [feedback_event(batch, t, pins.get(t, ""), r) for t, (r, exit_) in sent.items()
-                  if not exit_.startswith("fallback:")]
+                  if r.outcome in FEEDBACK_OUTCOMES and not exit_.startswith("fallback:")]  # a broadcast's accepted: no call each
         return [("feedback", codec.encode("DeviceEvent", e)) for e in events if e is not None]
 
     def _settle(self, batch: Record, claim: Claim, sent: Sent) -> None:
