@@ -190,10 +190,12 @@ class TokenLives:
 
 
 class Recent:
-    """The token lives written lately, by (message key, token), in two generations of at most GENERATION each: when
-    the young one is full it becomes the old one, and the old one is dropped. A generation started more than
-    MAX_AGE_MS ago is not read, so nothing here outlives the state's TTL (a write-through copy of it); about
-    2 x GENERATION lives are held: ~350 bytes each with its token and pin (tracemalloc), ~70 MB at most."""
+    """The token lives written lately, by (message key, token), in two generations of at most GENERATION each: a
+    life first written goes into the young one, and when that is full it becomes the old one, and the old one is
+    dropped. A life written again stays where it is (a receipt's update of a life in the old generation would
+    otherwise fill the young one with the same tokens again, and push the rest of a broadcast out). A generation
+    started more than MAX_AGE_MS ago is not read, so nothing here outlives the state's TTL (a write-through copy
+    of it); at most 2 x GENERATION lives are held: ~350 bytes each with its token and pin (tracemalloc), ~70 MB."""
 
     GENERATION = 100_000
     MAX_AGE_MS = 3600_000
@@ -217,7 +219,10 @@ class Recent:
             self.young = {}
         if not self.young:
             self.young_since = self.clock()
-        self.young.update(((message, token), life) for token, life in lives.items())
+        old, young = self.old, self.young
+        for token, life in lives.items():
+            key = (message, token)
+            (old if key in old else young)[key] = life
 
 
 @liveness.watched

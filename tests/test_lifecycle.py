@@ -105,7 +105,9 @@ def test_recent_lives_are_two_generations_and_another_message_has_its_own() -> N
     recent.put_all("a|m1", {"t1": life, "t2": life})
     recent.put_all("a|m1", {"t3": life})
     assert recent.get(("a|m1", "t1")) is life and recent.get(("a|m2", "t1")) is None
-    recent.put_all("a|m1", {"t4": life})
+    later = life._replace(times={**life.times, "delivered": 2})
+    recent.put_all("a|m1", {"t1": later, "t4": life})  # t1 written again stays in the old generation, updated
+    assert recent.get(("a|m1", "t1")) is later and len(recent.young) == 2
     recent.put_all("a|m1", {"t5": life})  # the young generation was full: t1 and t2 are dropped
     assert recent.get(("a|m1", "t1")) is None and recent.get(("a|m1", "t3")) is life and recent.get(("a|m1", "t5")) is life
 
