@@ -495,8 +495,8 @@ class WriteWindow(ProcessWindowFunction):
         self.ch.insert(self.tables["devices"], [lifecycle_sink.device_row(w.record) for w in written
                                                 if w.summary is None and not is_preference(w.record)])
         self.ch.insert(self.tables["results"], [clickhouse.result_row(record) for record, _, _ in messages if not is_receipts(record)])
-        self.ch.insert(self.tables["receipts"], [clickhouse.receipt_row(receipt) for record, _, _ in messages
-                                                 if is_receipts(record) for receipt in record["receipts"]])
+        self.ch.insert_columns(self.tables["receipts"], clickhouse.receipt_columns([receipt for record, _, _ in messages if is_receipts(record)
+                                                                                  for receipt in record["receipts"]]))
         self.lifecycle.insert(rows)
 
     def close(self) -> None:

@@ -43,10 +43,20 @@ def wait_campaign_counted(settings: Settings, campaign: str, tokens: int, timeou
     """Wait until ClickHouse counts `tokens` accepted tokens for a campaign (one client for all the polls)."""
     sql = (f"SELECT sum(accepted) AS a FROM {settings.clickhouse_database}.dispatch_results FINAL"
            f" WHERE campaign = '{campaign}'")
+    _wait_count(settings, sql, tokens, timeout_s, f"ClickHouse counts of {campaign}", interval_s)
+
+
+def wait_campaign_delivered(settings: Settings, campaign: str, tokens: int, timeout_s: float, interval_s: float = 0.5) -> None:
+    """Wait until ClickHouse's lifecycle has `tokens` delivered tokens for a campaign (their receipts counted)."""
+    sql = (f"SELECT uniqExact(token) AS a FROM {settings.clickhouse_database}.lifecycle_events"
+           f" WHERE campaign = '{campaign}' AND state = 'delivered'")
+    _wait_count(settings, sql, tokens, timeout_s, f"delivery receipts of {campaign}", interval_s)
+
+
+def _wait_count(settings: Settings, sql: str, at_least: int, timeout_s: float, what: str, interval_s: float) -> None:
     ch = clickhouse.connect(settings, create=False)
     try:
-        wait_for(lambda: int(ch.rows(sql)[0]["a"] or 0) >= tokens, timeout_s, f"ClickHouse counts of {campaign}",
-                 interval_s=interval_s)
+        wait_for(lambda: int(ch.rows(sql)[0]["a"] or 0) >= at_least, timeout_s, what, interval_s=interval_s)
     finally:
         ch.close()
 

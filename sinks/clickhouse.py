@@ -153,10 +153,15 @@ OUTCOME_COLUMNS = ("accepted", "invalid_token", "throttled", "unavailable", "rej
 NOT_SENT = ("expired", "suppressed")  # with exit "fanout": rejected before any vendor call
 
 
-def receipt_row(receipt: Row) -> Row:
-    """The receipts row of one Receipt."""
-    return {"day": dt.date.fromtimestamp(receipt["ts"] / 1000), "ts": utc_time(receipt["ts"]), "received_at": utc_time(receipt["received_at"]),
-            **{field: receipt[field] for field in ("app_id", "msg_id", "vendor", "token", "kind", "code", "source", "receipt_id")}}
+RECEIPT_FIELDS = ("ts", "received_at", "app_id", "msg_id", "vendor", "token", "kind", "code", "source", "receipt_id")
+DAY_MS = 86_400_000
+
+
+def receipt_columns(receipts: list[Row]) -> dict[str, list[Any]]:
+    """The receipts rows of Receipts, by column: ts and received_at as epoch ms (DateTime64(3)'s ticks), day as days
+    since the epoch (UTC). A row dict per receipt, with its date and datetimes, cost 10x as much to build."""
+    columns = {field: [r[field] for r in receipts] for field in RECEIPT_FIELDS}
+    return {"day": [ts // DAY_MS for ts in columns["ts"]], **columns}
 
 
 def utc_time(ms: int) -> dt.datetime:

@@ -183,3 +183,11 @@ def test_outcomes_decided_at_fan_out_are_never_counted_as_sent() -> None:
     r["outcomes"][2]["exit"] = "fanout"
     row = clickhouse.result_row(r)
     assert (row["requested"], row["sent"], row["failed"], row["expired"], row["suppressed"]) == (2, 0, 0, 1, 1)
+
+
+def test_receipts_go_to_clickhouse_as_columns_with_epoch_ms_times_and_utc_days() -> None:
+    receipt = {"receipt_id": "r1", "msg_id": "m1", "app_id": "a", "vendor": "hms", "token": "t1", "kind": "delivered", "code": "0",
+               "source": "vendor", "ts": 1_796_083_199_999, "received_at": 1_796_083_200_050}  # the last ms of 2026-11-30 UTC
+    columns = clickhouse.receipt_columns([receipt, {**receipt, "receipt_id": "r2", "ts": 1_796_083_200_000}])
+    assert columns["day"] == [20_787, 20_788] and columns["ts"] == [1_796_083_199_999, 1_796_083_200_000]
+    assert columns["received_at"] == [1_796_083_200_050] * 2 and columns["receipt_id"] == ["r1", "r2"]

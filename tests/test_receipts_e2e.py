@@ -71,8 +71,11 @@ def test_every_receipt_vendor_and_the_sdk_are_counted_once(pipeline: Settings, p
     try:
         rates = ch.rows(f"SELECT msg_id, accepted, delivered, opened, open_rate FROM {pipeline.clickhouse_database}.message_rates "
                         f"WHERE app_id = '{app}' ORDER BY msg_id")
+        opens = ch.rows(f"SELECT toUnixTimestamp64Milli(ts) AS ts_ms, toUnixTimestamp64Milli(received_at) AS received_ms, "
+                        f"day = toDate(ts) AS same_day FROM {pipeline.clickhouse_database}.receipts FINAL WHERE app_id = '{app}' AND kind = 'opened'")
     finally:
         ch.close()
+    assert [int(o["ts_ms"]) for o in opens] == [now, now] and all(now <= int(o["received_ms"]) < now + 60_000 and o["same_day"] for o in opens)
     by_msg = {row["msg_id"]: row for row in rates}
     # one device each: the HMS device's delivery, acked by the vendor and by the SDK, is one delivered device
     assert [(int(by_msg[p["msg_id"]]["accepted"]), int(by_msg[p["msg_id"]]["delivered"])) for p in pushes.values()] == [(1, 1)] * len(pushes)
