@@ -136,21 +136,17 @@ def counted_key(result: Record) -> str:
 class Written(NamedTuple):
     """What the writer gets: a DispatchResult, a group of one message's receipts (ParseReceipts), a DeviceEvent or
     a PreferenceEvent (with its `setting`), the message's totals after it (None for the last two) and the lifecycle
-    rows of receipts it completed (None for the last two). A result's own rows are made by the writer
-    (lifecycle.result_rows): carried through the window's state, a broadcast batch's thousand row dicts cost more
-    than making them. Receipts' rows go as columns: pickled into the window's state and out, 100 receipts' rows
-    cost 6.9 µs a receipt as columns (made from the dicts), 8.1 as dicts, which the writer then made columns of."""
+    rows of receipts it completed. A result's own rows are made by the writer (lifecycle.result_rows): carried
+    through the window's state, a broadcast batch's thousand row dicts cost more than making them."""
     record: Record
     summary: Summary | None
-    rows: Rows | None
+    rows: list[Row]
 
 
-def rows_written(record: Record, receipt_rows: Rows) -> Rows:
+def rows_written(record: Record, receipt_rows: list[Row]) -> Rows:
     """The lifecycle_events rows of what MessageLifecycle passed on: a result's own, then the receipts' it completed."""
-    if is_receipts(record):
-        return receipt_rows
-    rows = lifecycle.result_rows(record)
-    rows.extend(receipt_rows)
+    rows = lifecycle.result_rows(record) if not is_receipts(record) else Rows()
+    rows.extend(rows_of(receipt_rows))
     return rows
 
 
@@ -274,7 +270,7 @@ class MessageLifecycle(KeyedProcessFunction):
         self.summary.update(summary)
         self.count(record)
         self.observe(rows)
-        yield Written(record, summary, rows_of(rows))
+        yield Written(record, summary, rows)
 
     def take_result(self, result: Record) -> list[Row]:
         """The rows of receipts that waited for this result (the writer makes the result's own: WriteWindow)."""
@@ -310,7 +306,7 @@ class MessageLifecycle(KeyedProcessFunction):
         if self.waiting_count.value():  # others not overdue yet: look again
             ctx.timer_service().register_processing_time_timer(timestamp + TIMER_GRAIN_MS)
         first = next(iter(overdue.values()))[0]
-        yield Written({"app_id": first["app_id"], "msg_id": first["msg_id"], "receipts": []}, summary, rows_of(rows))  # written before
+        yield Written({"app_id": first["app_id"], "msg_id": first["msg_id"], "receipts": []}, summary, rows)  # written before
 
     def settle_waiting(self, lives: dict[str, lifecycle.TokenLife]) -> list[Row]:
         """The rows of receipts that came before their tokens' results."""
@@ -393,7 +389,7 @@ class ParseDevices(ProcessFunction):
             if isinstance(item, deadletters.Tombstone):  # at the record's Kafka time: the same on a replay
                 item = deleted_device(item, ctx.timestamp() or runtime.now_ms())
             if isinstance(item, dict) and counts_for_devices(item) and not devices.event_problem(item):  # fan-out dead-letters those
-                yield Written(item, None, None)
+                yield Written(item, None, [])
             else:
                 self.counters.count("pushpipe_device_events_skipped")
 
@@ -414,7 +410,7 @@ class ParsePreferences(ProcessFunction):
             event = (deleted_preference(item) if isinstance(item, deadletters.Tombstone)
                      else with_setting(item) if isinstance(item, dict) and well_formed(item) else None)
             if event is not None:
-                yield Written(event, None, None)
+                yield Written(event, None, [])
             else:
                 self.counters.count("pushpipe_preference_events_skipped")
 
@@ -484,7 +480,7 @@ class WriteWindow(ProcessWindowFunction):
     def process(self, key: int, context: ProcessWindowFunction.Context, elements: Iterable[Written]) -> Iterator[int]:
         """ClickHouse and Elasticsearch side by side (each waits on its server, not on Python); raises if either failed."""
         written = list(elements)
-        messages = [(w.record, w.summary, w.rows or Rows()) for w in written if w.summary is not None]
+        messages = [(w.record, w.summary, w.rows) for w in written if w.summary is not None]
         rows = Rows()
         for record, _, receipt_rows in messages:
             rows.extend(rows_written(record, receipt_rows))
@@ -495,7 +491,7 @@ class WriteWindow(ProcessWindowFunction):
         to_elasticsearch.result()
         yield len(written)
 
-    def write_clickhouse(self, written: list[Written], messages: list[tuple[Record, Any, Rows]], rows: Rows) -> None:
+    def write_clickhouse(self, written: list[Written], messages: list[tuple[Record, Any, list[Row]]], rows: Rows) -> None:
         self.ch.insert(self.tables["devices"], [lifecycle_sink.device_row(w.record) for w in written
                                                 if w.summary is None and not is_preference(w.record)])
         self.ch.insert(self.tables["results"], [clickhouse.result_row(record) for record, _, _ in messages if not is_receipts(record)])

@@ -48,7 +48,7 @@ def test_each_state_of_a_token_is_one_row_with_its_dimensions_and_the_time_since
                   receipt("t1", "opened", 9_400, source="sdk"), receipt("t1", "clicked", 9_900, source="sdk"))
     assert states(written) == [("t1", "accepted", 1_000), ("t2", "invalid_token", -1), ("t1", "delivered", 400),
                                ("t1", "opened", 6_000), ("t1", "clicked", 500)]
-    opened = written[2].rows.rows()[0]
+    opened = written[2].rows[0]
     assert {k: opened[k] for k in ("brand", "model", "os_version", "app_version", "priority", "category", "campaign",
                                    "environment", "vendor", "pin", "source")} == {
         "brand": "xiaomi", "model": "2211133C", "os_version": "13", "app_version": "5.2.0", "priority": "high",
@@ -67,7 +67,7 @@ def test_a_delivery_reported_by_the_vendor_and_by_the_app_counts_once() -> None:
 def test_receipts_before_their_tokens_result_wait_for_it_and_land_in_order() -> None:
     written = run(receipt("t1", "opened", 9_000, source="sdk"), receipt("t1", "delivered", 4_000),
                   result([("t1", "accepted"), ("t2", "accepted")]))
-    assert [w.rows.rows() for w in written[:2]] == [[], []]
+    assert [w.rows for w in written[:2]] == [[], []]
     assert states(written) == [("t1", "accepted", 1_000), ("t2", "accepted", 1_000), ("t1", "delivered", 1_000),
                                ("t1", "opened", 5_000)]
 
@@ -136,7 +136,7 @@ def test_aggregated_outcomes_are_one_row_standing_for_their_count() -> None:
 def test_a_deliverys_receipt_states_are_read_back_from_its_lifecycle_rows() -> None:
     rows = [w_row for w in run(result([("t1", "accepted")]), receipt("t1", "delivered", 3_400),
                                receipt("t1", "opened", 4_000, source="sdk"), receipt("t1", "switched_off", 4_500))
-            for w_row in w.rows.rows()]
+            for w_row in w.rows]
     stored = RowsClickHouse([r for r in rows if r["source"] in receipt_states.RECEIPT_SOURCES])
     delivery = {"msg_id": "m1", "token": "t1", "outcome": "accepted"}
     (read,) = receipt_states.with_receipts(stored, Settings(), "a", [delivery])
@@ -188,14 +188,14 @@ def test_rows_recorded_after_the_writer_started_are_inserted_without_a_check() -
 
 def test_a_receipt_whose_send_never_comes_counts_after_the_wait_without_its_dimensions() -> None:
     harness = Harness(analytics.MessageLifecycle())
-    assert harness.process(as_input(receipt("t9", "delivered", 3_400)), key="a|m1")[0].rows.rows() == []
+    assert harness.process(as_input(receipt("t9", "delivered", 3_400)), key="a|m1")[0].rows == []
     assert harness.advance(analytics.RECEIPT_WAIT_MS - 10_000) == []
     (late,) = harness.advance(10_000 + analytics.TIMER_GRAIN_MS)
-    assert [(r["token"], r["state"], r["latency_ms"], r["brand"]) for r in late.rows.rows()] == [("t9", "delivered", -1, "")]
+    assert [(r["token"], r["state"], r["latency_ms"], r["brand"]) for r in late.rows] == [("t9", "delivered", -1, "")]
     assert late.summary["counts"] == {"delivered": 1}
     again = harness.process(as_input(receipt("t9", "delivered", 3_400, source="sdk")), key="a|m1")
     after = harness.process(as_input(result([("t9", "accepted")])), key="a|m1")
-    assert again[0].rows.rows() == [] and states(after) == [("t9", "accepted", 1_000)]
+    assert again[0].rows == [] and states(after) == [("t9", "accepted", 1_000)]
 
 
 def test_a_batch_of_receipts_of_several_messages_is_one_group_per_message() -> None:
@@ -259,7 +259,7 @@ def test_a_waiting_receipt_from_a_gateway_clock_ahead_is_looked_at_again_until_i
     harness.process(as_input(ahead), key="a|m1")
     assert harness.advance(analytics.RECEIPT_WAIT_MS + analytics.TIMER_GRAIN_MS) == []  # its first timer: not yet
     (late,) = harness.advance(4 * analytics.TIMER_GRAIN_MS)
-    assert [(r["token"], r["state"]) for r in late.rows.rows()] == [("t9", "delivered")]
+    assert [(r["token"], r["state"]) for r in late.rows] == [("t9", "delivered")]
 
 
 def test_receipts_and_tokens_are_counted_by_their_labels_summed_once_per_record() -> None:
