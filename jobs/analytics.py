@@ -167,9 +167,8 @@ class TokenLives:
         self.recent = Recent(clock)
         self.key = ""  # the message whose state `lives` reaches: the key Flink set for this call (`keyed`)
 
-    def keyed(self, key: str) -> TokenLives:
+    def keyed(self, key: str) -> None:
         self.key = key
-        return self
 
     def get(self, token: str) -> lifecycle.TokenLife | None:
         life = self.recent.get((self.key, token))
@@ -214,11 +213,12 @@ class Recent:
         return life
 
     def put_all(self, message: str, lives: dict[str, lifecycle.TokenLife]) -> None:
-        if len(self.young) >= self.GENERATION or self.young_since < self.clock() - self.MAX_AGE_MS:
+        now = self.clock()
+        if len(self.young) >= self.GENERATION or self.young_since < now - self.MAX_AGE_MS:
             self.old, self.old_since = self.young, self.young_since
             self.young = {}
         if not self.young:
-            self.young_since = self.clock()
+            self.young_since = now
         old, young = self.old, self.young
         for token, life in lives.items():
             key = (message, token)
