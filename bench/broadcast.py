@@ -92,7 +92,8 @@ def send_broadcast(settings: Settings, producer: PushProducer, admin: SimulatorA
     # The simulator's record of earlier runs is dropped: each progress poll scans it, which at millions
     # of tokens would charge the bench's own bookkeeping to the pipeline.
     admin.reset(config=False)
-    campaign = f"bench-{run}-{n}"
+    # its own campaign each time: a rerun with --app must not find the counts of an earlier run's broadcast n
+    campaign = f"bench-{run}-{n}-{uuid.uuid4().hex[:8]}"
     with CpuMeter(settings) as receipts:
         with CpuMeter(settings) as whole:
             with CpuMeter(settings) as delivery:

@@ -23,6 +23,7 @@ MAX_TOKEN_BYTES = 256  # the longest vendor token today is FCM's, ~163 character
 MAX_PINS = 100_000  # pins of one request (target "pins")
 MAX_TOKENS = 10_000  # tokens of one request (target "tokens")
 ES_ID_BYTES = 512  # Elasticsearch's limit on a document id
+WHITESPACE = re.compile(r"\s")  # what str.isspace calls whitespace (both use Py_UNICODE_ISSPACE)
 
 
 class InvalidId(ValueError):
@@ -46,7 +47,7 @@ def check_pin(pin: str, field: str = "pin") -> None:
 
 def check_token(token: str, field: str = "token") -> None:
     _check_text(field, token, MAX_TOKEN_BYTES)
-    if any(c.isspace() for c in token):
+    if WHITESPACE.search(token):
         raise InvalidId(f"{field} {_shown(token)} must not contain whitespace")
 
 
@@ -56,6 +57,8 @@ def _check_text(field: str, value: str, max_bytes: int) -> None:
     size = len(value.encode())
     if size > max_bytes:
         raise InvalidId(f"{field} is {size} bytes, at most {max_bytes} are allowed")
+    if value.isprintable():  # no category C character (nor a separator but " "): checked in C, not char by char
+        return
     bad = next((c for c in value if unicodedata.category(c)[0] == "C"), None)
     if bad is not None:
         raise InvalidId(f"{field} {_shown(value)} contains the control or format character U+{ord(bad):04X}")

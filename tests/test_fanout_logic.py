@@ -1,4 +1,6 @@
 """Pure fan-out logic: the device directory and request expansion."""
+import re
+
 import pytest
 
 from pushpipe.jobs.fanout import devices, records, shards, validate
@@ -153,6 +155,27 @@ def test_device_events_with_bad_ids_have_reasons() -> None:
     assert "token is empty" in devices.event_problem(device_event("a", "u", ""))
     assert "U+0007" in devices.event_problem(device_event("a", "u\x07", "tok"))
     assert devices.event_problem(device_event("a", "", "tok")) is None, "an anonymous install"
+
+
+@pytest.mark.parametrize("pin, reason", [
+    ("caf\u00e9 \u4e2d", None),
+    ("no\u00a0break", None),  # a separator, not printable to str.isprintable, but allowed in a pin
+    ("zero\u200bwidth", "U+200B"),  # a format character
+    ("line\u2028sep", None),
+    ("bell\x07", "U+0007"),
+])
+def test_pins_refuse_exactly_the_control_and_format_characters(pin: str, reason: str | None) -> None:
+    if reason is None:
+        keys.check_pin(pin)
+    else:
+        with pytest.raises(keys.InvalidId, match=re.escape(reason)):
+            keys.check_pin(pin)
+
+
+@pytest.mark.parametrize("token", ["a b", "a\u00a0b", "a\u3000b", "a\tb"])
+def test_tokens_refuse_any_whitespace(token: str) -> None:
+    with pytest.raises(keys.InvalidId, match="whitespace|U\\+0009"):
+        keys.check_token(token)
 
 
 def test_a_pin_lists_unknown_pins_are_one_outcome() -> None:
