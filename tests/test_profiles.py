@@ -26,3 +26,9 @@ def test_no_profile_is_empty_and_decodes_to_every_field_empty() -> None:
 def test_values_lose_the_separator_and_are_cut_whole_characters_at_a_time() -> None:
     odd = profiles.decode(profiles.encode({"brand": "a\x1fb", "model": "é" * profiles.MAX_VALUE_BYTES}))
     assert odd["brand"] == "ab" and odd["model"] == "é" * (profiles.MAX_VALUE_BYTES // 2) and odd["os_version"] == ""
+
+
+def test_more_profiles_than_are_cached_still_round_trip() -> None:
+    devices = [{"brand": f"b{n}", "model": "m", "os_version": str(n % 7), "app_version": ""} for n in range(profiles.CACHED + 100)]
+    for device in devices + devices[:10]:  # the first ones again, after they left the cache
+        assert profiles.decode(profiles.encode(device)) == {**device}
