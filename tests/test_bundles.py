@@ -5,6 +5,8 @@ stack runs it in tests/test_fanout_e2e.py (single-pin requests sharing lane reco
 """
 from __future__ import annotations
 
+import asyncio
+
 from flink_fakes import Harness
 from pushpipe.config import load
 from pushpipe.jobs.deadletters import DLQ
@@ -117,3 +119,38 @@ def test_a_bundle_is_sent_before_its_bytes_could_pass_the_kafka_record_limit() -
     [(tag, payload)] = h.process(SmallBatch("normal|app|apns", "normal", 400, body))  # 800 tokens, > 512 KiB
     assert tag is LANES["normal"] and LANE_RECORD_BYTES <= len(payload) < KAFKA_RECORD_LIMIT
     assert not h.state("size", "normal|app|apns").value()
+
+
+class SlowSender:
+    """A Sender whose sends take `seconds`, then answer one result per batch."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.finished = seconds, 0
+
+    async def dispatch(self, batch: dict) -> list[tuple[str, bytes]]:
+        await asyncio.sleep(self.seconds)
+        self.finished += 1
+        return [("result", batch["batch_id"].encode())]
+
+
+def test_a_bundle_sent_in_time_answers_its_results() -> None:
+    send = SendBundle(load(), timeout_s=5)
+    send.sender = SlowSender(0.01)  # type: ignore[assignment]
+    one, two = batch(), batch(tokens=2)
+    assert asyncio.run(send.async_invoke([one, two])) == [("result", one["batch_id"].encode()), ("result", two["batch_id"].encode())]
+
+
+def test_a_bundle_past_its_timeout_is_retried_and_its_send_left_to_finish() -> None:
+    """The timeout is dispatch's own (no PyFlink timer thread per element): the send is not cancelled, so what it
+    sends reaches the ledger, and the retries skip it."""
+    send = SendBundle(load(), timeout_s=0.05)
+    sender = send.sender = SlowSender(0.2)  # type: ignore[assignment]
+
+    async def invoke_then_wait() -> list[tuple[str, bytes]]:
+        out = await send.async_invoke([batch(), batch(tokens=2)])
+        assert sender.finished == 0
+        await asyncio.sleep(0.3)
+        return out
+
+    out = asyncio.run(invoke_then_wait())
+    assert [kind for kind, _ in out] == ["retry", "retry"] and sender.finished == 2
