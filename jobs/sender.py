@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -118,6 +119,28 @@ def held_after_probe(sent: Sent) -> Sent:
                 if r.outcome == "unavailable" else r, exit_) for t, (r, exit_) in sent.items()}
 
 
+def split_accepted(tokens: list[str], sent: Sent) -> tuple[list[str], list[str]]:
+    """(accepted, not accepted) of the tokens sent, each in the order of `tokens`."""
+    accepted: list[str] = []
+    failed: list[str] = []
+    for t in tokens:
+        (accepted if sent[t][0].outcome == Outcome.ACCEPTED else failed).append(t)
+    return accepted, failed
+
+
+def accepted_groups(accepted: list[str], sent: Sent) -> Iterator[tuple[tuple[str, str, str, str], list[str]]]:
+    """The accepted tokens by what their results share (code, reason, vendor message id, exit): one group for a
+    call's tokens, which follow one another."""
+    def shared(token: str) -> tuple[str, str, str, str]:
+        result, exit_ = sent[token]
+        return result.code, result.reason, result.vendor_msg_id, exit_
+
+    groups: dict[tuple[str, str, str, str], list[str]] = {}
+    for key, tokens in itertools.groupby(accepted, shared):
+        groups.setdefault(key, []).extend(tokens)
+    return iter(groups.items())
+
+
 FEEDBACK_OUTCOMES = frozenset({Outcome.INVALID_TOKEN, Outcome.REJECTED})  # those feedback_event may answer for
 
 
@@ -177,10 +200,11 @@ class Sender:
         outputs: list[Output] = []
         if claim.send:
             sent = await self.deliver(batch, claim.send)
-            self._settle(batch, claim, sent)
-            retry = [t for t in claim.send if self._retries(batch, sent[t][0])]
-            self._add_outcomes(outcomes, sent, pins, profiles, claim.send, retry)
-            outputs += self._feedback(batch, sent, pins)
+            accepted, failed = split_accepted(claim.send, sent)
+            self._settle(batch, claim, accepted, failed)
+            retry = [t for t in failed if self._retries(batch, sent[t][0])]  # an accepted token is never sent again
+            self._add_outcomes(outcomes, sent, pins, profiles, accepted, failed, retry)
+            outputs += self._feedback(batch, sent, failed, pins)
             if retry:
                 outputs.append(("retry", codec.encode("DispatchBatch", self._retry(batch, sent, retry))))
         outputs.append(("result", codec.encode("DispatchResult", result_record(batch, outcomes, sent_at))))
@@ -214,23 +238,25 @@ class Sender:
         return max(1.0, min((e.breaker.until_probe_s() for e in self.exits.get(vendor, [])), default=1.0))
 
     @staticmethod
-    def _add_outcomes(outcomes: Outcomes, sent: Sent, pins: dict[str, str], profiles: dict[str, str], tokens: list[str],
-                      retry: list[str]) -> None:
+    def _add_outcomes(outcomes: Outcomes, sent: Sent, pins: dict[str, str], profiles: dict[str, str], accepted: list[str],
+                      failed: list[str], retry: list[str]) -> None:
         retrying = set(retry)
-        for t in tokens:
+        for t in failed:
             r, exit_ = sent[t]
             outcomes.add(t, pins.get(t, ""), r.outcome, r.code, r.reason, exit_, r.vendor_msg_id, t not in retrying,
                          profile=profiles.get(t, ""))
+        for (code, reason, vendor_msg_id, exit_), tokens in accepted_groups(accepted, sent):
+            outcomes.add_accepted(tokens, [pins.get(t, "") for t in tokens] if pins else [""] * len(tokens),
+                                  [profiles.get(t, "") for t in tokens] if profiles else [""] * len(tokens),
+                                  code, reason, vendor_msg_id, exit_)
 
-    def _feedback(self, batch: Record, sent: Sent, pins: dict[str, str]) -> list[Output]:
-        events = [feedback_event(batch, t, pins.get(t, ""), r) for t, (r, exit_) in sent.items()
-                  if r.outcome in FEEDBACK_OUTCOMES and not exit_.startswith("fallback:")]  # a broadcast's accepted: no call each
+    def _feedback(self, batch: Record, sent: Sent, failed: list[str], pins: dict[str, str]) -> list[Output]:
+        events = [feedback_event(batch, t, pins.get(t, ""), sent[t][0]) for t in failed
+                  if sent[t][0].outcome in FEEDBACK_OUTCOMES and not sent[t][1].startswith("fallback:")]
         return [("feedback", codec.encode("DeviceEvent", e)) for e in events if e is not None]
 
-    def _settle(self, batch: Record, claim: Claim, sent: Sent) -> None:
-        accepted = [t for t, (r, _) in sent.items() if r.outcome == "accepted"]
-        not_sent = [t for t, (r, _) in sent.items() if r.outcome != "accepted"]
-        self.ledger.settle(claim, accepted, not_sent)
+    def _settle(self, batch: Record, claim: Claim, accepted: list[str], failed: list[str]) -> None:
+        self.ledger.settle(claim, accepted, failed)
         if accepted:
             due = batch.get("due_at") or batch["requested_at"]
             metrics.DUE_TO_ACCEPTED.labels(batch["vendor"], batch["priority"]).observe(max(0, now_ms() - due) / 1000)

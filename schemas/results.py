@@ -32,14 +32,19 @@ class Outcomes:
         if outcome != "accepted" or not final:
             self.single.append(token_outcome(token, pin, outcome, code, reason, exit_, vendor_msg_id, final, profile=profile))
             return
+        self.add_accepted([token], [pin], [profile], code, reason, vendor_msg_id, exit_)
+
+    def add_accepted(self, tokens: list[str], pins: list[str], profiles: list[str], code: str, reason: str,
+                     vendor_msg_id: str, exit_: str) -> None:
+        """Accepted tokens sharing the rest (final): what `add` does for each, at once."""
         shared = (code, reason, vendor_msg_id, exit_)
         group = self._groups.get(shared)
         if group is None:
             group = self._groups[shared] = {"code": code, "reason": reason, "vendor_msg_id": vendor_msg_id,
                                             "exit": exit_, "tokens": [], "pins": [], "profiles": []}
-        group["tokens"].append(token)
-        group["pins"].append(pin)
-        group["profiles"].append(profile)
+        group["tokens"].extend(tokens)
+        group["pins"].extend(pins)
+        group["profiles"].extend(profiles)
 
     @property
     def accepted(self) -> list[Record]:
