@@ -54,8 +54,27 @@ def test_a_batch_of_half_a_batch_or_more_goes_alone() -> None:
     assert len(alone["tokens"]) == 500
 
 
+def busy(h: Harness) -> None:
+    """The lane of small() just sent a bundle: the batches that follow within the linger gather."""
+    [alone] = h.process(small())
+    assert len(bundled(alone)) == 1
+
+
+def test_a_batch_on_a_quiet_lane_goes_at_once_and_those_after_it_gather() -> None:
+    h = Harness(Bundler(1000))
+    [alone] = h.process(small())  # nothing was sent on the lane: no wait
+    assert len(bundled(alone)) == 1 and h.timers == set()
+    assert h.process(small()) == [] and len(h.timers) == 1, "a batch right after it waits for others"
+    [gathered] = h.advance(BUNDLE_LINGER_MS)
+    assert len(bundled(gathered)) == 1
+    h.advance(BUNDLE_LINGER_MS)
+    [again] = h.process(small())  # quiet for the linger since: at once again
+    assert len(bundled(again)) == 1
+
+
 def test_the_linger_timer_sends_what_gathered() -> None:
     h = Harness(Bundler(1000))
+    busy(h)
     outputs = [out for _ in range(3) for out in h.process(small())]
     assert outputs == [] and h.timers == {(h.now + BUNDLE_LINGER_MS, "normal|app|apns")}, "one timer, from the first batch"
     assert not h.advance(BUNDLE_LINGER_MS - 1)
@@ -66,6 +85,7 @@ def test_the_linger_timer_sends_what_gathered() -> None:
 
 def test_a_full_bundle_goes_at_once_and_cancels_its_timer() -> None:
     h = Harness(Bundler(1000))
+    busy(h)
     outputs = [out for _ in range(LANE_RECORD_BATCHES) for out in h.process(small())]
     assert [len(bundled(out)) for out in outputs] == [LANE_RECORD_BATCHES]
     assert h.timers == set()
@@ -73,6 +93,7 @@ def test_a_full_bundle_goes_at_once_and_cancels_its_timer() -> None:
 
 def test_a_batch_worth_of_tokens_fills_a_bundle() -> None:
     h = Harness(Bundler(10))
+    busy(h)
     outputs = [out for _ in range(3) for out in h.process(small(tokens=4))]
     assert [sum(len(x["tokens"]) for x in bundled(out)) for out in outputs] == [12]
 
@@ -115,10 +136,11 @@ def test_a_full_batch_of_the_longest_ids_and_profiles_fits_a_kafka_record() -> N
 def test_a_bundle_is_sent_before_its_bytes_could_pass_the_kafka_record_limit() -> None:
     h = Harness(Bundler(1000))
     body = codec.body("DispatchBatch", records.batch(request(), "apns", longest(400), 1, "test"))  # 400 of 1000 tokens
+    busy(h)
     assert not h.process(SmallBatch("normal|app|apns", "normal", 400, body))
     [(tag, payload)] = h.process(SmallBatch("normal|app|apns", "normal", 400, body))  # 800 tokens, > 512 KiB
     assert tag is LANES["normal"] and LANE_RECORD_BYTES <= len(payload) < KAFKA_RECORD_LIMIT
-    assert not h.state("size", "normal|app|apns").value()
+    assert h.state("size", "normal|app|apns").value()[0] == 0, "nothing waits"
 
 
 class SlowSender:
