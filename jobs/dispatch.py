@@ -42,8 +42,8 @@ CAPACITY = 200  # lane records in flight
 # a PyFlink bundle holds at most 64 batches (4 lane records of up to 16).
 PYFLINK_BUNDLE = max(1, 64 // LANE_RECORD_BATCHES)
 TIMEOUT_S = 600.0  # a bundle still being sent then (rate limit, outage): its batches go to push.retry
-# PyFlink times each element out with a thread of its own (a threading.Timer: ~110 µs of CPU to start and cancel,
-# measured; as much as the rest of a single-pin push's dispatch): no PyFlink timeout, an asyncio timer instead
+# PyFlink times each element (a lane record) out with a thread of its own, a threading.Timer: ~110 µs of CPU to
+# start and cancel (measured), where an asyncio wait costs ~19. So no PyFlink timeout: SendBundle times itself.
 NO_PYFLINK_TIMEOUT = Time.milliseconds(0)
 RETRY = OutputTag("retry", runtime.BYTES)
 FEEDBACK = OutputTag("feedback", runtime.BYTES)
@@ -196,8 +196,9 @@ class SendBundle(AsyncFunction):
 
 def _late(sending: asyncio.Future[Any]) -> None:
     """A bundle's send that finished after its timeout: its results were given up (its batches were retried)."""
-    if not sending.cancelled() and sending.exception() is not None:
-        log.warning("a bundle's send, finished after its timeout, failed: %s", sending.exception())
+    error = None if sending.cancelled() else sending.exception()
+    if error is not None:
+        log.warning("a bundle's send, finished after its timeout, failed: %s", error)
 
 
 @liveness.watched

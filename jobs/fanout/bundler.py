@@ -1,7 +1,7 @@
 """The Bundler, per (lane, app, vendor): packs small batches into one DispatchBundle.
 
-Dispatch pays a fixed cost per lane record (the Kafka record, PyFlink's async I/O element and its timeout
-timer): a single-pin batch pays it alone, a bundle once for up to LANE_RECORD_BATCHES. A bundle goes out
+Dispatch pays a fixed cost per lane record (the Kafka record, PyFlink's async I/O element, its task and its
+timeout): a single-pin batch pays it alone, a bundle once for up to LANE_RECORD_BATCHES. A bundle goes out
 when it is full (batches, bytes, or a batch's worth of tokens) or BUNDLE_LINGER_MS after its first batch.
 A batch that finds its lane quiet (nothing waiting, nothing sent for BUNDLE_LINGER_MS) goes at once, alone:
 at a few pushes a second there is nothing to share a record with, and waiting only adds the linger to each
