@@ -157,8 +157,8 @@ class Gateway:
                     for h in heard if h.kind in DEVICE_NEWS]
         if not await self._send(records):
             return JSONResponse({"error": "unavailable", "reason": "Kafka did not take the receipts: send them again"}, 503)
-        for h in heard:
-            RECEIPTS.labels(source, sender, h.kind).inc()
+        for kind, n in Tally(h.kind for h in heard).items():  # counted first: a labels() lookup per receipt was 1.5 µs
+            RECEIPTS.labels(source, sender, kind).inc(n)
         for reason, n in Tally(UNKNOWN_APP if p.reason.startswith(UNKNOWN_APP) else "bad_item" for p in problems).items():
             REFUSED.labels(source, reason).inc(n)
         return JSONResponse({"accepted": len(heard), "refused": [_shown(p) for p in problems]})

@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from starlette.testclient import TestClient
 
 from pushpipe.config import load
@@ -107,8 +108,11 @@ def test_a_callback_is_answered_after_its_receipts_are_written_and_a_forged_one_
     client, outbox = gateway
     body, content_type = encoded(xiaomi.XiaomiSimulator(), [Receipt(1, "x", "m-1", ("t1", "t2"), NOW)])
     url = signing.callback_url("", KEY, "xiaomi", "app")
+    counted = {"source": "vendor", "vendor": "xiaomi", "kind": "delivered"}
+    before = REGISTRY.get_sample_value("pushpipe_gateway_receipts_total", counted) or 0
     answer = client.post(url, content=body, headers={"content-type": content_type})
     assert answer.status_code == 200 and answer.json() == {"accepted": 2, "refused": []}
+    assert REGISTRY.get_sample_value("pushpipe_gateway_receipts_total", counted) == before + 2
     [(topic, key, value)] = outbox.sent  # one record for the message's receipts
     written = codec.decode("ReceiptBatch", value)["receipts"]
     assert [(r["app_id"], r["msg_id"], r["token"], r["kind"], r["vendor"]) for r in written] == [
