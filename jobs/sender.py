@@ -128,17 +128,19 @@ def split_accepted(tokens: list[str], sent: Sent) -> tuple[list[str], list[str]]
     return accepted, failed
 
 
-def accepted_groups(accepted: list[str], sent: Sent) -> Iterator[tuple[tuple[str, str, str, str], list[str]]]:
-    """The accepted tokens by what their results share (code, reason, vendor message id, exit): one group for a
-    call's tokens, which follow one another."""
+def accepted_runs(accepted: list[str], sent: Sent) -> Iterator[tuple[tuple[str, str, str, str], list[str]]]:
+    """The accepted tokens in runs that share (code, reason, vendor message id, exit): a call's tokens follow one
+    another, so a run each. Outcomes.add_accepted merges runs of the same group."""
     def shared(token: str) -> tuple[str, str, str, str]:
         result, exit_ = sent[token]
         return result.code, result.reason, result.vendor_msg_id, exit_
 
-    groups: dict[tuple[str, str, str, str], list[str]] = {}
-    for key, tokens in itertools.groupby(accepted, shared):
-        groups.setdefault(key, []).extend(tokens)
-    return iter(groups.items())
+    return ((key, list(tokens)) for key, tokens in itertools.groupby(accepted, shared))
+
+
+def values_of(per_token: dict[str, str], tokens: list[str]) -> list[str]:
+    """Each token's value in a per_token() map, in order ("" for each when the batch carried none)."""
+    return [per_token.get(t, "") for t in tokens] if per_token else [""] * len(tokens)
 
 
 FEEDBACK_OUTCOMES = frozenset({Outcome.INVALID_TOKEN, Outcome.REJECTED})  # those feedback_event may answer for
@@ -245,10 +247,8 @@ class Sender:
             r, exit_ = sent[t]
             outcomes.add(t, pins.get(t, ""), r.outcome, r.code, r.reason, exit_, r.vendor_msg_id, t not in retrying,
                          profile=profiles.get(t, ""))
-        for (code, reason, vendor_msg_id, exit_), tokens in accepted_groups(accepted, sent):
-            outcomes.add_accepted(tokens, [pins.get(t, "") for t in tokens] if pins else [""] * len(tokens),
-                                  [profiles.get(t, "") for t in tokens] if profiles else [""] * len(tokens),
-                                  code, reason, vendor_msg_id, exit_)
+        for (code, reason, vendor_msg_id, exit_), tokens in accepted_runs(accepted, sent):
+            outcomes.add_accepted(tokens, values_of(pins, tokens), values_of(profiles, tokens), code, reason, vendor_msg_id, exit_)
 
     def _feedback(self, batch: Record, sent: Sent, failed: list[str], pins: dict[str, str]) -> list[Output]:
         events = [feedback_event(batch, t, pins.get(t, ""), sent[t][0]) for t in failed
