@@ -44,7 +44,7 @@ from bench.cpu import cpu_seconds
 from bench.httpload import drive, json_request
 from pushpipe.infra.process import descendants
 
-STACKS = ("starlette-uvicorn", "fastapi-uvicorn", "litestar-uvicorn", "starlette-granian")
+STACKS = ("starlette-uvicorn", "fastapi-uvicorn", "litestar-uvicorn", "starlette-granian", "rsgi-granian", "asgi-uvicorn")
 APP, SECRET = "bench-app", "s3cret-" + "x" * 36
 BODY = {"target": "pin", "pins": ["user-1"], "notification": {"title": "Your order shipped", "body": "Arriving Tuesday",
                                                                 "data": {"order": "A-1"}},
@@ -66,6 +66,31 @@ def authorized(app: str, given_app: str | None, authorization: str | None) -> bo
     return given_app == app == APP and hmac.compare_digest((authorization or "").encode(), f"Bearer {SECRET}".encode())
 
 
+def problems(doc: Any) -> dict[str, str]:
+    """What is wrong with a push body, by field: the validation every candidate does in its own way."""
+    if not isinstance(doc, dict):
+        return {"": "expected a JSON object"}
+    bad = {}
+    if doc.get("target") not in TARGETS:
+        bad["target"] = f"one of {TARGETS}"
+    pins = doc.get("pins", [])
+    if not isinstance(pins, list) or len(pins) > MAX_PINS or not all(isinstance(p, str) and p for p in pins):
+        bad["pins"] = f"a list of at most {MAX_PINS} non-empty strings"
+    note = doc.get("notification")
+    if not isinstance(note, dict) or not all(isinstance(note.get(k, ""), str) for k in ("title", "body")):
+        bad["notification"] = "an object with string title and body"
+    elif not isinstance(note.get("data", {}), dict):
+        bad["notification.data"] = "an object of strings"
+    if doc.get("priority", "normal") not in PRIORITIES:
+        bad["priority"] = f"one of {PRIORITIES}"
+    if not isinstance(doc.get("category", ""), str):
+        bad["category"] = "a string"
+    ttl = doc.get("ttl_s", 86400)
+    if not isinstance(ttl, int) or isinstance(ttl, bool) or not 0 < ttl <= 28 * 86400:
+        bad["ttl_s"] = "an integer of seconds, 1 to 28 days"
+    return bad
+
+
 # --- Starlette: orjson + a hand-written validator --------------------------------------------------------------
 
 def starlette_app() -> Any:
@@ -74,29 +99,6 @@ def starlette_app() -> Any:
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
-
-    def problems(doc: Any) -> dict[str, str]:
-        if not isinstance(doc, dict):
-            return {"": "expected a JSON object"}
-        bad = {}
-        if doc.get("target") not in TARGETS:
-            bad["target"] = f"one of {TARGETS}"
-        pins = doc.get("pins", [])
-        if not isinstance(pins, list) or len(pins) > MAX_PINS or not all(isinstance(p, str) and p for p in pins):
-            bad["pins"] = f"a list of at most {MAX_PINS} non-empty strings"
-        note = doc.get("notification")
-        if not isinstance(note, dict) or not all(isinstance(note.get(k, ""), str) for k in ("title", "body")):
-            bad["notification"] = "an object with string title and body"
-        elif not isinstance(note.get("data", {}), dict):
-            bad["notification.data"] = "an object of strings"
-        if doc.get("priority", "normal") not in PRIORITIES:
-            bad["priority"] = f"one of {PRIORITIES}"
-        if not isinstance(doc.get("category", ""), str):
-            bad["category"] = "a string"
-        ttl = doc.get("ttl_s", 86400)
-        if not isinstance(ttl, int) or isinstance(ttl, bool) or not 0 < ttl <= 28 * 86400:
-            bad["ttl_s"] = "an integer of seconds, 1 to 28 days"
-        return bad
 
     async def push(request: Request) -> Response:
         app = request.path_params["app"]
@@ -186,16 +188,89 @@ def litestar_app() -> Any:
     return Litestar(route_handlers=[push], openapi_config=None)
 
 
+# --- RSGI on granian: no framework, the route matched by hand -------------------------------------------------
+
+class RsgiApp:
+    """Granian's own interface (RSGI): the request's scope and a protocol object that reads the body and answers."""
+
+    async def __call__(self, scope: Any, protocol: Any) -> None:
+        import orjson
+
+        parts = scope.path.split("/")
+        if scope.method != "POST" or len(parts) != 5 or parts[:3] != ["", "v1", "apps"] or parts[4] != "push":
+            protocol.response_bytes(404, [("content-type", "application/json")], b'{"error":"not_found"}')
+            return
+        headers = scope.headers
+        if not authorized(parts[3], headers.get("x-pushpipe-app"), headers.get("authorization")):
+            protocol.response_bytes(401, [("content-type", "application/json")], b'{"error":"unauthorized"}')
+            return
+        try:
+            doc = orjson.loads(await protocol())
+        except orjson.JSONDecodeError:
+            protocol.response_bytes(400, [("content-type", "application/json")], b'{"error":"invalid"}')
+            return
+        bad = problems(doc)
+        if bad:
+            protocol.response_bytes(400, [("content-type", "application/json")], orjson.dumps({"error": "invalid", "fields": bad}))
+            return
+        msg_id = headers.get("idempotency-key") or uuid.uuid4().hex
+        await acked()
+        protocol.response_bytes(202, [("content-type", "application/json")], orjson.dumps({"msg_ids": [msg_id]}))
+
+
+rsgi_app = RsgiApp()
+
+
+# --- plain ASGI on uvicorn: no framework --------------------------------------------------------------------------
+
+async def asgi_app(scope: Any, receive: Any, send: Any) -> None:
+    import orjson
+
+    async def answer(status: int, body: bytes) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"),
+                                                                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    if scope["type"] != "http":
+        return
+    parts = scope["path"].split("/")
+    if scope["method"] != "POST" or len(parts) != 5 or parts[:3] != ["", "v1", "apps"] or parts[4] != "push":
+        return await answer(404, b'{"error":"not_found"}')
+    headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+    if not authorized(parts[3], headers.get("x-pushpipe-app"), headers.get("authorization")):
+        return await answer(401, b'{"error":"unauthorized"}')
+    body, more = b"", True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return await answer(400, b'{"error":"invalid"}')
+    bad = problems(doc)
+    if bad:
+        return await answer(400, orjson.dumps({"error": "invalid", "fields": bad}))
+    msg_id = headers.get("idempotency-key") or uuid.uuid4().hex
+    await acked()
+    await answer(202, orjson.dumps({"msg_ids": [msg_id]}))
+
+
 # --- serving and driving ---------------------------------------------------------------------------------------
 
 def serve(stack: str, port: int) -> None:
+    if stack == "rsgi-granian":
+        os.execvp(sys.executable, [sys.executable, "-m", "granian", "--interface", "rsgi", "--host", "127.0.0.1", "--port", str(port),
+                                   "--workers", "1", "--loop", "uvloop", "--no-ws", "--log-level", "warning", "bench.asgi_choice:rsgi_app"])
     if stack == "starlette-granian":
         os.execvp(sys.executable, [sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
                                    "--workers", "1", "--loop", "uvloop", "--no-ws", "--log-level", "warning", "--factory",
                                    "bench.asgi_choice:starlette_app"])
     import uvicorn
 
-    app = {"starlette-uvicorn": starlette_app, "fastapi-uvicorn": fastapi_app, "litestar-uvicorn": litestar_app}[stack]()
+    makers: dict[str, Any] = {"asgi-uvicorn": lambda: asgi_app, "starlette-uvicorn": starlette_app, "fastapi-uvicorn": fastapi_app,
+                              "litestar-uvicorn": litestar_app}
+    app = makers[stack]()
     uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools", access_log=False, log_level="warning")
 
 

@@ -69,7 +69,7 @@ def serve_noop(port: int) -> None:
 
     apps = MemoryApps([App(NOOP_APP, hash_secret(NOOP_SECRET), "salt", rate_per_s=1e6)])
     server = api.create(load(), apps, NoopOutbox(), NoMessages())
-    uvicorn.run(server, host="127.0.0.1", port=port, loop="uvloop", http="httptools", access_log=False, log_level="warning")
+    uvicorn.run(server, host="127.0.0.1", port=port, loop="uvloop", http="httptools", ws="none", access_log=False, log_level="warning")
 
 
 def drive_once(url: str, app: str, secret: str, run: str, seconds: float, concurrency: int, rate: float) -> None:

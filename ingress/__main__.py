@@ -22,7 +22,7 @@ def main() -> None:
     server = api.create(settings, apps, outbox, ElasticMessages(settings), ready=apps.loaded.is_set)
     # access logs off: they would say which app calls what; secrets are in headers, which uvicorn never logs
     uvicorn.run(server, host=where.hostname or "127.0.0.1", port=where.port or 18470, access_log=False,
-                loop="uvloop", http="httptools", log_level="warning")
+                loop="uvloop", http="httptools", ws="none", lifespan="on", log_level="warning")
 
 
 main()

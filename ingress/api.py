@@ -15,35 +15,26 @@ answer is the same message, counted once downstream. Errors are {"error", "reaso
 400 bad JSON or fields (each named, nothing queued), 401, 403, 404, 413 over api_max_body_bytes, 429 over the
 app's rate (Retry-After), 503 Kafka or Elasticsearch not answering; never a stack trace, never a secret.
 
-Framework and server: Starlette on uvicorn (httptools, uvloop), chosen by bench/asgi_choice.py (the same send
-endpoint, JSON parsed and validated and a no-op produce, in each framework's own way; load from another process).
-It spent the least CPU per request in every round (76 µs at 8,994 requests/s in the quietest, where Litestar with
-msgspec took 122 µs, Starlette on granian 132 µs, FastAPI with pydantic 270 µs), took the most requests/s in 8 of
-11 rounds (granian in 3), and in the quietest round held the lowest p99 paced at 3,000/s (6.5 ms; 37, 85, 128 ms).
-On a 2-core machine that shares its cores with Kafka, CPU per request is what bounds the rate. It is what the
-gateway runs on already, so no new dependency; the price is an OpenAPI document written by hand (ingress/openapi.py)
-instead of generated.
+HTTP: plain ASGI (ingress/asgi.py says why: Starlette's layers were half of a send's CPU) on uvicorn (httptools,
+uvloop), chosen by bench/asgi_choice.py (the same send endpoint, JSON parsed and validated and a no-op produce, in each
+framework's own way; load from another process); the OpenAPI document is written by hand (ingress/openapi.py).
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
 import orjson
 from confluent_kafka import KafkaException
 from prometheus_client import Counter, Histogram, generate_latest
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from pushpipe.config import Settings
-from pushpipe.ingress import openapi, shapes, status
+from pushpipe.ingress import asgi, openapi, shapes, status
+from pushpipe.ingress.asgi import Call, Reply
 from pushpipe.ingress.auth import APP_HEADER, Authenticator, Refusal
 from pushpipe.ingress.limits import Buckets, retry_after
 from pushpipe.schemas import codec, keys
@@ -51,7 +42,7 @@ from pushpipe.schemas.apps import App, AppStore
 
 log = logging.getLogger(__name__)
 Record = tuple[str, bytes, bytes]  # (topic, key, value), as gateway/outbox.py takes them
-Handler = Callable[[Request], Awaitable[Response]]
+Handler = Callable[[Call], Awaitable[Reply]]
 
 REQUESTS = Counter("pushpipe_api_requests_total", "API requests answered, by route and status", ["route", "status"])
 ERRORS = Counter("pushpipe_api_errors_total", "API requests refused or failed, by route and error", ["route", "error"])
@@ -76,11 +67,15 @@ class Refused(Exception):
         self.status, self.error, self.reason, self.fields, self.headers = status, error, reason, fields, headers
 
 
-def refusal(refused: Refused) -> Response:
+def json_reply(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Reply:
+    return Reply(status, orjson.dumps(doc), headers or {})
+
+
+def refusal(refused: Refused) -> Reply:
     shown: dict[str, Any] = {"error": refused.error, "reason": refused.reason}
     if refused.fields:
         shown["fields"] = refused.fields
-    return JSONResponse(shown, refused.status, headers=refused.headers)
+    return json_reply(shown, refused.status, refused.headers)
 
 
 class Api:
@@ -95,36 +90,36 @@ class Api:
 
     # --- endpoints -----------------------------------------------------------------------------------------
 
-    async def push(self, request: Request) -> Response:
-        app = await self._caller(request)
-        doc = await self._json(request)
-        record = self._parsed(lambda: shapes.push_request(doc, app, self._now_ms(), header_id=request.headers.get("idempotency-key", "")))
+    async def push(self, call: Call) -> Reply:
+        app = await self._caller(call)
+        doc = self._json(call)
+        record = self._parsed(lambda: shapes.push_request(doc, app, self._now_ms(), header_id=call.headers.get("idempotency-key", "")))
         return await self._send_pushes(app, [record])
 
-    async def push_batch(self, request: Request) -> Response:
-        app = await self._caller(request)
-        doc = await self._json(request)
-        records = self._parsed(lambda: shapes.push_batch(doc, app, request.headers.get("idempotency-key", ""), self._now_ms(),
+    async def push_batch(self, call: Call) -> Reply:
+        app = await self._caller(call)
+        doc = self._json(call)
+        records = self._parsed(lambda: shapes.push_batch(doc, app, call.headers.get("idempotency-key", ""), self._now_ms(),
                                                          self.settings.api_max_batch))
         return await self._send_pushes(app, records)
 
-    async def device(self, kind: str, request: Request) -> Response:
-        app = await self._caller(request)
-        doc = await self._json(request)
+    async def device(self, kind: str, call: Call) -> Reply:
+        app = await self._caller(call)
+        doc = self._json(call)
         event = self._parsed(lambda: shapes.device_event(doc, app, kind, self._now_ms()))
         await self._send([(self.topics.device_events, keys.device_key(app.app_id, event["token"]).encode(), codec.encode("DeviceEvent", event))])
-        return JSONResponse({"accepted": kind}, 202)
+        return json_reply({"accepted": kind}, 202)
 
-    async def preference(self, request: Request) -> Response:
-        app = await self._caller(request)
-        doc = await self._json(request)
+    async def preference(self, call: Call) -> Reply:
+        app = await self._caller(call)
+        doc = self._json(call)
         event = self._parsed(lambda: shapes.preference_event(doc, app, self._now_ms()))
         await self._send([(self.topics.preferences, keys.preference_key(event).encode(), codec.encode("PreferenceEvent", event))])
-        return JSONResponse({"accepted": event["kind"]}, 202)
+        return json_reply({"accepted": event["kind"]}, 202)
 
-    async def message(self, request: Request) -> Response:
-        app = await self._caller(request)
-        msg_id = request.path_params["msg_id"]
+    async def message(self, call: Call) -> Reply:
+        app = await self._caller(call)
+        msg_id = call.params["msg_id"]
         try:
             keys.check_msg_id(msg_id)
         except keys.InvalidId as bad:
@@ -135,39 +130,25 @@ class Api:
             raise Refused(503, "unavailable", f"Elasticsearch did not answer ({down}): ask again") from None
         if doc is None:
             raise Refused(404, "not_found", f"app {app.app_id} has no message {msg_id!r}, or none of its results is counted yet")
-        return JSONResponse(status.view(doc))
+        return json_reply(status.view(doc))
 
     # --- steps ---------------------------------------------------------------------------------------------
 
-    async def _caller(self, request: Request) -> App:
-        found = await self.auth.caller(request.headers.get(APP_HEADER), request.headers.get("authorization"))
+    async def _caller(self, call: Call) -> App:
+        found = await self.auth.caller(call.headers.get(APP_HEADER), call.headers.get("authorization"))
         if isinstance(found, Refusal):
             headers = {"Retry-After": retry_after(found.retry_after_s)} if found.status == 429 else None
             raise Refused(found.status, found.error, found.reason, headers=headers)
-        if request.path_params["app"] != found.app_id:
+        if call.params["app"] != found.app_id:
             raise Refused(403, "forbidden", f"these credentials are app {found.app_id}'s; they cannot act for another app")
         return found
 
-    async def _json(self, request: Request) -> Any:
-        limit = self.settings.api_max_body_bytes
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise self._too_large(request)
-        body, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise self._too_large(request)
-            body.append(chunk)
+    @staticmethod
+    def _json(call: Call) -> Any:
         try:
-            return orjson.loads(b"".join(body))
+            return orjson.loads(call.body)
         except orjson.JSONDecodeError as bad:
             raise Refused(400, "invalid", f"the body is not JSON: {bad}", {"body": "must be JSON"}) from None
-
-    def _too_large(self, request: Request) -> Refused:
-        batch = request.url.path.endswith("/batch")
-        return Refused(413, "too_large", f"the body is over {self.settings.api_max_body_bytes} bytes"
-                       + (f"; send at most {self.settings.api_max_batch} pushes a batch" if batch else ""))
 
     @staticmethod
     def _parsed(make: Callable[[], Any]) -> Any:
@@ -176,14 +157,14 @@ class Api:
         except shapes.Invalid as bad:
             raise Refused(400, "invalid", f"{len(bad.fields)} field(s) are not right: nothing was queued", bad.fields) from None
 
-    async def _send_pushes(self, app: App, records: list[dict[str, Any]]) -> Response:
+    async def _send_pushes(self, app: App, records: list[dict[str, Any]]) -> Reply:
         wait_s = self.rates.take(app.app_id, app.rate_per_s, len(records))
         if wait_s:
             raise Refused(429, "rate_limited", f"app {app.app_id} may send {app.rate_per_s:g} pushes/s", headers={"Retry-After": retry_after(wait_s)})
         await self._send([(self.topics.requests, keys.message_key(app.app_id, r["msg_id"]).encode(), codec.encode("PushRequest", r))
                           for r in records])
         self._pushes(app.app_id).inc(len(records))
-        return Response(orjson.dumps({"msg_ids": [r["msg_id"] for r in records]}), 202, media_type="application/json")
+        return json_reply({"msg_ids": [r["msg_id"] for r in records]}, 202)
 
     async def _send(self, records: list[Record]) -> None:
         """Return once Kafka acknowledged every record; Refused 503 otherwise (then some may be written, none is promised)."""
@@ -204,66 +185,139 @@ class Api:
         return int(self.clock() * 1000)
 
 
-def counted(route: str, handler: Handler) -> Handler:
-    """The handler, timed and counted, its refusals answered as JSON and anything unexpected as a 500 without details."""
-    answered: dict[int, Any] = {}  # status -> the route's counter of it (labels() looks up under a lock: ~5 µs a call)
-    latency = LATENCY.labels(route)
+@dataclass(frozen=True)
+class Route:
+    """`method` on a path of `parts`, where "{name}" takes any one part as a parameter."""
 
-    async def answer(request: Request) -> Response:
-        started = time.perf_counter()
+    method: str
+    parts: tuple[str, ...]
+    name: str
+    handler: Handler
+
+    @property
+    def path(self) -> str:
+        return "/".join(self.parts)
+
+    def params(self, parts: list[str]) -> dict[str, str] | None:
+        """The path's parameters if it is this route's path, else None."""
+        if len(parts) != len(self.parts):
+            return None
+        found = {}
+        for mine, given in zip(self.parts, parts, strict=True):
+            if mine[:1] == "{":
+                if not given:
+                    return None
+                found[mine[1:-1]] = given
+            elif mine != given:
+                return None
+        return found
+
+
+class HttpApi:
+    """The API as an ASGI app: each request matched to a route by its path, its body read (up to api_max_body_bytes)
+    for a POST, answered by the route's handler; counted and timed per route. Paths of no route answer 404, a route's
+    path with another method 405, both as JSON."""
+
+    def __init__(self, routes: list[Route], max_body_bytes: int, max_batch: int, on_shutdown: Callable[[], Awaitable[None]]) -> None:
+        self.routes, self.max_body_bytes, self.max_batch, self.on_shutdown = routes, max_body_bytes, max_batch, on_shutdown
+        self._counted = {route.name: Counted(route.name) for route in routes}
+
+    async def __call__(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
+        if scope["type"] == "lifespan":
+            await asgi.lifespan(receive, send, self.on_shutdown)
+            return
+        if scope["type"] != "http":  # websockets are not served (uvicorn runs with ws="none")
+            return
+        await asgi.answer(send, await self._serve(scope, receive))
+
+    async def _serve(self, scope: asgi.Scope, receive: asgi.Receive) -> Reply:
+        parts, method = scope["path"].split("/"), scope["method"]
+        on_path = False
+        for route in self.routes:
+            params = route.params(parts)
+            if params is None:
+                continue
+            if route.method != method and not (route.method == "GET" and method == "HEAD"):
+                on_path = True
+                continue
+            counted = self._counted[route.name]
+            started = time.perf_counter()
+            reply = await counted.guarded(route.handler, lambda: self._call(route, scope, receive, params))
+            counted.done(reply, started)
+            return reply
+        return unrouted(scope, 405 if on_path else 404)
+
+    async def _call(self, route: Route, scope: asgi.Scope, receive: asgi.Receive, params: dict[str, str]) -> Call:
+        headers = asgi.headers_of(scope)
+        if route.method != "POST":
+            return Call(params, headers)
         try:
-            response = await handler(request)
+            return Call(params, headers, await asgi.read_body(receive, headers, self.max_body_bytes))
+        except asgi.TooLarge:
+            raise Refused(413, "too_large", f"the body is over {self.max_body_bytes} bytes"
+                          + (f"; send at most {self.max_batch} pushes a batch" if route.name == "push_batch" else "")) from None
+
+
+class Counted:
+    """A route's counters: answers by status, refusals and failures by error, and its latency."""
+
+    def __init__(self, route: str) -> None:
+        self.route = route
+        self.latency = LATENCY.labels(route)
+        self._answered: dict[int, Any] = {}  # status -> its counter (labels() looks up under a lock: ~5 µs a call)
+
+    async def guarded(self, handler: Handler, read: Callable[[], Awaitable[Call]]) -> Reply:
+        """The handler's reply to the call `read` makes; refusals answered as JSON, anything unexpected as a 500 without details."""
+        try:
+            return await handler(await read())
         except Refused as refused:
-            ERRORS.labels(route, refused.error).inc()
-            response = refusal(refused)
+            ERRORS.labels(self.route, refused.error).inc()
+            return refusal(refused)
         except Exception:  # the log has the traceback; the caller gets none
-            log.exception("%s failed", route)
-            ERRORS.labels(route, "internal").inc()
-            response = JSONResponse({"error": "internal", "reason": "the API failed to answer; it is logged"}, 500)
-        counter = answered.get(response.status_code)
+            log.exception("%s failed", self.route)
+            ERRORS.labels(self.route, "internal").inc()
+            return json_reply({"error": "internal", "reason": "the API failed to answer; it is logged"}, 500)
+
+    def done(self, reply: Reply, started: float) -> None:
+        counter = self._answered.get(reply.status)
         if counter is None:
-            counter = answered[response.status_code] = REQUESTS.labels(route, str(response.status_code))
+            counter = self._answered[reply.status] = REQUESTS.labels(self.route, str(reply.status))
         counter.inc()
-        latency.observe(time.perf_counter() - started)
-        return response
-    return answer
+        self.latency.observe(time.perf_counter() - started)
 
 
-async def not_routed(request: Request, exc: Exception) -> Response:
+def unrouted(scope: asgi.Scope, code: int) -> Reply:
     """404 and 405 of paths and methods the API has no route for, as JSON."""
-    code = exc.status_code if isinstance(exc, HTTPException) else 500
-    error = {404: "not_found", 405: "method_not_allowed"}.get(code, "error")
+    error = {404: "not_found", 405: "method_not_allowed"}[code]
     ERRORS.labels("unrouted", error).inc()
-    return JSONResponse({"error": error, "reason": f"{request.method} {request.url.path[:200]}: no such route (see /openapi.json)"}, code)
+    return json_reply({"error": error, "reason": f"{scope['method']} {scope['path'][:200]}: no such route (see /openapi.json)"}, code)
 
 
 def create(settings: Settings, apps: AppStore, outbox: Sender, messages: status.MessageReader, ready: Callable[[], bool] = lambda: True,
-           **seams: Any) -> Starlette:
+           **seams: Any) -> HttpApi:
     """The API app; `ready` says whether the app registry is loaded (/health), `seams` go to Api (rates, auth, clock)."""
     api = Api(settings, apps, outbox, messages, **seams)
-    document = orjson.dumps(openapi.document(settings))
+    document = Reply(200, orjson.dumps(openapi.document(settings)))
 
-    async def health(request: Request) -> Response:
-        return JSONResponse({"ok": ready(), "apps": len(apps.all())}, 200 if ready() else 503)
+    async def health(call: Call) -> Reply:
+        return json_reply({"ok": ready(), "apps": len(apps.all())}, 200 if ready() else 503)
 
-    async def metrics(request: Request) -> Response:
-        return Response(generate_latest(), media_type="text/plain; version=0.0.4")
+    async def metrics(call: Call) -> Reply:
+        return Reply(200, generate_latest(), media_type=b"text/plain; version=0.0.4")
 
-    async def openapi_json(request: Request) -> Response:
-        return Response(document, media_type="application/json")
+    async def openapi_json(call: Call) -> Reply:
+        return document
 
-    routes = [Route("/v1/apps/{app}/push", counted("push", api.push), methods=["POST"]),
-              Route("/v1/apps/{app}/push/batch", counted("push_batch", api.push_batch), methods=["POST"]),
-              *(Route(f"/v1/apps/{{app}}/devices/{kind}", counted(f"device_{kind}", partial(api.device, kind)), methods=["POST"])
-                for kind in shapes.DEVICE_KINDS),
-              Route("/v1/apps/{app}/preferences", counted("preferences", api.preference), methods=["POST"]),
-              Route("/v1/apps/{app}/messages/{msg_id}", counted("message", api.message), methods=["GET"]),
-              Route("/openapi.json", openapi_json), Route("/health", health), Route("/metrics", metrics)]
-    return Starlette(routes=routes, exception_handlers={HTTPException: not_routed}, lifespan=lambda _: _closing(outbox, messages))
+    async def closing() -> None:
+        await messages.close()
+        outbox.close()
 
-
-@contextlib.asynccontextmanager
-async def _closing(outbox: Sender, messages: status.MessageReader) -> AsyncIterator[None]:
-    yield
-    await messages.close()
-    outbox.close()
+    app = ("", "v1", "apps", "{app}")
+    routes = [Route("POST", (*app, "push"), "push", api.push),
+              Route("POST", (*app, "push", "batch"), "push_batch", api.push_batch),
+              *(Route("POST", (*app, "devices", kind), f"device_{kind}", partial(api.device, kind)) for kind in shapes.DEVICE_KINDS),
+              Route("POST", (*app, "preferences"), "preferences", api.preference),
+              Route("GET", (*app, "messages", "{msg_id}"), "message", api.message),
+              Route("GET", ("", "openapi.json"), "openapi", openapi_json), Route("GET", ("", "health"), "health", health),
+              Route("GET", ("", "metrics"), "metrics", metrics)]
+    return HttpApi(routes, settings.api_max_body_bytes, settings.api_max_batch, closing)
