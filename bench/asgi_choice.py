@@ -26,7 +26,12 @@ with the least neighbour load (8 s per phase, paced at 3,000/s):
 
 Over 11 rounds in three runs (busier ones too), Starlette on uvicorn spent the least CPU per request in every
 round (76-121 µs at the most it takes; granian 119-184, Litestar 122-204, FastAPI 270-503) and took the most
-requests/s in 8 of 11 (granian in the other 3). Hence ingress/api.py: Starlette on uvicorn.
+requests/s in 8 of 11 (granian in the other 3).
+
+On 2026-12-01 two more candidates without a framework, in three rounds with Starlette (6 s per phase, paced at
+5,000/s): a plain ASGI app on uvicorn (asgi-uvicorn) spent 67-69 µs per request at the most it takes (12,300-12,950
+requests/s), granian's own interface RSGI (rsgi-granian) 78-79 µs (10,700-11,450/s), Starlette on uvicorn 129-132 µs
+(6,550-6,870/s). Hence ingress/api.py: plain ASGI on uvicorn (ingress/asgi.py).
 """
 # no `from __future__ import annotations`: FastAPI and Litestar read the handlers' annotations, which name local classes
 import argparse

@@ -1,5 +1,5 @@
-"""gateway/outbox.py without a broker: a send that Kafka never acknowledges times out on its deadline, and the
-deliveries that do come are handed to the event loop in batches (the real stack's tests cover acknowledged sends)."""
+"""gateway/outbox.py without a broker: a send that Kafka never acknowledges times out on its deadline, and one loop's
+sends keep their own deadlines (the real stack's tests cover acknowledged sends: tests/test_ingress_e2e.py, the gateway's)."""
 from __future__ import annotations
 
 import asyncio
