@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@command -v mvn >/dev/null || (apt-get update && apt-get install -y maven)
 	@command -v promtool >/dev/null || (apt-get update && apt-get install -y prometheus prometheus-alertmanager prometheus-pushgateway)
 	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)  # the console's browser tests
+	@command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)  # bench/ingress.py --load wrk
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'  # every package at the version CI tested

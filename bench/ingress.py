@@ -22,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -134,11 +135,42 @@ def wait_drained(settings: Settings) -> None:
 
 
 def run_phase(url: str, app: str, secret: str, run: str, seconds: float, concurrency: int, rate: float,
-              measured: dict[str, int]) -> tuple[dict[str, Any], dict[str, float]]:
+              measured: dict[str, int], wrk: bool = False) -> tuple[dict[str, Any], dict[str, float]]:
     before = {name: tree_cpu(pid) for name, pid in measured.items()}
-    out = subprocess.run([sys.executable, "-m", "bench.ingress", "drive", url, app, secret, run, str(seconds), str(concurrency), str(rate)],
-                         check=True, capture_output=True, text=True).stdout
-    return json.loads(out), {name: tree_cpu(pid) - before[name] for name, pid in measured.items()}
+    if wrk:
+        figures = wrk_once(url, app, secret, seconds, concurrency)
+    else:
+        out = subprocess.run([sys.executable, "-m", "bench.ingress", "drive", url, app, secret, run, str(seconds), str(concurrency), str(rate)],
+                             check=True, capture_output=True, text=True).stdout
+        figures = json.loads(out)
+    return figures, {name: tree_cpu(pid) - before[name] for name, pid in measured.items()}
+
+
+def wrk_once(url: str, app: str, secret: str, seconds: float, connections: int) -> dict[str, Any]:
+    """Debian's wrk in a closed loop (it cannot pace): each connection sends its next push when the last was answered,
+    without an Idempotency-Key (each push a new msg id). Its latencies count from each request's sending."""
+    script = f"""wrk.method = "POST"
+wrk.path = "/v1/apps/{app}/push"
+wrk.body = '{json.dumps(BODY)}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-Pushpipe-App"] = "{app}"
+wrk.headers["Authorization"] = "Bearer {secret}"
+done = function(summary, latency, requests)
+  io.write(string.format("JSON {{\\"requests\\": %d, \\"seconds\\": %f, \\"non2xx\\": %d, \\"errors\\": %d, "
+    .. "\\"p50_ms\\": %f, \\"p99_ms\\": %f, \\"p999_ms\\": %f}}\\n",
+    summary.requests, summary.duration / 1e6, summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write
+    + summary.errors.timeout, latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency:percentile(99.9) / 1000))
+end
+"""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:  # the secret stays out of the process list
+        lua.write(script)
+        lua.flush()
+        out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "-s", lua.name, url],
+                             check=True, capture_output=True, text=True).stdout
+    found = json.loads(next(line[5:] for line in out.splitlines() if line.startswith("JSON ")))
+    found["statuses"] = {"202": found["requests"] - found.pop("non2xx")}
+    found["errors"] = {"errors": found.pop("errors")} if found["errors"] else {}
+    return found
 
 
 def main() -> None:
@@ -155,6 +187,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=128, help="connections (each with one request in flight)")
     parser.add_argument("--noop", action="store_true", help="serve the API app here with a no-op Kafka, not the stack's")
     parser.add_argument("--port", type=int, default=18972, help="--noop: the port to serve on (loopback)")
+    parser.add_argument("--load", choices=("paced", "wrk"), default="paced",
+                        help="paced: bench/httpload.py at --rate; wrk: Debian's wrk in a closed loop over --concurrency connections")
     parser.add_argument("--jobs", choices=("paused", "running"), default="paused",
                         help="the stack's Flink jobs while measuring (paused: the API and Kafka have the cores)")
     args = parser.parse_args()
@@ -174,13 +208,14 @@ def main() -> None:
     try:
         with paused(settings, not args.noop and args.jobs == "paused") as stopped:
             run_phase(url, app, secret, f"{run}-warm", 3, args.concurrency, min(args.rate, 1000) if args.rate else 0, measured)
-            figures, cpu = run_phase(url, app, secret, run, args.seconds, args.concurrency, args.rate, measured)
+            figures, cpu = run_phase(url, app, secret, run, args.seconds, args.concurrency, args.rate, measured, wrk=args.load == "wrk")
     finally:
         if server is not None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(15)
     accepted = figures["statuses"].get("202", 0)
-    print(f"offered {args.rate:,.0f}/s for {args.seconds:g} s over {args.concurrency} connections to {url}"
+    offered = f"offered {args.rate:,.0f}/s" if args.load == "paced" else "wrk's closed loop"
+    print(f"{offered} for {args.seconds:g} s over {args.concurrency} connections to {url}"
           + (f"; paused meanwhile: {', '.join(stopped)}" if stopped else ""))
     print(f"answered 202: {accepted / figures['seconds']:,.0f}/s ({accepted:,}); others: {figures['statuses']} {figures['errors']}")
     print(f"latency ms: p50 {figures['p50_ms']:.2f}  p99 {figures['p99_ms']:.2f}  p999 {figures['p999_ms']:.2f}")
