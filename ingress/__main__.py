@@ -18,7 +18,8 @@ def main() -> None:
     settings = load()
     where = urlsplit(settings.api_url)
     apps = AppFollower(settings).start()
-    outbox = Outbox(settings.kafka_bootstrap, client_id="pushpipe-ingress", ack_timeout_s=settings.api_ack_timeout_s)
+    # linger 2 ms, not the gateway's 5: a send's answer waits for it (wrk, 32 connections: p50 4.8 ms where 7.8)
+    outbox = Outbox(settings.kafka_bootstrap, client_id="pushpipe-ingress", ack_timeout_s=settings.api_ack_timeout_s, linger_ms=2)
     server = api.create(settings, apps, outbox, ElasticMessages(settings), ready=apps.loaded.is_set)
     # access logs off: they would say which app calls what; secrets are in headers, which uvicorn never logs
     uvicorn.run(server, host=where.hostname or "127.0.0.1", port=where.port or 18470, access_log=False,
