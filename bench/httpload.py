@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -119,6 +120,7 @@ class Driver:
         self.connections: list[Connection] = []
         self.number = 0
         self.start = self.deadline = 0.0
+        self.total = 0  # paced: the requests due before the deadline
 
     async def open(self) -> Connection:
         loop = asyncio.get_running_loop()
@@ -166,7 +168,7 @@ class Driver:
 
     def tick(self, now: float) -> None:
         """Paced: send every request due by now, on idle connections or queued for the next free one."""
-        due_count = min(int((now - self.start) * self.rate), int((self.deadline - self.start) * self.rate))
+        due_count = min(int((now - self.start) * self.rate) + 1, self.total)
         while self.number + len(self.waiting) < due_count:
             due = self.start + (self.number + len(self.waiting)) / self.rate
             if self.idle and not self.waiting:
@@ -185,6 +187,7 @@ class Driver:
         await asyncio.gather(*(self.open() for _ in range(concurrency)))  # before the clock starts
         self.start = time.perf_counter()
         self.deadline = self.start + seconds
+        self.total = math.ceil(seconds * self.rate)
         last_sweep = self.start
         for connection in list(self.connections):
             self.next(connection, self.start)
