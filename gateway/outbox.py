@@ -37,14 +37,14 @@ class Outbox:
         TimeoutError once `ack_timeout_s` passed without every acknowledgement."""
         loop = asyncio.get_running_loop()
         waits = []
-        for topic, key, value in records:
-            done: asyncio.Future[None] = loop.create_future()
-            waits.append(done)
-            self._produce(topic, key, value, partial(self._delivered, done))
-        self._waiting += len(records)
         if self._polled is not loop:
             self._polled = loop
             loop.call_later(POLL_S, self._poll, loop)
+        for topic, key, value in records:
+            done: asyncio.Future[None] = loop.create_future()
+            self._produce(topic, key, value, partial(self._delivered, done))  # may raise: the records before it still count
+            self._waiting += 1
+            waits.append(done)
         if self.ack_timeout_s is not None:
             self._expire_later(loop, waits)
         await (waits[0] if len(waits) == 1 else asyncio.gather(*waits))

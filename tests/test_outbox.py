@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import pytest
+from confluent_kafka import KafkaException
 
 from pushpipe.gateway.outbox import SWEEP_S, Outbox
 
@@ -47,3 +48,22 @@ def test_later_sends_keep_their_own_deadlines() -> None:
         outbox.close(timeout_s=0)
     assert 0.4 <= first < 0.4 + SWEEP_S + 0.2
     assert 0.7 <= second < 0.7 + SWEEP_S + 0.2, "the second send waited its own 0.4 s, not the first one's"
+
+
+def test_a_record_refused_on_the_way_in_leaves_the_ones_before_it_waited_for() -> None:
+    """Records produced before one librdkafka refuses at once (too large) still count as waiting, so the loop's timer
+    keeps serving their delivery reports; a count that went below zero would stop it for every later send."""
+    outbox = Outbox(NOWHERE, client_id="test-outbox", ack_timeout_s=0.3)
+
+    async def send() -> None:
+        with pytest.raises(KafkaException):
+            await outbox.send([("t", b"k", b"v"), ("t", b"k2", b"x" * 2_000_000)])  # over message.max.bytes
+        assert outbox._waiting == 1
+        with pytest.raises(TimeoutError):
+            await outbox.send([("t", b"k3", b"v")])
+        assert outbox._waiting == 2 and outbox._polled is not None, "still polling for the two that wait"
+
+    try:
+        asyncio.run(send())
+    finally:
+        outbox.close(timeout_s=0)
