@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.ingress                      # the running stack's API (`pushpipe up`), Kafka beside it
     .venv/bin/python -m bench.ingress --noop               # the API app alone, Kafka's acknowledgement a no-op: checks the bench
+    .venv/bin/python -m bench.ingress --load wrk --concurrency 32   # Debian's wrk in a closed loop instead (it cannot pace)
 
 Against the stack it registers an app of its own (a rate far above the load) and sends single pushes to pins
 without devices (fan-out counts them as such: what is measured is the API and Kafka's acks=all). Each request is
