@@ -240,11 +240,7 @@ class HttpApi:
             if route.method != method and not (route.method == "GET" and method == "HEAD"):
                 on_path = True
                 continue
-            counted = self._counted[route.name]
-            started = time.perf_counter()
-            reply = await counted.guarded(route.handler, lambda: self._call(route, scope, receive, params))
-            counted.done(reply, started)
-            return reply
+            return await self._counted[route.name].answer(route.handler, lambda: self._call(route, scope, receive, params))
         return unrouted(scope, 405 if on_path else 404)
 
     async def _call(self, route: Route, scope: asgi.Scope, receive: asgi.Receive, params: dict[str, str]) -> Call:
@@ -266,8 +262,19 @@ class Counted:
         self.latency = LATENCY.labels(route)
         self._answered: dict[int, Any] = {}  # status -> its counter (labels() looks up under a lock: ~5 µs a call)
 
-    async def guarded(self, handler: Handler, read: Callable[[], Awaitable[Call]]) -> Reply:
-        """The handler's reply to the call `read` makes; refusals answered as JSON, anything unexpected as a 500 without details."""
+    async def answer(self, handler: Handler, read: Callable[[], Awaitable[Call]]) -> Reply:
+        """The handler's reply to the call `read` makes, timed and counted; refusals answered as JSON, anything
+        unexpected as a 500 without details."""
+        started = time.perf_counter()
+        reply = await self._guarded(handler, read)
+        counter = self._answered.get(reply.status)
+        if counter is None:
+            counter = self._answered[reply.status] = REQUESTS.labels(self.route, str(reply.status))
+        counter.inc()
+        self.latency.observe(time.perf_counter() - started)
+        return reply
+
+    async def _guarded(self, handler: Handler, read: Callable[[], Awaitable[Call]]) -> Reply:
         try:
             return await handler(await read())
         except Refused as refused:
@@ -277,13 +284,6 @@ class Counted:
             log.exception("%s failed", self.route)
             ERRORS.labels(self.route, "internal").inc()
             return json_reply({"error": "internal", "reason": "the API failed to answer; it is logged"}, 500)
-
-    def done(self, reply: Reply, started: float) -> None:
-        counter = self._answered.get(reply.status)
-        if counter is None:
-            counter = self._answered[reply.status] = REQUESTS.labels(self.route, str(reply.status))
-        counter.inc()
-        self.latency.observe(time.perf_counter() - started)
 
 
 def unrouted(scope: asgi.Scope, code: int) -> Reply:
