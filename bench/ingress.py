@@ -63,15 +63,13 @@ class NoMessages:
 
 
 def serve_noop(port: int) -> None:
-    import uvicorn
-
-    from pushpipe.ingress import api
+    from pushpipe.ingress import api, asgi
     from pushpipe.ingress.apps import hash_secret
     from pushpipe.schemas.apps import App, MemoryApps
 
     apps = MemoryApps([App(NOOP_APP, hash_secret(NOOP_SECRET), "salt", rate_per_s=1e6)])
     server = api.create(load(), apps, NoopOutbox(), NoMessages())
-    uvicorn.run(server, host="127.0.0.1", port=port, loop="uvloop", http="httptools", ws="none", access_log=False, log_level="warning")
+    asgi.serve(server, "127.0.0.1", port)
 
 
 def drive_once(url: str, app: str, secret: str, run: str, seconds: float, concurrency: int, rate: float) -> None:
