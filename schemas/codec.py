@@ -177,7 +177,7 @@ def new_record(name: str, **fields: Any) -> Record:
 @cache
 def _defaults(name: str) -> tuple[dict[str, Any], tuple[tuple[str, Callable[[], Any]], ...]]:
     """The defaults of a record type: the plain ones to copy at once, and for maps and arrays what makes each
-    record its own (a dict of plain defaults copied in C: 1.9 µs a PushRequest where a comprehension took 3.1)."""
+    record its own (a dict of plain defaults copied in C: 1.3 µs a PushRequest where a comprehension took 3.1, one run each)."""
     plain, fresh = {}, []
     for f in schema(name)["fields"]:
         if "default" not in f:
