@@ -80,6 +80,26 @@ def test_a_long_pin_list_goes_out_a_slice_per_timer() -> None:
     assert not h.timers and not h.advance(10_000)
 
 
+def test_a_slice_slow_to_hand_on_doubles_the_wait_and_quick_ones_shorten_it() -> None:
+    h = Harness(Intake(3600))
+    take(h, push_request("app", [f"u{n}" for n in range(5 * intake.PIN_SLICE)], "t", "b"))
+    handing_on = iter(range(1_000_000))
+    h.fn.clock = lambda: h.now + (intake.SLOW_SLICE_MS + 1) * (next(handing_on) % 2)  # each slice blocks a while
+    assert len(h.advance(intake.SLICE_INTERVAL_MS)) == intake.PIN_SLICE
+    assert not h.advance(2 * intake.SLICE_INTERVAL_MS - 1), "a slow slice doubles the wait"
+    assert len(h.advance(1)) == intake.PIN_SLICE
+    h.fn.clock = lambda: h.now  # the pin directory keeps up again
+    assert not h.advance(4 * intake.SLICE_INTERVAL_MS - 1) and len(h.advance(1)) == intake.PIN_SLICE
+    assert not h.advance(3 * intake.SLICE_INTERVAL_MS - 1), "a quick slice shortens it by a quarter"
+    assert len(h.advance(1)) == intake.PIN_SLICE and not h.timers
+
+
+def test_the_wait_between_slices_stays_between_its_bounds() -> None:
+    assert intake.next_wait_ms(intake.SLICE_INTERVAL_MS, 0) == intake.SLICE_INTERVAL_MS
+    assert intake.next_wait_ms(intake.MAX_SLICE_INTERVAL_MS, intake.SLOW_SLICE_MS + 1) == intake.MAX_SLICE_INTERVAL_MS
+    assert intake.next_wait_ms(100, intake.SLOW_SLICE_MS) == 75, "a slice as slow as the bound is quick"
+
+
 def test_a_duplicate_is_a_result_and_a_scheduled_request_waits_for_its_time() -> None:
     h = Harness(Intake(3600))
     later = made(push_request("app", ["u"], "t", "b", deliver_at=h.now + 60_000), h.now)
