@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,6 +287,7 @@ def ensure_topics(settings: Settings) -> None:
     wanted = [_new_topic(settings, name) for name in _topic_names(settings) if name not in existing]
     if wanted:
         _create(admin, wanted)
+        _wait_listed(settings, [t.topic for t in wanted])
     for change in fix_topic_configs(admin, settings, [n for n in _topic_names(settings) if n in existing]):
         print(f"[pushpipe] kafka: {change}", file=sys.stderr, flush=True)
 
@@ -297,6 +299,18 @@ def _create(admin: AdminClient, topics: list[NewTopic]) -> None:
         except KafkaException as err:
             if err.args[0].name() != "TOPIC_ALREADY_EXISTS":
                 raise RuntimeError(f"creating topic {name} failed: {err}") from err
+
+
+def _wait_listed(settings: Settings, names: list[str], timeout_s: float = 30) -> None:
+    """Until each broker lists the new topics: one learns of them from the controller a moment after
+    create_topics returns, and a client asking it meanwhile would find no such topic."""
+    deadline = time.monotonic() + timeout_s
+    for node in nodes(settings):
+        admin = _admin(settings, f"{node.host}:{node.port}")
+        while not set(names) <= set(admin.list_topics(timeout=10).topics):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"broker {node.node_id} did not list the new topics within {timeout_s:.0f} s")
+            time.sleep(0.05)
 
 
 # The topic configs pushpipe owns: set as topic_config says, or removed where it sets none.
@@ -364,10 +378,10 @@ def _topic_names(settings: Settings) -> list[str]:
     return settings.topics.all()
 
 
-def _admin(settings: Settings) -> AdminClient:
+def _admin(settings: Settings, bootstrap: str = "") -> AdminClient:
     # Short timeouts so that health checks on a stopped broker answer quickly.
     return AdminClient({
-        "bootstrap.servers": settings.kafka_bootstrap,
+        "bootstrap.servers": bootstrap or settings.kafka_bootstrap,
         "socket.timeout.ms": 3000,
         "socket.connection.setup.timeout.ms": 3000,
         "log_level": 0,  # librdkafka would log every refused connection while the broker is down

@@ -149,6 +149,13 @@ def test_a_pin_push_becomes_a_batch_per_vendor_and_an_unknown_pin_a_reason(pins:
     assert expanded == {"apns": 1, "hms": 1}
 
 
+def test_an_unknown_pin_leaves_no_state_behind(pins: Harness) -> None:
+    key = keys.pin_key("a", "nobody")
+    for n in range(3):
+        pins.process(ToPin(key, "request", push_request("a", ["nobody", f"other{n}"], "t", "b", msg_id=f"m{n}")))
+    assert pins.state("pin", key).value() is None, "a pin list to unregistered users writes nothing per user"
+
+
 def test_a_pin_push_carries_each_device_profile_with_its_token(pins: Harness) -> None:
     key = keys.pin_key("a", "u")
     pins.process(ToPin(key, "device", device_event("a", "u", "ios1", **IPHONE)))

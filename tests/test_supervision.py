@@ -16,7 +16,9 @@ import statistics
 import threading
 import time
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from pushpipe import liveness, observe
 from pushpipe.config import Settings
@@ -61,6 +63,13 @@ KILLED = [(FlinkJob("fanout"), "job-fanout"), (FlinkJob("dispatch"), "job-dispat
           (Simulators(), "simulators"), (ClickHouse(), "clickhouse")]
 
 
+def ledger_resent(settings: Settings) -> float:
+    """Tokens the (restarted) dispatch job sent again because its ledger had them in flight at the crash."""
+    text = httpx.get(f"http://127.0.0.1:{settings.dispatch_metrics_port}/metrics", timeout=10).text
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == "pushpipe_ledger_tokens_total" and sample.labels.get("kind") == "resent")
+
+
 def running(component: object, settings: Settings) -> bool:
     """A job whose mini-cluster runs it again (its tasks may still be restoring), or a healthy service."""
     if isinstance(component, FlinkJob):
@@ -74,6 +83,7 @@ def test_killed_components_come_back_and_nothing_is_lost(pipeline: Settings, pro
     register(producer, pipeline, app, run_id, waves=2 * len(KILLED), users=users)
     times: dict[str, tuple[float, float]] = {}
     repeats: dict[str, int] = {}
+    in_doubt = 0.0
     for i, (component, pid_name) in enumerate(KILLED):
         before, after = 2 * i, 2 * i + 1
         push_wave(producer, app, run_id, before, users)
@@ -95,10 +105,14 @@ def test_killed_components_come_back_and_nothing_is_lost(pipeline: Settings, pro
         if pid_name != "simulators":
             time.sleep(3)  # replays arrive
             repeats[component.name] = sum(admin.accepted(f"{run_id}{w:02x}")["count"] - users for w in (before, after))
+            if pid_name == "job-dispatch":
+                in_doubt = ledger_resent(pipeline)
     print("\nkill -9, then back (job RUNNING / service healthy) and the wave produced meanwhile all accepted: "
           + ", ".join(f"{name} {b:.1f}s/{a:.1f}s" for name, (b, a) in times.items())
-          + f"; tokens sent twice, per component killed: {repeats}")
-    assert repeats["job-dispatch"] <= 20, "a dispatch crash repeats only the calls in flight"
+          + f"; tokens sent twice, per component killed: {repeats} ({in_doubt:.0f} in doubt after the dispatch crash)")
+    # a token the vendor took just before the kill, its SENT mark not yet written, is sent again: the restarted
+    # ledger counts those as resent, and nothing else is sent twice
+    assert repeats["job-dispatch"] <= in_doubt <= 2 * users, (repeats, in_doubt)
     ch = clickhouse.connect(pipeline, create=False)
     sql = f"SELECT sum(accepted) AS a FROM {pipeline.clickhouse_database}.dispatch_results FINAL WHERE app_id = '{app}'"
     total = 2 * len(KILLED) * users

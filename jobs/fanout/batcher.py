@@ -2,8 +2,9 @@
 batches, and the not-sent outcomes of a pin list's pins into few results (vendor NO_VENDOR).
 
 What waits is appended to a list state, a pin's part at a time, and read once when it goes out: kept as
-one value, it was read and written whole for every pin (quadratic in a batch's size). Batches are
-numbered per key in state, so a replay after a restart gives each the same id again.
+one value, it was read and written whole for every pin (quadratic in a batch's size). The request is
+written once per batch and its count apart, as an integer, since pickling it for every pin cost more than
+the part itself. Batches are numbered per key in state, so a replay after a restart gives each the same id again.
 """
 from __future__ import annotations
 
@@ -36,22 +37,24 @@ class Batcher(KeyedProcessFunction):
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.parts = runtime_context.get_list_state(ListStateDescriptor("parts", PICKLED))  # lists of items
-        self.head = runtime_context.get_state(ValueStateDescriptor("head", PICKLED))  # (vendor, request, items waiting)
+        self.head = runtime_context.get_state(ValueStateDescriptor("head", PICKLED))  # (vendor, request) of what waits
+        self.waiting = runtime_context.get_state(ValueStateDescriptor("waiting", Types.INT()))  # items waiting
         emitted = ValueStateDescriptor("emitted", Types.INT())
         emitted.enable_time_to_live(runtime.ttl(NUMBERS_TTL))
         self.emitted = runtime_context.get_state(emitted)
 
     def process_element(self, value: Gather, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         _, vendor, request, items = value
-        head = self.head.value()
-        if head is None:
-            head = (vendor, request, 0)
+        waiting = self.waiting.value()
+        if waiting is None:
+            waiting = 0
+            self.head.update((vendor, request))
             ctx.timer_service().register_processing_time_timer(ctx.timer_service().current_processing_time() + LINGER_MS)
         self.parts.add(items)
-        waiting = head[2] + len(items)
+        waiting += len(items)
         full = records.MAX_OUTCOMES if vendor == NO_VENDOR else self.batch_size
         if waiting < full:
-            self.head.update((head[0], head[1], waiting))
+            self.waiting.update(waiting)
             return
         buffered = [item for part in self.parts.get() for item in part]
         self.parts.clear()
@@ -60,12 +63,13 @@ class Batcher(KeyedProcessFunction):
             buffered = buffered[full:]
         if buffered:
             self.parts.add(buffered)
-        self.head.update((head[0], head[1], len(buffered)))
+        self.waiting.update(len(buffered))
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
         head = self.head.value()
         buffered = [item for part in (self.parts.get() or []) for item in part]
         self.head.clear()
+        self.waiting.clear()
         self.parts.clear()
         if head and buffered:
             yield from self.flush(head[0], head[1], buffered)

@@ -74,7 +74,8 @@ class PinDirectory(Directory):
         if request["target"] in ("broadcast", "segment"):  # the pin's devices in the audience
             only = {token for token, _ in shards.select(state["devices"].items(), request)[0]}
         result = expand_for_pin(request, pin, state, self.clock(), self.policy, self.templates, only)
-        self.state.update(result.state)
+        if state["devices"] or result.state is not state:  # a pin without devices counts nothing: an unknown one leaves no state
+            self.state.update(result.state)
         if result.defer_until is not None:
             self.deferred.put(request["msg_id"], {**request, "_defer_until": result.defer_until})
             ctx.timer_service().register_processing_time_timer(result.defer_until)
