@@ -7,8 +7,8 @@ The app comes from the path and its environment from the registry, never from th
 """
 from __future__ import annotations
 
+import os
 import re
-import uuid
 import zoneinfo
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -203,7 +203,8 @@ def push_batch(doc: Any, app: App, idempotency_key: str, now_ms: int, max_batch:
 
 
 def new_msg_id() -> str:
-    return uuid.uuid4().hex
+    """128 random bits from the OS, as hex: what uuid4().hex gives less its version bits, in 0.5 µs where 2.3."""
+    return os.urandom(16).hex()
 
 
 # --- devices and preferences -----------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from pushpipe import cli
 from pushpipe.config import Settings, load
 from pushpipe.infra import components, kafka, prometheus
-from pushpipe.ingress import api, apps, auth, openapi, shapes, status
+from pushpipe.ingress import api, apps, asgi, auth, openapi, shapes, status
 from pushpipe.ingress.apps import AppProblem, Registry
 from pushpipe.ingress.limits import Buckets, TokenBucket
 from pushpipe.schemas import codec, keys
@@ -516,3 +516,42 @@ def test_cli_rotates_the_callback_secret_alone_and_shows_the_sdk_key_made_with_i
     assert last is not None and new_callback != callback and last.callback_salt != first.callback_salt
     assert registry.verify("shop", secret), "the API secret stays"
     assert rotated.output.splitlines()[-1].strip() == signing.sdk_key(signing.key_for(key, last), "shop")
+
+
+class Wire:
+    """A transport's stand-in: what was written, in the writes it came in."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str) -> str:
+        return f"info:{name}"
+
+
+def test_an_answers_head_and_body_leave_in_one_write_and_a_close_sends_what_waits() -> None:
+    async def answer_twice() -> tuple[Wire, list[bytes]]:
+        wire = Wire()
+        joined = asgi.JoinedWrites(wire, asyncio.get_running_loop())  # type: ignore[arg-type]
+        joined.write(b"HTTP/1.1 202 Accepted\r\n\r\n")
+        joined.write(b"{}")
+        assert not wire.writes, "nothing leaves before the loop's pass ends"
+        await asyncio.sleep(0)
+        first = list(wire.writes)
+        joined.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        joined.close()
+        assert joined.get_extra_info("peername") == "info:peername"
+        return wire, first
+
+    wire, first = asyncio.run(answer_twice())
+    assert first == [b"HTTP/1.1 202 Accepted\r\n\r\n{}"]
+    assert wire.writes[1:] == [b"HTTP/1.1 400 Bad Request\r\n\r\n"] and wire.closed
