@@ -93,6 +93,9 @@ def test_deliver_at_holds_and_ttl_expires(pipeline: Settings, producer: PushProd
     assert 7_500 <= rows[0]["hold_ms"] <= 8_500 and rows[0]["latency_ms"] < 5_000, rows
 
 
+LATE_S = 30  # a firing's lateness allowed; CI once saw 26 s, on a machine running a benchmark beside it
+
+
 def test_recurring_schedule_fires_each_minute(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
     app = f"cron-{run_id}"
     registered(producer, pipeline, device_event(app, "u", tok(run_id, 0)))
@@ -101,7 +104,11 @@ def test_recurring_schedule_fires_each_minute(pipeline: Settings, producer: Push
     send(producer, push_request(app, ["u"], "digest", "b", recurrence="* * * * *", recurrence_until=second + 1000))
     observe.wait_for(lambda: accepted(admin, run_id)[tok(run_id, 0)] >= 2, 160, "two occurrences")
     firings = sorted(r["at"] for r in admin.accepted(tok(run_id, 0), payloads=True)["records"])
-    assert len(firings) == 2 and 55 <= firings[1] - firings[0] <= 65, firings
+    assert len(firings) == 2, firings
+    late = [at - minute for at, minute in zip(firings, (second / 1000 - 60, second / 1000), strict=True)]
+    # each fires at its minute, never before it; up to LATE_S after it on a machine busy with other work
+    print(f"\nfired {late[0]:.1f} s and {late[1]:.1f} s after their minutes")
+    assert all(-0.5 <= s <= LATE_S for s in late), (firings, late)
 
 
 def test_tokens_broadcast_and_segments(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
