@@ -212,14 +212,18 @@ def _failure_message(what: str, reason: str, settings: Settings | None, name: st
 
 
 def descendants(pid: int) -> list[int]:
-    """Every process below pid (children, grandchildren, ...), from /proc."""
+    """Every process below pid (children, grandchildren, ...), from /proc (os.listdir and open, not pathlib's glob and
+    read_text: 2.8 ms a scan of ~90 processes where 6.3; the supervisor scans every second)."""
     parents: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
             continue
-        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        try:
+            with open(f"/proc/{name}/stat", "rb") as stat:
+                ppid = int(stat.read().rsplit(b")", 1)[1].split(None, 2)[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        parents.setdefault(ppid, []).append(int(name))
     found, todo = [], [pid]
     while todo:
         children = parents.get(todo.pop(), [])

@@ -2,6 +2,7 @@
 each problem's grace: the logic, without services."""
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -9,7 +10,7 @@ import time
 import pytest
 
 from pushpipe import cli
-from pushpipe.infra import process, restarts, stack
+from pushpipe.infra import flinkrest, jobs, process, restarts, stack
 from pushpipe.infra.service import Health
 
 
@@ -78,3 +79,34 @@ def test_a_stopped_or_finished_process_is_not_live() -> None:
         child.kill()
         child.wait()
     assert not process.is_live(child.pid)
+
+
+def test_descendants_are_children_and_grandchildren_from_proc() -> None:
+    shell = subprocess.Popen(["sh", "-c", "sleep 30 & sleep 30 & wait"])
+    try:
+        deadline = time.monotonic() + 5
+        while len(process.descendants(shell.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        found = process.descendants(shell.pid)
+        assert len(found) == 2 and all("sleep" in process.cmdline(pid) for pid in found)
+        assert shell.pid in process.descendants(os.getpid()), "a child of this process"
+        assert set(found) <= set(process.descendants(os.getpid())), "and its children in turn"
+    finally:
+        for pid in process.descendants(shell.pid):
+            os.kill(pid, signal.SIGKILL)
+        shell.wait()
+
+
+def test_a_jobs_checkpoint_is_read_once_per_period_and_each_job_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[str] = []
+    monkeypatch.setattr(flinkrest, "last_checkpoint_ms", lambda base, jid: reads.append(jid) or 1000 * len(reads))
+    clock = [100.0]
+    monkeypatch.setattr(jobs.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(jobs, "_acks", {})
+    assert jobs.latest_ack("http://rest", "a") == 1000
+    clock[0] += jobs.CHECKPOINT_READ_S - 1
+    assert jobs.latest_ack("http://rest", "a") == 1000, "within the period: the ack read before"
+    assert jobs.latest_ack("http://rest", "b") == 2000, "another job (a restarted one has a new id) is read at once"
+    clock[0] += 1
+    assert jobs.latest_ack("http://rest", "a") == 3000
+    assert reads == ["a", "b", "a"]
