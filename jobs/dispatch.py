@@ -1,9 +1,10 @@
 """Dispatch job: push.dispatch.{high,normal,low} + push.retry -> vendor APIs (async I/O) -> results.
 
     lanes (a source each) ─────────────────────────────────┐
-    push.retry ─ parse ─ key batch: hold until not_before ─┴─> parse bundles ─> send (async) ─> push.results
-                                                                        ├─> push.retry (long retry delays)
-                                                                        └─> device.feedback (dead tokens)
+    push.retry ─ parse ─ key batch: hold until not_before ─┴─> parse and send (async) ─> push.results
+                                                                     ├─> push.retry (long retry delays)
+                                                                     ├─> device.feedback (dead tokens)
+                                                                     └─> push.dlq (a record neither bundle nor batch)
 Sending (ledger, exits, rate limits, retries, fallback) is in jobs/sender.py; the policy in
 jobs/dispatch_policy.py. Each lane has its own source, which the operator reads in turn, and the
 rate limiters serve high priority first, so a low-priority flood cannot starve high priority.
@@ -47,6 +48,8 @@ TIMEOUT_S = 600.0  # a bundle still being sent then (rate limit, outage): its ba
 NO_PYFLINK_TIMEOUT = Time.milliseconds(0)
 RETRY = OutputTag("retry", runtime.BYTES)
 FEEDBACK = OutputTag("feedback", runtime.BYTES)
+SIDE_OUTPUTS = {"retry": RETRY, "feedback": FEEDBACK, "dlq": deadletters.DLQ}
+LANES = "push.dispatch.*"  # where a record that is neither bundle nor batch came from, as its dead letter says
 log = logging.getLogger("pushpipe.dispatch")
 
 
@@ -59,24 +62,16 @@ class ParseBatches(ProcessFunction):
         yield from deadletters.decode_or_dlq(JOB, self.topic, "DispatchBatch", value)
 
 
-@liveness.watched
-class ParseBundles(ProcessFunction):
-    """A lane's DispatchBundle, or one DispatchBatch (a due retry, or a lane record from before bundles), as a list."""
-
-    def __init__(self, topic: str) -> None:
-        self.topic = topic
-
-    def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterator[Any]:
-        single = codec.record_name(value) == "DispatchBatch"
-        for item in deadletters.decode_or_dlq(JOB, self.topic, "DispatchBatch" if single else "DispatchBundle", value):
-            if isinstance(item, tuple):  # dead letter
-                yield item
-            elif single:
-                yield [item]
-            elif item["batches"]:
-                yield item["batches"]
-            else:
-                yield deadletters.dead_letter(JOB, self.topic, value, "empty_bundle", "a DispatchBundle without batches")
+def parse_bundle(value: bytes, topic: str = LANES) -> list[dict[str, Any]] | tuple[OutputTag, bytes]:
+    """A lane's DispatchBundle, or one DispatchBatch (a due retry, or a lane record from before bundles), as a list of
+    batches; a dead letter (a DLQ side output) if it is neither."""
+    single = codec.record_name(value) == "DispatchBatch"
+    [item] = deadletters.decode_or_dlq(JOB, topic, "DispatchBatch" if single else "DispatchBundle", value)
+    if isinstance(item, tuple):
+        return item
+    if single:
+        return [item]
+    return item["batches"] or deadletters.dead_letter(JOB, topic, value, "empty_bundle", "a DispatchBundle without batches")
 
 
 @liveness.watched
@@ -98,12 +93,6 @@ class HoldUntilDue(KeyedProcessFunction):
         self.batch.clear()
         if batch is not None:
             yield codec.encode("DispatchBatch", batch)
-
-
-def as_bundle(element: list[dict[str, Any]] | dict[str, Any]) -> list[dict[str, Any]]:
-    """The element as a list of batches: one checkpointed in flight by a version before bundles is a lone batch."""
-    return [element] if isinstance(element, dict) else element
-
 
 
 def receipt_callbacks(settings: Settings, registry: apps.AppLookup) -> Callable[[str, str], str] | None:
@@ -134,7 +123,13 @@ def receipt_callbacks(settings: Settings, registry: apps.AppLookup) -> Callable[
     return callback_url
 
 class SendBundle(AsyncFunction):
-    """PyFlink's async I/O around Sender: the batches of one bundle are sent concurrently."""
+    """PyFlink's async I/O around Sender: a lane record (or a due retry) parsed, its batches sent concurrently.
+
+    Parsed here, not by an operator before it: PyFlink cannot chain a Python operator into an async one, and in
+    process mode each Python operator holds its records for a bundle of its own (up to 20 ms, jobs/runtime.py) and
+    pays Beam's per-bundle work (a control message, the data channel, a state sampler thread) for each.
+    Nothing is in flight at a checkpoint (PyFlink finishes the bundle, waiting for every call, before the barrier),
+    so no element of another shape is ever restored here."""
 
     def __init__(self, settings: Settings, timeout_s: float = TIMEOUT_S) -> None:
         self.settings = settings
@@ -157,15 +152,18 @@ class SendBundle(AsyncFunction):
         self.loop: asyncio.AbstractEventLoop | None = None
         metrics.serve(self.settings.dispatch_metrics_port + runtime_context.get_index_of_this_subtask())
 
-    async def async_invoke(self, element: list[dict[str, Any]] | dict[str, Any]) -> list[tuple[str, bytes]]:
+    async def async_invoke(self, element: bytes) -> list[tuple[str, bytes]]:
+        batches = parse_bundle(element)
+        if isinstance(batches, tuple):  # a dead letter
+            return [("dlq", batches[1])]
         self.loop = asyncio.get_running_loop()
-        sending = asyncio.ensure_future(self.send(as_bundle(element)))
+        sending = asyncio.ensure_future(self.send(batches))
         done, _ = await asyncio.wait({sending}, timeout=self.timeout_s)
         if done:
             return sending.result()
         # left to finish, not cancelled: what it sends is settled in the ledger, so the retries skip it
         sending.add_done_callback(_late)
-        return self.timeout(element)
+        return self.timeout(batches)
 
     async def send(self, batches: list[dict[str, Any]]) -> list[tuple[str, bytes]]:
         inflight = metrics.INFLIGHT.labels(batches[0]["priority"])  # a bundle holds one lane's batches
@@ -176,9 +174,8 @@ class SendBundle(AsyncFunction):
         finally:
             inflight.dec(len(batches))
 
-    def timeout(self, element: list[dict[str, Any]] | dict[str, Any]) -> list[tuple[str, bytes]]:
+    def timeout(self, batches: list[dict[str, Any]]) -> list[tuple[str, bytes]]:
         """Nothing is lost: batches that waited too long are sent again later (the ledger skips what went out)."""
-        batches = as_bundle(element)
         log.warning("bundle of %d batch(es), first %s, timed out; scheduling retries", len(batches), batches[0]["batch_id"])
         retry_at = now_ms() + 30_000
         return [("retry", codec.encode("DispatchBatch", subset(b, b["tokens"], b["attempt"] + 1, retry_at))) for b in batches]
@@ -203,14 +200,14 @@ def _late(sending: asyncio.Future[Any]) -> None:
 
 @liveness.watched
 class Route(ProcessFunction):
-    """Results to the main output; retries and device feedback to their side outputs."""
+    """Results to the main output; retries, device feedback and dead letters to their side outputs."""
 
     def process_element(self, value: tuple[str, bytes], ctx: ProcessFunction.Context) -> Iterator[Any]:
         kind, payload = value
         if kind == "result":
             yield payload
         else:
-            yield (RETRY if kind == "retry" else FEEDBACK), payload
+            yield SIDE_OUTPUTS[kind], payload
 
 
 def build(settings: Settings) -> Any:
@@ -227,11 +224,10 @@ def build(settings: Settings) -> Any:
     retries = runtime.kafka_source(env, settings, topics.retry, group).process(ParseBatches(topics.retry)).name("parse-retries").uid("parse-retries")
     due = (retries.key_by(lambda b: f"{b['batch_id']}/{b['attempt']}", key_type=Types.STRING())
            .process(HoldUntilDue(), output_type=runtime.BYTES).name("hold-until-due").uid("hold-until-due"))
-    bundles = due.union(*lanes).process(ParseBundles("push.dispatch.*")).name("parse-bundles").uid("parse-bundles")
-    for parsed in (bundles, retries):
-        runtime.sink_dlq(parsed, settings)
-    sent = AsyncDataStream.unordered_wait(bundles, SendBundle(settings), NO_PYFLINK_TIMEOUT, CAPACITY)
+    sent = AsyncDataStream.unordered_wait(due.union(*lanes), SendBundle(settings), NO_PYFLINK_TIMEOUT, CAPACITY)
     routed = sent.name("send").uid("send").process(Route(), output_type=runtime.BYTES).name("route").uid("route")
+    for parsed in (routed, retries):
+        runtime.sink_dlq(parsed, settings)
     routed.sink_to(runtime.kafka_sink(settings, topics.results)).name("push.results")
     routed.get_side_output(RETRY).sink_to(runtime.kafka_sink(settings, topics.retry)).name("push.retry")
     routed.get_side_output(FEEDBACK).sink_to(runtime.kafka_sink(settings, topics.device_feedback)).name("device.feedback")

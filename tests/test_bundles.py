@@ -10,7 +10,7 @@ import asyncio
 from flink_fakes import Harness
 from pushpipe.config import load
 from pushpipe.jobs.deadletters import DLQ
-from pushpipe.jobs.dispatch import ParseBundles, SendBundle
+from pushpipe.jobs.dispatch import SendBundle, parse_bundle
 from pushpipe.jobs.fanout import records
 from pushpipe.jobs.fanout.bundler import BUNDLE_LINGER_MS, Bundler
 from pushpipe.jobs.fanout.emit import lane_batch
@@ -99,17 +99,24 @@ def test_a_batch_worth_of_tokens_fills_a_bundle() -> None:
 
 
 def test_dispatch_reads_bundles_and_lone_batches() -> None:
-    parse = ParseBundles("push.dispatch.normal")
     one, two = batch(), batch(tokens=2)
-    assert list(parse.process_element(codec.encode("DispatchBundle", {"batches": [one, two]}), None)) == [[one, two]]
-    assert list(parse.process_element(codec.encode("DispatchBatch", one), None)) == [[one]]  # a retry, or from before bundles
+    assert parse_bundle(codec.encode("DispatchBundle", {"batches": [one, two]})) == [one, two]
+    assert parse_bundle(codec.encode("DispatchBatch", one)) == [one]  # a retry, or from before bundles
 
 
 def test_an_empty_or_broken_bundle_is_dead_lettered() -> None:
-    parse = ParseBundles("push.dispatch.normal")
     for payload, error in ((codec.encode("DispatchBundle", {"batches": []}), "empty_bundle"), (b"junk", "malformed_avro")):
-        [(tag, letter)] = parse.process_element(payload, None)
+        tag, letter = parse_bundle(payload, "push.dispatch.normal")
         assert tag is DLQ and codec.decode("DeadLetter", letter)["error"] == error
+        assert codec.decode("DeadLetter", letter)["source_topic"] == "push.dispatch.normal"
+
+
+def test_a_record_that_is_no_bundle_goes_from_send_to_the_dead_letters_and_nothing_is_sent() -> None:
+    send = SendBundle(load(), timeout_s=5)
+    sender = send.sender = SlowSender(0.01)  # type: ignore[assignment]
+    [(kind, letter)] = asyncio.run(send.async_invoke(b"junk"))
+    assert kind == "dlq" and codec.decode("DeadLetter", letter)["error"] == "malformed_avro"
+    assert sender.finished == 0
 
 
 def test_a_bundle_that_times_out_retries_each_batch() -> None:
@@ -159,7 +166,8 @@ def test_a_bundle_sent_in_time_answers_its_results() -> None:
     send = SendBundle(load(), timeout_s=5)
     send.sender = SlowSender(0.01)  # type: ignore[assignment]
     one, two = batch(), batch(tokens=2)
-    assert asyncio.run(send.async_invoke([one, two])) == [("result", one["batch_id"].encode()), ("result", two["batch_id"].encode())]
+    bundle = codec.encode("DispatchBundle", {"batches": [one, two]})
+    assert asyncio.run(send.async_invoke(bundle)) == [("result", one["batch_id"].encode()), ("result", two["batch_id"].encode())]
 
 
 def test_a_bundle_past_its_timeout_is_retried_and_its_send_left_to_finish() -> None:
@@ -169,7 +177,7 @@ def test_a_bundle_past_its_timeout_is_retried_and_its_send_left_to_finish() -> N
     sender = send.sender = SlowSender(0.2)  # type: ignore[assignment]
 
     async def invoke_then_wait() -> list[tuple[str, bytes]]:
-        out = await send.async_invoke([batch(), batch(tokens=2)])
+        out = await send.async_invoke(codec.encode("DispatchBundle", {"batches": [batch(), batch(tokens=2)]}))
         assert sender.finished == 0
         await asyncio.sleep(0.3)
         return out

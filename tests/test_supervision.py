@@ -197,7 +197,7 @@ def test_a_hung_dispatch_worker_is_replaced_and_nothing_is_lost(pipeline: Settin
     assert resumed < IDLE_BACK_WITHIN_S
 
 
-@pytest.mark.parametrize("job, operator", [("dispatch", "ParseBundles"), ("fanout", "PinDirectory")])
+@pytest.mark.parametrize("job, operator", [("dispatch", "Route"), ("fanout", "PinDirectory")])
 def test_an_operator_that_hangs_in_a_running_worker_is_caught_and_nothing_is_lost(
         pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str, job: str, operator: str) -> None:
     """A deadlocked operator call (a failpoint: the process runs, its worker answers nothing) in a process-mode
