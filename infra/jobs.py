@@ -168,17 +168,18 @@ class FlinkJob:
         return None
 
 
-_acks: dict[str, tuple[float, int | None]] = {}  # job id -> (when read, its newest checkpoint's ack)
+_acks: dict[str, tuple[str, float, int | None]] = {}  # REST address -> (its job's id, when read, newest checkpoint's ack)
 
 
 def latest_ack(base: str, jid: str) -> int | None:
-    """The job's newest checkpoint's ack (flinkrest.last_checkpoint_ms), read again once CHECKPOINT_READ_S passed:
-    its age matters only past CHECKPOINT_STALE_S. With the thread-mode jobs' worker scans skipped (problem below) and
-    a cheaper /proc scan (process.descendants), the supervisor at rest took 4.0% of a core where 6.7 (60 s each)."""
-    read_at, acked = _acks.get(jid, (float("-inf"), None))
-    if time.monotonic() - read_at >= CHECKPOINT_READ_S:
+    """The job's newest checkpoint's ack (flinkrest.last_checkpoint_ms), read again once CHECKPOINT_READ_S passed (its
+    age matters only past CHECKPOINT_STALE_S), or at once for a job it has not read (a restart's new job id). One entry
+    per mini-cluster. With FlinkJob.problem's worker scan skipped for thread-mode jobs and a cheaper /proc scan
+    (process.descendants), the supervisor at rest took 4.0% of a core where 6.7 (60 s each)."""
+    read_for, read_at, acked = _acks.get(base, ("", float("-inf"), None))
+    if read_for != jid or time.monotonic() - read_at >= CHECKPOINT_READ_S:
         acked = flinkrest.last_checkpoint_ms(base, jid)
-        _acks[jid] = (time.monotonic(), acked)
+        _acks[base] = (jid, time.monotonic(), acked)
     return acked
 
 
