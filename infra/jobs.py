@@ -26,19 +26,9 @@ NOT_RUNNING_GRACE_S = 30.0
 # RUNNING, but tasks still restoring state or starting their Python worker: slow, not stuck, on a busy
 # machine (up to ~70 s seen with two stacks on 2 cores)
 TASKS_STARTING_GRACE_S = 120.0
-# All tasks RUNNING, yet fewer Python workers than subtasks: Flink notices a dead worker only when data
-# reaches it (within ~2 s under load, never while idle, and in 1 of 7 kills not at all: issue 19). The
-# restart then takes ~20 s, so the grace is short enough for all of it to fit in 30 s.
-WORKER_GONE_GRACE_S = 5.0
 NO_REST_GRACE_S = 60.0
 CHECKPOINT_STALE_S = 300.0  # well under Flink's checkpoint timeout (10 min), a backstop for hangs
 CHECKPOINT_READ_S = 10.0  # how often the supervisor reads a job's newest checkpoint (a REST call), not every poll
-
-
-def python_workers(settings: Settings, job: str) -> int:
-    """Python worker processes the job runs: dispatch is in process mode (one worker per subtask);
-    fan-out and analytics run their Python in thread mode, inside the JVM (jobs/runtime.py)."""
-    return settings.dispatch_parallelism if job == "dispatch" else 0
 
 
 @dataclass(frozen=True)
@@ -132,15 +122,6 @@ class FlinkJob:
         failure = flinkrest.last_exception(self.address(settings), job.jid)
         return Health(False, job.state + (f": {failure}" if failure else ""))
 
-    def workers(self, settings: Settings) -> list[int]:
-        """pids of the job's live Python worker processes (process mode), from the process tree: a stopped
-        (hung) or zombie worker counts as gone, so the supervisor replaces it within seconds."""
-        leader = process.read_pid(settings, self.name)
-        if leader is None:
-            return []
-        return [p for p in process.descendants(leader)
-                if "pyflink.fn_execution.beam.beam_boot" in process.cmdline(p) and process.is_live(p)]
-
     def problem(self, settings: Settings) -> Problem | None:
         """What keeps the running job from working, for the supervisor (None when it works)."""
         base = self.address(settings)
@@ -153,10 +134,6 @@ class FlinkJob:
             return Problem("state", f"job {job.state}" + (f": {failure}" if failure else ""), NOT_RUNNING_GRACE_S)
         if not job.all_running:
             return Problem("tasks", f"{job.tasks_running} of {job.tasks_total} tasks running", TASKS_STARTING_GRACE_S)
-        wanted = python_workers(settings, self.job)
-        running = len(self.workers(settings)) if wanted else 0  # a thread-mode job has none: no /proc scan for it
-        if running < wanted:
-            return Problem("worker", f"Python worker gone or hung ({running} of {wanted} running)", WORKER_GONE_GRACE_S)
         hung = liveness.stuck(settings.run_dir, self.job, process.alive)
         if hung:
             return Problem("hung", hung, 0)

@@ -1,29 +1,33 @@
 """Dispatch job: push.dispatch.{high,normal,low} + push.retry -> vendor APIs (async I/O) -> results.
 
     lanes (a source each) ─────────────────────────────────┐
-    push.retry ─ parse ─ key batch: hold until not_before ─┴─> parse and send (async) ─> push.results
+    push.retry ─ parse ─ key batch: hold until not_before ─┴─ key slot: parse and send (event loop) ─> push.results
                                                                      ├─> push.retry (long retry delays)
                                                                      ├─> device.feedback (dead tokens)
                                                                      └─> push.dlq (a record neither bundle nor batch)
 Sending (ledger, exits, rate limits, retries, fallback) is in jobs/sender.py; the policy in
 jobs/dispatch_policy.py. Each lane has its own source, which the operator reads in turn, and the
 rate limiters serve high priority first, so a low-priority flood cannot starve high priority.
-A lane record is a DispatchBundle (fan-out packs single-pin batches together): one async I/O
-element sends all its batches at once.
+A lane record is a DispatchBundle (fan-out packs single-pin batches together): its batches are sent
+at once. The Python runs in thread mode, inside the JVM (see `Send`).
 
 Run: python -m pushpipe.jobs.dispatch
 """
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import sys
-from collections.abc import Callable, Iterator
-from typing import Any
+import threading
+import uuid
+import zlib
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
 
-from pyflink.common import Time, Types
-from pyflink.datastream import AsyncDataStream, AsyncFunction, KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext
-from pyflink.datastream.state import ValueStateDescriptor
+from pyflink.common import Types
+from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext
+from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from pushpipe import liveness
 from pushpipe.config import Settings
@@ -31,26 +35,22 @@ from pushpipe.connectors.config import vendor_configs
 from pushpipe.connectors.registry import SPECS
 from pushpipe.gateway import signing
 from pushpipe.jobs import deadletters, dispatch_policy, metrics, runtime
-from pushpipe.jobs.lanes import LANE_RECORD_BATCHES
 from pushpipe.jobs.ledger import SendLedger
 from pushpipe.jobs.sender import Sender, now_ms, subset
 from pushpipe.schemas import apps, codec
 
 JOB = "dispatch"
 CAPACITY = 200  # lane records in flight
-# PyFlink ends each of its bundles by waiting for every call in flight, and hands over the next one
-# only then. Small bundles keep a new high-priority batch from waiting behind a low-priority crowd:
-# a PyFlink bundle holds at most 64 batches (4 lane records of up to 16).
-PYFLINK_BUNDLE = max(1, 64 // LANE_RECORD_BATCHES)
 TIMEOUT_S = 600.0  # a bundle still being sent then (rate limit, outage): its batches go to push.retry
-# PyFlink times each element (a lane record) out with a thread of its own, a threading.Timer: ~110 µs of CPU to
-# start and cancel (measured), where an asyncio wait costs ~19. So no PyFlink timeout: SendBundle times itself.
-NO_PYFLINK_TIMEOUT = Time.milliseconds(0)
+SLOTS = 4  # keys the lane records are spread over (by a hash of their first SLOT_PREFIX_BYTES): a poll timer each
+SLOT_PREFIX_BYTES = 256  # a bundle's header and first batch id
+POLL_MS = 2  # how often a key with sends in flight looks for finished ones: the latency it adds, at most
 RETRY = OutputTag("retry", runtime.BYTES)
 FEEDBACK = OutputTag("feedback", runtime.BYTES)
 SIDE_OUTPUTS = {"retry": RETRY, "feedback": FEEDBACK, "dlq": deadletters.DLQ}
 LANES = "push.dispatch.*"  # where a record that is neither bundle nor batch came from, as its dead letter says
 log = logging.getLogger("pushpipe.dispatch")
+T = TypeVar("T")
 
 
 @liveness.watched
@@ -122,41 +122,36 @@ def receipt_callbacks(settings: Settings, registry: apps.AppLookup) -> Callable[
 
     return callback_url
 
-class SendBundle(AsyncFunction):
-    """PyFlink's async I/O around Sender: a lane record (or a due retry) parsed, its batches sent concurrently.
-
-    Parsed here, not by an operator before it: PyFlink cannot chain a Python operator into an async one, and in
-    process mode each Python operator holds its records for a bundle of its own (up to 20 ms, jobs/runtime.py) and
-    pays Beam's per-bundle work (a control message, the data channel, a state sampler thread) for each.
-    Nothing is in flight at a checkpoint (PyFlink finishes the bundle, waiting for every call, before the barrier),
-    so no element of another shape is ever restored here."""
+class SendBundle:
+    """Sends lane records (or due retries) through Sender: a record parsed, its batches sent concurrently, on an
+    event loop of its own (`LoopThread`). `Send` runs it inside Flink."""
 
     def __init__(self, settings: Settings, timeout_s: float = TIMEOUT_S) -> None:
         self.settings = settings
         self.timeout_s = timeout_s
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        # The async operator hands records between threads (reader, event loop, emitter, timers):
-        # with the default 5 ms GIL switch interval each hand-off can wait 5 ms.
+        # Records go between the task's thread and the event loop's: with the default 5 ms GIL switch interval each
+        # hand-off can wait 5 ms.
         sys.setswitchinterval(0.0002)
         runtime.quiet_client_logs()
         policy = dispatch_policy.load(self.settings.dispatch_file)
-        ledger = SendLedger(self.settings.run_dir / "ledger" / f"dispatch-{runtime_context.get_index_of_this_subtask()}.db")
+        index, subtasks = runtime.subtask(runtime_context)
+        ledger = SendLedger(self.settings.run_dir / "ledger" / f"dispatch-{index}.db")
         configs = vendor_configs(self.settings)
         metrics.watch_expiry(configs)
         # the app registry, followed by a daemon thread made here (a Kafka client is never pickled)
         self.apps = apps.follow(self.settings, JOB)
         # each subtask sends any (app, vendor)'s batches: it takes its share of every rate limit
-        share = 1 / runtime_context.get_number_of_parallel_subtasks()
+        share = 1 / subtasks
         self.sender = Sender(policy, configs, ledger, receipt_callbacks(self.settings, self.apps), rate_share=share)
-        self.loop: asyncio.AbstractEventLoop | None = None
-        metrics.serve(self.settings.dispatch_metrics_port + runtime_context.get_index_of_this_subtask())
+        metrics.serve(self.settings.dispatch_metrics_port + index)
 
-    async def async_invoke(self, element: bytes) -> list[tuple[str, bytes]]:
+    async def outputs(self, element: bytes) -> list[tuple[str, bytes]]:
+        """What sending one lane record gives: ("result" | "retry" | "feedback" | "dlq", payload) pairs."""
         batches = parse_bundle(element)
         if isinstance(batches, tuple):  # a dead letter
             return [("dlq", batches[1])]
-        self.loop = asyncio.get_running_loop()
         sending = asyncio.ensure_future(self.send(batches))
         done, _ = await asyncio.wait({sending}, timeout=self.timeout_s)
         if done:
@@ -180,12 +175,10 @@ class SendBundle(AsyncFunction):
         retry_at = now_ms() + 30_000
         return [("retry", codec.encode("DispatchBatch", subset(b, b["tokens"], b["attempt"] + 1, retry_at))) for b in batches]
 
+    async def aclose(self) -> None:
+        await self.sender.aclose()
+
     def close(self) -> None:
-        if self.loop is not None and self.loop.is_running():
-            try:
-                asyncio.run_coroutine_threadsafe(self.sender.aclose(), self.loop).result(timeout=5)
-            except Exception as exc:  # closing is best effort: the worker is going away
-                log.warning("closing adapters: %s", exc)
         registry = getattr(self, "apps", None)  # none when open() failed before it
         if registry is not None:
             registry.close()
@@ -198,23 +191,115 @@ def _late(sending: asyncio.Future[Any]) -> None:
         log.warning("a bundle's send, finished after its timeout, failed: %s", error)
 
 
-@liveness.watched
-class Route(ProcessFunction):
-    """Results to the main output; retries, device feedback and dead letters to their side outputs."""
+class LoopThread:
+    """An asyncio event loop running in a daemon thread of its own, for coroutines submitted from other threads."""
 
-    def process_element(self, value: tuple[str, bytes], ctx: ProcessFunction.Context) -> Iterator[Any]:
-        kind, payload = value
-        if kind == "result":
-            yield payload
-        else:
-            yield SIDE_OUTPUTS[kind], payload
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self.thread.start()
+
+    def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    def stop(self, last: Coroutine[Any, Any, Any] | None = None, timeout_s: float = 5.0) -> None:
+        """Runs `last` (closing clients) if given, then stops the loop; best effort: the worker is going away."""
+        try:
+            if last is not None:
+                self.submit(last).result(timeout=timeout_s)
+        except Exception as exc:
+            log.warning("closing the event loop: %s", exc)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout_s)
+
+
+def slot_of(record: bytes) -> str:
+    """The key a lane record (or due retry) is sent under: a hash of its first bytes, so a record read again after a
+    restore goes to the same subtask, whose send ledger saw it. SLOTS keys: each polls for its finished sends."""
+    return str(zlib.crc32(record[:SLOT_PREFIX_BYTES]) % SLOTS)
+
+
+@liveness.watched
+class Send(KeyedProcessFunction):
+    """Lane records sent without holding up the task: each is submitted to the event loop, kept in keyed state
+    until its send finished, and its outputs emitted by a processing-time timer that polls the key's sends every
+    POLL_MS. The state is what a checkpoint holds of the sends in flight: after a restore, the first timer of each
+    key submits its records again (the ledger skips what went out).
+
+    Not PyFlink's async I/O: that runs only in process mode, where each PyFlink bundle (up to 20 ms) costs several
+    ms of Beam's per-bundle work in the worker and waits for every call in flight before it ends. Here the Python
+    runs inside the JVM (thread mode), a call per record and per poll."""
+
+    def __init__(self, settings: Settings, capacity: int = CAPACITY) -> None:
+        self.sending = SendBundle(settings)
+        self.capacity = capacity
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.sending.open(runtime_context)
+        self.loop = LoopThread("dispatch-send")
+        self.inflight = runtime_context.get_map_state(MapStateDescriptor("inflight", Types.STRING(), runtime.BYTES))
+        self.room = threading.BoundedSemaphore(self.capacity)  # sends in flight, across keys
+        self.futures: dict[str, dict[str, concurrent.futures.Future[list[tuple[str, bytes]]]]] = {}
+        self.resumed: set[str] = set()  # keys whose restored sends were submitted again (or that had none)
+
+    def process_element(self, value: bytes, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
+        key = ctx.get_current_key()
+        self.resume(key)
+        record_id = uuid.uuid4().hex
+        self.inflight.put(record_id, value)
+        self.submit(key, record_id, value)
+        self.poll_later(ctx)
+        return iter(())
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
+        key = ctx.get_current_key()
+        self.resume(key)
+        futures = self.futures.get(key, {})
+        for record_id in [r for r, future in futures.items() if future.done()]:
+            yield from routed(futures.pop(record_id).result())
+            self.inflight.remove(record_id)
+        if futures:
+            self.poll_later(ctx)
+
+    def resume(self, key: str) -> None:
+        """The first call of a key since open(): its sends in flight at the checkpoint restored, submitted again."""
+        if key in self.resumed:
+            return
+        self.resumed.add(key)
+        for record_id, value in list(self.inflight.items()):
+            self.submit(key, record_id, value)
+
+    def submit(self, key: str, record_id: str, value: bytes) -> None:
+        self.room.acquire()  # at capacity, the task waits here: backpressure on the sources
+        future = self.loop.submit(self.sending.outputs(value))
+        future.add_done_callback(lambda _: self.room.release())
+        self.futures.setdefault(key, {})[record_id] = future
+
+    @staticmethod
+    def poll_later(ctx: KeyedProcessFunction.Context) -> None:
+        """A timer at the next POLL_MS boundary: one per key and period, however many records came in it."""
+        now = ctx.timer_service().current_processing_time()
+        ctx.timer_service().register_processing_time_timer(now - now % POLL_MS + POLL_MS)
+
+    def close(self) -> None:
+        loop = getattr(self, "loop", None)  # none when open() failed before it
+        if loop is not None:
+            loop.stop(self.sending.aclose() if hasattr(self.sending, "sender") else None)
+        self.sending.close()
+
+
+def routed(outputs: list[tuple[str, bytes]]) -> Iterator[Any]:
+    """Results to the main output; retries, device feedback and dead letters to their side outputs."""
+    for kind, payload in outputs:
+        yield payload if kind == "result" else (SIDE_OUTPUTS[kind], payload)
 
 
 def build(settings: Settings) -> Any:
     # validated here, so a bad file stops the job at once with its reason instead of failing every restart
     dispatch_policy.load(settings.dispatch_file)
     vendor_configs(settings)
-    env = runtime.environment(settings, JOB, {"python.fn-execution.bundle.size": str(PYFLINK_BUNDLE)})
+    env = runtime.environment(settings, JOB, mode="thread")
     # Each subtask (settings.parallelism) reads its own lane partitions, and retries are keyed by batch: a replayed batch
     # comes back to the subtask whose send ledger saw it.
     topics = settings.topics
@@ -224,8 +309,8 @@ def build(settings: Settings) -> Any:
     retries = runtime.kafka_source(env, settings, topics.retry, group).process(ParseBatches(topics.retry)).name("parse-retries").uid("parse-retries")
     due = (retries.key_by(lambda b: f"{b['batch_id']}/{b['attempt']}", key_type=Types.STRING())
            .process(HoldUntilDue(), output_type=runtime.BYTES).name("hold-until-due").uid("hold-until-due"))
-    sent = AsyncDataStream.unordered_wait(due.union(*lanes), SendBundle(settings), NO_PYFLINK_TIMEOUT, CAPACITY)
-    routed = sent.name("send").uid("send").process(Route(), output_type=runtime.BYTES).name("route").uid("route")
+    routed = (due.union(*lanes).key_by(slot_of, key_type=Types.STRING())
+              .process(Send(settings), output_type=runtime.BYTES).name("send").uid("send-keyed"))
     for parsed in (routed, retries):
         runtime.sink_dlq(parsed, settings)
     routed.sink_to(runtime.kafka_sink(settings, topics.results)).name("push.results")

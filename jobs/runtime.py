@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 from pyflink.common import Configuration, Time, Types, WatermarkStrategy
 from pyflink.common.serialization import ByteArraySchema
-from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.datastream import DataStream, RuntimeContext, StreamExecutionEnvironment
 from pyflink.datastream.connectors.base import DeliveryGuarantee, Sink
 from pyflink.datastream.connectors.kafka import (
     KafkaOffsetResetStrategy,
@@ -37,6 +37,7 @@ from pushpipe.stream_health import FLINK_METRICS
 
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
 PROCESS_MODE_STATE = "pyflink.fn_execution.state_impl"  # where the state classes of process mode's Python workers live
+EMBEDDED_RUNTIME_CONTEXT = "pyflink.fn_execution.datastream.embedded.runtime_context"  # thread mode's
 log = logging.getLogger("pushpipe.jobs")
 MAX_PARALLELISM = 128
 
@@ -238,6 +239,17 @@ def put_all(state: Any, entries: dict[str, Any]) -> None:
     its argument as (key, value) pairs, where a dict gives only its keys ("too many values to unpack"); thread mode's
     takes the dict itself, in one call into the JVM."""
     state.put_all(entries.items() if type(state).__module__ == PROCESS_MODE_STATE else entries)
+
+
+def subtask(runtime_context: RuntimeContext) -> tuple[int, int]:
+    """(this subtask's index, the number of subtasks) in either Python mode. Thread mode's context calls
+    RuntimeContext.getIndexOfThisSubtask, which Flink 2 moved to getTaskInfo() (AttributeError), so there it is
+    read from the task info."""
+    java = getattr(runtime_context, "_runtime_context", None)
+    if java is not None and type(runtime_context).__module__ == EMBEDDED_RUNTIME_CONTEXT:
+        info = java.getTaskInfo()
+        return info.getIndexOfThisSubtask(), info.getNumberOfParallelSubtasks()
+    return runtime_context.get_index_of_this_subtask(), runtime_context.get_number_of_parallel_subtasks()
 
 
 def local_workers(mode: str) -> None:
