@@ -122,6 +122,12 @@ class FlinkJob:
         failure = flinkrest.last_exception(self.address(settings), job.jid)
         return Health(False, job.state + (f": {failure}" if failure else ""))
 
+    def jvm(self, settings: Settings) -> int | None:
+        """pid of the job's Flink JVM (a child of the job's process), where its operators' Python runs (thread mode)."""
+        leader = process.read_pid(settings, self.name)
+        found = [p for p in process.descendants(leader) if "-Dlog.file=" in process.cmdline(p)] if leader else []
+        return found[0] if found else None
+
     def problem(self, settings: Settings) -> Problem | None:
         """What keeps the running job from working, for the supervisor (None when it works)."""
         base = self.address(settings)

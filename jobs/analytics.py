@@ -468,7 +468,7 @@ class WriteWindow(ProcessWindowFunction):
         self.settings = settings
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        runtime.quiet_client_logs()
+        runtime.quiet_logs()
         self.ch = clickhouse.connect(self.settings)
         self.es = elastic.connect(self.settings)
         elastic.ensure_indices(self.es, self.settings)

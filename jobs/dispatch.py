@@ -134,7 +134,7 @@ class SendBundle:
         # Records go between the task's thread and the event loop's: with the default 5 ms GIL switch interval each
         # hand-off can wait 5 ms.
         sys.setswitchinterval(0.0002)
-        runtime.quiet_client_logs()
+        runtime.quiet_logs()
         policy = dispatch_policy.load(self.settings.dispatch_file)
         index, subtasks = runtime.subtask(runtime_context)
         ledger = SendLedger(self.settings.run_dir / "ledger" / f"dispatch-{index}.db")
@@ -176,7 +176,9 @@ class SendBundle:
         return [("retry", codec.encode("DispatchBatch", subset(b, b["tokens"], b["attempt"] + 1, retry_at))) for b in batches]
 
     async def aclose(self) -> None:
-        await self.sender.aclose()
+        sender = getattr(self, "sender", None)  # none when open() failed before it
+        if sender is not None:
+            await sender.aclose()
 
     def close(self) -> None:
         registry = getattr(self, "apps", None)  # none when open() failed before it
@@ -238,7 +240,7 @@ class Send(KeyedProcessFunction):
     def open(self, runtime_context: RuntimeContext) -> None:
         self.sending.open(runtime_context)
         self.loop = LoopThread("dispatch-send")
-        self.inflight = runtime_context.get_map_state(MapStateDescriptor("inflight", Types.STRING(), runtime.BYTES))
+        self.inflight = runtime_context.get_map_state(MapStateDescriptor("inflight", Types.STRING(), Types.PICKLED_BYTE_ARRAY()))
         self.room = threading.BoundedSemaphore(self.capacity)  # sends in flight, across keys
         self.futures: dict[str, dict[str, concurrent.futures.Future[list[tuple[str, bytes]]]]] = {}
         self.resumed: set[str] = set()  # keys whose restored sends were submitted again (or that had none)
@@ -285,7 +287,7 @@ class Send(KeyedProcessFunction):
     def close(self) -> None:
         loop = getattr(self, "loop", None)  # none when open() failed before it
         if loop is not None:
-            loop.stop(self.sending.aclose() if hasattr(self.sending, "sender") else None)
+            loop.stop(self.sending.aclose())
         self.sending.close()
 
 

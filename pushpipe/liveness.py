@@ -7,8 +7,8 @@ job when a live worker's file is older than FROZEN_S (no Python runs in it) or a
 than STUCK_S (an operator hangs): Flink itself notices neither for minutes.
 
 Failpoints, for tests: while run_dir/failpoints.json holds {"hang": "<job>/<OperatorClass>"}, the next call of
-that operator hangs for good (the fault the supervisor must catch). Without the file nothing is checked but
-its absence, once a second.
+that operator hangs for good (the fault the supervisor must catch); with {"fail": "<job>/<OperatorClass>"} its
+calls raise (Flink fails the task over). Without the file nothing is checked but its absence, once a second.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ log = logging.getLogger("pushpipe.liveness")
 _busy: dict[int, list[float]] = {}  # thread ident -> [calls in progress (nested: chained operators), since]
 _started = threading.Lock()
 _watchdog: threading.Thread | None = None
-_failpoints: dict[str, Any] = {"checked": 0.0, "hang": None, "file": None}  # file: set when the watchdog starts
+_failpoints: dict[str, Any] = {"checked": 0.0, "hang": None, "fail": None, "file": None}  # file: set when the watchdog starts
 
 
 def liveness_dir(run_dir: Path, job: str) -> Path:
@@ -70,12 +70,15 @@ def _timed(method: Callable[..., Any], operator: str) -> Callable[..., Iterator[
 
 def _enter(operator: str) -> list[float]:
     _start_watchdog()
+    wanted = _failpoint(operator)
+    if wanted == "fail":
+        raise FailpointError(f"failpoint: {operator} fails")
     entry = _busy.setdefault(threading.get_ident(), [0, 0.0])
     if not entry[0]:
         entry[1] = time.monotonic()
     entry[0] += 1
-    if _hang_wanted(operator):
-        threading.Event().wait()  # the failpoint: this call never ends
+    if wanted == "hang":
+        threading.Event().wait()  # the failpoint: this call never ends, busy all along
     return entry
 
 
@@ -84,12 +87,19 @@ def busy_s(now: float) -> float:
     return max((now - since for depth, since in list(_busy.values()) if depth), default=0.0)
 
 
-def _hang_wanted(operator: str) -> bool:
+class FailpointError(RuntimeError):
+    """What an operator call raises at a "fail" failpoint."""
+
+
+def _failpoint(operator: str) -> str | None:
+    """"hang" or "fail" when the failpoints file names this job's operator for it, else None."""
     now = time.monotonic()
     if now - _failpoints["checked"] >= FAILPOINTS_READ_S:
         _failpoints["checked"] = now
-        _failpoints["hang"] = _read_failpoints().get("hang")
-    return _failpoints["hang"] == f"{os.environ.get('PUSHPIPE_JOB', '')}/{operator}"
+        read = _read_failpoints()
+        _failpoints["hang"], _failpoints["fail"] = read.get("hang"), read.get("fail")
+    name = f"{os.environ.get('PUSHPIPE_JOB', '')}/{operator}"
+    return next((kind for kind in ("hang", "fail") if _failpoints[kind] == name), None)
 
 
 def _read_failpoints() -> dict[str, Any]:

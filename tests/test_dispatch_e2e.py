@@ -21,7 +21,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from contract_cases import HARNESSES, UMENG
 from pushpipe import observe
 from pushpipe.config import Settings
-from pushpipe.infra import process
 from pushpipe.infra.jobs import FlinkJob
 from pushpipe.infra.simulators import SimulatorAdmin
 from pushpipe.jobs.fanout import records
@@ -151,14 +150,14 @@ def test_metrics_per_vendor_and_exit(pipeline: Settings, producer: PushProducer,
         assert name in text
 
 
-def dispatch_worker(settings: Settings) -> int:
-    job = FlinkJob("dispatch")
-    workers = [p for p in process.descendants(process.read_pid(settings, job.name)) if "beam_boot" in process.cmdline(p)]
-    assert len(workers) == 1, workers
-    return workers[0]
+def dispatch_jvm(settings: Settings) -> int:
+    """The JVM that runs dispatch's operators and their Python (thread mode)."""
+    jvm = FlinkJob("dispatch").jvm(settings)
+    assert jvm is not None, "no dispatch JVM"
+    return jvm
 
 
-def test_kill_9_of_the_dispatch_worker_loses_nothing(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
+def test_kill_9_of_the_dispatch_jvm_mid_stream_loses_nothing(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:
     app = f"crash-{run_id}"
     users, per_user = 1500, 2
     register(producer, pipeline, app, run_id, users=users, per_user=per_user)
@@ -167,7 +166,7 @@ def test_kill_9_of_the_dispatch_worker_loses_nothing(pipeline: Settings, produce
     producer.flush()
     expected = users * per_user
     observe.wait_for(lambda: admin.accepted(run_id)["count"] >= expected // 5, 120, "a fifth of the sends")
-    worker = dispatch_worker(pipeline)
+    worker = dispatch_jvm(pipeline)
     os.kill(worker, signal.SIGKILL)
     killed_at = admin.accepted(run_id)["count"]
     seen = wait_accepted(admin, run_id, expected, timeout_s=300)
@@ -177,7 +176,7 @@ def test_kill_9_of_the_dispatch_worker_loses_nothing(pipeline: Settings, produce
     print(f"\nkill -9 after {killed_at}/{expected} sends: lost={lost} duplicates={duplicates}")
     assert lost == 0
     assert duplicates <= 200 * per_user, "only calls in flight at the crash may repeat"
-    assert dispatch_worker(pipeline) != worker and seen["unique"] == expected
+    assert dispatch_jvm(pipeline) != worker and seen["unique"] == expected
 
 
 def test_every_vendor_end_to_end(pipeline: Settings, producer: PushProducer, admin: SimulatorAdmin, run_id: str) -> None:

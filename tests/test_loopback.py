@@ -45,9 +45,9 @@ def pyflink_logs() -> dict[str, tuple[int, float]]:
 def test_each_job_logs_under_its_own_home(pipeline: Settings) -> None:
     before = pyflink_logs()
     for job in all_jobs():
-        jvms = [p for p in process.descendants(process.read_pid(pipeline, job.name)) if "-Dlog.file=" in process.cmdline(p)]
-        assert jvms, f"{job.name}: no Flink JVM"
-        log_file = Path(next(a for a in process.cmdline(jvms[0]).split() if a.startswith("-Dlog.file=")).split("=", 1)[1])
+        jvm = job.jvm(pipeline)
+        assert jvm, f"{job.name}: no Flink JVM"
+        log_file = Path(next(a for a in process.cmdline(jvm).split() if a.startswith("-Dlog.file=")).split("=", 1)[1])
         assert log_file.is_relative_to(pipeline.home), f"{job.name} logs to {log_file}"
         assert log_file.stat().st_size > 0
     time.sleep(12)  # two checkpoints of every job: each JVM logs something
