@@ -129,7 +129,11 @@ class FlinkJob:
         return found[0] if found else None
 
     def problem(self, settings: Settings) -> Problem | None:
-        """What keeps the running job from working, for the supervisor (None when it works)."""
+        """What keeps the running job from working, for the supervisor (None when it works). A frozen or hung Python
+        first: a frozen JVM does not answer REST calls either, and that grace is a minute."""
+        hung = liveness.stuck(settings.run_dir, self.job, process.alive)
+        if hung:
+            return Problem("hung", hung, 0)
         base = self.address(settings)
         views = flinkrest.jobs(base)
         if not views:
@@ -140,9 +144,6 @@ class FlinkJob:
             return Problem("state", f"job {job.state}" + (f": {failure}" if failure else ""), NOT_RUNNING_GRACE_S)
         if not job.all_running:
             return Problem("tasks", f"{job.tasks_running} of {job.tasks_total} tasks running", TASKS_STARTING_GRACE_S)
-        hung = liveness.stuck(settings.run_dir, self.job, process.alive)
-        if hung:
-            return Problem("hung", hung, 0)
         acked = latest_ack(base, job.jid)
         if acked is not None:
             age = time.time() - max(acked, job.start_ms) / 1000

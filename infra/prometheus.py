@@ -39,7 +39,10 @@ def _host_port(url: str) -> str:
 
 def scrape_config(settings: Settings) -> dict[str, Any]:
     """prometheus.yml: every stage's metrics, the alert rules, and Alertmanager."""
-    dispatch = [f"127.0.0.1:{settings.dispatch_metrics_port + n}" for n in range(settings.dispatch_parallelism)]
+    # embedded, dispatch's subtasks share the JVM's Python (thread mode) and its one /metrics; on the cluster each
+    # subtask's Python worker serves its own, at the port + its index
+    subtasks = settings.dispatch_parallelism if settings.flink_mode == "cluster" else 1
+    dispatch = [f"127.0.0.1:{settings.dispatch_metrics_port + n}" for n in range(subtasks)]
     interval = f"{SCRAPE_INTERVAL_S}s"
     return {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},

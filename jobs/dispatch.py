@@ -35,12 +35,15 @@ from pushpipe.connectors.config import vendor_configs
 from pushpipe.connectors.registry import SPECS
 from pushpipe.gateway import signing
 from pushpipe.jobs import deadletters, dispatch_policy, metrics, runtime
+from pushpipe.jobs.lanes import LANE_RECORD_BATCHES
 from pushpipe.jobs.ledger import SendLedger
 from pushpipe.jobs.sender import Sender, now_ms, subset
 from pushpipe.schemas import apps, codec
 
 JOB = "dispatch"
-CAPACITY = 200  # lane records in flight
+# Lane records in flight: at most 64 batches (4 records of up to 16). Records past them wait in Kafka, where the
+# operator reads its lanes in turn, so a new high-priority batch waits behind at most 64 others, not a low-priority flood.
+CAPACITY = max(1, 64 // LANE_RECORD_BATCHES)
 TIMEOUT_S = 600.0  # a bundle still being sent then (rate limit, outage): its batches go to push.retry
 SLOTS = 4  # keys the lane records are spread over (by a hash of their first SLOT_PREFIX_BYTES): a poll timer each
 SLOT_PREFIX_BYTES = 256  # a bundle's header and first batch id
@@ -145,7 +148,8 @@ class SendBundle:
         # each subtask sends any (app, vendor)'s batches: it takes its share of every rate limit
         share = 1 / subtasks
         self.sender = Sender(policy, configs, ledger, receipt_callbacks(self.settings, self.apps), rate_share=share)
-        metrics.serve(self.settings.dispatch_metrics_port + index)
+        # one /metrics per process: in thread mode one for all subtasks (their Python is one), in process mode a worker's
+        metrics.serve(self.settings.dispatch_metrics_port + (0 if runtime.in_jvm(runtime_context) else index))
 
     async def outputs(self, element: bytes) -> list[tuple[str, bytes]]:
         """What sending one lane record gives: ("result" | "retry" | "feedback" | "dlq", payload) pairs."""
@@ -214,6 +218,13 @@ class LoopThread:
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout_s)
+            if not self.thread.is_alive():  # the sends still pending are cancelled, not left to be destroyed pending
+                pending = asyncio.all_tasks(self.loop)
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+                self.loop.close()
 
 
 def slot_of(record: bytes) -> str:

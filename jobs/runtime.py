@@ -245,11 +245,15 @@ def subtask(runtime_context: RuntimeContext) -> tuple[int, int]:
     """(this subtask's index, the number of subtasks) in either Python mode. Thread mode's context calls
     RuntimeContext.getIndexOfThisSubtask, which Flink 2 moved to getTaskInfo() (AttributeError), so there it is
     read from the task info."""
-    java = getattr(runtime_context, "_runtime_context", None)
-    if java is not None and type(runtime_context).__module__ == EMBEDDED_RUNTIME_CONTEXT:
-        info = java.getTaskInfo()
+    if in_jvm(runtime_context):
+        info = runtime_context._runtime_context.getTaskInfo()
         return info.getIndexOfThisSubtask(), info.getNumberOfParallelSubtasks()
     return runtime_context.get_index_of_this_subtask(), runtime_context.get_number_of_parallel_subtasks()
+
+
+def in_jvm(runtime_context: RuntimeContext) -> bool:
+    """True when the function runs in thread mode: inside the JVM, one Python for all of the job's subtasks there."""
+    return type(runtime_context).__module__ == EMBEDDED_RUNTIME_CONTEXT
 
 
 def local_workers(mode: str) -> None:

@@ -9,8 +9,6 @@ import asyncio
 import concurrent.futures
 import time
 
-import pytest
-
 from flink_fakes import Harness
 from pushpipe.config import load
 from pushpipe.jobs.deadletters import DLQ
@@ -243,7 +241,6 @@ def test_a_send_not_finished_is_polled_again_and_emitted_once() -> None:
     send.close()
 
 
-@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited")  # the sends the crash cut short
 def test_records_in_flight_at_a_checkpoint_are_sent_again_after_a_restore() -> None:
     """The state is what a checkpoint keeps of the sends in flight: opened again on it (futures gone), the key's
     first timer submits them again (the real ledger skips what went out)."""

@@ -24,5 +24,5 @@ def test_thread_mode_jobs_have_no_bundle_timer_to_speak_of_and_records_are_never
         modes[job] = options["python.execution-mode"]
         assert options["python.fn-execution.bundle.time"] == BUNDLE_TIME_MS[modes[job]], job
         assert options["execution.buffer-timeout.interval"] == f"{pipeline.flink_buffer_timeout_ms}ms", job
-    assert modes == {"fanout": "thread", "dispatch": "process", "analytics": "thread"}
+    assert modes == {"fanout": "thread", "dispatch": "thread", "analytics": "thread"}
     assert pipeline.flink_buffer_timeout_ms == 0 and BUNDLE_TIME_MS["thread"] == "60000"
