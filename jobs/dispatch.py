@@ -21,7 +21,6 @@ import logging
 import sys
 import threading
 import uuid
-import zlib
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -38,6 +37,7 @@ from pushpipe.jobs import deadletters, dispatch_policy, metrics, runtime
 from pushpipe.jobs.lanes import LANE_RECORD_BATCHES
 from pushpipe.jobs.ledger import SendLedger
 from pushpipe.jobs.sender import Sender, now_ms, subset
+from pushpipe.jobs.slots import SlotOf
 from pushpipe.schemas import apps, codec
 
 JOB = "dispatch"
@@ -45,8 +45,6 @@ JOB = "dispatch"
 # operator reads its lanes in turn, so a new high-priority batch waits behind at most 64 others, not a low-priority flood.
 CAPACITY = max(1, 64 // LANE_RECORD_BATCHES)
 TIMEOUT_S = 600.0  # a bundle still being sent then (rate limit, outage): its batches go to push.retry
-SLOTS = 4  # keys the lane records are spread over (by a hash of their first SLOT_PREFIX_BYTES): a poll timer each
-SLOT_PREFIX_BYTES = 256  # a bundle's header and first batch id
 POLL_MS = 2  # how often a key with sends in flight looks for finished ones: the latency it adds, at most
 RETRY = OutputTag("retry", runtime.BYTES)
 FEEDBACK = OutputTag("feedback", runtime.BYTES)
@@ -227,12 +225,6 @@ class LoopThread:
                 self.loop.close()
 
 
-def slot_of(record: bytes) -> str:
-    """The key a lane record (or due retry) is sent under: a hash of its first bytes, so a record read again after a
-    restore goes to the same subtask, whose send ledger saw it. SLOTS keys: each polls for its finished sends."""
-    return str(zlib.crc32(record[:SLOT_PREFIX_BYTES]) % SLOTS)
-
-
 @liveness.watched
 class Send(KeyedProcessFunction):
     """Lane records sent without holding up the task: each is submitted to the event loop, kept in keyed state
@@ -322,6 +314,8 @@ def build(settings: Settings) -> Any:
     retries = runtime.kafka_source(env, settings, topics.retry, group).process(ParseBatches(topics.retry)).name("parse-retries").uid("parse-retries")
     due = (retries.key_by(lambda b: f"{b['batch_id']}/{b['attempt']}", key_type=Types.STRING())
            .process(HoldUntilDue(), output_type=runtime.BYTES).name("hold-until-due").uid("hold-until-due"))
+    # one key per subtask (jobs/slots.py): a record read again goes to the subtask whose ledger saw it
+    slot_of = SlotOf(settings.parallelism(JOB), runtime.MAX_PARALLELISM)
     routed = (due.union(*lanes).key_by(slot_of, key_type=Types.STRING())
               .process(Send(settings), output_type=runtime.BYTES).name("send").uid("send-keyed"))
     for parsed in (routed, retries):

@@ -12,7 +12,7 @@ import time
 from flink_fakes import Harness
 from pushpipe.config import load
 from pushpipe.jobs.deadletters import DLQ
-from pushpipe.jobs.dispatch import CAPACITY, POLL_MS, RETRY, SLOTS, Send, SendBundle, parse_bundle, slot_of
+from pushpipe.jobs.dispatch import CAPACITY, POLL_MS, RETRY, Send, SendBundle, parse_bundle
 from pushpipe.jobs.fanout import records
 from pushpipe.jobs.fanout.bundler import BUNDLE_LINGER_MS, Bundler
 from pushpipe.jobs.fanout.emit import lane_batch
@@ -267,9 +267,3 @@ def test_at_capacity_the_task_waits_for_a_send_to_finish() -> None:
     settled(send)
     assert sorted(p for p in h.advance(POLL_MS) if isinstance(p, bytes)) == [b"first", b"second"]
     send.close()
-
-
-def test_lane_records_are_spread_over_the_slots_and_a_record_keeps_its_slot() -> None:
-    bundles = [codec.encode("DispatchBundle", {"batches": [batch()]}) for _ in range(200)]
-    assert {slot_of(b) for b in bundles} == {str(n) for n in range(SLOTS)}
-    assert all(slot_of(b) == slot_of(bytes(b)) for b in bundles)

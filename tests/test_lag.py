@@ -340,7 +340,7 @@ def test_the_topics_measured_are_those_each_job_reads(monkeypatch: pytest.Monkey
     for name in ("environment", "kafka_sink", "sink_dlq", "discard"):
         monkeypatch.setattr(runtime, name, Anything())
     monkeypatch.setattr(runtime, "kafka_source", source)
-    for name in ("dispatch_policy", "vendor_configs", "AsyncDataStream"):
+    for name in ("dispatch_policy", "vendor_configs"):
         monkeypatch.setattr(dispatch, name, Anything())
     settings = load()
     for module in (fanout, dispatch, analytics):
