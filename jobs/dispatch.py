@@ -225,6 +225,9 @@ class LoopThread:
                 self.loop.close()
 
 
+_open_sends: dict[int, Send] = {}  # subtask index -> the Send open in this Python (thread mode: one for all subtasks)
+
+
 @liveness.watched
 class Send(KeyedProcessFunction):
     """Lane records sent without holding up the task: each is submitted to the event loop, kept in keyed state
@@ -241,6 +244,13 @@ class Send(KeyedProcessFunction):
         self.capacity = capacity
 
     def open(self, runtime_context: RuntimeContext) -> None:
+        # A failover in thread mode opens a new instance in the same Python without closing the one it replaces
+        # (seen: a send loop and an app follower left behind per failover), so that one is closed here.
+        self.index, _ = runtime.subtask(runtime_context)
+        replaced = _open_sends.pop(self.index, None)
+        if replaced is not None:
+            replaced.close()
+        _open_sends[self.index] = self
         self.sending.open(runtime_context)
         self.loop = LoopThread("dispatch-send")
         self.inflight = runtime_context.get_map_state(MapStateDescriptor("inflight", Types.STRING(), Types.PICKLED_BYTE_ARRAY()))
@@ -288,8 +298,10 @@ class Send(KeyedProcessFunction):
         ctx.timer_service().register_processing_time_timer(now - now % POLL_MS + POLL_MS)
 
     def close(self) -> None:
+        if _open_sends.get(getattr(self, "index", -1)) is self:
+            del _open_sends[self.index]
         loop = getattr(self, "loop", None)  # none when open() failed before it
-        if loop is not None:
+        if loop is not None and loop.thread.is_alive():  # not stopped yet
             loop.stop(self.sending.aclose())
         self.sending.close()
 

@@ -175,6 +175,12 @@ class _Runtime:
     def get_metrics_group(self) -> MetricGroup:
         return self.h.metrics
 
+    def get_index_of_this_subtask(self) -> int:
+        return 0
+
+    def get_number_of_parallel_subtasks(self) -> int:
+        return 1
+
 
 class _PerKey:
     """A state handle that reaches the state of the harness's current key, as Flink's keyed state does."""

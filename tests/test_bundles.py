@@ -267,3 +267,13 @@ def test_at_capacity_the_task_waits_for_a_send_to_finish() -> None:
     settled(send)
     assert sorted(p for p in h.advance(POLL_MS) if isinstance(p, bytes)) == [b"first", b"second"]
     send.close()
+
+
+def test_a_send_opened_again_in_the_same_python_closes_the_one_it_replaces() -> None:
+    """A thread-mode failover opens a new instance for the subtask without closing the old one: its send loop
+    (and app follower) would be left running, one more per failover."""
+    first, _ = sending(FakeSending())
+    second, _ = sending(FakeSending())
+    assert not first.loop.thread.is_alive() and second.loop.thread.is_alive()
+    second.close()
+    assert not second.loop.thread.is_alive()
