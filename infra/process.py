@@ -237,12 +237,3 @@ def cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
-
-
-def is_live(pid: int) -> bool:
-    """True unless the process is gone, a zombie, or stopped (SIGSTOP, a debugger): a stopped worker hangs its job."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X", "T", "t")

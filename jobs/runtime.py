@@ -325,8 +325,8 @@ def quiet_logs() -> None:
     """From a function's open(): the Python hands each log record to the JVM (process mode over gRPC, thread mode
     through pemja), so a line per request costs CPU on the hot path and buries what on-call looks for; the clients'
     warnings still show. Thread mode's pemja also sets the root logger to DEBUG, so every library's debug line was
-    formatted and handed over for the JVM's log4j to drop (hpack logs each header it encodes: a fifth of the
-    dispatch job's Python time, py-spy): INFO is the floor."""
+    formatted and handed over for the JVM's log4j to drop (hpack logs each header it encodes: seen in py-spy dumps
+    of the dispatch JVM): INFO is the floor."""
     root = logging.getLogger()
     if root.getEffectiveLevel() < logging.INFO:
         root.setLevel(logging.INFO)
