@@ -326,8 +326,8 @@ def build(settings: Settings) -> Any:
     retries = runtime.kafka_source(env, settings, topics.retry, group).process(ParseBatches(topics.retry)).name("parse-retries").uid("parse-retries")
     due = (retries.key_by(lambda b: f"{b['batch_id']}/{b['attempt']}", key_type=Types.STRING())
            .process(HoldUntilDue(), output_type=runtime.BYTES).name("hold-until-due").uid("hold-until-due"))
-    # one key per subtask (jobs/slots.py): a record read again goes to the subtask whose ledger saw it
-    slot_of = SlotOf(settings.parallelism(JOB), runtime.MAX_PARALLELISM)
+    # keyed by the record's own bytes (jobs/slots.py): a record read again goes to the subtask whose ledger saw it
+    slot_of = SlotOf(settings.parallelism(JOB))
     routed = (due.union(*lanes).key_by(slot_of, key_type=Types.STRING())
               .process(Send(settings), output_type=runtime.BYTES).name("send").uid("send-keyed"))
     for parsed in (routed, retries):
