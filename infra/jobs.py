@@ -23,7 +23,7 @@ KILL_AFTER_S = 1.0  # a supervisor restart: state comes back from the checkpoint
 # The job not RUNNING (RESTARTING, FAILING, ...): Flink's own restart waits at most 2 s (flink_config),
 # so this long means stuck (issue 19: RESTARTING for good after a checkpoint timed out).
 NOT_RUNNING_GRACE_S = 30.0
-# RUNNING, but tasks still restoring state or starting their Python worker: slow, not stuck, on a busy
+# RUNNING, but tasks still restoring state or starting their Python: slow, not stuck, on a busy
 # machine (up to ~70 s seen with two stacks on 2 cores)
 TASKS_STARTING_GRACE_S = 120.0
 NO_REST_GRACE_S = 60.0

@@ -317,8 +317,6 @@ def build(settings: Settings) -> Any:
     dispatch_policy.load(settings.dispatch_file)
     vendor_configs(settings)
     env = runtime.environment(settings, JOB, mode="thread")
-    # Each subtask (settings.parallelism) reads its own lane partitions, and retries are keyed by batch: a replayed batch
-    # comes back to the subtask whose send ledger saw it.
     topics = settings.topics
     group = f"pushpipe-{JOB}"
     # One source per lane: the operator reads its inputs in turn, so a lane's backlog does not queue the others.
