@@ -2,7 +2,8 @@
 
 Every process `pushpipe up` started (pid files under run_dir, and everything below them: the job
 JVMs, the dispatch Python worker, Elasticsearch's JVM) listens on loopback only, and every Flink JVM
-writes its log under PUSHPIPE_HOME, never into the installed pyflink package shared by all stacks."""
+writes its log under PUSHPIPE_HOME, never into the installed pyflink package shared by all stacks. Each job
+JVM also runs with infra/jobs.py's options (C1 only: README, design decisions)."""
 from __future__ import annotations
 
 import time
@@ -13,7 +14,7 @@ import pytest
 import proc_sockets as sockets
 from pushpipe.config import Settings
 from pushpipe.infra import beamloopback, process
-from pushpipe.infra.jobs import all_jobs
+from pushpipe.infra.jobs import JVM_ARGS, all_jobs
 
 pytestmark = pytest.mark.stack
 
@@ -42,13 +43,26 @@ def pyflink_logs() -> dict[str, tuple[int, float]]:
     return {p.name: (p.stat().st_size, p.stat().st_mtime) for p in log_dir.iterdir() if p.is_file()}
 
 
+def job_arguments(settings: Settings) -> dict[str, list[str]]:
+    """Each job's name -> its Flink JVM's command line."""
+    arguments = {}
+    for job in all_jobs():
+        jvm = job.jvm(settings)
+        assert jvm, f"{job.name}: no Flink JVM"
+        arguments[job.name] = process.cmdline(jvm).split()
+    return arguments
+
+
 def test_each_job_logs_under_its_own_home(pipeline: Settings) -> None:
     before = pyflink_logs()
-    for job in all_jobs():
-        jvm = job.jvm(pipeline)
-        assert jvm, f"{job.name}: no Flink JVM"
-        log_file = Path(next(a for a in process.cmdline(jvm).split() if a.startswith("-Dlog.file=")).split("=", 1)[1])
-        assert log_file.is_relative_to(pipeline.home), f"{job.name} logs to {log_file}"
+    for name, arguments in job_arguments(pipeline).items():
+        log_file = Path(next(a for a in arguments if a.startswith("-Dlog.file=")).split("=", 1)[1])
+        assert log_file.is_relative_to(pipeline.home), f"{name} logs to {log_file}"
         assert log_file.stat().st_size > 0
     time.sleep(12)  # two checkpoints of every job: each JVM logs something
     assert pyflink_logs() == before, "a job wrote into the pyflink package's log dir"
+
+
+def test_each_job_jvm_compiles_with_c1_only(pipeline: Settings) -> None:
+    for name, arguments in job_arguments(pipeline).items():
+        assert JVM_ARGS == "-XX:TieredStopAtLevel=1" and JVM_ARGS in arguments, f"{name}: {arguments[:8]}"
