@@ -1,7 +1,8 @@
 """Liveness of a job's Python workers, for the supervisor: is an operator call stuck, is a worker frozen.
 
 Every operator class is decorated with `watched`: each call of its process_element or on_timer notes, per
-thread, when it began. A daemon thread of the worker writes, every BEAT_S, run_dir/job-<job>/liveness/<pid>-<interpreter>.json
+thread, when it began (and its open() first sets the worker's garbage collector for streams, once: collector.py).
+A daemon thread of the worker writes, every BEAT_S, run_dir/job-<job>/liveness/<pid>-<interpreter>.json
 = {"at": wall ms, "busy_ms": the longest call in progress, in ms}. The supervisor (infra/jobs.py, through `stuck`) restarts the
 job when a live worker's file is older than FROZEN_S (no Python runs in it) or a call has been busy for longer
 than STUCK_S (an operator hangs): Flink itself notices neither for minutes.
@@ -22,6 +23,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
+
+from pushpipe import collector
 
 BEAT_S = 1.0
 FROZEN_S = 10.0  # no beat for this long: the worker runs no Python (GIL held by native code, a stopped thread)
@@ -51,7 +54,20 @@ def watched(cls: type[T]) -> type[T]:
         method = cls.__dict__.get(name)
         if method is not None:
             setattr(cls, name, _timed(method, f"{cls.__name__}"))
+    if hasattr(cls, "open"):
+        cls.open = _tuning(cls.open)  # type: ignore[attr-defined]
     return cls
+
+
+def _tuning(open_: Callable[..., None]) -> Callable[..., None]:
+    """open(), in a job's worker (where PUSHPIPE_JOB is set) after the collector is set for streams."""
+    @functools.wraps(open_)
+    def call(self: Any, *args: Any) -> None:
+        if os.environ.get("PUSHPIPE_JOB"):
+            collector.tune_for_streams()
+        open_(self, *args)
+
+    return call
 
 
 def _timed(method: Callable[..., Any], operator: str) -> Callable[..., Iterator[Any]]:

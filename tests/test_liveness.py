@@ -2,12 +2,15 @@
 supervisor reads beats (tests/test_supervision.py hangs real workers)."""
 from __future__ import annotations
 
+import gc
 import json
 import os
 import time
 from pathlib import Path
 
-from pushpipe import liveness
+import pytest
+
+from pushpipe import collector, liveness
 
 
 @liveness.watched
@@ -29,6 +32,31 @@ def test_a_watched_call_is_busy_while_it_runs_and_not_after() -> None:
     assert list(op.on_timer(1, None) or []) == []
     assert len(op.seen) == 2 and all(0 <= s < 1 for s in op.seen)
     assert liveness.busy_s(time.monotonic() + 100) == 0, "nothing is in progress afterwards"
+
+
+@liveness.watched
+class Opened:
+    def open(self, runtime_context: object) -> None:
+        self.thresholds = gc.get_threshold()
+
+
+def test_in_a_job_worker_open_sets_the_collector_for_streams_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = gc.get_threshold()
+    try:
+        monkeypatch.delenv("PUSHPIPE_JOB", raising=False)
+        Opened().open(None)
+        assert gc.get_threshold() == before, "outside a job's worker the collector is left alone"
+        monkeypatch.setenv("PUSHPIPE_JOB", "fanout")
+        opened = Opened()
+        opened.open(None)
+        assert opened.thresholds == collector.THRESHOLDS != before, "set before the operator's own open runs"
+        frozen = gc.get_freeze_count()
+        assert frozen > 0, "what existed at the first open is frozen"
+        Opened().open(None)
+        assert gc.get_freeze_count() == frozen, "a later open changes nothing"
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
 
 
 def beat(directory: Path, pid: int, age_s: float, busy_s: float, interpreter: str = "a") -> Path:
