@@ -140,13 +140,13 @@ class Written(NamedTuple):
     completed, as columns (both None for the last two). Carried through the window's state (pickled into RocksDB
     and back), a broadcast's receipts' rows cost 5.9 µs each as dicts, 1.2 as columns (measured); a result's own
     rows are made by the writer (lifecycle.result_rows), which costs less than carrying them. Versions before
-    carried rows as a list of dicts: a window restored from them is read with `receipt_rows`."""
+    carried rows as a list of dicts: a window restored from them is read with `rows_carried`."""
     record: Record
     summary: Summary | None
     rows: Rows | None
 
 
-def receipt_rows(written: Written) -> Rows:
+def rows_carried(written: Written) -> Rows:
     rows = written.rows
     return rows if isinstance(rows, Rows) else rows_of(rows or [])  # a list of dicts: a version before's Written
 
@@ -492,7 +492,7 @@ class WriteWindow(ProcessWindowFunction):
     def process(self, key: int, context: ProcessWindowFunction.Context, elements: Iterable[Written]) -> Iterator[int]:
         """ClickHouse and Elasticsearch side by side (each waits on its server, not on Python); raises if either failed."""
         written = list(elements)
-        messages = [(w.record, w.summary, receipt_rows(w)) for w in written if w.summary is not None]
+        messages = [(w.record, w.summary, rows_carried(w)) for w in written if w.summary is not None]
         rows = Rows()
         for record, _, receipt_rows in messages:
             rows.extend(rows_written(record, receipt_rows))
