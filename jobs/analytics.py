@@ -115,12 +115,11 @@ def add_result(summary: Summary, result: dict[str, Any]) -> Summary:
     return {"counts": counts, "vendors": vendors, "last_completed_at": max(summary["last_completed_at"], result["completed_at"])}
 
 
-def add_states(summary: Summary, rows: Rows) -> Summary:
+def add_states(summary: Summary, rows: list[Row]) -> Summary:
     """The message totals after receipts' new states (delivered, opened, ...: each once per token)."""
     counts = dict(summary["counts"])
-    for state in rows.columns["state"]:
-        if state in lifecycle.AFTER:
-            counts[state] = counts.get(state, 0) + 1
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
     return {**summary, "counts": counts}
 
 
@@ -136,27 +135,18 @@ def counted_key(result: Record) -> str:
 
 class Written(NamedTuple):
     """What the writer gets: a DispatchResult, a group of one message's receipts (ParseReceipts), a DeviceEvent or
-    a PreferenceEvent (with its `setting`), the message's totals after it and the lifecycle rows of receipts it
-    completed, as columns (both None for the last two). Carried through the window's state (pickled into RocksDB
-    and back), a broadcast's receipts' rows cost 5.9 µs each as dicts, 1.2 as columns (measured); a result's own
-    rows are made by the writer (lifecycle.result_rows), which costs less than carrying them. Versions before
-    carried rows as a list of dicts: a window restored from them is read with `rows_carried`."""
+    a PreferenceEvent (with its `setting`), the message's totals after it (None for the last two) and the lifecycle
+    rows of receipts it completed. A result's own rows are made by the writer (lifecycle.result_rows): carried
+    through the window's state, a broadcast batch's thousand row dicts cost more than making them."""
     record: Record
     summary: Summary | None
-    rows: Rows | None
+    rows: list[Row]
 
 
-def rows_carried(written: Written) -> Rows:
-    rows = written.rows
-    return rows if isinstance(rows, Rows) else rows_of(rows or [])  # a list of dicts: a version before's Written
-
-
-def rows_written(record: Record, receipt_rows: Rows) -> Rows:
+def rows_written(record: Record, receipt_rows: list[Row]) -> Rows:
     """The lifecycle_events rows of what MessageLifecycle passed on: a result's own, then the receipts' it completed."""
-    if is_receipts(record):
-        return receipt_rows
-    rows = lifecycle.result_rows(record)
-    rows.extend(receipt_rows)
+    rows = lifecycle.result_rows(record) if not is_receipts(record) else Rows()
+    rows.extend(rows_of(receipt_rows))
     return rows
 
 
@@ -276,15 +266,15 @@ class MessageLifecycle(KeyedProcessFunction):
             self.counted.put(key, True)
             summary = add_result(summary, record)
             rows = self.take_result(record)
-        summary = add_states(summary, rows)
+        summary = add_states(summary, [r for r in rows if r["state"] in lifecycle.AFTER])
         self.summary.update(summary)
         self.count(record)
         self.observe(rows)
         yield Written(record, summary, rows)
 
-    def take_result(self, result: Record) -> Rows:
+    def take_result(self, result: Record) -> list[Row]:
         """The rows of receipts that waited for this result (the writer makes the result's own: WriteWindow)."""
-        rows = Rows()
+        rows: list[Row] = []
         lives = lifecycle.result_lives(result)
         if self.message.value() is None:
             self.message.update(lifecycle.message_of(result))
@@ -294,7 +284,7 @@ class MessageLifecycle(KeyedProcessFunction):
                          for t, life in lives.items()}
             self.tokens.put_all(lives)
             if self.waiting_count.value():
-                rows = self.settle_waiting(lives)
+                rows += self.settle_waiting(lives)
         return rows
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Written]:
@@ -318,26 +308,25 @@ class MessageLifecycle(KeyedProcessFunction):
         first = next(iter(overdue.values()))[0]
         yield Written({"app_id": first["app_id"], "msg_id": first["msg_id"], "receipts": []}, summary, rows)  # written before
 
-    def settle_waiting(self, lives: dict[str, lifecycle.TokenLife]) -> Rows:
+    def settle_waiting(self, lives: dict[str, lifecycle.TokenLife]) -> list[Row]:
         """The rows of receipts that came before their tokens' results."""
-        rows, settled = Rows(), 0
+        rows, settled = [], 0
         for token, life in lives.items():
             waiting = self.waiting.get(token)
             if waiting is None:
                 continue
             for receipt in sorted(waiting, key=lifecycle.receipt_time):
                 life, new_row = lifecycle.add_receipt(life, receipt, self.message.value() or lifecycle.UNKNOWN_MESSAGE)
-                if new_row is not None:
-                    rows.append(new_row)
+                rows += [new_row] if new_row else []
             self.tokens.put(token, life)
             self.waiting.remove(token)
             settled += len(waiting)
         self.waiting_count.update(self.waiting_count.value() - settled)
         return rows
 
-    def take_receipts(self, receipts: list[Record], ctx: KeyedProcessFunction.Context) -> Rows:
+    def take_receipts(self, receipts: list[Record], ctx: KeyedProcessFunction.Context) -> list[Row]:
         message = self.message.value() or lifecycle.UNKNOWN_MESSAGE
-        rows = Rows()
+        rows: list[Row] = []
         waited = 0
         changed: dict[str, lifecycle.TokenLife] = {}  # written back at once: one call into the JVM
         for receipt in receipts:
@@ -373,14 +362,13 @@ class MessageLifecycle(KeyedProcessFunction):
         for (outcome_, code, final), n in tokens.items():
             self.counters.count("pushpipe_tokens", n, vendor=record["vendor"], outcome=outcome_, code=code, final=final)
 
-    def observe(self, rows: Rows) -> None:
+    def observe(self, rows: list[Row]) -> None:
         """The latency of each new delivered and opened state whose state before is known (each once per token, as the rows)."""
         latencies: dict[tuple[str, str], list[int]] = {}
-        columns = rows.columns
-        for state, latency_ms, vendor in zip(columns["state"], columns["latency_ms"], columns["vendor"], strict=True):
-            name = LATENCY_HISTOGRAMS.get(state)
-            if name and latency_ms >= 0:
-                latencies.setdefault((name, vendor), []).append(latency_ms)
+        for r in rows:
+            name = LATENCY_HISTOGRAMS.get(r["state"])
+            if name and r["latency_ms"] >= 0:
+                latencies.setdefault((name, r["vendor"]), []).append(r["latency_ms"])
         for (name, vendor), values in latencies.items():
             self.counters.observe(name, values, LATENCY_BUCKETS_MS, vendor=vendor)
 
@@ -401,7 +389,7 @@ class ParseDevices(ProcessFunction):
             if isinstance(item, deadletters.Tombstone):  # at the record's Kafka time: the same on a replay
                 item = deleted_device(item, ctx.timestamp() or runtime.now_ms())
             if isinstance(item, dict) and counts_for_devices(item) and not devices.event_problem(item):  # fan-out dead-letters those
-                yield Written(item, None, None)
+                yield Written(item, None, [])
             else:
                 self.counters.count("pushpipe_device_events_skipped")
 
@@ -422,7 +410,7 @@ class ParsePreferences(ProcessFunction):
             event = (deleted_preference(item) if isinstance(item, deadletters.Tombstone)
                      else with_setting(item) if isinstance(item, dict) and well_formed(item) else None)
             if event is not None:
-                yield Written(event, None, None)
+                yield Written(event, None, [])
             else:
                 self.counters.count("pushpipe_preference_events_skipped")
 
@@ -492,7 +480,7 @@ class WriteWindow(ProcessWindowFunction):
     def process(self, key: int, context: ProcessWindowFunction.Context, elements: Iterable[Written]) -> Iterator[int]:
         """ClickHouse and Elasticsearch side by side (each waits on its server, not on Python); raises if either failed."""
         written = list(elements)
-        messages = [(w.record, w.summary, rows_carried(w)) for w in written if w.summary is not None]
+        messages = [(w.record, w.summary, w.rows) for w in written if w.summary is not None]
         rows = Rows()
         for record, _, receipt_rows in messages:
             rows.extend(rows_written(record, receipt_rows))
@@ -503,7 +491,7 @@ class WriteWindow(ProcessWindowFunction):
         to_elasticsearch.result()
         yield len(written)
 
-    def write_clickhouse(self, written: list[Written], messages: list[tuple[Record, Any, Rows]], rows: Rows) -> None:
+    def write_clickhouse(self, written: list[Written], messages: list[tuple[Record, Any, list[Row]]], rows: Rows) -> None:
         self.ch.insert(self.tables["devices"], [lifecycle_sink.device_row(w.record) for w in written
                                                 if w.summary is None and not is_preference(w.record)])
         self.ch.insert(self.tables["results"], [clickhouse.result_row(record) for record, _, _ in messages if not is_receipts(record)])

@@ -43,7 +43,7 @@ def run(*records: dict[str, Any]) -> list[analytics.Written]:
 
 
 def states(written: list[analytics.Written]) -> list[tuple[str, str, int]]:
-    return [(r["token"], r["state"], r["latency_ms"]) for w in written for r in analytics.rows_written(w.record, analytics.rows_carried(w)).rows()]
+    return [(r["token"], r["state"], r["latency_ms"]) for w in written for r in analytics.rows_written(w.record, w.rows).rows()]
 
 
 def test_each_state_of_a_token_is_one_row_with_its_dimensions_and_the_time_since_the_state_before() -> None:
@@ -51,7 +51,7 @@ def test_each_state_of_a_token_is_one_row_with_its_dimensions_and_the_time_since
                   receipt("t1", "opened", 9_400, source="sdk"), receipt("t1", "clicked", 9_900, source="sdk"))
     assert states(written) == [("t1", "accepted", 1_000), ("t2", "invalid_token", -1), ("t1", "delivered", 400),
                                ("t1", "opened", 6_000), ("t1", "clicked", 500)]
-    opened = analytics.rows_carried(written[2]).rows()[0]
+    opened = written[2].rows[0]
     assert {k: opened[k] for k in ("brand", "model", "os_version", "app_version", "priority", "category", "campaign",
                                    "environment", "vendor", "pin", "source")} == {
         "brand": "xiaomi", "model": "2211133C", "os_version": "13", "app_version": "5.2.0", "priority": "high",
@@ -70,17 +70,9 @@ def test_a_delivery_reported_by_the_vendor_and_by_the_app_counts_once() -> None:
 def test_receipts_before_their_tokens_result_wait_for_it_and_land_in_order() -> None:
     written = run(receipt("t1", "opened", 9_000, source="sdk"), receipt("t1", "delivered", 4_000),
                   result([("t1", "accepted"), ("t2", "accepted")]))
-    assert [len(analytics.rows_carried(w)) for w in written[:2]] == [0, 0]
+    assert [w.rows for w in written[:2]] == [[], []]
     assert states(written) == [("t1", "accepted", 1_000), ("t2", "accepted", 1_000), ("t1", "delivered", 1_000),
                                ("t1", "opened", 5_000)]
-
-
-def test_receipt_rows_pass_as_columns_and_a_window_an_older_version_stored_still_reads() -> None:
-    written = run(result([("t1", "accepted")]), receipt("t1", "delivered", 3_400))
-    assert isinstance(written[1].rows, Rows) and written[1].rows.columns["state"] == ["delivered"]
-    as_before = written[1]._replace(rows=written[1].rows.rows())  # rows as a list of dicts, as versions before carried them
-    assert analytics.rows_carried(as_before).rows() == written[1].rows.rows()
-    assert len(analytics.rows_carried(written[1]._replace(rows=None))) == 0  # a device event's
 
 
 class InsertingClickHouse:
@@ -96,22 +88,19 @@ class InsertingClickHouse:
         self.insert(table, [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)])
 
 
-def test_the_writer_inserts_a_windows_lifecycle_rows_whichever_version_carried_them(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_writer_inserts_a_windows_results_receipts_and_their_lifecycle_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     sent_result = codec.new_record("DispatchResult", **result([("t1", "accepted"), ("t2", "invalid_token")]))  # every field
-    result_written, receipt_written = run(sent_result, receipt("t1", "delivered", 3_400))
-    as_before = receipt_written._replace(rows=receipt_written.rows.rows())  # a version before's, restored
+    window = run(sent_result, receipt("t1", "delivered", 3_400))
     ch, sent = InsertingClickHouse(), []
     writer = analytics.WriteWindow(Settings())
     writer.ch, writer.es, writer.beside = ch, None, ThreadPoolExecutor(1)
     writer.tables = {"results": "db.dispatch_results", "receipts": "db.receipts", "devices": "db.device_events"}
     writer.lifecycle = LifecycleWriter(ch, "db", started_ms=-10**9)  # type: ignore[arg-type]  # rows after its start
     monkeypatch.setattr(elastic, "write", lambda es, actions: sent.extend(actions))
-    for carried in (receipt_written, as_before):
-        ch.tables.clear()
-        assert list(writer.process(0, None, [result_written, carried])) == [2]
-        assert [(r["token"], r["state"]) for r in ch.tables["db.lifecycle_events"]] == [
-            ("t1", "accepted"), ("t2", "invalid_token"), ("t1", "delivered")]
-        assert [r["kind"] for r in ch.tables["db.receipts"]] == ["delivered"] and len(ch.tables["db.dispatch_results"]) == 1
+    assert list(writer.process(0, None, window)) == [2]
+    assert [(r["token"], r["state"]) for r in ch.tables["db.lifecycle_events"]] == [
+        ("t1", "accepted"), ("t2", "invalid_token"), ("t1", "delivered")]
+    assert [r["kind"] for r in ch.tables["db.receipts"]] == ["delivered"] and len(ch.tables["db.dispatch_results"]) == 1
     assert sent, "the message's totals go to Elasticsearch beside"
 
 
@@ -164,7 +153,7 @@ def test_a_late_receipt_hours_after_the_send_still_finds_its_token() -> None:
 def test_a_result_seen_again_adds_nothing_and_retried_tokens_wait_for_their_final_attempt() -> None:
     written = run(result([("t1", "throttled")], final=False), result([("t1", "throttled")], final=False),
                   result([("t1", "accepted")], attempt=1))
-    assert analytics.rows_written(written[0].record, analytics.rows_carried(written[0])).rows() == [] and len(written) == 2
+    assert analytics.rows_written(written[0].record, written[0].rows).rows() == [] and len(written) == 2
     assert states(written) == [("t1", "accepted", 1_000)]
 
 
@@ -179,7 +168,7 @@ def test_aggregated_outcomes_are_one_row_standing_for_their_count() -> None:
 def test_a_deliverys_receipt_states_are_read_back_from_its_lifecycle_rows() -> None:
     rows = [w_row for w in run(result([("t1", "accepted")]), receipt("t1", "delivered", 3_400),
                                receipt("t1", "opened", 4_000, source="sdk"), receipt("t1", "switched_off", 4_500))
-            for w_row in analytics.rows_carried(w).rows()]
+            for w_row in w.rows]
     stored = RowsClickHouse([r for r in rows if r["source"] in receipt_states.RECEIPT_SOURCES])
     delivery = {"msg_id": "m1", "token": "t1", "outcome": "accepted"}
     (read,) = receipt_states.with_receipts(stored, Settings(), "a", [delivery])
@@ -231,14 +220,14 @@ def test_rows_recorded_after_the_writer_started_are_inserted_without_a_check() -
 
 def test_a_receipt_whose_send_never_comes_counts_after_the_wait_without_its_dimensions() -> None:
     harness = Harness(analytics.MessageLifecycle())
-    assert harness.process(as_input(receipt("t9", "delivered", 3_400)), key="a|m1")[0].rows.rows() == []
+    assert harness.process(as_input(receipt("t9", "delivered", 3_400)), key="a|m1")[0].rows == []
     assert harness.advance(analytics.RECEIPT_WAIT_MS - 10_000) == []
     (late,) = harness.advance(10_000 + analytics.TIMER_GRAIN_MS)
-    assert [(r["token"], r["state"], r["latency_ms"], r["brand"]) for r in analytics.rows_carried(late).rows()] == [("t9", "delivered", -1, "")]
+    assert [(r["token"], r["state"], r["latency_ms"], r["brand"]) for r in late.rows] == [("t9", "delivered", -1, "")]
     assert late.summary["counts"] == {"delivered": 1}
     again = harness.process(as_input(receipt("t9", "delivered", 3_400, source="sdk")), key="a|m1")
     after = harness.process(as_input(result([("t9", "accepted")])), key="a|m1")
-    assert len(analytics.rows_carried(again[0])) == 0 and states(after) == [("t9", "accepted", 1_000)]
+    assert again[0].rows == [] and states(after) == [("t9", "accepted", 1_000)]
 
 
 def test_a_batch_of_receipts_of_several_messages_is_one_group_per_message() -> None:
@@ -302,7 +291,7 @@ def test_a_waiting_receipt_from_a_gateway_clock_ahead_is_looked_at_again_until_i
     harness.process(as_input(ahead), key="a|m1")
     assert harness.advance(analytics.RECEIPT_WAIT_MS + analytics.TIMER_GRAIN_MS) == []  # its first timer: not yet
     (late,) = harness.advance(4 * analytics.TIMER_GRAIN_MS)
-    assert [(r["token"], r["state"]) for r in analytics.rows_carried(late).rows()] == [("t9", "delivered")]
+    assert [(r["token"], r["state"]) for r in late.rows] == [("t9", "delivered")]
 
 
 def test_receipts_and_tokens_are_counted_by_their_labels_summed_once_per_record() -> None:
