@@ -40,6 +40,9 @@ PROCESS_MODE_STATE = "pyflink.fn_execution.state_impl"  # where the state classe
 EMBEDDED_RUNTIME_CONTEXT = "pyflink.fn_execution.datastream.embedded.runtime_context"  # thread mode's
 log = logging.getLogger("pushpipe.jobs")
 MAX_PARALLELISM = 128
+# A broadcast's DispatchBatch and DispatchResult records run to tens of kilobytes: at the producer's default 16 KB
+# each was a batch of its own, in a buffer allocated for it outside the producer's pool
+PRODUCER_BATCH_BYTES = 256 * 1024
 
 
 def checkpoint_uri(settings: Settings, job: str) -> str:
@@ -298,6 +301,7 @@ def kafka_sink(settings: Settings, topic: str) -> KafkaSink:
         .set_property("acks", "all")  # with min.insync.replicas 2 of 3 (infra/kafka.py), a broker's loss loses nothing
         .set_property("enable.idempotence", "true")  # a retried send is written once
         .set_property("linger.ms", "5")
+        .set_property("batch.size", str(PRODUCER_BATCH_BYTES))
         .set_property("compression.type", "lz4")
         .build()
     )
