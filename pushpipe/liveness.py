@@ -2,10 +2,11 @@
 
 Every operator class is decorated with `watched`: each call of its process_element or on_timer notes, per
 thread, when it began (and its open() first sets the worker's garbage collector for streams, once: collector.py).
-A daemon thread of the worker writes, every BEAT_S, run_dir/job-<job>/liveness/<pid>-<interpreter>.json
-= {"at": wall ms, "busy_ms": the longest call in progress, in ms}. The supervisor (infra/jobs.py, through `stuck`) restarts the
-job when a live worker's file is older than FROZEN_S (no Python runs in it) or a call has been busy for longer
-than STUCK_S (an operator hangs): Flink itself notices neither for minutes.
+A daemon thread of the worker writes, every BEAT_S, run_dir/job-<job>/liveness/<pid>-<interpreter>.json =
+{"at": wall ms, "busy_ms": the longest call in progress, in ms, "collector": the garbage collector's thresholds}.
+The supervisor (infra/jobs.py, through `stuck`) restarts the job when a live worker's file is older than FROZEN_S
+(no Python runs in it) or a call has been busy for longer than STUCK_S (an operator hangs): Flink itself notices
+neither for minutes.
 
 Failpoints, for tests: while run_dir/failpoints.json holds {"hang": "<job>/<OperatorClass>"}, the next call of
 that operator hangs for good (the fault the supervisor must catch); with {"fail": "<job>/<OperatorClass>"} its
@@ -14,6 +15,7 @@ calls raise (Flink fails the task over). Without the file nothing is checked but
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import logging
 import os
@@ -176,7 +178,7 @@ def stuck(run_dir: Path, job: str, alive: Callable[[int], bool]) -> str | None:
 def _beat(directory: Path) -> None:
     path = directory / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.json"  # this interpreter's
     while True:
-        beat = {"at": int(time.time() * 1000), "busy_ms": int(busy_s(time.monotonic()) * 1000)}
+        beat = {"at": int(time.time() * 1000), "busy_ms": int(busy_s(time.monotonic()) * 1000), "collector": gc.get_threshold()}
         try:
             directory.mkdir(parents=True, exist_ok=True)  # again: a restart of the job clears the directory
             partial = path.with_suffix(".part")

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pushpipe import liveness, observe
+from pushpipe import collector, liveness, observe
 from pushpipe.config import Settings
 from pushpipe.infra import flinkrest, process, restarts, stack
 from pushpipe.infra.clickhouse import ClickHouse
@@ -205,6 +205,18 @@ def busy_s(settings: Settings, job: str) -> float:
     """The longest operator call in progress in the job's workers, from their liveness beats."""
     beats = [json.loads(p.read_text()) for p in liveness.liveness_dir(settings.run_dir, job).glob("*.json")]
     return max((b["busy_ms"] / 1000 for b in beats), default=0.0)
+
+
+def test_each_jobs_python_workers_collect_garbage_as_set_for_streams(pipeline: Settings, producer: PushProducer,
+                                                                    admin: SimulatorAdmin, run_id: str) -> None:
+    app, users = f"collector-{run_id}", 3
+    register(producer, pipeline, app, run_id, waves=1, users=users)
+    push_wave(producer, app, run_id, 0, users)
+    observe.wait_for(lambda: admin.accepted(f"{run_id}00")["unique"] == users, 120, "the pushes")
+    for job in ("fanout", "dispatch", "analytics"):
+        beats = observe.wait_for(lambda job=job: [json.loads(p.read_text()) for p in liveness.liveness_dir(pipeline.run_dir, job).glob("*.json")],
+                                 30, f"{job}'s liveness beats")
+        assert {tuple(b["collector"]) for b in beats} == {collector.THRESHOLDS}, f"{job}: {beats}"
 
 
 def push_wave_from(producer: PushProducer, app: str, run_id: str, first: int, end: int) -> None:
