@@ -102,6 +102,7 @@ def test_the_writer_inserts_a_windows_results_receipts_and_their_lifecycle_rows(
         ("t1", "accepted"), ("t2", "invalid_token"), ("t1", "delivered")]
     assert [r["kind"] for r in ch.tables["db.receipts"]] == ["delivered"] and len(ch.tables["db.dispatch_results"]) == 1
     assert sent, "the message's totals go to Elasticsearch beside"
+    writer.beside.shutdown()
 
 
 def test_token_lives_are_stored_as_plain_tuples_and_those_an_older_version_stored_still_read() -> None:

@@ -1,7 +1,7 @@
 """Supervision through the real stack: a killed job, simulator or ClickHouse owner comes back on its own
 within 30 s and nothing is lost (issue 10 item 8); the dispatch JVM killed again and again under load, or
 frozen, sending resumes each time, and an operator that hangs in a running job is caught (issue 19); a failing
-job's status says why.
+job's status says why; each job's Python workers beat with their garbage collector set for streams.
 
 Each test produces to the real Kafka and checks what the vendor simulator accepted and ClickHouse
 counted; the supervisor (`pushpipe up` starts it) does the restarts, counted in restarts.json."""
