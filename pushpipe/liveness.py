@@ -65,7 +65,7 @@ def _tuning(open_: Callable[..., None]) -> Callable[..., None]:
     """open(), in a job's worker (where PUSHPIPE_JOB is set) after the collector is set for streams."""
     @functools.wraps(open_)
     def call(self: Any, *args: Any) -> None:
-        if os.environ.get("PUSHPIPE_JOB"):
+        if _in_job_worker():
             collector.tune_for_streams()
         open_(self, *args)
 
@@ -129,9 +129,14 @@ def _read_failpoints() -> dict[str, Any]:
         return {}
 
 
+def _in_job_worker() -> bool:
+    """A job's Python worker (its JVM sets PUSHPIPE_JOB), not a test or a tool importing the operators."""
+    return bool(os.environ.get("PUSHPIPE_JOB"))
+
+
 def _start_watchdog() -> None:
     global _watchdog
-    if _watchdog is not None or not os.environ.get("PUSHPIPE_JOB"):
+    if _watchdog is not None or not _in_job_worker():
         return
     with _started:
         if _watchdog is None:

@@ -75,23 +75,10 @@ def test_receipts_before_their_tokens_result_wait_for_it_and_land_in_order() -> 
                                ("t1", "opened", 5_000)]
 
 
-class InsertingClickHouse:
-    """Keeps what each table was given (rows, or columns as rows)."""
-
-    def __init__(self) -> None:
-        self.tables: dict[str, list[dict[str, Any]]] = {}
-
-    def insert(self, table: str, rows: list[dict[str, Any]]) -> None:
-        self.tables.setdefault(table, []).extend(rows)
-
-    def insert_columns(self, table: str, columns: dict[str, list[Any]]) -> None:
-        self.insert(table, [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)])
-
-
 def test_the_writer_inserts_a_windows_results_receipts_and_their_lifecycle_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     sent_result = codec.new_record("DispatchResult", **result([("t1", "accepted"), ("t2", "invalid_token")]))  # every field
     window = run(sent_result, receipt("t1", "delivered", 3_400))
-    ch, sent = InsertingClickHouse(), []
+    ch, sent = FakeClickHouse(set()), []
     writer = analytics.WriteWindow(Settings())
     writer.ch, writer.es, writer.beside = ch, None, ThreadPoolExecutor(1)
     writer.tables = {"results": "db.dispatch_results", "receipts": "db.receipts", "devices": "db.device_events"}
@@ -192,16 +179,24 @@ class RowsClickHouse:
 
 
 class FakeClickHouse:
+    """Answers the lifecycle writer's check for rows already written from `stored`; keeps what was inserted, in
+    all (`inserted`) and per table (`tables`), columns as rows."""
+
     def __init__(self, stored: set[tuple[str, ...]]) -> None:
         self.stored, self.queries, self.inserted = stored, 0, []
+        self.tables: dict[str, list[dict[str, Any]]] = {}
 
     def rows(self, sql: str, settings: Any = None) -> list[dict[str, str]]:
         self.queries += 1
         return [dict(zip(("token", "pin", "state", "code", "batch_id"), key[2:], strict=True)) for key in self.stored
                 if f"'{key[2]}'" in sql]
 
+    def insert(self, table: str, rows: list[dict[str, Any]]) -> None:
+        self.inserted += rows
+        self.tables.setdefault(table, []).extend(rows)
+
     def insert_columns(self, table: str, columns: dict[str, list[Any]]) -> None:
-        self.inserted += [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+        self.insert(table, [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)])
 
 
 def test_rows_recorded_before_the_writer_started_are_checked_and_those_already_written_skipped() -> None:

@@ -201,10 +201,14 @@ def test_an_operator_that_hangs_in_a_running_worker_is_caught_and_nothing_is_los
     assert liveness.STUCK_S - 2 < resumed < liveness.STUCK_S + BACK_WITHIN_S, "sending paused while the call hung"
 
 
+def beats(settings: Settings, job: str) -> list[dict]:
+    """The liveness beats of the job's workers, one per interpreter."""
+    return [json.loads(p.read_text()) for p in liveness.liveness_dir(settings.run_dir, job).glob("*.json")]
+
+
 def busy_s(settings: Settings, job: str) -> float:
     """The longest operator call in progress in the job's workers, from their liveness beats."""
-    beats = [json.loads(p.read_text()) for p in liveness.liveness_dir(settings.run_dir, job).glob("*.json")]
-    return max((b["busy_ms"] / 1000 for b in beats), default=0.0)
+    return max((b["busy_ms"] / 1000 for b in beats(settings, job)), default=0.0)
 
 
 def test_each_jobs_python_workers_collect_garbage_as_set_for_streams(pipeline: Settings, producer: PushProducer,
@@ -214,9 +218,8 @@ def test_each_jobs_python_workers_collect_garbage_as_set_for_streams(pipeline: S
     push_wave(producer, app, run_id, 0, users)
     observe.wait_for(lambda: admin.accepted(f"{run_id}00")["unique"] == users, 120, "the pushes")
     for job in ("fanout", "dispatch", "analytics"):
-        beats = observe.wait_for(lambda job=job: [json.loads(p.read_text()) for p in liveness.liveness_dir(pipeline.run_dir, job).glob("*.json")],
-                                 30, f"{job}'s liveness beats")
-        assert {tuple(b["collector"]) for b in beats} == {collector.THRESHOLDS}, f"{job}: {beats}"
+        beaten = observe.wait_for(lambda job=job: beats(pipeline, job), 30, f"{job}'s liveness beats")
+        assert {tuple(b["collector"]) for b in beaten} == {collector.THRESHOLDS}, f"{job}: {beaten}"
 
 
 def push_wave_from(producer: PushProducer, app: str, run_id: str, first: int, end: int) -> None:
