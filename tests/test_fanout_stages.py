@@ -234,6 +234,28 @@ def test_a_shard_keeps_its_devices_in_buckets_of_many(shards: Harness) -> None:
     assert sorted(sent) == sorted(tokens[1:])
 
 
+class CountedReads(Mapped):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def get(self, key: object) -> object:
+        self.reads += 1
+        return super().get(key)
+
+
+def test_a_device_event_reads_its_bucket_once(shards: Harness) -> None:
+    """A bind, a report and an unbind each read the token's bucket once, then write it (a 1,000,000-device app has
+    ~30 devices a bucket: reading it twice was a second unpickle of them per event)."""
+    shard = keys.shard_key("a", "tok1")
+    buckets = shards.states[("device_buckets", shard)] = CountedReads()
+    shards.process(ToShard(shard, "device", device_event("a", "u", "tok1")))
+    shards.process(ToShard(shard, "device", device_event("a", "u", "tok1", kind="report")))
+    assert buckets.reads == 2 and DeviceBuckets(buckets).get("tok1") is not None
+    shards.process(ToShard(shard, "device", device_event("a", "u", "tok1", kind="unbind")))
+    assert buckets.reads == 4 and buckets.data == {}, "read once more by the check above, once by the unbind; the empty bucket removed"
+
+
 def test_a_shard_written_with_an_entry_per_device_moves_them_into_buckets(shards: Harness) -> None:
     """State from before buckets (an entry per token in "devices") is adopted the first time its shard is touched."""
     shard = keys.shard_key("a", "old1")

@@ -62,7 +62,8 @@ class ShardDirectory(Directory):
     def update(self, event: Record) -> Iterator[Any]:
         if event["previous_token"]:
             self.devices.remove(event["previous_token"])
-        known = self.devices.get(event["token"])
+        entry = self.devices.entry(event["token"])  # after the previous token's removal: it may share the bucket
+        known = entry.summary
         owner = shards.receipt_owner(known, event)
         if owner is not None:  # back through device.feedback with its pin, for the pin's directory and this shard
             yield FEEDBACK, codec.encode("DeviceEvent", {**event, "pin": owner})
@@ -73,16 +74,17 @@ class ShardDirectory(Directory):
             yield FEEDBACK, codec.encode("DeviceEvent", unbind)
         after = shards.summary_after(known, event)
         if after is not None:
-            self.devices.put(event["token"], after)
+            entry.put(after)
         elif known is not None:
-            self.devices.remove(event["token"])
+            entry.remove()
 
     def forget(self, app_id: str, token: str) -> Iterator[Any]:
         """A token deleted by a tombstone: gone from the shard, and its pin told through device.feedback."""
-        known = self.devices.get(token)
+        entry = self.devices.entry(token)
+        known = entry.summary
         if known is None:
             return
-        self.devices.remove(token)
+        entry.remove()
         gone = codec.new_record("DeviceEvent", app_id=app_id, pin=known["pin"], token=token, kind="deregister",
                                 vendor=known["vendor"], platform=known["platform"], reason="tombstone", ts=self.clock())
         yield FEEDBACK, codec.encode("DeviceEvent", gone)
