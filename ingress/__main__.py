@@ -1,10 +1,10 @@
 """Run the send API: python -m pushpipe.ingress (address: the api_url setting)."""
 from __future__ import annotations
 
-import gc
 import logging
 from urllib.parse import urlsplit
 
+from pushpipe import collector
 from pushpipe.config import load
 from pushpipe.gateway.outbox import Outbox
 from pushpipe.ingress import api, asgi
@@ -20,7 +20,7 @@ def main() -> None:
     # linger 2 ms, not the gateway's 5: a send's answer waits for it (wrk, 32 connections: p50 4.8 ms where 7.8)
     outbox = Outbox(settings.kafka_bootstrap, client_id="pushpipe-ingress", ack_timeout_s=settings.api_ack_timeout_s, linger_ms=2)
     server = api.create(settings, apps, outbox, ElasticMessages(settings), ready=apps.loaded.is_set)
-    gc.freeze()  # what start-up made lives on: full collections skip it (in-process 75-86 ms pauses became 10; wrk p999 40-41 ms where 45-47)
+    collector.tune_for_streams()  # start-up frozen, young collections rare: each request's objects die by refcount
     asgi.serve(server, where.hostname or "127.0.0.1", where.port or 18470)
 
 
