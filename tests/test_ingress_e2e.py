@@ -9,6 +9,7 @@ import asyncio
 import re
 import subprocess
 import sys
+import time
 import uuid
 from typing import Any
 
@@ -85,10 +86,61 @@ def test_an_app_made_with_the_cli_sends_over_http_to_a_simulated_device(pipeline
     assert shown["state"] in ("accepted", "delivered", "opened") and shown["counts"]["accepted"] == 1
     again = caller.post("/push", {"target": "pin", "pins": ["alice"], "notification": {"title": "Shipped"}}, **{"Idempotency-Key": msg_id})
     assert again.status_code == 202  # the same message: fan-out's dedup window takes it once
+    after = caller.post("/push", {"target": "pin", "pins": ["alice"], "notification": {"title": "Delivered"}})
+    assert after.status_code == 202
+    observe.wait_for(lambda: observe.simulator_accepted(pipeline, run_id)["count"] >= 2, 90, "the next push to be accepted")
+    time.sleep(2)
+    assert observe.simulator_accepted(pipeline, run_id)["count"] == 2, "the resent message went out once"
     rotated = cli("app", "rotate-secret", app)
     assert rotated.returncode == 0, rotated.stderr
     observe.wait_for(lambda: caller.message(msg_id).status_code == 401, 30, "the old secret to stop working")
     assert Caller(pipeline, app, rotated.stdout.splitlines()[1].strip()).message(msg_id).status_code == 200
+
+
+def state_of(caller: Caller, msg_id: str) -> dict[str, Any]:
+    """The message's status once its first result is counted."""
+    return observe.wait_for(lambda: (r := caller.message(msg_id)).status_code == 200 and r.json(), 120, f"{msg_id}'s status")
+
+
+def test_the_device_routes_preferences_and_batches_of_the_real_api(pipeline: Settings, run_id: str) -> None:
+    """Each device route, preferences and a batch through the real API, each taking effect in the pipeline; their 400s and a batch's 413."""
+    caller = made(pipeline, f"dev-{run_id}")
+    first, refreshed = tok(run_id, 0x10), tok(run_id, 0x11)
+    bound(pipeline, caller, "dave", first)
+    report = caller.post("/devices/report", {"token": refreshed, "previous_token": first, "vendor": "apns", "pin": "dave"})
+    assert report.status_code == 202, report.text
+    no_token = caller.post("/devices/bind", {"vendor": "apns", "pin": "dave"})
+    assert no_token.status_code == 400 and set(no_token.json()["fields"]) == {"token"}
+    observe.wait_fanout_read(pipeline, timeout_s=90)
+    note = {"title": "Your table is ready"}
+    key = f"batch-{run_id}"
+    batch = caller.post("/push/batch", {"messages": [{"target": "pin", "pins": ["dave"], "notification": note},
+                                                     {"target": "pin", "pins": ["nobody"], "notification": note}]}, **{"Idempotency-Key": key})
+    assert batch.status_code == 202 and batch.json() == {"msg_ids": [f"{key}-0", f"{key}-1"]}
+    observe.wait_for(lambda: observe.simulator_accepted(pipeline, refreshed)["count"] == 1, 90, "the refreshed token to get the push")
+    assert observe.simulator_accepted(pipeline, first)["count"] == 0, "the token before the refresh gets nothing"
+    assert state_of(caller, f"{key}-1")["state"] == "not_sent"
+    empty = caller.post("/push/batch", {"messages": []})
+    assert empty.status_code == 400 and set(empty.json()["fields"]) == {"messages"}
+    oversize = {"target": "pin", "pins": ["dave"], "notification": {"title": "x" * pipeline.api_max_body_bytes}}
+    large = caller.post("/push/batch", {"messages": [oversize]})
+    assert large.status_code == 413
+    mute = caller.post("/preferences", {"pin": "dave", "kind": "mute"})
+    assert mute.status_code == 400 and set(mute.json()["fields"]) == {"kind"}
+    assert caller.post("/preferences", {"pin": "dave", "kind": "unsubscribe"}).status_code == 202
+    observe.wait_fanout_read(pipeline, timeout_s=90)
+    to_dave = {"target": "pin", "pins": ["dave"], "notification": note}
+    offer = {**to_dave, "category": "marketing"}  # unsubscribing stops marketing, not service messages
+    assert caller.post("/push", offer, **{"Idempotency-Key": f"unsub-{run_id}"}).status_code == 202
+    assert state_of(caller, f"unsub-{run_id}")["counts"].get("suppressed") == 1, "an unsubscribed user's offer is suppressed"
+    assert caller.post("/preferences", {"pin": "dave", "kind": "resubscribe"}).status_code == 202
+    for kind in ("unbind", "deregister"):
+        gone = caller.post(f"/devices/{kind}", {"token": refreshed, "vendor": "apns", **({"pin": "dave"} if kind == "unbind" else {})})
+        assert gone.status_code == 202, gone.text
+    observe.wait_fanout_read(pipeline, timeout_s=90)
+    assert caller.post("/push", to_dave, **{"Idempotency-Key": f"gone-{run_id}"}).status_code == 202
+    assert state_of(caller, f"gone-{run_id}")["state"] == "not_sent", "no device left after the unbind"
+    assert observe.simulator_accepted(pipeline, refreshed)["count"] == 1
 
 
 def test_the_4xx_answers_of_the_real_api(pipeline: Settings, run_id: str) -> None:
