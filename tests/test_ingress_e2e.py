@@ -175,7 +175,7 @@ def test_one_apps_credentials_never_reach_another_apps_messages_or_devices(pipel
     assert a.message(msg_id).status_code == 404, "a's own message of that id does not exist"
     mine = f"a-{msg_id}"
     assert a.post("/push", note, **{"Idempotency-Key": mine}).status_code == 202  # a's alice has no device
-    shown = observe.wait_for(lambda: (r := a.message(mine)).status_code == 200 and r.json(), 120, "a's message counted")
+    shown = state_of(a, mine)
     assert not shown["counts"].get("accepted") and shown["state"] == "not_sent"
     assert observe.simulator_accepted(pipeline, tok(run_id, 2))["count"] == 1, "b's device got b's push, and only that"
 
