@@ -12,7 +12,7 @@ from pushpipe.jobs.deadletters import DLQ
 from pushpipe.jobs.fanout import apprules, shards
 from pushpipe.jobs.fanout.devices import apply_event
 from pushpipe.jobs.fanout.expand import TEST_TO_PRODUCTION, expand_for_pin, new_pin_state
-from pushpipe.jobs.fanout.messages import RESULTS, ToShard
+from pushpipe.jobs.fanout.messages import RESULTS, TO_PIN, ToShard
 from pushpipe.jobs.fanout.parse import ParseRequests
 from pushpipe.jobs.fanout.records import Unsent
 from pushpipe.jobs.fanout.shard_directory import ShardDirectory
@@ -34,7 +34,9 @@ def parser(tmp_path: Path, required: bool = False) -> tuple[ParseRequests, Harne
 
 
 def parsed(parse: ParseRequests, request: dict[str, Any]) -> list[Any]:
-    return list(parse.process_element(codec.encode("PushRequest", request), None))
+    """The parser's outputs, a pin push due now (on its way to its pin) as the request it carries."""
+    out = parse.process_element(codec.encode("PushRequest", request), None)
+    return [item[1].record if isinstance(item, tuple) and item[0] is TO_PIN else item for item in out]
 
 
 def pin_with(*events: dict[str, Any]) -> dict[str, Any]:

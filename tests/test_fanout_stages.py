@@ -26,7 +26,7 @@ from pushpipe.jobs.fanout.messages import (
     ToPin,
     ToShard,
 )
-from pushpipe.jobs.fanout.parse import ParseDeviceEvents
+from pushpipe.jobs.fanout.parse import ParseDeviceEvents, routed
 from pushpipe.jobs.fanout.pin_directory import PinDirectory
 from pushpipe.jobs.fanout.shard_directory import ShardDirectory
 from pushpipe.jobs.fanout.shards import summary_after
@@ -130,6 +130,17 @@ def test_a_slice_timer_never_fires_a_schedule_early() -> None:
     assert h.state("scheduled", keys.message_key("app", later["msg_id"])).value() is not None, "the scheduled request still waits"
 
 
+def test_only_a_pin_push_due_now_goes_straight_to_its_pin() -> None:
+    now = push_request("app", ["u"], "t", "b")
+    tag, message = routed(now)
+    assert tag is TO_PIN and message.key == keys.pin_key("app", "u") and message.kind == "push"
+    assert message.record["pins"] == [] and message.record["taken_at"] > 0 and message.record["msg_id"] == now["msg_id"]
+    through_intake = [push_request("app", ["u"], "t", "b", deliver_at=now["created_at"] + 60_000),
+                      push_request("app", ["u"], "t", "b", recurrence="0 9 * * *"),
+                      push_request("app", ["u", "v"], "t", "b"), push_request("app", [], "t", "b", target="broadcast")]
+    assert [routed(request) for request in through_intake] == through_intake
+
+
 # ---- Pin directory ------------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -147,6 +158,23 @@ def test_a_pin_push_becomes_a_batch_per_vendor_and_an_unknown_pin_a_reason(pins:
     assert reasons(pins.process(ToPin(keys.pin_key("a", "nobody"), "request", push_request("a", ["nobody"], "t", "b")))) == ["no_devices"]
     expanded = {v: pins.metrics.count_of("pushpipe_tokens_expanded", stage="pin-directory", vendor=v) for v in ("apns", "hms")}
     assert expanded == {"apns": 1, "hms": 1}
+
+
+def test_a_pin_push_is_sent_once_whichever_way_it_came(pins: Harness) -> None:
+    key = keys.pin_key("a", "u")
+    pins.process(ToPin(key, "device", device_event("a", "u", "ios1")))
+    now, scheduled = made(push_request("a", ["u"], "t", "b"), NOON), made(push_request("a", ["u"], "t", "b"), NOON)
+    assert [b["tokens"] for b in batches(pins.process(ToPin(key, "push", now)))] == [["ios1"]]
+    assert [b["tokens"] for b in batches(pins.process(ToPin(key, "request", scheduled)))] == [["ios1"]], "from Intake"
+    for kind, again in (("push", now), ("request", now), ("push", scheduled)):
+        out = pins.process(ToPin(key, kind, again))
+        assert not batches(out) and reasons(out) == ["duplicate"] and results(out)[0]["outcomes"][0]["pin"] == "u"
+    stale = made(push_request("a", ["u"], "t", "b", ttl_s=60), NOON - 60_001)
+    assert reasons(pins.process(ToPin(key, "push", stale))) == ["past its TTL before it could be sent"]
+    assert reasons(pins.process(ToPin(key, "push", stale))) == ["duplicate"], "a resend of it too, as Intake says"
+    listed = made(push_request("a", ["u", "v"], "t", "b", msg_id=now["msg_id"]), NOON)
+    shared = [g.items for _, g in pins.process(ToPin(key, "request", listed))]
+    assert shared == [[("ios1", "u", "", "")]], "a pin list's share is Intake's to deduplicate"
 
 
 def test_an_unknown_pin_leaves_no_state_behind(pins: Harness) -> None:

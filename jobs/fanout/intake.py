@@ -1,5 +1,6 @@
 """Intake, per (app, msg_id): drops duplicates within the window, holds deliver_at and cron schedules in
-timers, expires requests past their TTL, and routes the rest to pins or shards.
+timers, expires requests past their TTL, and routes the rest to pins or shards. A pin push due now does not come
+here: the parser sends it straight to its pin (records.due_now_to_one_pin), whose directory does the same checks.
 
 A long pin list goes out PIN_SLICE pins at a time, a slice per timer: between slices the operator takes
 other requests, and the pin directory has room for them, so one request to 100,000 pins does not hold
@@ -22,7 +23,6 @@ from pushpipe.jobs import runtime
 from pushpipe.jobs.fanout import records
 from pushpipe.jobs.fanout.emit import not_sent
 from pushpipe.jobs.fanout.messages import PICKLED, TO_SHARD, ToPin, ToShard
-from pushpipe.jobs.fanout.records import Unsent
 from pushpipe.jobs.policy.schedule import next_fire
 from pushpipe.schemas import keys
 
@@ -56,7 +56,7 @@ class Intake(KeyedProcessFunction):
         now = self.clock()
         request = {**request, "taken_at": now}
         if self.seen.value():
-            yield from not_sent(request, "duplicate", [Unsent("", "suppressed", "duplicate")], now)
+            yield from not_sent(request, "duplicate", [records.DUPLICATE], now)
             return
         self.seen.update(True)
         due = request["deliver_at"] or (next_fire(request["recurrence"], now, request["recurrence_tz"]) if request["recurrence"] else now)
@@ -91,8 +91,8 @@ class Intake(KeyedProcessFunction):
 
     def release(self, request: Record, now: int, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         """A due request: expired, or routed to its pins (a long list, a slice at a time) or to the app's shards."""
-        if now > request["created_at"] + request["ttl_s"] * 1000:
-            yield from not_sent(request, "expired", [Unsent("", "expired", "past its TTL before it could be sent")], now)
+        if records.expired(request, now):
+            yield from not_sent(request, "expired", [records.EXPIRED], now)
             return
         pins = request["pins"]
         carried = records.without_pins(request)

@@ -41,7 +41,8 @@ def build(settings: Settings) -> StreamExecutionEnvironment:
     by_shard = (intake.get_side_output(TO_SHARD).union(events.get_side_output(TO_SHARD), prefs.get_side_output(TO_SHARD))
                 .key_by(key_of, key_type=Types.STRING())
                 .process(ShardDirectory(settings), output_type=BYTES).name("shard-directory").uid("shard-directory"))
-    pins = (intake.union(events, prefs, by_shard.get_side_output(TO_PIN)).key_by(key_of, key_type=Types.STRING())
+    to_pins = (reqs.get_side_output(TO_PIN), by_shard.get_side_output(TO_PIN))  # pin pushes due now, broadcasts
+    pins = (intake.union(events, prefs, *to_pins).key_by(key_of, key_type=Types.STRING())
             .process(PinDirectory(settings), output_type=BYTES).name("pin-directory").uid("pin-directory"))
     batched = (pins.get_side_output(GATHER).union(by_shard.get_side_output(GATHER)).key_by(key_of, key_type=Types.STRING())
                .process(Batcher(settings.batch_size), output_type=BYTES).name("batcher").uid("batcher"))

@@ -1,6 +1,7 @@
 """What travels between the fan-out's operators: one typed message per edge, keyed by its first field.
 
-    parsers, Intake ──ToPin──────> PinDirectory    (key: keys.user_key; the shards send broadcasts too)
+    parsers, Intake ──ToPin──────> PinDirectory    (key: keys.user_key; a pin push due now comes straight from
+                                                    the parser; the shards send broadcasts too)
     parsers, Intake ──ToShard────> ShardDirectory  (key: keys.shard_key)
     directories ─────Gather──────> Batcher         (key: keys.group_key)
     directories, Batcher ─SmallBatch─> Bundler     (key: keys.bundle_key)
@@ -29,7 +30,8 @@ PICKLED = Types.PICKLED_BYTE_ARRAY()
 PinKind = Literal[
     "device",  # a DeviceEvent of one of the pin's devices
     "preference",  # a PreferenceEvent of the pin
-    "request",  # a request to the pin (its pin list carried empty)
+    "request",  # a request to the pin from Intake (its pin list carried empty)
+    "push",  # a pin push due now, straight from the parser: the pin directory deduplicates it and checks its TTL
     "broadcast",  # a broadcast or segment that reaches one of the pin's devices and that policy can touch
 ]
 ShardKind = Literal[

@@ -11,8 +11,8 @@ from pushpipe.config import Settings
 from pushpipe.jobs import runtime
 from pushpipe.jobs.counting import StageCounters, counting_letters
 from pushpipe.jobs.deadletters import Tombstone, dead_letter, decode_or_dlq, decode_or_tombstone, tombstone_letter
-from pushpipe.jobs.fanout import apprules, devices
-from pushpipe.jobs.fanout.messages import TO_SHARD, ToPin, ToShard
+from pushpipe.jobs.fanout import apprules, devices, records
+from pushpipe.jobs.fanout.messages import TO_PIN, TO_SHARD, ToPin, ToShard
 from pushpipe.jobs.fanout.validate import InvalidRequest, validate, without_repeats
 from pushpipe.jobs.policy.classify import message_class
 from pushpipe.jobs.policy.policyfile import policy_config
@@ -61,7 +61,16 @@ class ParseRequests(ProcessFunction):
                 continue
             item["message_class"] = message_class(item["category"], self.classes)
             self.counters.count("pushpipe_requests_in", target=item["target"], priority=item["priority"])
-            yield item
+            yield routed(item)
+
+
+def routed(request: dict[str, Any]) -> Any:
+    """A pin push due now straight to its pin (a side output), everything else to Intake (the main output):
+    one keyed hop and one Python operator call fewer for the commonest request."""
+    if not records.due_now_to_one_pin(request):
+        return request
+    carried = {**records.without_pins(request), "taken_at": runtime.now_ms()}
+    return TO_PIN, ToPin(keys.pin_key(request["app_id"], request["pins"][0]), "push", carried)
 
 
 @liveness.watched

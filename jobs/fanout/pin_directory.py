@@ -20,7 +20,7 @@ from pushpipe.jobs.fanout import devices, records, shards
 from pushpipe.jobs.fanout.directory import Directory
 from pushpipe.jobs.fanout.emit import lane_batch, not_sent
 from pushpipe.jobs.fanout.expand import Expansion, expand_for_pin, new_pin_state
-from pushpipe.jobs.fanout.messages import GATHER, PICKLED, Gather, ToPin
+from pushpipe.jobs.fanout.messages import GATHER, PICKLED, Gather, PinKind, ToPin
 from pushpipe.jobs.fanout.records import Unsent
 from pushpipe.jobs.policy.preferences import InvalidPreference, apply_preference
 from pushpipe.schemas import keys
@@ -43,9 +43,16 @@ class PinDirectory(Directory):
         reached = MapStateDescriptor("broadcasts", Types.STRING(), Types.BOOLEAN())
         reached.enable_time_to_live(runtime.ttl(BROADCASTS_TTL))
         self.broadcasts = runtime_context.get_map_state(reached)
+        # pin pushes this pin has taken, by message id, for the dedup window (Intake's, for what passes through it)
+        pushes = MapStateDescriptor("pushes", Types.STRING(), Types.BOOLEAN())
+        pushes.enable_time_to_live(runtime.ttl(Time.seconds(self.settings.dedup_window_s)))
+        self.pushes = runtime_context.get_map_state(pushes)
 
     def process_element(self, value: ToPin, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         key, kind, record = value
+        if kind == "push" or (kind == "request" and record["target"] == "pin"):
+            yield from self.push(record, kind, keys.pin_of(key), ctx)
+            return
         state = self.state.value() or new_pin_state()
         if kind == "device":
             self.state.update({**state, "devices": devices.apply_event(state["devices"], record)})
@@ -60,6 +67,19 @@ class PinDirectory(Directory):
             if kind == "broadcast":
                 self.broadcasts.put(record["msg_id"], True)
             yield from self.expand(record, keys.pin_of(key), state, ctx)
+
+    def push(self, record: Record, kind: PinKind, pin: str, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
+        """A pin push, sent at most once per message id within the dedup window, whichever way it came: straight
+        from the parser when due now (its TTL checked here), or from Intake when it was scheduled."""
+        now = self.clock()
+        if self.pushes.get(record["msg_id"]):
+            yield from not_sent(record, "duplicate", [records.DUPLICATE], now, pin)
+            return
+        self.pushes.put(record["msg_id"], True)
+        if kind == "push" and records.expired(record, now):
+            yield from not_sent(record, "expired", [records.EXPIRED], now, pin)
+        else:
+            yield from self.expand(record, pin, self.state.value() or new_pin_state(), ctx)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
         due = [(msg_id, request) for msg_id, request in self.deferred.items() if request["_defer_until"] <= timestamp]

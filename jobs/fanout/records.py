@@ -62,6 +62,21 @@ class Unsent(NamedTuple):
     number: int = 0  # TokenOutcome.count
 
 
+DUPLICATE = Unsent("", "suppressed", "duplicate")  # a message id seen within the dedup window
+EXPIRED = Unsent("", "expired", "past its TTL before it could be sent")
+
+
+def expired(request: Record, now_ms: int) -> bool:
+    deadline: int = request["created_at"] + request["ttl_s"] * 1000
+    return now_ms > deadline
+
+
+def due_now_to_one_pin(request: Record) -> bool:
+    """A pin push neither scheduled nor recurring: it goes from the parser straight to its pin, whose state
+    deduplicates it and checks its TTL, without a hop through Intake."""
+    return request["target"] == "pin" and not request["deliver_at"] and not request["recurrence"]
+
+
 def without_unknown_pins(outcomes: list[Unsent]) -> list[Unsent]:
     """A pin list's outcomes with its unknown pins (no device ever registered: outcomes without token or pin)
     counted in one outcome, not one each: a request to 100,000 pins, most of them unknown, makes a few
