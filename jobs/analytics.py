@@ -523,12 +523,11 @@ def build(settings: Settings) -> Any:
     preferences_in = (runtime.kafka_source(env, settings, topics.preferences, group)
                       .process(ParsePreferences(topics.preferences), output_type=Types.PICKLED_BYTE_ARRAY())
                       .name("parse-preferences").uid("parse-preferences"))
-    messages = (results_in.union(receipts_in).key_by(message_key, key_type=Types.STRING())
+    messages = (runtime.keyed(message_key, results_in, receipts_in)
                 .process(MessageLifecycle(), output_type=Types.PICKLED_BYTE_ARRAY())
                 .name("message-totals").uid("message-totals"))
     written = (
-        messages.union(devices_in, preferences_in)
-        .key_by(lambda written: 0, key_type=Types.INT())  # one writer: few, fat bulk writes
+        runtime.keyed(lambda written: 0, messages, devices_in, preferences_in, key_type=Types.INT())  # one writer: few, fat bulk writes
         .window(TumblingProcessingTimeWindows.of(WINDOW))
         .process(WriteWindow(settings), output_type=Types.INT())
         .name("write-clickhouse-elasticsearch").uid("write-clickhouse-elasticsearch")

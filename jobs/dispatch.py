@@ -322,17 +322,17 @@ def build(settings: Settings) -> Any:
     # One source per lane: the operator reads its inputs in turn, so a lane's backlog does not queue the others.
     lanes = [runtime.kafka_source(env, settings, topic, group) for topic in topics.lanes]
     retries = runtime.kafka_source(env, settings, topics.retry, group).process(ParseBatches(topics.retry)).name("parse-retries").uid("parse-retries")
-    due = (retries.key_by(lambda b: f"{b['batch_id']}/{b['attempt']}", key_type=Types.STRING())
+    due = (runtime.keyed(lambda b: f"{b['batch_id']}/{b['attempt']}", retries)
            .process(HoldUntilDue(), output_type=runtime.BYTES).name("hold-until-due").uid("hold-until-due"))
     # keyed by the record's own bytes (jobs/slots.py): a record read again goes to the subtask whose ledger saw it
     slot_of = SlotOf(settings.parallelism(JOB))
-    routed = (due.union(*lanes).key_by(slot_of, key_type=Types.STRING())
+    routed = (runtime.keyed(slot_of, due, *lanes)
               .process(Send(settings), output_type=runtime.BYTES).name("send").uid("send-keyed"))
     for parsed in (routed, retries):
         runtime.sink_dlq(parsed, settings)
     routed.sink_to(runtime.kafka_sink(settings, topics.results)).name("push.results")
-    routed.get_side_output(RETRY).sink_to(runtime.kafka_sink(settings, topics.retry)).name("push.retry")
-    routed.get_side_output(FEEDBACK).sink_to(runtime.kafka_sink(settings, topics.device_feedback)).name("device.feedback")
+    runtime.side_output(routed, RETRY).sink_to(runtime.kafka_sink(settings, topics.retry)).name("push.retry")
+    runtime.side_output(routed, FEEDBACK).sink_to(runtime.kafka_sink(settings, topics.device_feedback)).name("device.feedback")
     return env
 
 

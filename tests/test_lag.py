@@ -337,7 +337,7 @@ def test_the_topics_measured_are_those_each_job_reads(monkeypatch: pytest.Monkey
         read.setdefault(group, set()).update([topics] if isinstance(topics, str) else topics)
         return Anything()
 
-    for name in ("environment", "kafka_sink", "sink_dlq", "discard"):
+    for name in ("environment", "kafka_sink", "sink_dlq", "discard", "keyed", "side_output"):
         monkeypatch.setattr(runtime, name, Anything())
     monkeypatch.setattr(runtime, "kafka_source", source)
     for name in ("dispatch_policy", "vendor_configs"):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyflink.common import Types
 from pyflink.datastream import StreamExecutionEnvironment
 
 from pushpipe.config import Settings
@@ -36,27 +35,27 @@ def build(settings: Settings) -> StreamExecutionEnvironment:
               .process(ParseDeviceEvents(",".join(device_topics), topics.compacted)).name("parse-device-events").uid("parse-device-events"))
     prefs = (runtime.kafka_source(env, settings, topics.preferences, group)
              .process(ParsePreferences(topics.preferences)).name("parse-preferences").uid("parse-preferences"))
-    intake = (reqs.key_by(message_key, key_type=Types.STRING())
+    side = runtime.side_output
+    intake = (runtime.keyed(message_key, reqs)
               .process(Intake(settings.dedup_window_s)).name("intake").uid("intake"))
-    by_shard = (intake.get_side_output(TO_SHARD).union(events.get_side_output(TO_SHARD), prefs.get_side_output(TO_SHARD))
-                .key_by(key_of, key_type=Types.STRING())
+    by_shard = (runtime.keyed(key_of, side(intake, TO_SHARD), side(events, TO_SHARD), side(prefs, TO_SHARD))
                 .process(ShardDirectory(settings), output_type=BYTES).name("shard-directory").uid("shard-directory"))
-    to_pins = (reqs.get_side_output(TO_PIN), by_shard.get_side_output(TO_PIN))  # pin pushes due now, broadcasts
-    pins = (intake.union(events, prefs, *to_pins).key_by(key_of, key_type=Types.STRING())
+    to_pins = (side(reqs, TO_PIN), side(by_shard, TO_PIN))  # pin pushes due now, broadcasts
+    pins = (runtime.keyed(key_of, intake, events, prefs, *to_pins)
             .process(PinDirectory(settings), output_type=BYTES).name("pin-directory").uid("pin-directory"))
-    batched = (pins.get_side_output(GATHER).union(by_shard.get_side_output(GATHER)).key_by(key_of, key_type=Types.STRING())
+    batched = (runtime.keyed(key_of, side(pins, GATHER), side(by_shard, GATHER))
                .process(Batcher(settings.batch_size), output_type=BYTES).name("batcher").uid("batcher"))
-    small = pins.get_side_output(TO_BUNDLER).union(by_shard.get_side_output(TO_BUNDLER), batched.get_side_output(TO_BUNDLER))
-    bundled = (small.key_by(key_of, key_type=Types.STRING())
+    small = (side(s, TO_BUNDLER) for s in (pins, by_shard, batched))
+    bundled = (runtime.keyed(key_of, *small)
                .process(Bundler(settings.batch_size), output_type=BYTES).name("bundler").uid("bundler"))
     for parsed in (reqs, events, prefs, pins):
         runtime.sink_dlq(parsed, settings)
     for priority, lane in LANES.items():
-        batches = pins.get_side_output(lane).union(*(s.get_side_output(lane) for s in (by_shard, batched, bundled)))
+        batches = side(pins, lane).union(*(side(s, lane) for s in (by_shard, batched, bundled)))
         batches.sink_to(runtime.kafka_sink(settings, topics.lane(priority))).name(topics.lane(priority))
-    tallied = (by_shard.get_side_output(REPORT).key_by(key_of, key_type=Types.STRING())
+    tallied = (runtime.keyed(key_of, side(by_shard, REPORT))
                .process(BroadcastTally(), output_type=BYTES).name("broadcast-tally").uid("broadcast-tally"))
-    results = intake.get_side_output(RESULTS).union(*(s.get_side_output(RESULTS) for s in (pins, by_shard, batched, tallied)))
+    results = side(intake, RESULTS).union(*(side(s, RESULTS) for s in (pins, by_shard, batched, tallied)))
     results.sink_to(runtime.kafka_sink(settings, topics.results)).name("push.results")
-    by_shard.get_side_output(FEEDBACK).sink_to(runtime.kafka_sink(settings, topics.device_feedback)).name("device.feedback")
+    side(by_shard, FEEDBACK).sink_to(runtime.kafka_sink(settings, topics.device_feedback)).name("device.feedback")
     return env
