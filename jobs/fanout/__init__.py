@@ -1,6 +1,7 @@
 """Fan-out job: requests, device events and preferences -> batches per vendor on the priority lanes.
 
     push.requests ─ parse (+ the app's rules, from the app registry) ─ key msg_id: Intake (dedup window, TTL, deliver_at and cron timers)
+        │  (a pin push due now skips Intake: straight to its PinDirectory, which deduplicates it and checks its TTL)
         ├─ pin, pins ──────────> key app|pin: PinDirectory (devices, preferences, caps, quiet hours,
         │                          templates, payload limits) ─> batches, or per pin-list to the Batcher
         └─ tokens, broadcast, ─> key app|shard: ShardDirectory (devices by token hash, the opt-outs
