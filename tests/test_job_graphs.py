@@ -13,7 +13,7 @@ from pushpipe.infra.flink import pipeline_jars
 from pushpipe.jobs import analytics, dispatch
 from pushpipe.jobs.fanout import job as fanout
 
-pytestmark = pytest.mark.stack
+pytestmark = pytest.mark.stack  # needs the jobs' jars (fetched with the stack), not its services
 KEY_BY_TASK = "_stream_key_by_map_operator"  # PyFlink's key_by: a Python operator of its own after a union
 IDENTITY_MAP = "Map"  # PyFlink's get_side_output: a Python identity map per side-output record
 
